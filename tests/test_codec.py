@@ -1,0 +1,147 @@
+"""The sans-IO reader: chunking does not matter, damage is reported and what came before is kept."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from argusflow.errors import CorruptInput
+from argusflow.records.codec import RecordReader, read_bytes
+from argusflow.records.source import iter_batches
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "spec" / "samples"
+BUNDLED = Path(__file__).resolve().parents[1] / "samples"
+
+
+def sample_files() -> list[Path]:
+    files = sorted(SAMPLES.glob("*.argus")) if SAMPLES.is_dir() else []
+    return files or sorted(BUNDLED.glob("*.argus"))
+
+
+def rich_bytes() -> bytes:
+    files = sample_files()
+    if not files:
+        pytest.skip("no Argus sample files: ../shared/spec/samples is absent and samples/ is empty")
+    return max(files, key=lambda p: p.stat().st_size).read_bytes()
+
+
+def feed_in_chunks(data: bytes, cuts: list[int]) -> tuple[pl.DataFrame, RecordReader]:
+    reader = RecordReader("chunks")
+    batches = []
+    last = 0
+    for cut in sorted(set(cuts)) + [len(data)]:
+        batches.append(reader.feed(data[last:cut]))
+        last = cut
+    reader.finish()
+    return pl.concat(batches), reader
+
+
+def test_every_sample_decodes_without_damage() -> None:
+    for path in sample_files():
+        batch = read_bytes(path.read_bytes(), str(path))
+        assert batch.height >= 2, path
+        assert batch["rtype"][0] == 0x80  # the START MAR is a record too
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=40_000), max_size=12))
+def test_chunk_boundaries_do_not_change_the_batch(cuts: list[int]) -> None:
+    data = rich_bytes()
+    whole = read_bytes(data)
+    chunked, reader = feed_in_chunks(data, [c % (len(data) + 1) for c in cuts])
+    assert reader.error is None
+    assert chunked.equals(whole)
+
+
+def test_truncated_file_keeps_records_before_the_cut() -> None:
+    data = rich_bytes()
+    whole = read_bytes(data)
+    cut = int(whole["offset"][2]) + 10  # inside the third record
+    reader = RecordReader("cut.argus")
+    batch = reader.feed(data[:cut])
+    error = reader.finish()
+    assert batch.height == 2
+    assert isinstance(error, CorruptInput)
+    assert error.offset == int(whole["offset"][2])
+    assert "cut.argus: byte" in str(error) and "ends inside a record" in str(error)
+
+
+def test_zero_length_record_is_reported_at_its_offset() -> None:
+    data = rich_bytes()
+    whole = read_bytes(data)
+    at = int(whole["offset"][1])
+    damaged = data[:at] + b"\x13\x10\x00\x00" + data[at:]
+    reader = RecordReader("zero.argus")
+    batch = reader.feed(damaged)
+    assert batch.height == 1
+    assert reader.error is not None and reader.error.offset == at
+    assert "record length 0 in a flow record" in str(reader.error)
+
+
+def test_empty_input_is_no_records_and_no_damage() -> None:
+    reader = RecordReader("empty")
+    assert reader.feed(b"").height == 0
+    assert reader.finish() is None
+
+
+@pytest.mark.parametrize("head", [b"\x00" * 200, b"GIF89a" + b"\x01" * 300, b"\x83\x10"])
+def test_not_an_argus_file(head: bytes) -> None:
+    reader = RecordReader("x")
+    reader.feed(head)
+    error = reader.finish()
+    assert error is not None and error.offset == 0
+
+
+def test_argus5_cookie_is_named() -> None:
+    data = bytearray(rich_bytes())
+    data[8:12] = bytes.fromhex("e57150cb")
+    with pytest.raises(CorruptInput, match="Argus 5"):
+        read_bytes(bytes(data))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_flipped_bits_never_crash(data: st.DataObject) -> None:
+    original = rich_bytes()
+    damaged = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 8))):
+        pos = data.draw(st.integers(0, len(damaged) - 1))
+        damaged[pos] ^= 1 << data.draw(st.integers(0, 7))
+    reader = RecordReader("fuzz")
+    batch = reader.feed(bytes(damaged))
+    reader.finish()
+    assert batch.height <= len(original) // 4
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.binary(min_size=0, max_size=2000))
+def test_random_bytes_after_a_good_start(junk: bytes) -> None:
+    good = rich_bytes()
+    reader = RecordReader("junk")
+    batch = reader.feed(good + junk)
+    reader.finish()
+    assert batch.height >= read_bytes(good).height or reader.error is not None
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
+def test_compressed_inputs_by_magic(tmp_path: Path, compress) -> None:
+    data = rich_bytes()
+    path = tmp_path / "records.bin"  # no telling extension: the magic number decides
+    path.write_bytes(compress(data))
+    batch = pl.concat(list(iter_batches(str(path))))
+    assert batch.equals(read_bytes(data))
+
+
+def test_small_chunks_through_iter_batches(tmp_path: Path) -> None:
+    data = rich_bytes()
+    path = tmp_path / "f.argus"
+    path.write_bytes(data)
+    batch = pl.concat(list(iter_batches(str(path), chunk_bytes=37)))
+    assert batch.equals(read_bytes(data))
