@@ -1,0 +1,417 @@
+"""Shared fixtures: where ../shared is, the real Argus tools, and Argus files made by the real argus.
+
+The real Argus 3.0.8 tools are the oracle. Tests call them by absolute path with `-X`, so that
+Debian's /etc/argus.conf and /etc/ra.conf cannot change what they do. Anything that needs them, or
+needs ../shared, skips with a reason when they are missing. A fresh machine has neither, and CI
+has both (tests/test_tools_present.py makes CI fail if either one is missing).
+
+Fixtures
+--------
+repo_root, shared_dir, bundled_sample      paths
+real_tool(name) -> Path                    /usr/bin/ra, /usr/sbin/argus, ... or skip
+run_real(args) -> Run(rc, stdout, stderr)  a real tool, TZ=UTC, with a timeout
+run_ours(args) -> Run(rc, stdout, stderr)  one of our console scripts from this venv, the same way
+corpus_captures                            every capture in ../shared/corpus
+corpus_manifest                            {capture name: MANIFEST.tsv row}
+corpus_argus_files                         {capture name: argus -X file}, only the good ones
+corpus_rich_argus_files                    the same made with -F spec/samples/rich.conf
+sample_argus_files, demo_argus_files       ../shared/spec/samples/*.argus, ../shared/research/demo/*.argus
+
+A test that takes `corpus_argus_file`, `corpus_rich_argus_file` or `sample_argus_file` (singular)
+runs once per file, with the file name as the test id. Listing the names costs one glob at
+collection time. The argus files are made on first use, all at once in parallel, and are kept in
+a session temp dir only. A capture that real argus does not turn into flow records skips with the
+reason. For example:
+
+    def test_text_matches(corpus_argus_file, run_real, run_ours):
+        real = run_real(["ra", "-X", "-n", "-r", corpus_argus_file])
+        ...
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+# Every test sees UTC: the real ra prints local time and so do we. This is set at import, before
+# any test module is imported.
+os.environ["TZ"] = "UTC"
+time.tzset()
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = REPO_ROOT.parent / "shared"
+BUNDLED_SAMPLE = REPO_ROOT / "samples" / "mix.argus"
+
+# Where Debian puts the real tools. argus and radium are in sbin, the ra* clients are in bin.
+REAL_TOOL_DIRS = (Path("/usr/sbin"), Path("/usr/bin"), Path("/sbin"), Path("/bin"))
+ARGUS_TIMEOUT_S = 30.0  # per capture. Real argus takes ~1 s per corpus file and has never hung.
+DEFAULT_TIMEOUT_S = 120.0
+ARGUS_PARALLEL = 8  # argus mostly sleeps (1 s poll steps), so more workers than CPUs pay off
+
+CORPUS_SKIP_NAMES = {"MANIFEST.tsv", "README.md"}
+SINGULAR_FIXTURES = {
+    "corpus_argus_file": "corpus_argus_files",
+    "corpus_rich_argus_file": "corpus_rich_argus_files",
+    "sample_argus_file": "sample_argus_files",
+}
+
+
+class Run(NamedTuple):
+    """What a finished process left: unpacks as (returncode, stdout, stderr)."""
+
+    returncode: int
+    stdout: str | bytes
+    stderr: str | bytes
+
+
+# ---------------------------------------------------------------- plain helpers (no pytest state)
+
+
+def find_real_tool(name: str) -> Path | None:
+    """Path of a real Argus (or system) tool by bare name, or None when it is not installed."""
+    if os.sep in name:
+        path = Path(name)
+        return path if path.is_file() and os.access(path, os.X_OK) else None
+    for folder in REAL_TOOL_DIRS:
+        path = folder / name
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def ours_bin_dir() -> Path:
+    """Console scripts of the venv that runs pytest (.venv/bin under `make test`)."""
+    return Path(sys.executable).parent
+
+
+def run_process(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    input: bytes | str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    text: bool = True,
+    cwd: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Run:
+    """Run argv with TZ=UTC and no stdin (unless given). A timeout fails the test rather than hanging CI."""
+    full_env = {**os.environ, "TZ": "UTC", **(env or {})}
+    if isinstance(input, str):
+        input = input.encode()
+    try:
+        done = subprocess.run(
+            [os.fspath(a) for a in argv],
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            cwd=cwd,
+            env=full_env,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"timed out after {timeout:g} s: {' '.join(map(os.fspath, argv))}")
+    if text:
+        # surrogateescape: the text compares byte for byte and round-trips any odd bytes.
+        return Run(
+            done.returncode,
+            done.stdout.decode("utf-8", "surrogateescape"),
+            done.stderr.decode("utf-8", "surrogateescape"),
+        )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def list_corpus_captures() -> list[Path]:
+    """Every capture in ../shared/corpus (empty when it is absent), sorted by name."""
+    corpus = SHARED_DIR / "corpus"
+    if not corpus.is_dir():
+        return []
+    return sorted(p for p in corpus.iterdir() if p.is_file() and p.name not in CORPUS_SKIP_NAMES)
+
+
+def list_sample_argus() -> list[Path]:
+    return sorted((SHARED_DIR / "spec" / "samples").glob("*.argus"))
+
+
+def count_flow_records(argus_file: Path) -> int:
+    """Flow records (not management records) as the real ra sees them. With -X, ra omits MARs."""
+    ra = find_real_tool("ra")
+    if ra is None:
+        return 0
+    try:
+        done = subprocess.run(
+            [ra, "-X", "-n", "-L", "-1", "-s", "proto", "-r", argus_file],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=ARGUS_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return 0
+    if done.returncode != 0:
+        return 0
+    return sum(1 for line in done.stdout.splitlines() if line.strip())
+
+
+def make_argus_file(capture: Path, out: Path, argus_args: Sequence[str]) -> str | None:
+    """Run the real argus on one capture. Returns None when `out` has flow records, else why not."""
+    argus = find_real_tool("/usr/sbin/argus")
+    if argus is None:
+        return "real argus is not installed (/usr/sbin/argus)"
+    out.unlink(missing_ok=True)  # argus -w appends to a file that is already there
+    try:
+        done = subprocess.run(
+            [argus, *argus_args, "-r", capture, "-w", out],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=ARGUS_TIMEOUT_S,
+            env={**os.environ, "TZ": "UTC"},
+        )
+    except subprocess.TimeoutExpired:
+        return f"real argus timed out after {ARGUS_TIMEOUT_S:g} s"
+    if done.returncode < 0:
+        return f"real argus died of {signal.Signals(-done.returncode).name} on it"
+    if done.returncode != 0:
+        return f"real argus exited {done.returncode} on it"
+    if not out.is_file() or count_flow_records(out) == 0:
+        return "real argus made no flow records from it"
+    return None
+
+
+class ArgusFileSet(NamedTuple):
+    """Argus files made from the corpus: the good ones, and why the others were left out."""
+
+    files: dict[str, Path]
+    rejected: dict[str, str]
+
+
+def build_argus_files(captures: list[Path], out_dir: Path, argus_args: Sequence[str]) -> ArgusFileSet:
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def one(capture: Path) -> tuple[str, Path, str | None]:
+        out = out_dir / f"{capture.name}.argus"
+        return capture.name, out, make_argus_file(capture, out, argus_args)
+
+    files: dict[str, Path] = {}
+    rejected: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=ARGUS_PARALLEL) as pool:
+        for name, out, why_not in pool.map(one, captures):
+            if why_not is None:
+                files[name] = out
+            else:
+                rejected[name] = why_not
+    return ArgusFileSet(files, rejected)
+
+
+# ---------------------------------------------------------------- hooks
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _load_hypothesis_profile()
+
+
+def _load_hypothesis_profile() -> None:
+    """Hypothesis without deadlines: this is a shared, noisy machine, and a slow example is not a bug.
+
+    In CI, examples are derandomized so that a failure can be reproduced from the log.
+    """
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:
+        return
+    settings.register_profile("dev", deadline=None)
+    settings.register_profile(
+        "ci",
+        deadline=None,
+        derandomize=True,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run tests that take a singular file fixture once per file, each file named in the test id."""
+    for singular in SINGULAR_FIXTURES:
+        if singular not in metafunc.fixturenames:
+            continue
+        paths = list_sample_argus() if singular == "sample_argus_file" else list_corpus_captures()
+        names = [p.name for p in paths] or ["no-shared-dir"]
+        metafunc.parametrize(singular, names, ids=names, indirect=True)
+
+
+# ---------------------------------------------------------------- path fixtures
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared beside the repository: specs, samples, corpus, bench inputs."""
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"needs {SHARED_DIR} (the team's shared folder beside the repo); absent on this machine")
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def bundled_sample() -> Path:
+    """samples/mix.argus: made by the real argus, committed, present on every machine."""
+    return BUNDLED_SAMPLE
+
+
+# ---------------------------------------------------------------- tool fixtures
+
+
+@pytest.fixture(scope="session")
+def real_tool() -> Callable[[str], Path]:
+    """real_tool("ra") -> /usr/bin/ra; skips the test when that tool is not installed."""
+
+    def resolve(name: str) -> Path:
+        path = find_real_tool(name)
+        if path is None:
+            pytest.skip(f"real tool {name!r} not installed (Debian: argus-server, argus-client)")
+        return path
+
+    return resolve
+
+
+@pytest.fixture(scope="session")
+def run_real(real_tool: Callable[[str], Path]) -> Callable[..., Run]:
+    """run_real(["ra", "-X", "-n", "-r", f]) -> Run(returncode, stdout, stderr), TZ=UTC.
+
+    The first element is a bare tool name or an absolute path. A missing tool skips the test.
+    Keywords: input (bytes/str for stdin), timeout (s), text (False -> bytes), cwd, env.
+    """
+
+    def run(args: Sequence[str | os.PathLike[str]], **kwargs: object) -> Run:
+        tool = real_tool(os.fspath(args[0]))
+        return run_process([tool, *args[1:]], **kwargs)  # type: ignore[arg-type]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def run_ours() -> Callable[..., Run]:
+    """run_ours(["ra", "-X", "-n", "-r", f]): our console script from this venv, run like run_real."""
+
+    def run(args: Sequence[str | os.PathLike[str]], **kwargs: object) -> Run:
+        script = ours_bin_dir() / os.fspath(args[0])
+        if not script.is_file():
+            pytest.fail(f"{script} missing: is the package installed? (`make test` installs it)")
+        return run_process([script, *args[1:]], **kwargs)  # type: ignore[arg-type]
+
+    return run
+
+
+# ---------------------------------------------------------------- file fixtures
+
+
+@pytest.fixture(scope="session")
+def corpus_captures(shared_dir: Path) -> list[Path]:
+    captures = list_corpus_captures()
+    if not captures:
+        pytest.skip(f"no captures in {shared_dir / 'corpus'}")
+    return captures
+
+
+def _corpus_set(
+    tmp_path_factory: pytest.TempPathFactory, captures: list[Path], label: str, argus_args: list[str]
+) -> ArgusFileSet:
+    if find_real_tool("/usr/sbin/argus") is None or find_real_tool("ra") is None:
+        pytest.skip("real argus and ra not installed (Debian: argus-server, argus-client)")
+    return build_argus_files(captures, tmp_path_factory.mktemp(label), argus_args)
+
+
+@pytest.fixture(scope="session")
+def _corpus_plain_set(tmp_path_factory: pytest.TempPathFactory, corpus_captures: list[Path]) -> ArgusFileSet:
+    return _corpus_set(tmp_path_factory, corpus_captures, "corpus-argus", ["-X"])
+
+
+@pytest.fixture(scope="session")
+def _corpus_rich_set(
+    tmp_path_factory: pytest.TempPathFactory, corpus_captures: list[Path], shared_dir: Path
+) -> ArgusFileSet:
+    # rich.conf is the spec samples' configuration: -A -J -Z -m, 5 s status, 16 bytes of user data.
+    rich_conf = shared_dir / "spec" / "samples" / "rich.conf"
+    args = ["-X", "-F", str(rich_conf)] if rich_conf.is_file() else ["-X", "-A", "-J", "-Z", "-m", "-S", "5"]
+    return _corpus_set(tmp_path_factory, corpus_captures, "corpus-rich-argus", args)
+
+
+@pytest.fixture(scope="session")
+def corpus_argus_files(_corpus_plain_set: ArgusFileSet) -> dict[str, Path]:
+    """{capture name: file made by `/usr/sbin/argus -X -r CAP -w OUT`} for captures that give flows."""
+    return _corpus_plain_set.files
+
+
+@pytest.fixture(scope="session")
+def corpus_rich_argus_files(_corpus_rich_set: ArgusFileSet) -> dict[str, Path]:
+    """The same as corpus_argus_files, with every metric group on (spec/samples/rich.conf)."""
+    return _corpus_rich_set.files
+
+
+@pytest.fixture(scope="session")
+def corpus_manifest(shared_dir: Path) -> dict[str, dict[str, str]]:
+    """../shared/corpus/MANIFEST.tsv as {file: row}. It has what real argus did with each capture
+    (argus_exit, argus_flow_records, argus_pkts, argus_bytes, argus_notes with NONDETERMINISTIC)."""
+    manifest = shared_dir / "corpus" / "MANIFEST.tsv"
+    if not manifest.is_file():
+        pytest.skip(f"{manifest} absent")
+    lines = [line for line in manifest.read_text().splitlines() if line and not line.startswith("#")]
+    return {row["file"]: row for row in csv.DictReader(lines, delimiter="\t")}
+
+
+@pytest.fixture(scope="session")
+def sample_argus_files(shared_dir: Path) -> list[Path]:
+    """../shared/spec/samples/*.argus: real-tool output with stored ra text (*.txt)."""
+    files = list_sample_argus()
+    if not files:
+        pytest.skip(f"no .argus files in {shared_dir / 'spec' / 'samples'}")
+    return files
+
+
+@pytest.fixture(scope="session")
+def demo_argus_files(shared_dir: Path) -> list[Path]:
+    """../shared/research/demo/*.argus."""
+    files = sorted((shared_dir / "research" / "demo").glob("*.argus"))
+    if not files:
+        pytest.skip(f"no .argus files in {shared_dir / 'research' / 'demo'}")
+    return files
+
+
+def _pick(request: pytest.FixtureRequest, file_set: ArgusFileSet) -> Path:
+    name = request.param
+    if name in file_set.files:
+        return file_set.files[name]
+    pytest.skip(f"{name}: {file_set.rejected.get(name, 'not in the corpus')}")
+
+
+@pytest.fixture
+def corpus_argus_file(request: pytest.FixtureRequest, shared_dir: Path) -> Path:
+    """One corpus capture's argus -X file (the test runs once per capture)."""
+    return _pick(request, request.getfixturevalue("_corpus_plain_set"))
+
+
+@pytest.fixture
+def corpus_rich_argus_file(request: pytest.FixtureRequest, shared_dir: Path) -> Path:
+    """One corpus capture's rich argus file (the test runs once per capture)."""
+    return _pick(request, request.getfixturevalue("_corpus_rich_set"))
+
+
+@pytest.fixture
+def sample_argus_file(request: pytest.FixtureRequest, shared_dir: Path) -> Path:
+    """One ../shared/spec/samples/*.argus file (the test runs once per file)."""
+    path = shared_dir / "spec" / "samples" / request.param
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    return path
