@@ -1,0 +1,17 @@
+"""Capture sources: pcap/pcapng readers that stream PacketBatch objects.
+
+    from argusflow.capture import open_capture
+    reader = open_capture("trace.pcap.gz")      # or "-" for stdin
+    for batch in reader:                        # PacketBatch, up to 64k packets each
+        ...
+    if reader.error:                            # damage stops reading; good packets came first
+        print(reader.error)
+"""
+
+from argusflow.capture.batch import PacketBatch
+from argusflow.capture.opener import open_capture
+from argusflow.capture.pcap_reader import PcapReader
+from argusflow.capture.pcapng_reader import PcapngReader
+from argusflow.capture.reader import CaptureReader
+
+__all__ = ["CaptureReader", "PacketBatch", "PcapReader", "PcapngReader", "open_capture"]
