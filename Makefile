@@ -32,8 +32,13 @@ help:
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
 	    "argusflow needs Python >= 3.11; this $(PYTHON) is %d.%d" % sys.version_info[:2])'
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	@# Debian's python3 lacks ensurepip until python3-venv is installed: as root, install it.
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+	        export DEBIAN_FRONTEND=noninteractive; \
+	        apt-get update -q < /dev/null && apt-get install -y -q python3-venv < /dev/null && \
+	        $(PYTHON) -m venv $(VENV); \
+	    else echo "make: '$(PYTHON) -m venv' failed; on Debian: apt-get install python3-venv" >&2; exit 1; fi; }
 
 $(VENV)/.installed-run: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e .
@@ -46,8 +51,8 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 # The main job on the bundled sample.  Until src/argusflow/cli/ra.py exists this says so
 # in one line instead of showing a traceback.
 run: $(VENV)/.installed-run
-	@$(PY) -c 'import argusflow.cli.ra' 2>/dev/null || \
-	    { echo "make run: argusflow.cli.ra is not importable yet (src/argusflow/cli/ra.py)" >&2; exit 2; }
+	@err=$$($(PY) -c 'import argusflow.cli.ra' 2>&1) || { \
+	    echo "make run: our ra cannot start yet: $$(printf '%s\n' "$$err" | tail -n 1)" >&2; exit 2; }
 	$(VENV)/bin/ra $(RA_ARGS) -r $(SAMPLE)
 
 # Real Argus tools (and tcpreplay, ip for the live tests): installed when missing and we are
