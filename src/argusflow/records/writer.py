@@ -47,11 +47,15 @@ CLIENT_ORDER = (
 TIME_SRC_START, TIME_SRC_END, TIME_DST_START, TIME_DST_END = 0x08, 0x10, 0x20, 0x40
 TIME_ABSOLUTE_TIMESTAMP, TIME_ABSOLUTE_RANGE, TIME_RELATIVE_RANGE = 0x01, 0x02, 0x05
 TIME_UTC_USEC = 0x18
-# Above this record duration (us) the client writer uses absolute timestamps (§6.3 c').
-RELATIVE_LIMIT_US = 1_000_000_000
+# Above this record duration (us) the 3.0.8 client writer uses absolute timestamps (§6.3 c'):
+# the offsets must fit an i32 (checked with ra: 1500 s relative, 2200 s absolute).
+RELATIVE_LIMIT_US = 2**31 - 1
 SECOND = 1_000_000
 ARP_KEY_WORDS = 13  # client writers re-emit ARP keys with a zeroed 32-byte address area
+RARP_KEY_WORDS = 7  # ... and RARP keys with 7 words (hardware addresses zeroed)
 ARP_NET_WORDS = 44  # the ARP responder object keeps its 44-word size
+
+NET_RTP = 0x0A
 
 HDR = [("type", "u1"), ("sub", "u1"), ("qual", "u1"), ("len", "u1")]
 
@@ -239,15 +243,17 @@ def flow_arp(b: Batch, rows: np.ndarray) -> Piece:
     rarp = (b.at("flow_qual", rows) & 0x1F) == ADDR_RARP
     fields = HDR + [("hrd", ">u2"), ("pro", ">u2"), ("hln", "u1"), ("pln", "u1"), ("op", ">u2"),
                     ("spa", ">u4"), ("tpa", ">u4"), ("hw", "u1", (32,))]
+    words = np.where(rarp, RARP_KEY_WORDS, ARP_KEY_WORDS)
     data = packed(len(rows), fields, {
-        **header(0x02, b.at("flow_subtype", rows), b.at("flow_qual", rows), ARP_KEY_WORDS),
+        **header(0x02, b.at("flow_subtype", rows), b.at("flow_qual", rows),
+                 np.where(rarp, RARP_KEY_WORDS, ARP_KEY_WORDS)),
         "hrd": b.at("arp_hrd", rows), "pro": b.at("arp_pro", rows),
         "hln": b.at("arp_hln", rows), "pln": b.at("arp_pln", rows), "op": b.at("arp_op", rows),
         # RARP keys carry only the target protocol address, in the first slot.
         "spa": np.where(rarp, b.at("daddr_lo", rows), b.at("saddr_lo", rows)),
         "tpa": np.where(rarp, 0, b.at("daddr_lo", rows)),
     })
-    return Piece(rows, data)
+    return Piece(rows, data, words * 4)
 
 
 def flow_matrix(b: Batch, rows: np.ndarray) -> Piece:
@@ -276,21 +282,27 @@ def opaque(b: Batch, rows: np.ndarray, kind: int, sub: str | int, qual: str | in
 def client_times(b: Batch, rows: np.ndarray) -> list[np.ndarray]:
     """The four timestamps as the client holds them after reading (spec §6.3).
 
-    When a direction has packets but no timestamps of its own (the argus default form keeps
-    only start and last, in the source slots) the client gives it the other direction's
-    times; with exactly one packet each way the source packet is the first and the
-    destination packet the last one.
+    When the destination has packets but no timestamps of its own (the argus default form keeps
+    only start and last, in the source slots) the client gives it the flow's times.  Observed
+    with ra on the corpus: with one packet each way the source packet is the first and the
+    destination packet the last one; with one packet on one side only, that side keeps just the
+    start time when start and last lie in different seconds.
     """
     ss, se = b.at("sstart", rows), b.at("slast", rows)
     ds, de = b.at("dstart", rows), b.at("dlast", rows)
     spk, dpk = b.at("spkts", rows), b.at("dpkts", rows)
     se = np.maximum(se, ss)
     de = np.maximum(de, ds)
+    start, last = ss, se
     to_dst = (dpk > 0) & (ds == 0) & (ss > 0)
     one_each = to_dst & (spk == 1) & (dpk == 1)
-    ds = np.where(to_dst, np.where(one_each, se, ss), ds)
-    de = np.where(to_dst, se, de)
-    se = np.where(one_each, ss, se)
+    new_second = start // SECOND != last // SECOND
+    src_single = to_dst & (spk == 1) & (dpk > 1) & new_second
+    dst_single = to_dst & (dpk == 1) & (spk > 1) & new_second
+    ds = np.where(to_dst, np.where(one_each, last, start), ds)
+    de = np.where(to_dst, np.where(dst_single, start, last), de)
+    se = np.where(one_each | src_single, start, se)
+    # The mirror case (source packets, times only in the destination slots) is copied back.
     to_src = (spk > 0) & (ss == 0) & (ds > 0)
     ss = np.where(to_src, ds, ss)
     se = np.where(to_src, de, se)
@@ -445,6 +457,9 @@ def tcp_direction_values(b: Batch, rows: np.ndarray, p: str) -> dict[str, object
     for name in ("status", "seqbase", "seq", "ack", "winnum", "bytes", "retrans", "ackbytes",
                  "winbytes", "win", "flags", "winshift"):
         values[f"{p}{name}"] = b.at(f"{p}tcp_{name}", rows)
+    # ra clears the window of a direction without packets (corpus).
+    silent = b.at(f"{p}pkts", rows) == 0
+    values[f"{p}win"] = np.where(silent, 0, values[f"{p}win"])
     return values
 
 
@@ -519,8 +534,9 @@ def enc_net(b: Batch, rows: np.ndarray) -> list[Piece]:
         (sub == NET_TCP_PERF, net_perf), (sub == NET_TCP_INIT, net_init),
         (sub == NET_TCP_STATUS, net_status), (sub == NET_ESP, net_esp),
     ]
-    # The empty network DSR of UDP and other flows is not written again by the clients.
-    known = np.isin(sub, (NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS, NET_ESP))
+    # The empty network DSR of UDP and other flows, and the RTP object, are not written again
+    # by the clients (samples, corpus).
+    known = np.isin(sub, (NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS, NET_ESP, NET_RTP))
     kinds.append((~known & ~((sub == NET_NONE) & (raw_len == 0)), net_opaque))
     return [encode(b, rows[mask]) for mask, encode in kinds if mask.any()]
 
