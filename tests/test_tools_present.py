@@ -18,10 +18,13 @@ REAL_TOOLS = ("/usr/sbin/argus", "/usr/sbin/radium", "/usr/bin/ra", "/usr/bin/ra
 SYSTEM_TOOLS = ("tcpreplay", "ip")  # used by the live-capture tests of later issues
 
 
-def _missing_or_skip(what: str, missing: list[str]) -> None:
+INSTALL_HINT = "make test installs them when run as root"
+
+
+def _missing_or_skip(what: str, missing: list[str], hint: str = INSTALL_HINT) -> None:
     if not missing:
         return
-    message = f"{what} missing: {', '.join(missing)} (make test installs them when run as root)"
+    message = f"{what} missing: {', '.join(missing)} ({hint})"
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
@@ -38,7 +41,8 @@ def test_system_tools_installed() -> None:
 
 def test_shared_dir_beside_repo(repo_root: Path) -> None:
     shared = repo_root.parent / "shared"
-    _missing_or_skip("../shared", [] if (shared / "corpus").is_dir() else [str(shared)])
+    missing = [] if (shared / "corpus").is_dir() else [str(shared)]
+    _missing_or_skip("../shared", missing, "CI clones the repo beside the team's shared folder")
 
 
 def test_real_ra_still_prints_the_bundled_sample(run_real, bundled_sample: Path) -> None:
