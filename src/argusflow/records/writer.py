@@ -723,6 +723,64 @@ ENCODERS: dict[str, Callable[[Batch, np.ndarray], list[Piece]]] = {
 }
 
 
+# --- ARP flows with the REVERSE bit ------------------------------------------------------------
+
+# ra leaves the encapsulation DSR as it is (corpus: tcpdump__arp-oobr.pcap).
+SWAPPED_PAIRS = (
+    ("sstart", "dstart"), ("slast", "dlast"), ("spkts", "dpkts"), ("sbytes", "dbytes"),
+    ("sappbytes", "dappbytes"), ("smaxsz", "dmaxsz"), ("sminsz", "dminsz"),
+    ("spktsz_hist", "dpktsz_hist"), ("svlan", "dvlan"), ("smac", "dmac"),
+    ("smpls", "dmpls"), ("sttl", "dttl"), ("stos", "dtos"), ("sipid", "dipid"),
+    ("sipopts", "dipopts"), ("suser_size", "duser_size"), ("suser", "duser"),
+    ("snstroke", "dnstroke"), ("sas", "das"), ("sco", "dco"),
+    *((f"sjit_{b}_{s}", f"djit_{b}_{s}") for b in ("act", "idl")
+      for s in ("n", "min", "mean", "stdev", "max")),
+)
+# Qualifier bits that name a direction: (column, source bits, destination bits).
+SWAPPED_BITS = (
+    ("vlan_qual", 0x01, 0x02), ("mac_qual", 0x01, 0x02), ("mpls_subtype", 0x01, 0x02),
+    ("mpls_qual", 0xF0, 0x0F), ("jit_qual", 0x03, 0x0C), ("attr_qual", 0x15, 0x2A),
+    ("dsrs", DSR_BITS["suser"], DSR_BITS["duser"]),
+)
+
+
+def swap_bits(col: str, src: int, dst: int) -> pl.Expr:
+    """Exchange the `src` and `dst` bit groups of a column (same width, `src` the lower one
+    when `shift` > 0)."""
+    shift = (src & -src).bit_length() - (dst & -dst).bit_length()
+    c = pl.col(col).cast(pl.Int64)
+    factor = 2 ** abs(shift)
+    if shift > 0:
+        moved = (c & src) // factor + (c & dst) * factor
+    else:
+        moved = (c & src) * factor + (c & dst) // factor
+    return (c & ~(src | dst)) + moved
+
+
+def unreverse_arp(df: pl.DataFrame) -> pl.DataFrame:
+    """ra reverses every other DSR of an ARP record whose key has the REVERSE bit (§6.2.8) and
+    writes the key without it; the reader keeps such records as stored."""
+    rev = ((pl.col("flow_subtype") & 0x3F) == 0x06) & ((pl.col("flow_subtype") & 0x40) > 0)
+    rev = rev & (pl.col("rtype") != RTYPE_MAR) & ((pl.col("dsrs") & DSR_BITS["flow"]) > 0)
+    if not df.select(rev.any()).item():
+        return df
+    exprs = []
+    for a, b in SWAPPED_PAIRS:
+        exprs.append(pl.when(rev).then(pl.col(b)).otherwise(pl.col(a)).alias(a))
+        exprs.append(pl.when(rev).then(pl.col(a)).otherwise(pl.col(b)).alias(b))
+    for col, src, dst in SWAPPED_BITS:
+        dtype = df.schema[col]
+        exprs.append(pl.when(rev).then(swap_bits(col, src, dst).cast(dtype))
+                     .otherwise(pl.col(col)).alias(col))
+    # Packet-size qualifier: the metric codes 5-8 (source only) and 9-12 (destination only).
+    q = pl.col("psize_qual")
+    flipped = pl.when((q >= 5) & (q <= 8)).then(q + 4).when((q >= 9) & (q <= 12)).then(q - 4)
+    exprs.append(pl.when(rev).then(flipped.otherwise(q).cast(pl.UInt8)).otherwise(q).alias("psize_qual"))
+    exprs.append(pl.when(rev).then(pl.col("flow_subtype") & 0xBF).otherwise(pl.col("flow_subtype"))
+                 .cast(pl.UInt8).alias("flow_subtype"))
+    return df.with_columns(exprs)
+
+
 # --- assembly --------------------------------------------------------------------------------
 
 def agr_rows(b: Batch, synthesise_agr: bool) -> np.ndarray:
@@ -745,7 +803,7 @@ def encode_batch(df: pl.DataFrame, synthesise_agr: bool = True) -> bytes:
     the batch row has none); False is racluster/radium (no aggregation DSR when the count is 1).
     MAR rows are copied from `mar_raw`.
     """
-    b = Batch(df)
+    b = Batch(unreverse_arp(df))
     n = b.n
     if n == 0:
         return b""
