@@ -1,0 +1,630 @@
+"""What ra derives from the stored DSR values: times, rates, state, dir, flags, names (spec §9).
+
+Every function returns a polars expression over the columns of `records.schema` (after
+`orient`), so that the printer, the filter, rasort and racluster compute a derived value the same
+way and over whole batches.  Single-precision float arithmetic is deliberate where ra 3.0.8 uses
+C `float` (rates, loads, mean sizes, aggregation statistics): it changes the printed digits.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import polars as pl
+
+from argusflow.records.schema import (
+    ADDR_ARP,
+    ADDR_ETHER,
+    ADDR_IPV4,
+    ADDR_IPV6,
+    ADDR_RARP,
+    DSR_BITS,
+    NET_ESP,
+    NET_TCP_INIT,
+    NET_TCP_PERF,
+    NET_TCP_STATUS,
+    RTYPE_MAR,
+    RTYPE_NETFLOW,
+)
+
+c = pl.col
+F32, F64 = pl.Float32, pl.Float64
+
+# TCP status bits (spec §6.7.1).
+SAW_SYN, SAW_SYN_SENT, CON_ESTABLISHED = 0x1, 0x2, 0x4
+FIN, FIN_ACK, NORMAL_CLOSE = 0x8, 0x10, 0x20
+SRC_RETRANS, DST_RETRANS = 0x100, 0x200
+SRC_WINDOW_SHUT, DST_WINDOW_SHUT = 0x400, 0x800
+SRC_RESET, DST_RESET = 0x1000, 0x2000
+SRC_CONGESTED, DST_CONGESTED = 0x4000, 0x8000
+SRC_OUTOFORDER, DST_OUTOFORDER = 0x10000, 0x20000
+
+# TCP header flags.
+TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK, TH_URG, TH_ECE, TH_CWR = 1, 2, 4, 8, 0x10, 0x20, 0x40, 0x80
+
+IPPROTO_ICMP, IPPROTO_IGMP, IPPROTO_TCP, IPPROTO_UDP = 1, 2, 6, 17
+IPPROTO_ESP, IPPROTO_ICMPV6 = 50, 58
+
+
+def has(dsr: str) -> pl.Expr:
+    """True where the record carried DSR `dsr`."""
+    return (c("dsrs") & DSR_BITS[dsr]) != 0
+
+
+def bit(column: str, mask: int) -> pl.Expr:
+    return (c(column) & mask) != 0
+
+
+def is_mar() -> pl.Expr:
+    return c("rtype") == RTYPE_MAR
+
+
+def addr_type() -> pl.Expr:
+    return c("flow_qual") & 0x1F
+
+
+def is_ip() -> pl.Expr:
+    return addr_type().is_in([ADDR_IPV4, ADDR_IPV6]) & (c("flow_subtype") != 3)
+
+
+def is_tcp() -> pl.Expr:
+    return is_ip() & (c("proto") == IPPROTO_TCP)
+
+
+def is_tcp_net() -> pl.Expr:
+    """A TCP flow that carries a TCP network object (TCP_INIT, TCP_STATUS or TCP_PERF)."""
+    return is_tcp() & has("net") & c("net_subtype").is_in([NET_TCP_INIT, NET_TCP_STATUS, NET_TCP_PERF])
+
+
+def is_icmp4() -> pl.Expr:
+    return (addr_type() == ADDR_IPV4) & (c("proto") == IPPROTO_ICMP) & (c("flow_subtype") != 3)
+
+
+def is_icmp6() -> pl.Expr:
+    return (addr_type() == ADDR_IPV6) & (c("proto") == IPPROTO_ICMPV6)
+
+
+def is_arp() -> pl.Expr:
+    return addr_type().is_in([ADDR_ARP, ADDR_RARP])
+
+
+def is_ether() -> pl.Expr:
+    return addr_type() == ADDR_ETHER
+
+
+# --- re-orientation (§9.7) ------------------------------------------------------------------
+
+# Column pairs swapped when ra reverses a record.
+_SWAP_PAIRS: list[tuple[str, str]] = [
+    ("saddr_hi", "daddr_hi"), ("saddr_lo", "daddr_lo"), ("sport", "dport"), ("smask", "dmask"),
+    ("sstart", "dstart"), ("slast", "dlast"), ("spkts", "dpkts"), ("sbytes", "dbytes"),
+    ("sappbytes", "dappbytes"), ("smaxsz", "dmaxsz"), ("sminsz", "dminsz"),
+    ("spktsz_hist", "dpktsz_hist"), ("sencaps", "dencaps"),
+    *[(f"stcp_{k}", f"dtcp_{k}") for k in (
+        "last", "status", "seqbase", "seq", "ack", "winnum", "bytes", "retrans", "ackbytes",
+        "winbytes", "win", "flags", "winshift")],
+    *[(f"sjit_{b}_{k}", f"djit_{b}_{k}")
+      for b in ("act", "idl") for k in ("n", "min", "mean", "stdev", "max")],
+    ("svlan", "dvlan"), ("smac", "dmac"), ("smpls", "dmpls"), ("sttl", "dttl"), ("stos", "dtos"),
+    ("sipid", "dipid"), ("sipopts", "dipopts"), ("suser_size", "duser_size"), ("suser", "duser"),
+    ("snstroke", "dnstroke"), ("sas", "das"), ("sco", "dco"),
+]
+
+# Qualifier bits that say "src part present" / "dst part present".
+_SWAP_BITS: dict[str, list[tuple[int, int]]] = {
+    "attr_qual": [(0x01, 0x02), (0x04, 0x08), (0x10, 0x20)],
+    "vlan_qual": [(0x01, 0x02)],
+    "mac_qual": [(0x01, 0x02)],
+    "jit_qual": [(0x01, 0x04), (0x02, 0x08)],
+    "mpls_subtype": [(0x01, 0x02)],
+}
+
+
+def _swap_bits(column: str, pairs: list[tuple[int, int]]) -> pl.Expr:
+    keep = 0xFF
+    out = None
+    for a, b in pairs:
+        keep &= ~(a | b)
+        moved = (pl.when(bit(column, a)).then(pl.lit(b)).otherwise(0)
+                 | pl.when(bit(column, b)).then(pl.lit(a)).otherwise(0))
+        out = moved if out is None else out | moved
+    return ((c(column) & keep) | out).cast(pl.UInt8)
+
+
+def reverse_mask(numeric_ports: bool, services: dict[int, str]) -> pl.Expr:
+    """Rows ra's TCP correction (§9.7 rule 1) reverses."""
+    status = c("tcp_status")
+    sflags, dflags = c("stcp_flags"), c("dtcp_flags")
+    candidate = is_tcp() & (addr_type() == ADDR_IPV4) & ~bit("flow_qual", 0x20) & has("net")
+    synack_only = bit("tcp_status", SAW_SYN_SENT) & ~bit("tcp_status", SAW_SYN)
+    sflag_syn = (sflags & TH_SYN) != 0
+    rule_a = synack_only & (
+        ((c("net_subtype") == NET_TCP_INIT) & sflag_syn)
+        | (c("net_subtype").is_in([NET_TCP_STATUS, NET_TCP_PERF])
+           & ((status & (CON_ESTABLISHED | NORMAL_CLOSE | FIN | FIN_ACK)) != 0))
+        | (sflag_syn & ((dflags & TH_RST) == 0) & (c("spkts") > 5) & (c("dpkts") > 5))
+        | (sflag_syn & ((sflags & TH_FIN) != 0) & (c("dpkts") == 0) & (c("spkts") > 0)
+           & (c("sbytes") > c("spkts") * 60))
+    )
+    if numeric_ports:
+        rule_b = pl.lit(False)
+    else:
+        known = list(services)
+        # Observed with ra 3.0.8 (samples/misc.argus): the record is turned round when the
+        # *destination* is the well-known, named port, so that it ends up as Sport.
+        rule_b = (((status & (SAW_SYN | SAW_SYN_SENT)) == 0)
+                  & (c("dport") <= 1023) & (c("sport") > 1023) & (c("dport") != 20)
+                  & c("dport").is_in(known))
+    return candidate & (rule_a | rule_b)
+
+
+def orient(batch: pl.DataFrame, numeric_ports: bool) -> pl.DataFrame:
+    """The batch with the records ra would reverse for printing turned round (§9.7)."""
+    rev = reverse_mask(numeric_ports, services("tcp"))
+    batch = batch.with_columns(rev.alias("_rev"))
+    if not batch["_rev"].any():
+        return batch.drop("_rev")
+    r = c("_rev")
+    swaps = []
+    for a, b in _SWAP_PAIRS:
+        swaps.append(pl.when(r).then(c(b)).otherwise(c(a)).alias(a))
+        swaps.append(pl.when(r).then(c(a)).otherwise(c(b)).alias(b))
+    for column, pairs in _SWAP_BITS.items():
+        swaps.append(pl.when(r).then(_swap_bits(column, pairs)).otherwise(c(column)).alias(column))
+    return batch.with_columns(swaps).drop("_rev")
+
+
+# --- times and durations --------------------------------------------------------------------
+
+def _nz_min(a: pl.Expr, b: pl.Expr) -> pl.Expr:
+    return (pl.when(a == 0).then(b).when(b == 0).then(a)
+            .otherwise(pl.min_horizontal(a, b)))
+
+
+def sstime_us() -> pl.Expr:
+    return pl.when(c("spkts") > 0).then(c("sstart")).otherwise(
+        pl.when(c("dpkts") > 0).then(0).otherwise(c("sstart")))
+
+
+def sltime_us() -> pl.Expr:
+    return pl.when(c("slast") == 0).then(sstime_us()).otherwise(
+        pl.when((c("spkts") > 0) | (c("dpkts") == 0)).then(c("slast")).otherwise(0))
+
+
+def dstime_us() -> pl.Expr:
+    return c("dstart")
+
+
+def dltime_us() -> pl.Expr:
+    return pl.when(c("dlast") == 0).then(c("dstart")).otherwise(c("dlast"))
+
+
+def stime_us() -> pl.Expr:
+    return _nz_min(c("sstart"), c("dstart"))
+
+
+def ltime_us() -> pl.Expr:
+    return pl.max_horizontal(c("slast"), c("dlast"), c("sstart"), c("dstart"))
+
+
+def seconds(us: pl.Expr) -> pl.Expr:
+    """Microseconds as ra's double seconds (sec + usec/1e6): the rounding shows with -p 9."""
+    return (us // 1_000_000).cast(F64) + (us % 1_000_000).cast(F64) / 1e6
+
+
+def span(start: pl.Expr, last: pl.Expr) -> pl.Expr:
+    return seconds(last) - seconds(start)
+
+
+def dur() -> pl.Expr:
+    return span(stime_us(), ltime_us())
+
+
+def sdur() -> pl.Expr:
+    return span(sstime_us(), sltime_us())
+
+
+def ddur() -> pl.Expr:
+    return span(dstime_us(), dltime_us())
+
+
+# --- counters, rates, loads -------------------------------------------------------------------
+
+def f32(e: pl.Expr) -> pl.Expr:
+    return e.cast(F32)
+
+
+def pkts() -> pl.Expr:
+    return c("spkts") + c("dpkts")
+
+
+def bytes_() -> pl.Expr:
+    return c("sbytes") + c("dbytes")
+
+
+def appbytes() -> pl.Expr:
+    return c("sappbytes") + c("dappbytes")
+
+
+def _dir_time(side: str) -> pl.Expr:
+    d = sdur() if side == "s" else ddur()
+    return f32(pl.when(d > 0).then(d).otherwise(dur()))
+
+
+def dir_rate(side: str) -> pl.Expr:
+    n = c(f"{side}pkts")
+    t = _dir_time(side)
+    return pl.when((n > 1) & (t > 0)).then(f32(n - 1) / t).otherwise(pl.lit(0.0, F32))
+
+
+def dir_load(side: str) -> pl.Expr:
+    n, b = c(f"{side}pkts"), c(f"{side}bytes")
+    t = _dir_time(side)
+    payload = f32(b - b // pl.when(n > 0).then(n).otherwise(1))
+    return pl.when((n > 1) & (t > 0)).then(payload * 8.0 / t).otherwise(pl.lit(0.0, F32))
+
+
+def rate() -> pl.Expr:
+    d = f32(dur())
+    return pl.when((pkts() > 1) & (d > 0)).then(f32(pkts() - 1) / d).otherwise(pl.lit(0.0, F32))
+
+
+def load() -> pl.Expr:
+    return dir_load("s") + dir_load("d")
+
+
+def pcr() -> pl.Expr:
+    s, d = f32(c("sappbytes")), f32(c("dappbytes"))
+    total = s + d
+    return pl.when(total > 0).then((s - d) / total).otherwise(pl.lit(-0.0, F32))
+
+
+def meansz(side: str) -> pl.Expr:
+    n = c(f"{side}pkts")
+    return pl.when(n > 0).then(f32(c(f"{side}bytes")) / f32(n)).otherwise(pl.lit(0.0, F32))
+
+
+# --- losses ------------------------------------------------------------------------------------
+
+def dir_loss(side: str) -> pl.Expr:
+    tcp = is_tcp_net() & (c("tcp_state") != 0) & (c(f"{side}pkts") > 0)
+    esp = is_ip() & (c("proto") == IPPROTO_ESP) & (c("net_subtype") == NET_ESP)
+    esp_loss = c("esp_lostseq") if side == "s" else pl.lit(0)
+    return (pl.when(tcp).then(c(f"{side}tcp_retrans"))
+            .when(esp).then(esp_loss).otherwise(0)).cast(pl.Int64)
+
+
+def loss() -> pl.Expr:
+    return dir_loss("s") + dir_loss("d")
+
+
+def _percent(part: pl.Expr, whole: pl.Expr) -> pl.Expr:
+    total = (whole + part).cast(F64)
+    return pl.when(total > 0).then(part.cast(F64) * 100.0 / total).otherwise(0.0)
+
+
+def ploss() -> pl.Expr:
+    return _percent(loss(), pkts())
+
+
+def dir_ploss(side: str) -> pl.Expr:
+    return _percent(dir_loss(side), c(f"{side}pkts"))
+
+
+# --- jitter (§6.12) -----------------------------------------------------------------------------
+
+def _block_present(side: str, block: str) -> pl.Expr:
+    bits = {("s", "act"): 1, ("s", "idl"): 2, ("d", "act"): 4, ("d", "idl"): 8}
+    return has("jitter") & bit("jit_qual", bits[(side, block)])
+
+
+def jit_present(side: str, block: str | None = None) -> pl.Expr:
+    if block is None:
+        return _block_present(side, "act") | _block_present(side, "idl")
+    return _block_present(side, block)
+
+
+def intpkt(side: str, block: str | None = None) -> pl.Expr:
+    """Mean inter-packet time in ms: one block, or both pooled by their counts."""
+    if block is not None:
+        return (c(f"{side}jit_{block}_mean").cast(F64) / 1000.0)
+    na, ni = c(f"{side}jit_act_n").cast(F64), c(f"{side}jit_idl_n").cast(F64)
+    ma, mi = c(f"{side}jit_act_mean").cast(F64), c(f"{side}jit_idl_mean").cast(F64)
+    n = na + ni
+    return pl.when(n > 0).then((ma * na + mi * ni) / n / 1000.0).otherwise(0.0)
+
+
+def jitter(side: str, block: str | None = None) -> pl.Expr:
+    """Inter-packet time standard deviation in ms (pooled when both blocks are present)."""
+    if block is not None:
+        return c(f"{side}jit_{block}_stdev").cast(F64) / 1000.0
+    act, idl = _block_present(side, "act"), _block_present(side, "idl")
+    na, ni = c(f"{side}jit_act_n").cast(F64), c(f"{side}jit_idl_n").cast(F64)
+    ma, mi = c(f"{side}jit_act_mean").cast(F64), c(f"{side}jit_idl_mean").cast(F64)
+    sa, si = c(f"{side}jit_act_stdev").cast(F64), c(f"{side}jit_idl_stdev").cast(F64)
+    n = na + ni
+    mean = (ma * na + mi * ni) / n
+    var = (na * (sa * sa + ma * ma) + ni * (si * si + mi * mi)) / n - mean * mean
+    pooled = var.clip(lower_bound=0.0).sqrt() / 1000.0
+    return (pl.when(act & idl & (n > 0)).then(pooled)
+            .when(act).then(sa / 1000.0).otherwise(si / 1000.0))
+
+
+# --- aggregation statistics (§6.16) ---------------------------------------------------------------
+
+def trans() -> pl.Expr:
+    return pl.when(has("agr") & (c("agr_count") > 0)).then(c("agr_count")).otherwise(1).cast(pl.UInt32)
+
+
+def agr_stat(name: str) -> pl.Expr:
+    """mean/min/max/stddev/sum of the aggregated durations; ra synthesises one sample if absent."""
+    d = f32(dur())
+    if name == "stddev":
+        return pl.when(has("agr")).then(c("agr_act_stdev")).otherwise(pl.lit(0.0, F32))
+    if name in ("sum", "runtime"):
+        n = f32(c("agr_act_n"))
+        return pl.when(has("agr")).then(n * c("agr_act_mean")).otherwise(d)
+    return pl.when(has("agr")).then(c(f"agr_act_{name}")).otherwise(d)
+
+
+# --- State (§9.4) -------------------------------------------------------------------------------
+
+_ICMP_STATES = {
+    0: "ECR", 4: "SRC", 5: "RED", 6: "AHA", 8: "ECO", 9: "RTA", 10: "RTS", 11: "TXD", 12: "PAR",
+    13: "TST", 14: "TSR", 15: "IRQ", 16: "IRR", 17: "MAS", 18: "MSR", 19: "SEC", 30: "TRC",
+    31: "DCE", 32: "MHR", 33: "WAY", 34: "IAH", 35: "MRQ", 36: "MRP", 37: "DNQ", 38: "DNP",
+    39: "SKP", 40: "PHO", 41: "NRS", 42: "NRA", 43: "NNS", 44: "NNA", 45: "PTB",
+    1: "   ", 2: "   ", 7: "   ", **{k: "ROB" for k in range(20, 30)},
+}
+_UNREACH = ["URN", "URH", "URO", "URP", "URF", "URS", "URNU", "URHU", "URISO", "URNPRO", "URHPRO",
+            "URNTOS", "URHTOS", "URFIL", "URPRE", "URCUT"]
+_ICMP6_STATES = {128: "ECO", 129: "ECR", 130: "MRQ", 131: "MHR", 143: "MHR", 133: "NRS", 134: "NRA",
+                 135: "NNS", 136: "NNA", 137: "RED", 2: "PTB"}
+_ICMP6_UNREACH = ["URNR", "URAD", "URBS", "URAR", "URP", "URSF", "URRR", "URES"]
+_MAR_STATES = {0x10: "STA", 0x20: "CON", 0x30: "STP", 0x60: "SHT", 0x80: "ERR"}
+
+
+def _lookup(key: pl.Expr, table: dict[int, str], default: str) -> pl.Expr:
+    return key.cast(pl.Int64).replace_strict(table, default=default, return_dtype=pl.String)
+
+
+def tcp_state() -> pl.Expr:
+    s = c("tcp_status")
+    both = (c("spkts") > 0) & (c("dpkts") > 0)
+    return (pl.when(s == 0).then(pl.when(both).then(pl.lit("CON")).otherwise(pl.lit("INT")))
+            .when((s & (SRC_RESET | DST_RESET)) != 0).then(pl.lit("RST"))
+            .when((s & (FIN | FIN_ACK)) != 0).then(pl.lit("FIN"))
+            .when((s & NORMAL_CLOSE) != 0).then(pl.lit("CLO"))
+            .when((c("cause") & 0x40) != 0).then(pl.lit("TIM"))
+            .when((s & CON_ESTABLISHED) != 0).then(pl.lit("CON"))
+            .when((s & SAW_SYN_SENT) != 0).then(pl.lit("ACC"))
+            .when((s & SAW_SYN) != 0).then(pl.lit("REQ"))
+            .otherwise(pl.lit("CON")))
+
+
+def icmp_state() -> pl.Expr:
+    mapped = has("icmpmap") & bit("icmpmap_qual", 0x07)
+    itype = pl.when(mapped).then(c("icmpmap_type")).otherwise(c("sport") // 256)
+    icode = pl.when(mapped).then(c("icmpmap_code")).otherwise(c("sport") % 256)
+    unreach = _lookup(icode, dict(enumerate(_UNREACH)), "UR")
+    return (pl.when(itype == 3).then(unreach)
+            .when(itype >= 46).then(pl.lit("UNK"))
+            .otherwise(_lookup(itype, _ICMP_STATES, "UNK")))
+
+
+def icmp6_key() -> pl.Expr:
+    """ICMPv6 type << 8 | code (in dport when the reader swapped the ports of a REVERSE key)."""
+    return pl.when(c("sport") == 0).then(c("dport")).otherwise(c("sport"))
+
+
+def icmp6_state() -> pl.Expr:
+    itype, icode = icmp6_key() // 256, icmp6_key() % 256
+    return (pl.when(itype == 1).then(_lookup(icode, dict(enumerate(_ICMP6_UNREACH)), "UNK"))
+            .when(itype == 3).then(pl.when(icode == 0).then(pl.lit("TXT")).otherwise(pl.lit("TXR")))
+            .when(itype == 4).then(_lookup(icode, {0: "PPH", 1: "PPNH", 2: "PPO"}, "UNK"))
+            .otherwise(_lookup(itype, _ICMP6_STATES, "UNK")))
+
+
+def other_state() -> pl.Expr:
+    sp, dp = c("spkts") > 0, c("dpkts") > 0
+    start_like = ((c("cause") & 0x10) != 0) | is_arp()
+    return (pl.when(sp & dp).then(pl.lit("CON"))
+            .when(sp).then(pl.when(start_like).then(pl.lit("INT")).otherwise(pl.lit("REQ")))
+            .otherwise(pl.lit("RSP")))
+
+
+def mar_state() -> pl.Expr:
+    cause = c("cause") & 0xF0
+    return (pl.when(c("cause") == 0x81).then(pl.lit("ADN"))
+            .when(c("cause") == 0x82).then(pl.lit("MAX"))
+            .otherwise(_lookup(cause, _MAR_STATES, "UNK")))
+
+
+_TCP_STATUS_LETTERS = [(SAW_SYN, "s"), (SAW_SYN_SENT, "S"), (CON_ESTABLISHED, "E"), (FIN, "f"),
+                       (FIN_ACK, "F"), (NORMAL_CLOSE, "C"), (SRC_RESET | DST_RESET, "R")]
+_TCP_FLAG_LETTERS = [(TH_FIN, "F"), (TH_SYN, "S"), (TH_RST, "R"), (TH_PSH, "P"), (TH_ACK, "A"),
+                     (TH_URG, "U"), (TH_ECE, "E"), (TH_CWR, "C")]
+
+
+def _letters(column: str, table: list[tuple[int, str]]) -> pl.Expr:
+    parts = [pl.when((c(column) & m) != 0).then(pl.lit(ch)).otherwise(pl.lit("")) for m, ch in table]
+    return pl.concat_str(parts)
+
+
+def state(zflag: str | None = None) -> pl.Expr:
+    """The State column; `zflag` 'z' gives TCP status letters, 'b'/'s'/'d' TCP flag letters."""
+    tcp = tcp_state()
+    if zflag == "z":
+        tcp = pl.when(is_tcp_net()).then(_letters("tcp_status", _TCP_STATUS_LETTERS)).otherwise(tcp)
+    elif zflag in ("s", "d", "b"):
+        src, dst = _letters("stcp_flags", _TCP_FLAG_LETTERS), _letters("dtcp_flags", _TCP_FLAG_LETTERS)
+        flags = {"s": src, "d": dst, "b": pl.concat_str([src, pl.lit("_"), dst])}[zflag]
+        tcp = pl.when(is_tcp_net()).then(flags).otherwise(tcp)
+    return (pl.when(is_mar()).then(mar_state())
+            .when(c("cause") == 0x80).then(pl.lit("ERR"))
+            .when(c("flow_subtype") == 3).then(pl.lit("UNK"))
+            .when(is_tcp()).then(tcp)
+            .when(is_icmp4()).then(icmp_state())
+            .when(is_icmp6()).then(icmp6_state())
+            .otherwise(other_state()))
+
+
+# --- Dir (§9.5) -----------------------------------------------------------------------------------
+
+def dir_() -> pl.Expr:
+    sp, dp = c("spkts") > 0, c("dpkts") > 0
+    left = pl.when(dp).then(pl.lit("<")).otherwise(pl.lit(" "))
+    right = pl.when(sp).then(pl.lit(">")).otherwise(pl.lit(" "))
+    known = bit("tcp_status", SAW_SYN | SAW_SYN_SENT)
+    middle = (pl.when(is_tcp_net() & ~known).then(pl.lit("?"))
+              .when(sp | dp).then(pl.lit("-")).otherwise(pl.lit(" ")))
+    plain = pl.concat_str([left, middle, right])
+    tcp_known = is_tcp_net() & known
+    glyph = (pl.when(~has("metric")).then(pl.lit(""))
+             .when(addr_type() == ADDR_ARP).then(pl.lit("who"))
+             .when(addr_type() == ADDR_RARP).then(pl.lit("tel"))
+             .when(tcp_known).then(pl.lit(" ->"))
+             .otherwise(plain))
+    return pl.when(is_mar()).then(pl.lit("")).otherwise(glyph)
+
+
+# --- Flgs (§9.3) ------------------------------------------------------------------------------------
+
+_ENCAPS_LETTERS = [(0x1, "m"), (0x2, "e"), (0x4, "v"), (0x8, "l"), (0x10, "p"), (0x20, "i"),
+                   (0x40, "G"), (0x80, "a"), (0x100, "P"), (0x200, "6"), (0x400, "H"), (0x800, "C"),
+                   (0x1000, "A"), (0x2000, "S"), (0x4000, "F"), (0x8000, "s"), (0x10000, "R"),
+                   (0x20000, "w"), (0x40000, "z"), (0x80000, "a"), (0x400000, "T"),
+                   (0x2000000, "J"), (0x4000000, "E")]
+
+
+def _popcount(e: pl.Expr) -> pl.Expr:
+    return e.cast(pl.UInt32).bitwise_count_ones()
+
+
+def _flag_encaps() -> pl.Expr:
+    enc = (c("sencaps") | c("dencaps")).cast(pl.UInt32)
+    single = pl.lit(" ")
+    for mask, ch in reversed(_ENCAPS_LETTERS):
+        single = pl.when(enc == mask).then(pl.lit(ch)).otherwise(single)
+    from_enc = pl.when(_popcount(enc) > 1).then(pl.lit("*")).otherwise(single)
+    no_enc = (pl.when(has("vlan")).then(pl.lit("v")).when(has("mac")).then(pl.lit("e"))
+              .when(has("mpls")).then(pl.lit("m")).otherwise(pl.lit(" ")))
+    base = pl.when(has("encaps")).then(from_enc).otherwise(no_enc)
+    return pl.when(has("mac") & bit("mac_qual", 0x03)).then(pl.lit("M")).otherwise(base)
+
+
+def _flag_icmpmap() -> pl.Expr:
+    mapped = has("icmpmap") & bit("icmpmap_qual", 0x07)
+    t = c("icmpmap_type")
+    letter = (pl.when(t == 3).then(pl.lit("U")).when(t == 5).then(pl.lit("R"))
+              .when(t == 11).then(pl.lit("T")).otherwise(pl.lit("I")))
+    return pl.when(mapped).then(letter).otherwise(pl.lit(" "))
+
+
+def _sd(src: pl.Expr, dst: pl.Expr, s: str, d: str, both: str) -> pl.Expr:
+    return (pl.when(src & dst).then(pl.lit(both)).when(src).then(pl.lit(s))
+            .when(dst).then(pl.lit(d)).otherwise(pl.lit(" ")))
+
+
+def _gap(side: str) -> pl.Expr:
+    p = f"{side}tcp_"
+    ok = (c(p + "retrans") == 0) & (c(p + "seq") != 0) & (c(p + "seqbase") != c(p + "ackbytes"))
+    gap = (c(p + "seq").cast(pl.Int64) - c(p + "seqbase").cast(pl.Int64)
+           - c(p + "bytes").cast(pl.Int64) - 1)
+    return ok & (gap > 0)
+
+
+def _flag_loss() -> pl.Expr:
+    st = c("tcp_status")
+    sre, dre = (st & SRC_RETRANS) != 0, (st & DST_RETRANS) != 0
+    retrans = _sd(sre, dre, "s", "d", "*")
+    gap = pl.when(_gap("s") | _gap("d")).then(pl.lit("g")).otherwise(pl.lit(" "))
+    ooo = _sd((st & SRC_OUTOFORDER) != 0, (st & DST_OUTOFORDER) != 0, "i", "r", "&")
+    perf = c("net_subtype") == NET_TCP_PERF
+    tcp = (pl.when(sre | dre).then(retrans)
+           .when(~is_ip() | (addr_type() == ADDR_IPV6)).then(pl.lit(" "))
+           .when(perf & (_gap("s") | _gap("d"))).then(gap)
+           .otherwise(ooo))
+    esp = (c("proto") == IPPROTO_ESP) & (c("net_subtype") == NET_ESP) & (c("esp_lostseq") != 0)
+    return pl.when(is_tcp_net()).then(tcp).when(is_ip() & esp).then(pl.lit("s")).otherwise(pl.lit(" "))
+
+
+def _flag_tcp(smask: int, dmask: int, s: str, d: str, both: str) -> pl.Expr:
+    st = c("tcp_status")
+    letters = _sd((st & smask) != 0, (st & dmask) != 0, s, d, both)
+    return pl.when(is_tcp_net() & (addr_type() == ADDR_IPV4)).then(letters).otherwise(pl.lit(" "))
+
+
+_IPOPT_LETTERS = {0x01: "R", 0x02: "T", 0x04: "+", 0x08: "L", 0x10: "D", 0x20: "S", 0x40: "A"}
+
+
+def _flag_ipopts() -> pl.Expr:
+    opts = pl.when(bit("attr_qual", 0x04)).then(c("sipopts")).otherwise(0) | pl.when(
+        bit("attr_qual", 0x08)).then(c("dipopts")).otherwise(0)
+    opts = opts.cast(pl.UInt32)
+    single = _lookup(opts, _IPOPT_LETTERS, "U")
+    return (pl.when(~has("attr") | (opts == 0)).then(pl.lit(" "))
+            .when(_popcount(opts) > 1).then(pl.lit("O")).otherwise(single))
+
+
+def _flag_frag() -> pl.Expr:
+    frag = (has("attr") & bit("attr_qual", 0x30)) | bit("flow_qual", 0x80)
+    return pl.when(frag).then(pl.lit("F")).when(has("net") & (c("net_subtype") == 0x45)).then(
+        pl.lit("f")).otherwise(pl.lit(" "))
+
+
+def flgs() -> pl.Expr:
+    """The 9-character Flgs string."""
+    first = (pl.when(c("rtype") == RTYPE_NETFLOW).then(pl.lit("N"))
+             .when(has("time") & bit("time_qual", 0x01)).then(pl.lit("T")).otherwise(pl.lit(" ")))
+    cor = pl.when(has("cor")).then(
+        (c("cor_raw").bin.size() // 24).cast(pl.String).str.slice(0, 1)).otherwise(pl.lit(" "))
+    parts = [first, _flag_encaps(), _flag_icmpmap(), _flag_loss(),
+             _flag_tcp(SRC_WINDOW_SHUT, DST_WINDOW_SHUT, "S", "D", "@"),
+             _flag_tcp(SRC_CONGESTED, DST_CONGESTED, "x", "t", "E"),
+             _flag_frag(), _flag_ipopts(), cor]
+    return pl.when(is_mar()).then(pl.lit(" " * 9)).otherwise(pl.concat_str(parts))
+
+
+# --- names --------------------------------------------------------------------------------------------
+
+@functools.cache
+def services(proto: str) -> dict[int, str]:
+    """Port -> first service name of /etc/services for `proto` ('tcp' or 'udp')."""
+    names: dict[int, str] = {}
+    path = Path("/etc/services")
+    if not path.exists():
+        return names
+    for line in path.read_text(errors="replace").splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) < 2 or "/" not in words[1]:
+            continue
+        port, _, kind = words[1].partition("/")
+        if kind == proto and port.isdigit():
+            names.setdefault(int(port), words[0])
+    return names
+
+
+@functools.cache
+def protocols() -> dict[int, str]:
+    """IP protocol number -> name (first entry of /etc/protocols), with ra's own fallbacks."""
+    names: dict[int, str] = {0: "ip", 1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 41: "ipv6",
+                             47: "gre", 50: "esp", 51: "ah", 58: "ipv6-icmp", 132: "sctp"}
+    path = Path("/etc/protocols")
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            words = line.split("#", 1)[0].split()
+            if len(words) >= 2 and words[1].isdigit():
+                names.setdefault(int(words[1]), words[0])
+    return names
+
+
+# Ether types ra names; anything else prints "unknown" unless -n.
+ETHER_TYPES = {0x0800: "ip", 0x0806: "arp", 0x8035: "rarp", 0x86DD: "ipv6", 0x8100: "802.1q",
+               0x8847: "mpls", 0x8848: "mpls-mc", 0x8863: "pppoed", 0x8864: "pppoes",
+               0x888E: "eapol", 0x88CC: "lldp", 0x9000: "loopback"}
+LLC_SAPS = {0x00: "null", 0x02: "isap", 0x03: "gsap", 0x04: "sna", 0x05: "sna", 0x06: "ip",
+            0x0E: "proway", 0x42: "stp", 0x4E: "mms", 0x5E: "isi", 0x7E: "x25", 0x80: "xns",
+            0x8E: "proway", 0xAA: "snap", 0xBC: "banyan", 0xE0: "ipx", 0xF0: "netbeui",
+            0xF4: "lanman", 0xFE: "iso", 0xFF: "global"}
