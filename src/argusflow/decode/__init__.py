@@ -1,0 +1,44 @@
+"""Vectorised packet decoding: PacketBatch -> DecodedBatch (one row per packet).
+
+    from argusflow.decode import decode_batch
+    dec = decode_batch(batch)
+    dec.src_lo, dec.dport, dec.tcp_flags, dec.status ...     # numpy columns (columns.COLUMNS)
+    dec.to_polars()
+
+Layers run in order over the whole batch, each on the packets it concerns: link layer
+(link.py), tags (tags.py: VLAN, MPLS, PPPoE, LLC/SNAP), network (network.py), transport and ARP
+(transport.py).  Headers are field tables (headers.py) read by one gather (fields.py).
+Truncated or malformed packets get a status and reason; nothing a packet holds can raise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from argusflow.capture.batch import PacketBatch
+from argusflow.decode.codes import Reason, Status
+from argusflow.decode.columns import COLUMNS, DecodedBatch
+from argusflow.decode.cursor import K_ARP, K_IPV4, K_IPV6, KIND, NXT_LLC, Cursor
+from argusflow.decode.link import decode_link
+from argusflow.decode.network import ipv4, ipv6
+from argusflow.decode.tags import decode_tags
+from argusflow.decode.transport import arp, decode_transport
+
+__all__ = ["COLUMNS", "DecodedBatch", "Reason", "Status", "decode_batch"]
+
+
+def decode_batch(batch: PacketBatch) -> DecodedBatch:
+    cur = Cursor(batch)
+    if cur.n == 0:
+        return cur.out
+    decode_link(cur, batch.linktype)
+    decode_tags(cur)
+    nxt = cur.nxt
+    cur.out.ethertype[:] = np.where(nxt <= 0xFFFF, nxt, 0)
+    kind = KIND[np.minimum(nxt, NXT_LLC + 1)]
+    for k, fn in ((K_IPV4, ipv4), (K_IPV6, ipv6), (K_ARP, arp)):
+        idx = np.flatnonzero(kind == k)
+        if len(idx):
+            fn(cur, idx)
+    decode_transport(cur)
+    return cur.out

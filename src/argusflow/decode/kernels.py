@@ -1,0 +1,114 @@
+"""Per-packet type-length-value walks (IP options, TCP options, IPv6 extension chains).
+
+Like record headers, options form a chain where each element's position depends on the previous
+one, so they are walked by a small loop per packet; numba compiles it, plain Python runs it when
+numba is missing.  Everything a walk finds is written into output arrays at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from argusflow.capture.walk import HAVE_NUMBA
+from argusflow.decode.codes import IPOPT_BITS, TCPOPT_BITS
+
+if HAVE_NUMBA:
+    import numba
+
+# option type -> bit, as dense tables the compiled loop can index
+IPOPT_TABLE = np.zeros(256, dtype=np.int64)
+for _k, _b in IPOPT_BITS.items():
+    IPOPT_TABLE[_k] = _b
+TCPOPT_TABLE = np.zeros(256, dtype=np.int64)
+for _k, _b in TCPOPT_BITS.items():
+    TCPOPT_TABLE[_k] = _b
+
+
+def _ip_options(buf: Any, pos: np.ndarray, length: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
+    """IPv4 options in buf[pos : pos + length] -> option bitmap; bit 0x80 marks a bad length."""
+    for i in range(pos.shape[0]):
+        p = pos[i]
+        end = p + length[i]
+        bits = 0
+        while p < end:
+            kind = int(buf[p])
+            if kind == 0:
+                break
+            if kind == 1:
+                p += 1
+                continue
+            if p + 1 >= end:
+                bits |= 0x80
+                break
+            olen = int(buf[p + 1])
+            if olen < 2 or p + olen > end:
+                bits |= 0x80
+                break
+            bits |= table[kind]
+            p += olen
+        out[i] = bits
+
+
+def _tcp_options(buf: Any, pos: np.ndarray, length: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
+    """TCP options in buf[pos : pos + length] -> out rows (bits, mss, wscale, tsval, tsecr);
+    bit 1 of `bits` marks a bad option length."""
+    for i in range(pos.shape[0]):
+        p = pos[i]
+        end = p + length[i]
+        bits = 0
+        while p < end:
+            kind = int(buf[p])
+            if kind == 0:
+                break
+            if kind == 1:
+                p += 1
+                continue
+            if p + 1 >= end:
+                bits |= 1
+                break
+            olen = int(buf[p + 1])
+            if olen < 2 or p + olen > end:
+                bits |= 1
+                break
+            bits |= table[kind]
+            if kind == 2 and olen == 4:
+                out[i, 1] = (int(buf[p + 2]) << 8) | int(buf[p + 3])
+            elif kind == 3 and olen == 3:
+                out[i, 2] = int(buf[p + 2])
+            elif kind == 8 and olen == 10:
+                v = 0
+                for k in range(2, 6):
+                    v = (v << 8) | int(buf[p + k])
+                out[i, 3] = v
+                v = 0
+                for k in range(6, 10):
+                    v = (v << 8) | int(buf[p + k])
+                out[i, 4] = v
+            p += olen
+        out[i, 0] = bits
+
+
+if HAVE_NUMBA:
+    _ip_options = numba.njit(cache=True, nogil=True)(_ip_options)
+    _tcp_options = numba.njit(cache=True, nogil=True)(_tcp_options)
+
+
+def _buf(buf: np.ndarray) -> Any:
+    return buf if HAVE_NUMBA else memoryview(buf)
+
+
+def ip_options(buf: np.ndarray, pos: np.ndarray, length: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(pos), dtype=np.int64)
+    if len(pos):
+        _ip_options(_buf(buf), pos.astype(np.int64), length.astype(np.int64), IPOPT_TABLE, out)
+    return out
+
+
+def tcp_options(buf: np.ndarray, pos: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """(n, 5) int64: option bits (spec §6.7.2, plus 1 = bad length), mss, wscale, tsval, tsecr."""
+    out = np.zeros((len(pos), 5), dtype=np.int64)
+    if len(pos):
+        _tcp_options(_buf(buf), pos.astype(np.int64), length.astype(np.int64), TCPOPT_TABLE, out)
+    return out
