@@ -5,9 +5,9 @@ complete so far as one polars DataFrame with the schema of `records.schema`; it 
 for the next call.  Damage stops the reader at the first bad record header: the records before
 it are still returned, and `reader.error` holds a `CorruptInput` saying where and what.
 
-Decoding is vectorised: only the walk over record headers is a sequential loop (each header
-gives the next one's position).  DSRs are then found with one vectorised pass per DSR depth and
-decoded per DSR type with the declarative layouts of `records.dsr_decode`.
+Decoding is vectorised: only framing (walking the record and DSR headers, each giving the next
+one's position) is a sequential kernel, `records.framing`; the DSRs are then decoded per DSR
+type for the whole batch with the declarative layouts of `records.dsr_decode`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import polars as pl
 
 from argusflow.errors import CorruptInput
 from argusflow.records import dsr_decode
+from argusflow.records.framing import BAD_MAR_LENGTH, OK, Frame, frame
 from argusflow.records.schema import RTYPE_MAR, SCHEMA
 
 COOKIE_V3 = 0xE5712DCB
@@ -24,7 +25,6 @@ COOKIE_V3_SWAPPED = 0xCB2D71E5
 COOKIE_V5 = 0xE57150CB
 COOKIE_V2 = 0xE5617ACB
 MAR_BYTES = 128
-# ra accepts records up to 0x40000 bytes; the 16-bit word count allows up to 262140.
 KNOWN_RTYPES = frozenset({0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80})
 
 
@@ -62,11 +62,13 @@ class RecordReader:
                 self._fail(0, problem)
                 return empty()
             self.start_mar = buf[:MAR_BYTES]
-        starts, lengths, end, problem = walk_records(buf)
-        batch = decode_records(buf, starts, lengths, self._consumed)
-        self.records_read += len(starts)
-        if problem is not None:
-            self._fail(self._consumed + end, problem)
+        data = dsr_decode.ByteBuffer(buf)
+        found = frame(data.u8[:len(buf)])
+        batch = decode_records(data, found, self._consumed)
+        self.records_read += len(found.starts)
+        end = found.end
+        if found.status != OK:
+            self._fail(self._consumed + end, framing_problem(buf, end, found.status))
         self._pending = buf[end:]
         self._consumed += end
         return batch
@@ -110,36 +112,10 @@ def incomplete_problem(rest: bytes) -> str:
     return f"input ends inside a record ({len(rest)} of its {want} bytes)"
 
 
-def walk_records(buf: bytes) -> tuple[np.ndarray, np.ndarray, int, str | None]:
-    """Find the complete records in `buf`.
-
-    Returns (starts, lengths in bytes, end of the last complete record, problem or None).
-    This is the one inherently sequential step: a header gives the next header's position.
-    """
-    n = len(buf)
-    starts: list[int] = []
-    lengths: list[int] = []
-    pos = 0
-    problem = None
-    append_start, append_len = starts.append, lengths.append
-    while pos + 4 <= n:
-        length = (buf[pos + 2] << 8 | buf[pos + 3]) << 2
-        kind = buf[pos] & 0xF0
-        if length == 0 or kind not in KNOWN_RTYPES or buf[pos] & 0x0F != 3:
-            problem = header_problem(buf, pos)
-            break
-        if kind == RTYPE_MAR and length not in (MAR_BYTES, 4):
-            problem = f"management record of {length} bytes (expected 128)"
-            break
-        if pos + length > n:
-            break
-        append_start(pos)
-        append_len(length)
-        pos += length
-    return np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64), pos, problem
-
-
-def header_problem(buf: bytes, pos: int) -> str:
+def framing_problem(buf: bytes, pos: int, status: int) -> str:
+    if status == BAD_MAR_LENGTH:
+        length = int.from_bytes(buf[pos + 2:pos + 4], "big") * 4
+        return f"management record of {length} bytes (expected 128)"
     byte0 = buf[pos]
     length = buf[pos + 2] << 8 | buf[pos + 3]
     if byte0 & 0xF0 not in KNOWN_RTYPES:
@@ -150,17 +126,14 @@ def header_problem(buf: bytes, pos: int) -> str:
     return f"record length {length} in a {kind} record"
 
 
-def decode_records(buf: bytes, starts: np.ndarray, lengths: np.ndarray, base: int) -> pl.DataFrame:
-    """Decode the records at `starts` into a batch; offsets are relative to the stream start."""
-    if len(starts) == 0:
+def decode_records(data: dsr_decode.ByteBuffer, found: Frame, base: int) -> pl.DataFrame:
+    """Decode the framed records into a batch; offsets are relative to the stream start."""
+    if len(found.starts) == 0:
         return empty()
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    # Padding lets field gathers read a little past a short DSR; decoders mask such fields.
-    padded = np.concatenate([arr, np.zeros(dsr_decode.GATHER_PAD, dtype=np.uint8)])
-    columns = dsr_decode.decode(padded, starts, lengths, buf)
-    columns["offset"] = (starts + base).astype(np.uint64)
-    columns["mar_raw"] = mar_bytes(buf, starts, lengths, columns["rtype"])
-    return to_frame(columns, len(starts))
+    columns = dsr_decode.decode(data, found)
+    columns["offset"] = (found.starts + base).astype(np.uint64)
+    columns["mar_raw"] = mar_bytes(data.raw, found.starts, found.lengths, columns["rtype"])
+    return to_frame(columns, len(found.starts))
 
 
 def mar_bytes(buf: bytes, starts: np.ndarray, lengths: np.ndarray, rtype: np.ndarray) -> list:
@@ -173,24 +146,24 @@ def mar_bytes(buf: bytes, starts: np.ndarray, lengths: np.ndarray, rtype: np.nda
 
 
 def to_frame(columns: dict, n: int) -> pl.DataFrame:
-    series = []
+    """Assemble the batch in schema order; columns no DSR wrote are zeros (or empty)."""
+    data = {}
     for name, dtype in SCHEMA.items():
         values = columns.get(name)
         if values is None:
-            series.append(pl.repeat(default_of(dtype), n, dtype=dtype, eager=True).alias(name))
-        else:
-            series.append(pl.Series(name, values, dtype=dtype))
-    return pl.DataFrame(series)
+            values = EMPTY_VALUES[dtype](n)
+        data[name] = pl.Series(name, values, dtype=dtype)
+    return pl.DataFrame(data)
 
 
-def default_of(dtype: pl.DataType) -> object:
-    if dtype == pl.Binary:
-        return b""
-    if dtype == pl.String:
-        return ""
-    if dtype in (pl.Float32, pl.Float64):
-        return 0.0
-    return 0
+EMPTY_VALUES = {
+    pl.Binary: lambda n: pl.repeat(b"", n, dtype=pl.Binary, eager=True),
+    pl.String: lambda n: pl.repeat("", n, dtype=pl.String, eager=True),
+    **{dtype: (lambda n, t=numpy_type: np.zeros(n, dtype=t)) for dtype, numpy_type in (
+        (pl.UInt8, np.uint8), (pl.UInt16, np.uint16), (pl.UInt32, np.uint32),
+        (pl.UInt64, np.uint64), (pl.Int32, np.int32), (pl.Int64, np.int64),
+        (pl.Float32, np.float32), (pl.Float64, np.float64))},
+}
 
 
 def read_bytes(data: bytes, source: str = "<bytes>") -> pl.DataFrame:

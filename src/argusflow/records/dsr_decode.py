@@ -1,9 +1,14 @@
-"""Vectorised decoding of the DSRs of a batch of records (spec §5-§6).
+"""Decoding the DSRs of a batch of records (spec §5-§6), one DSR type at a time.
 
-Every fixed-layout DSR is a table of (column, byte offset, width, byte order) gathered for all
-DSRs of that type at once; the variable ones (flow key, time, metric, packet size, jitter, IP
-attributes, MPLS, user data) compute per-row offsets first and then gather.  A field that lies
-beyond its DSR's length reads as 0, like an absent DSR.
+Each DSR layout is data: a table of (column, byte offset, width, byte order, kind).  One compiled
+kernel, `_gather`, reads every field of a layout for all DSRs of that type in one pass and writes
+it at the owning record's row.  Variable layouts (IP attributes, jitter blocks, packet sizes,
+MPLS, the TCP direction blocks) are the same tables applied at a per-DSR base offset; only the
+time and metric DSRs, whose encodings change with the header bits, have kernels of their own.
+A field beyond its DSR's length reads as 0, like an absent DSR.
+
+Columns are gathered as u64 bit containers and cast to the schema's dtypes at the end
+(`kind` f32/i32 fields are reinterpreted, not converted).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from argusflow.records.framing import Frame
 from argusflow.records.schema import (
     ADDR_ETHER,
     ADDR_IPV4,
@@ -27,8 +33,15 @@ from argusflow.records.schema import (
     SCHEMA,
 )
 
-GATHER_PAD = 512  # bytes of zero padding after the buffer: the furthest fixed field offset is 120
+try:
+    import numba
+except ImportError:  # pragma: no cover - numba is a declared dependency
+    numba = None
+
+GATHER_PAD = 512  # zero bytes after the data: a base offset plus a field offset stays inside
+ABSENT = 1 << 40  # a base offset that no DSR size reaches: the field reads as 0
 BE, LE = "big", "little"
+U, S, F = "u", "i32", "f32"
 
 _NUMPY_OF = {
     "UInt8": np.uint8, "UInt16": np.uint16, "UInt32": np.uint32, "UInt64": np.uint64,
@@ -36,9 +49,118 @@ _NUMPY_OF = {
 }
 
 
+# --- kernels ----------------------------------------------------------------------------------
+
+def _read(u8, at, width, little):  # noqa: ANN001, ANN202
+    value = np.uint64(0)
+    for k in range(width):
+        byte = u8[at + (width - 1 - k if little else k)]
+        value = (value << np.uint64(8)) | np.uint64(byte)
+    return value
+
+
+def _gather(u8, rec, pos, size, base, offsets, widths, little, out):  # noqa: ANN001, ANN202
+    """out[rec[i], k] = field k of DSR i, for every field that fits inside its DSR."""
+    for i in range(len(rec)):
+        for k in range(len(offsets)):
+            off = base[i] + offsets[k]
+            if off + widths[k] <= size[i]:
+                out[rec[i], k] = _read(u8, pos[i] + off, widths[k], little[k])
+
+
+def _timestamp(u8, at, nsec):  # noqa: ANN001, ANN202
+    sec = np.int64(_read(u8, at, 4, False))
+    frac = np.int64(_read(u8, at + 4, 4, False))
+    if nsec:
+        frac //= 1000
+    return sec * 1_000_000 + min(frac, 999_999)
+
+
+def _times(u8, rec, pos, size, sub, qual, out):  # noqa: ANN001, ANN202
+    """The time DSR reader algorithm of spec §6.3 -> out[0..3, rec] = sstart, slast, dstart, dlast."""
+    for i in range(len(rec)):
+        p, n, st, r = pos[i], size[i], sub[i], rec[i]
+        words = n // 4
+        nsec = qual[i] == 0x19
+        has = (st & 0x08 != 0, st & 0x10 != 0, st & 0x20 != 0, st & 0x40 != 0)
+        if has[0] or has[2]:
+            present = (has[0], has[1] and has[0], has[2], has[3] and has[2])
+            count = present[0] + present[1] + present[2] + present[3]
+            relative = count > (words - 1) // 2 and (count == 1 or words == count + 2)
+            slot = 0
+            first = _timestamp(u8, p + 4, nsec)
+            for k in range(4):
+                if not present[k]:
+                    continue
+                if relative and slot > 0:
+                    at = p + 12 + 4 * (slot - 1)
+                    if at + 4 <= p + n:
+                        delta = np.int64(np.int32(np.uint32(_read(u8, at, 4, False))))
+                        out[k, r] = first + delta
+                else:
+                    at = p + 4 + 8 * slot
+                    if at + 8 <= p + n:
+                        out[k, r] = _timestamp(u8, at, nsec)
+                slot += 1
+        else:
+            for k in range(4):
+                if words >= 3 + 2 * k:
+                    out[k, r] = _timestamp(u8, p + 4 + 8 * k, nsec)
+            if st & 0x07 == 0x03 and words >= 4:  # ABSOLUTE_RELATIVE_RANGE
+                delta = np.int64(np.int32(np.uint32(_read(u8, p + 12, 4, False))))
+                out[1, r] = out[0, r] + delta
+        if out[1, r] == 0:
+            out[1, r] = out[0, r]
+        if out[3, r] == 0:
+            out[3, r] = out[2, r]
+
+
+def _metrics(u8, rec, pos, size, sub, qual, out):  # noqa: ANN001, ANN202
+    """Metric DSR (spec §6.4) -> out[0..5, rec] = spkts, sbytes, sappbytes, dpkts, dbytes, dappbytes."""
+    widths = (0, 1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 0, 0, 0)
+    for i in range(len(rec)):
+        code = qual[i] & 0x0F
+        width = widths[code]
+        if width == 0:
+            continue
+        counters = 3 if sub[i] == 0x04 else 2
+        has_src = 1 <= code <= 8
+        has_dst = code <= 4 or code >= 9
+        at = 4
+        if has_src:
+            for k in range(counters):
+                if at + width <= size[i]:
+                    out[k, rec[i]] = _read(u8, pos[i] + at, width, False)
+                at += width
+        if has_dst:
+            for k in range(counters):
+                if at + width <= size[i]:
+                    out[3 + k, rec[i]] = _read(u8, pos[i] + at, width, False)
+                at += width
+
+
+if numba is not None:
+    _read = numba.njit(cache=True, inline="always")(_read)
+    _timestamp = numba.njit(cache=True, inline="always")(_timestamp)
+    _gather = numba.njit(cache=True, nogil=True)(_gather)
+    _times = numba.njit(cache=True, nogil=True)(_times)
+    _metrics = numba.njit(cache=True, nogil=True)(_metrics)
+
+
+# --- buffers, DSR sets and columns -----------------------------------------------------------
+
+class ByteBuffer:
+    """The bytes being decoded, zero-padded so that no gather leaves the array."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.u8 = np.zeros(len(raw) + GATHER_PAD, dtype=np.uint8)
+        self.u8[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+
+
 @dataclass
 class Dsrs:
-    """The DSRs of one type found in a batch: owning record, byte position, size, header bytes."""
+    """The DSRs of one type in a batch: owning record, byte position, size, header bytes."""
 
     rec: np.ndarray
     pos: np.ndarray
@@ -51,61 +173,69 @@ class Dsrs:
 
 
 class Columns(dict):
-    """Column arrays of a batch, allocated (zero-filled) on first use."""
+    """Columns of a batch as u64 bit containers; `typed()` casts them to the schema."""
 
     def __init__(self, n: int, raw: bytes = b"") -> None:
         super().__init__()
         self.n = n
         self.raw = raw  # the undecoded bytes, for the few DSRs kept as byte strings
+        self.kinds: dict[str, str] = {}
 
-    def col(self, name: str) -> np.ndarray:
-        if name not in self:
-            self[name] = np.zeros(self.n, dtype=_NUMPY_OF[str(SCHEMA[name])])
-        return self[name]
+    def merge(self, name: str, values: np.ndarray, kind: str = U) -> None:
+        """Add a column; a column written by several DSR variants is OR-ed (one writer per row)."""
+        values = values.astype(np.uint64, copy=False)
+        if name in self:
+            self[name] = self[name] | values
+        else:
+            self[name] = values
+        self.kinds[name] = kind
 
     def put(self, name: str, rows: np.ndarray, values: np.ndarray) -> None:
-        column = self.col(name)
-        column[rows] = values.astype(column.dtype, copy=False)
+        column = np.zeros(self.n, dtype=np.uint64)
+        column[rows] = np.asarray(values).astype(np.int64).astype(np.uint64)
+        self.merge(name, column)
 
+    def typed(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for name, values in self.items():
+            if values.dtype != np.uint64:
+                out[name] = values
+                continue
+            kind = self.kinds.get(name, U)
+            if kind == F:
+                out[name] = values.astype(np.uint32).view(np.float32)
+            elif kind == S:
+                out[name] = values.astype(np.uint32).view(np.int32)
+            else:
+                out[name] = values.astype(_NUMPY_OF[str(SCHEMA[name])])
+        return out
 
-# --- gathering ------------------------------------------------------------------------------
-
-def gather(buf: np.ndarray, pos: np.ndarray, width: int, order: str = BE) -> np.ndarray:
-    """Unsigned integers of `width` bytes at each position, as uint64."""
-    value = np.zeros(len(pos), dtype=np.uint64)
-    steps = range(width) if order == BE else range(width - 1, -1, -1)
-    for k in steps:
-        value = (value << np.uint64(8)) | buf[pos + k].astype(np.uint64)
-    return value
-
-
-def field(buf: np.ndarray, d: Dsrs, offset: int, width: int, order: str = BE) -> np.ndarray:
-    """A field at a fixed offset of each DSR; 0 where the DSR is too short to hold it."""
-    value = gather(buf, d.pos + offset, width, order)
-    value[d.size < offset + width] = 0
-    return value
-
-
-def as_f32(value: np.ndarray) -> np.ndarray:
-    return value.astype(np.uint32).view(np.float32)
-
-
-def as_i32(value: np.ndarray) -> np.ndarray:
-    return value.astype(np.uint32).view(np.int32)
-
-
-def timestamp(buf: np.ndarray, pos: np.ndarray, nsec: np.ndarray | bool = False) -> np.ndarray:
-    """(u32 sec, u32 fraction) at each position -> int64 microseconds."""
-    sec = gather(buf, pos, 4).astype(np.int64)
-    frac = gather(buf, pos + 4, 4).astype(np.int64)
-    frac = np.where(nsec, frac // 1000, frac)
-    return sec * 1_000_000 + np.minimum(frac, 999_999)
-
-
-# --- fixed layouts (column, offset, width, order, kind) ---------------------------------------
 
 Layout = list[tuple[str, int, int, str, str]]
-U, S, F = "u", "i32", "f32"
+
+
+def gather(cols: Columns, buf: ByteBuffer, d: Dsrs, layout: Layout, prefix: str = "",
+           base: np.ndarray | int = 0) -> None:
+    """Read every field of `layout` for all DSRs `d` (at `base` + offset) into the columns."""
+    if not len(d.rec):
+        return
+    bases = np.broadcast_to(np.asarray(base, dtype=np.int64), d.rec.shape).copy()
+    offsets = np.array([f[1] for f in layout], dtype=np.int64)
+    widths = np.array([f[2] for f in layout], dtype=np.int64)
+    little = np.array([f[3] == LE for f in layout], dtype=np.bool_)
+    out = np.zeros((cols.n, len(layout)), dtype=np.uint64)  # a record's fields side by side
+    _gather(buf.u8, d.rec, d.pos, d.size, bases, offsets, widths, little, out)
+    for k, (name, _, _, _, kind) in enumerate(layout):
+        cols.merge(prefix + name, out[:, k], kind)
+
+
+def fixed(layout: Layout) -> Callable[[Columns, ByteBuffer, Dsrs], None]:
+    def decode(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
+        gather(cols, buf, d, layout)
+    return decode
+
+
+# --- layouts (column, offset, width, order, kind) ---------------------------------------------
 
 TRANSPORT: Layout = [("srcid", 4, 4, BE, U), ("seq", 8, 4, BE, U)]
 ENCAPS: Layout = [("sencaps", 4, 4, BE, U), ("dencaps", 8, 4, BE, U)]
@@ -130,6 +260,14 @@ TCP_PERF: Layout = [
     ("tcp_status", 4, 4, BE, U), ("tcp_state", 8, 4, BE, U), ("tcp_options", 12, 4, BE, U),
     ("tcp_synack", 16, 4, BE, U), ("tcp_ackdat", 20, 4, BE, U),
 ]
+# One direction block of TCP_PERF (spec §6.7.3), at offset 24 (source) or 72 (destination).
+TCP_DIRECTION: Layout = [
+    ("tcp_last_sec", 0, 4, BE, U), ("tcp_last_usec", 4, 4, BE, U),
+    ("tcp_status", 8, 4, BE, U), ("tcp_seqbase", 12, 4, BE, U), ("tcp_seq", 16, 4, BE, U),
+    ("tcp_ack", 20, 4, BE, U), ("tcp_winnum", 24, 4, BE, U), ("tcp_bytes", 28, 4, BE, U),
+    ("tcp_retrans", 32, 4, BE, U), ("tcp_ackbytes", 36, 4, BE, U), ("tcp_winbytes", 40, 4, BE, U),
+    ("tcp_win", 44, 2, BE, U), ("tcp_flags", 46, 1, BE, U), ("tcp_winshift", 47, 1, BE, U),
+]
 TCP_INIT: Layout = [
     ("tcp_status", 4, 4, BE, U), ("stcp_seqbase", 8, 4, BE, U), ("tcp_options", 12, 4, BE, U),
     ("stcp_win", 16, 2, BE, U), ("stcp_flags", 18, 1, BE, U), ("stcp_winshift", 19, 1, BE, U),
@@ -141,101 +279,81 @@ ESP: Layout = [
     ("tcp_status", 4, 4, BE, U), ("esp_spi", 8, 4, BE, U), ("esp_lastseq", 12, 4, BE, U),
     ("esp_lostseq", 16, 4, BE, U),
 ]
-TCP_DIRECTION: Layout = [
-    ("tcp_status", 8, 4, BE, U), ("tcp_seqbase", 12, 4, BE, U), ("tcp_seq", 16, 4, BE, U),
-    ("tcp_ack", 20, 4, BE, U), ("tcp_winnum", 24, 4, BE, U), ("tcp_bytes", 28, 4, BE, U),
-    ("tcp_retrans", 32, 4, BE, U), ("tcp_ackbytes", 36, 4, BE, U), ("tcp_winbytes", 40, 4, BE, U),
-    ("tcp_win", 44, 2, BE, U), ("tcp_flags", 46, 1, BE, U), ("tcp_winshift", 47, 1, BE, U),
+FLOW_IPV4: Layout = [
+    ("saddr_lo", 4, 4, BE, U), ("daddr_lo", 8, 4, BE, U), ("proto", 12, 1, BE, U),
+    ("tp_p", 13, 1, BE, U), ("sport", 14, 2, BE, U), ("dport", 16, 2, BE, U),
+    ("smask", 18, 1, BE, U), ("dmask", 19, 1, BE, U),
+]
+FLOW_IPV6: Layout = [
+    ("saddr_hi", 4, 8, BE, U), ("saddr_lo", 12, 8, BE, U), ("daddr_hi", 20, 8, BE, U),
+    ("daddr_lo", 28, 8, BE, U), ("proto", 36, 1, BE, U), ("flowlabel_word", 36, 4, BE, U),
+    ("sport", 40, 2, BE, U), ("dport", 42, 2, BE, U), ("smask", 44, 2, LE, U),
+    ("dmask", 46, 2, LE, U),
+]
+FLOW_ETHER: Layout = [
+    ("daddr_lo", 4, 6, BE, U), ("saddr_lo", 10, 6, BE, U), ("proto", 16, 2, BE, U),
+    ("dport", 18, 1, BE, U), ("sport", 19, 1, BE, U),
+]
+FLOW_ARP: Layout = [
+    ("arp_hrd", 4, 2, BE, U), ("arp_pro", 6, 2, BE, U), ("arp_hln", 8, 1, BE, U),
+    ("arp_pln", 9, 1, BE, U), ("arp_op", 10, 2, BE, U),
+]
+# LAYER_3_MATRIX addresses are in the writer's host order (little-endian), spec §8.
+FLOW_MATRIX: Layout = [("saddr_lo", 4, 4, LE, U), ("daddr_lo", 8, 4, LE, U)]
+JITTER_BLOCK: Layout = [
+    ("_n", 0, 4, BE, S), ("_min", 4, 4, BE, F), ("_mean", 8, 4, BE, F), ("_stdev", 12, 4, BE, F),
+    ("_max", 16, 4, BE, F),
 ]
 
 
-def apply_layout(cols: Columns, buf: np.ndarray, d: Dsrs, layout: Layout, prefix: str = "",
-                 base: int = 0) -> None:
-    for name, offset, width, order, kind in layout:
-        value = field(buf, d, base + offset, width, order)
-        if kind == F:
-            value = as_f32(value)
-        elif kind == S:
-            value = as_i32(value)
-        cols.put(prefix + name, d.rec, value)
+# --- the decoder -------------------------------------------------------------------------------
 
-
-def fixed(layout: Layout) -> Callable[[Columns, np.ndarray, Dsrs], None]:
-    def decode(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
-        apply_layout(cols, buf, d, layout)
-    return decode
-
-
-# --- finding the DSRs -----------------------------------------------------------------------
-
-def find_dsrs(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, far: np.ndarray):
-    """Walk the DSR lists of all flow records at once, one DSR depth per pass.
-
-    Returns (record index, position, size, type, subtype, qualifier) arrays of every DSR and
-    the number of DSRs that could not be framed (zero length or overrunning), per record.
-    """
-    rec = np.flatnonzero(far)
-    cur = starts[rec] + 4
-    end = starts[rec] + lengths[rec]
-    parts: list[tuple[np.ndarray, ...]] = []
-    bad = np.zeros(len(starts), dtype=np.int64)
-    while len(rec):
-        more = cur + 4 <= end
-        rec, cur, end = rec[more], cur[more], end[more]
-        kind, sub, qual, short = buf[cur], buf[cur + 1], buf[cur + 2], buf[cur + 3]
-        words = np.where(
-            kind & 0x80, 1, np.where(sub & 0x80, qual.astype(np.int64) << 8 | short, short)
-        ).astype(np.int64)
-        size = words * 4
-        ok = (words > 0) & (cur + size <= end)
-        np.add.at(bad, rec[~ok], 1)
-        rec, cur, end, size = rec[ok], cur[ok], end[ok], size[ok]
-        parts.append((rec, cur, size, kind[ok] & 0x7F, sub[ok], qual[ok]))
-        cur = cur + size
-    if not parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return (empty,) * 6, bad
-    return tuple(np.concatenate(p) for p in zip(*parts, strict=True)), bad
-
-
-# --- the decoder ----------------------------------------------------------------------------
-
-def decode(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, raw: bytes) -> Columns:
-    """Decode the records at `starts`; `buf` is `raw` as uint8 plus GATHER_PAD zero bytes."""
-    cols = Columns(len(starts), raw)
-    rtype = buf[starts] & 0xF0
-    cols["rtype"] = rtype.astype(np.uint8)
-    cols["cause"] = buf[starts + 1].astype(np.uint8)
-    present = cols.col("dsrs")
-    far = rtype != RTYPE_MAR
-    (rec, pos, size, kind, sub, qual), bad = find_dsrs(buf, starts, lengths, far)
-    unknown = bad.copy()
-    known = np.zeros(len(rec), dtype=bool)
-    for code, name in DSR_TYPES.items():
-        sel = kind == code
-        if not sel.any():
+def decode(buf: ByteBuffer, found: Frame) -> dict[str, np.ndarray]:
+    """Decode every record framing found; returns schema-typed column arrays."""
+    starts, lengths = found.starts, found.lengths
+    cols = Columns(len(starts), buf.raw)
+    rtype = buf.u8[starts] & 0xF0
+    cols["rtype"] = rtype.astype(np.uint64)
+    cols["cause"] = buf.u8[starts + 1].astype(np.uint64)
+    present = np.zeros(len(starts), dtype=np.uint64)
+    unknown = found.bad_dsrs.copy()
+    # Group the DSRs by type once (a stable sort keeps each record's order), then slice.
+    order = np.argsort(found.dsr_kind, kind="stable")
+    kind = found.dsr_kind[order]
+    rec, pos, size = found.dsr_rec[order], found.dsr_pos[order], found.dsr_size[order]
+    sub, qual = found.dsr_sub[order].astype(np.int64), found.dsr_qual[order].astype(np.int64)
+    bounds = np.searchsorted(kind, np.arange(129))
+    for code in np.unique(kind).tolist():
+        lo, hi = bounds[code], bounds[code + 1]
+        name = DSR_TYPES.get(code)
+        if name is None:
+            np.add.at(unknown, rec[lo:hi], 1)
             continue
-        known |= sel
-        d = Dsrs(rec[sel], pos[sel], size[sel], sub[sel].astype(np.int64), qual[sel].astype(np.int64))
+        d = Dsrs(rec[lo:hi], pos[lo:hi], size[lo:hi], sub[lo:hi], qual[lo:hi])
         DECODERS[name](cols, buf, d)
         if name != "user":
-            present[d.rec] |= np.uint32(DSR_BITS[name])
-    np.add.at(unknown, rec[~known], 1)
-    cols["unknown_dsrs"] = np.minimum(unknown, 255).astype(np.uint8)
+            present[d.rec] |= np.uint64(DSR_BITS[name])
+    cols.merge("dsrs", present | cols.pop("dsrs_user", np.uint64(0)))
+    cols["unknown_dsrs"] = np.minimum(unknown, 255).astype(np.uint64)
     decode_mar_ids(cols, buf, starts, lengths, rtype)
-    return cols
+    return cols.typed()
 
 
-def decode_mar_ids(cols: Columns, buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+def decode_mar_ids(cols: Columns, buf: ByteBuffer, starts: np.ndarray, lengths: np.ndarray,
                    rtype: np.ndarray) -> None:
     """Source id of each 128-byte MAR: `thisid` in START MARs, `argusid` in the others."""
     rows = np.flatnonzero((rtype == RTYPE_MAR) & (lengths == 128))
     if not len(rows):
         return
     at = starts[rows]
-    status = gather(buf, at + 4, 4)
-    is_start = (buf[at + 1] & 0xF0) == 0x10
-    ident = np.where(is_start, gather(buf, at + 120, 4), gather(buf, at + 8, 4))
+    mar = Dsrs(rows, at, np.full(len(rows), 128), np.zeros(len(rows), np.int64),
+               np.zeros(len(rows), np.int64))
+    scratch = Columns(cols.n)
+    gather(scratch, buf, mar, [("status", 4, 4, BE, U), ("argusid", 8, 4, BE, U),
+                               ("thisid", 120, 4, BE, U)])
+    status, argusid, thisid = scratch["status"][rows], scratch["argusid"][rows], scratch["thisid"][rows]
+    is_start = (buf.u8[at + 1] & 0xF0) == 0x10
+    ident = np.where(is_start, thisid, argusid)
     kind = np.select(
         [(status & 0x00800000) > 0, (status & 0x00400000) > 0, (status & 0x00200000) > 0],
         [1, 0x20, 0x21], 0,
@@ -246,84 +364,54 @@ def decode_mar_ids(cols: Columns, buf: np.ndarray, starts: np.ndarray, lengths: 
     cols.put("srcid_type", rows, kind)
 
 
-def decode_transport(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
-    apply_layout(cols, buf, d, TRANSPORT)
+def decode_transport(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
+    gather(cols, buf, d, TRANSPORT)
     cols.put("srcid_type", d.rec, d.qual)
 
 
-def decode_flow(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
+def decode_flow(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     keytype = d.sub & 0x3F
     addr = d.qual & 0x1F
-    reverse = (d.sub & 0x40) > 0
-    cols.put("flow_qual", d.rec, d.qual)
     five = keytype == 0x01
-    ipv4, ipv6 = d.where(five & (addr == ADDR_IPV4)), d.where(five & (addr == ADDR_IPV6))
-    ether = d.where(five & (addr == ADDR_ETHER))
-    arp, matrix = d.where(keytype == 0x06), d.where((keytype == 0x03) & (addr == ADDR_IPV4))
-    handled = (five & np.isin(addr, (ADDR_IPV4, ADDR_IPV6, ADDR_ETHER))) | (keytype == 0x06)
-    handled |= (keytype == 0x03) & (addr == ADDR_IPV4)
-    flow_ipv4(cols, buf, ipv4)
-    flow_ipv6(cols, buf, ipv6)
-    flow_ether(cols, buf, ether)
-    flow_arp(cols, buf, arp)
-    flow_matrix(cols, buf, matrix)
-    store_raw(cols, "flow_raw", buf, d.where(~handled), 4)
+    variants = [
+        (five & (addr == ADDR_IPV4), FLOW_IPV4),
+        (five & (addr == ADDR_IPV6), FLOW_IPV6),
+        (five & (addr == ADDR_ETHER), FLOW_ETHER),
+        ((keytype == 0x03) & (addr == ADDR_IPV4), FLOW_MATRIX),
+    ]
+    handled = keytype == 0x06
+    for mask, layout in variants:
+        handled |= mask
+        gather(cols, buf, d.where(mask), layout)
+    if "flowlabel_word" in cols:
+        cols.merge("flowlabel", cols.pop("flowlabel_word") & np.uint64(0xFFFFF))
+    flow_arp(cols, buf, d.where(keytype == 0x06))
+    store_raw(cols, "flow_raw", d.where(~handled), 4)
+    cols.put("flow_qual", d.rec, d.qual)
     # The REVERSE bit is undone for IP keys; ARP keeps it (ra reverses the *other* DSRs there).
-    ip_reverse = reverse & (keytype != 0x06)
+    ip_reverse = ((d.sub & 0x40) > 0) & (keytype != 0x06)
     cols.put("flow_subtype", d.rec, np.where(ip_reverse, d.sub & ~0x40, d.sub))
     unreverse(cols, d.rec[ip_reverse])
 
 
-def flow_ipv4(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
-    apply_layout(cols, buf, d, [
-        ("saddr_lo", 4, 4, BE, U), ("daddr_lo", 8, 4, BE, U), ("proto", 12, 1, BE, U),
-        ("tp_p", 13, 1, BE, U), ("sport", 14, 2, BE, U), ("dport", 16, 2, BE, U),
-        ("smask", 18, 1, BE, U), ("dmask", 19, 1, BE, U),
-    ])
-
-
-def flow_ipv6(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
-    apply_layout(cols, buf, d, [
-        ("saddr_hi", 4, 8, BE, U), ("saddr_lo", 12, 8, BE, U), ("daddr_hi", 20, 8, BE, U),
-        ("daddr_lo", 28, 8, BE, U), ("proto", 36, 1, BE, U), ("sport", 40, 2, BE, U),
-        ("dport", 42, 2, BE, U), ("smask", 44, 2, LE, U), ("dmask", 46, 2, LE, U),
-    ])
-    cols.put("flowlabel", d.rec, field(buf, d, 36, 4) & 0xFFFFF)
-
-
-def flow_ether(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
-    apply_layout(cols, buf, d, [
-        ("daddr_lo", 4, 6, BE, U), ("saddr_lo", 10, 6, BE, U), ("proto", 16, 2, BE, U),
-        ("dport", 18, 1, BE, U), ("sport", 19, 1, BE, U),
-    ])
-
-
-def flow_arp(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
-    apply_layout(cols, buf, d, [
-        ("arp_hrd", 4, 2, BE, U), ("arp_pro", 6, 2, BE, U), ("arp_hln", 8, 1, BE, U),
-        ("arp_pln", 9, 1, BE, U), ("arp_op", 10, 2, BE, U),
-    ])
+def flow_arp(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
+    if not len(d.rec):
+        return
+    gather(cols, buf, d, FLOW_ARP)
     rarp = (d.qual & 0x1F) == 0x05
-    arp, rev = d.where(~rarp), d.where(rarp)
-    apply_layout(cols, buf, arp, [("saddr_lo", 12, 4, BE, U), ("daddr_lo", 16, 4, BE, U)])
+    gather(cols, buf, d.where(~rarp), [("saddr_lo", 12, 4, BE, U), ("daddr_lo", 16, 4, BE, U)])
     # RARP carries only the target protocol address, then the hardware addresses.
-    apply_layout(cols, buf, rev, [("daddr_lo", 12, 4, BE, U)])
+    gather(cols, buf, d.where(rarp), [("daddr_lo", 12, 4, BE, U)])
     # Sender hardware address: as many of its hln bytes as the DSR really holds (argus 3.0.8
-    # writes the ARP key one word short, spec §6.2.8).
-    hln = np.minimum(field(buf, d, 8, 1).astype(np.int64), 6)
+    # writes the ARP key one word short, spec §6.2.8).  ARP flows are few: numpy is fine here.
+    hln = np.minimum(buf.u8[d.pos + 8].astype(np.int64), 6)
     base = np.where(rarp, 16, 20)
-    have = np.clip(d.size - base, 0, None)
-    take = np.minimum(hln, have)
+    take = np.minimum(hln, np.clip(d.size - base, 0, None))
     sha = np.zeros(len(d.rec), dtype=np.uint64)
     for k in range(6):
-        byte = buf[d.pos + base + k].astype(np.uint64)
+        byte = buf.u8[d.pos + base + k].astype(np.uint64)
         sha = np.where(k < take, sha << np.uint64(8) | byte, sha)
     cols.put("arp_sha", d.rec, sha)
-
-
-def flow_matrix(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
-    # LAYER_3_MATRIX addresses are in the writer's host order (little-endian), spec §8.
-    apply_layout(cols, buf, d, [("saddr_lo", 4, 4, LE, U), ("daddr_lo", 8, 4, LE, U)])
 
 
 def unreverse(cols: Columns, rows: np.ndarray) -> None:
@@ -332,256 +420,183 @@ def unreverse(cols: Columns, rows: np.ndarray) -> None:
         return
     for a, b in (("saddr_hi", "daddr_hi"), ("saddr_lo", "daddr_lo"), ("sport", "dport"),
                  ("smask", "dmask")):
-        ca, cb = cols.col(a), cols.col(b)
+        if a not in cols and b not in cols:
+            continue
+        ca = cols.setdefault(a, np.zeros(cols.n, np.uint64))
+        cb = cols.setdefault(b, np.zeros(cols.n, np.uint64))
         ca[rows], cb[rows] = cb[rows].copy(), ca[rows].copy()
 
 
-def store_raw(cols: Columns, name: str, buf: np.ndarray, d: Dsrs, skip: int) -> None:
+def object_column(cols: Columns, name: str, empty: object) -> np.ndarray:
+    column = cols.get(name)
+    if column is None:
+        column = cols[name] = np.full(cols.n, empty, dtype=object)
+    return column
+
+
+def store_raw(cols: Columns, name: str, d: Dsrs, skip: int) -> None:
     """Keep the payload of DSRs we do not decode as bytes (rare: a short loop is fine)."""
     if not len(d.rec):
         return
-    column = cols.get(name)
-    if column is None:
-        column = cols[name] = np.full(cols.n, b"", dtype=object)
-    data = cols.raw
+    column = object_column(cols, name, b"")
     for r, p, s in zip(d.rec.tolist(), d.pos.tolist(), d.size.tolist(), strict=True):
-        column[r] = data[p + skip:p + s]
+        column[r] = cols.raw[p + skip:p + s]
 
 
-def decode_time(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
+def decode_time(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("time_subtype", d.rec, d.sub)
     cols.put("time_qual", d.rec, d.qual)
-    nsec = d.qual == 0x19
-    words = d.size // 4
-    has = [(d.sub & bit) > 0 for bit in (0x08, 0x10, 0x20, 0x40)]
-    directional = has[0] | has[2]
-    has[1] &= has[0]
-    has[3] &= has[2]
-    count = sum(h.astype(np.int64) for h in has)
-    absolute = count <= (words - 1) // 2
-    relative = ~absolute & ((count == 1) | (words == count + 2))
-    slot = np.cumsum(np.stack([h.astype(np.int64) for h in has]), axis=0) - 1
-    first = timestamp(buf, d.pos + 4, nsec)
-    names = ("sstart", "slast", "dstart", "dlast")
-    values: list[np.ndarray] = []
-    for k in range(4):
-        at_abs = d.pos + 4 + 8 * slot[k]
-        at_rel = d.pos + 12 + 4 * (slot[k] - 1)
-        absolute_value = timestamp(buf, np.maximum(at_abs, 0), nsec)
-        offset = as_i32(gather(buf, np.maximum(at_rel, 0), 4)).astype(np.int64)
-        value = np.where(relative & (slot[k] > 0), first + offset, absolute_value)
-        fits = np.where(relative & (slot[k] > 0), at_rel + 4, at_abs + 8) <= d.pos + d.size
-        values.append(np.where(has[k] & directional & fits, value, 0))
-    plain = plain_times(buf, d, nsec, words)
-    for k in range(4):
-        values[k] = np.where(directional, values[k], plain[k])
-    # A missing end time is the start time (spec §6.3 step 3).
-    values[1] = np.where(values[1] == 0, values[0], values[1])
-    values[3] = np.where(values[3] == 0, values[2], values[3])
-    for name, value in zip(names, values, strict=True):
-        cols.put(name, d.rec, value)
+    out = np.zeros((4, cols.n), dtype=np.int64)
+    _times(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual, out)
+    for k, name in enumerate(("sstart", "slast", "dstart", "dlast")):
+        cols.merge(name, out[k].view(np.uint64))
 
 
-def plain_times(buf: np.ndarray, d: Dsrs, nsec: np.ndarray, words: np.ndarray) -> list[np.ndarray]:
-    """Time DSRs without direction bits: the payload fills src.start, src.end, dst.start ..."""
-    out = []
-    for k in range(4):
-        value = timestamp(buf, d.pos + 4 + 8 * k, nsec)
-        out.append(np.where(words >= 3 + 2 * k, value, 0))
-    # ABSOLUTE_RELATIVE_RANGE: the second timestamp is a microsecond offset from the first.
-    rel = (d.sub & 0x07) == 0x03
-    offset = as_i32(gather(buf, d.pos + 12, 4)).astype(np.int64)
-    out[1] = np.where(rel & (words >= 4), out[0] + offset, out[1])
-    return out
-
-
-METRIC_WIDTH = np.array([0, 1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 0, 0, 0])
-
-
-def decode_metric(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
+def decode_metric(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("metric_subtype", d.rec, d.sub)
-    code = d.qual & 0x0F
-    width = METRIC_WIDTH[code]
-    has_src = (code >= 1) & (code <= 8)
-    has_dst = ((code >= 1) & (code <= 4)) | (code >= 9) & (code <= 12)
-    counters = np.where(d.sub == 0x04, 3, 2)
-    src_names = ("spkts", "sbytes", "sappbytes")
-    dst_names = ("dpkts", "dbytes", "dappbytes")
-    for w in (1, 2, 4, 8):
-        g = d.where(width == w)
-        if not len(g.rec):
-            continue
-        gsrc, gdst = has_src[width == w], has_dst[width == w]
-        gcount = counters[width == w]
-        dst_base = 4 + np.where(gsrc, gcount, 0) * w
-        for k in range(3):
-            valid = k < gcount
-            src = gather(buf, g.pos + 4 + k * w, w)
-            dst = gather(buf, g.pos + dst_base + k * w, w)
-            src_ok = gsrc & valid & (4 + (k + 1) * w <= g.size)
-            dst_ok = gdst & valid & (dst_base + (k + 1) * w <= g.size)
-            cols.put(src_names[k], g.rec, np.where(src_ok, src, 0))
-            cols.put(dst_names[k], g.rec, np.where(dst_ok, dst, 0))
+    out = np.zeros((6, cols.n), dtype=np.uint64)
+    _metrics(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual, out)
+    for k, name in enumerate(("spkts", "sbytes", "sappbytes", "dpkts", "dbytes", "dappbytes")):
+        cols.merge(name, out[k])
 
 
-def decode_psize(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
+def sides(qual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which directions a metric-style qualifier says are present (spec §6.4 table)."""
+    code = qual & 0x0F
+    return (code >= 1) & (code <= 8), ((code >= 1) & (code <= 4)) | ((code >= 9) & (code <= 12))
+
+
+def decode_psize(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("psize_subtype", d.rec, d.sub)
     cols.put("psize_qual", d.rec, d.qual)
-    code = d.qual & 0x0F
-    has_src = (code >= 1) & (code <= 8)
-    has_dst = ((code >= 1) & (code <= 4)) | (code >= 9) & (code <= 12)
+    has_src, has_dst = sides(d.qual)
     dst_at = np.where(has_src, 8, 4)
-    for name, off, ok in (("sminsz", 4, has_src), ("smaxsz", 6, has_src)):
-        cols.put(name, d.rec, np.where(ok & (d.size >= off + 2), gather(buf, d.pos + off, 2), 0))
-    for name, off in (("dminsz", 0), ("dmaxsz", 2)):
-        at = dst_at + off
-        cols.put(name, d.rec, np.where(has_dst & (d.size >= at + 2), gather(buf, d.pos + at, 2), 0))
+    gather(cols, buf, d, [("sminsz", 0, 2, BE, U), ("smaxsz", 2, 2, BE, U)],
+           base=np.where(has_src, 4, ABSENT))
+    gather(cols, buf, d, [("dminsz", 0, 2, BE, U), ("dmaxsz", 2, 2, BE, U)],
+           base=np.where(has_dst, dst_at, ABSENT))
     # Client writers append one histogram word per present direction (subtype bit 0x04).
     hist = (d.sub & 0x04) > 0
     hist_at = dst_at + np.where(has_dst, 4, 0)
-    shist = gather(buf, d.pos + hist_at, 4)
-    dhist = gather(buf, d.pos + hist_at + np.where(has_src, 4, 0), 4)
-    cols.put("spktsz_hist", d.rec, np.where(hist & has_src & (d.size >= hist_at + 4), shist, 0))
-    dh_ok = hist & has_dst & (d.size >= hist_at + np.where(has_src, 8, 4))
-    cols.put("dpktsz_hist", d.rec, np.where(dh_ok, dhist, 0))
+    gather(cols, buf, d, [("spktsz_hist", 0, 4, BE, U)], base=np.where(hist & has_src, hist_at, ABSENT))
+    dhist_at = hist_at + np.where(has_src, 4, 0)
+    gather(cols, buf, d, [("dpktsz_hist", 0, 4, BE, U)], base=np.where(hist & has_dst, dhist_at, ABSENT))
 
 
-def decode_net(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
+def decode_net(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("net_subtype", d.rec, d.sub)
     perf = d.where(d.sub == NET_TCP_PERF)
-    apply_layout(cols, buf, perf, TCP_PERF)
-    apply_layout(cols, buf, perf, TCP_DIRECTION, prefix="s", base=24)
-    apply_layout(cols, buf, perf, TCP_DIRECTION, prefix="d", base=72)
+    gather(cols, buf, perf, TCP_PERF)
     for prefix, base in (("s", 24), ("d", 72)):
-        last = timestamp(buf, perf.pos + base)
-        cols.put(f"{prefix}tcp_last", perf.rec, np.where(perf.size >= base + 8, last, 0))
-    apply_layout(cols, buf, d.where(d.sub == NET_TCP_INIT), TCP_INIT)
-    apply_layout(cols, buf, d.where(d.sub == NET_TCP_STATUS), TCP_STATUS)
-    apply_layout(cols, buf, d.where(d.sub == NET_ESP), ESP)
+        if not len(perf.rec):
+            break
+        gather(cols, buf, perf, TCP_DIRECTION, prefix=prefix, base=base)
+        sec = cols.pop(f"{prefix}tcp_last_sec").astype(np.int64)
+        usec = np.minimum(cols.pop(f"{prefix}tcp_last_usec").astype(np.int64), 999_999)
+        cols.merge(f"{prefix}tcp_last", np.where(sec > 0, sec * 1_000_000 + usec, 0))
+    gather(cols, buf, d.where(d.sub == NET_TCP_INIT), TCP_INIT)
+    gather(cols, buf, d.where(d.sub == NET_TCP_STATUS), TCP_STATUS)
+    gather(cols, buf, d.where(d.sub == NET_ESP), ESP)
     opaque = ~np.isin(d.sub, (NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS, NET_ESP))
-    store_raw(cols, "net_raw", buf, d.where(opaque & (d.size > 4)), 4)
+    store_raw(cols, "net_raw", d.where(opaque & (d.size > 4)), 4)
 
 
-def decode_icmpmap(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
+def decode_icmpmap(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("icmpmap_qual", d.rec, d.qual)
-    apply_layout(cols, buf, d, ICMPMAP)
+    gather(cols, buf, d, ICMPMAP)
 
 
-def decode_vlan(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
+def decode_vlan(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("vlan_qual", d.rec, d.qual)
-    apply_layout(cols, buf, d, VLAN)
+    gather(cols, buf, d, VLAN)
 
 
-def decode_mac(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
+def decode_mac(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("mac_qual", d.rec, d.qual)
-    apply_layout(cols, buf, d, MAC)
+    gather(cols, buf, d, MAC)
 
 
-def decode_mpls(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
+def decode_mpls(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("mpls_subtype", d.rec, d.sub)
     cols.put("mpls_qual", d.rec, d.qual)
-    nsrc = d.qual >> 4
-    ndst = d.qual & 0x0F
-    src = field(buf, d, 4, 4)
-    dst_at = 4 + 4 * nsrc
-    dst = gather(buf, d.pos + dst_at, 4)
-    cols.put("smpls", d.rec, np.where(nsrc > 0, src, 0))
-    cols.put("dmpls", d.rec, np.where((ndst > 0) & (d.size >= dst_at + 4), dst, 0))
+    nsrc, ndst = d.qual >> 4, d.qual & 0x0F
+    gather(cols, buf, d, [("smpls", 4, 4, BE, U)], base=np.where(nsrc > 0, 0, ABSENT))
+    gather(cols, buf, d, [("dmpls", 4, 4, BE, U)], base=np.where(ndst > 0, 4 * nsrc, ABSENT))
 
 
-def decode_jitter(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
+def decode_jitter(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("jit_subtype", d.rec, d.sub)
     cols.put("jit_qual", d.rec, d.qual)
-    stride = np.where(d.sub & 0x01, 24, 20)
+    stride = np.where(d.sub & 0x01, 24, 20)  # an exponential histogram word follows each block
     at = np.full(len(d.rec), 4, dtype=np.int64)
     for bit, prefix in ((1, "sjit_act"), (2, "sjit_idl"), (4, "djit_act"), (8, "djit_idl")):
         here = (d.qual & bit) > 0
-        ok = here & (d.size >= at + 20)
-        block = [("_n", 0, S), ("_min", 4, F), ("_mean", 8, F), ("_stdev", 12, F), ("_max", 16, F)]
-        for suffix, off, kind in block:
-            raw = gather(buf, d.pos + at + off, 4)
-            value = as_f32(raw) if kind == F else as_i32(raw)
-            cols.put(prefix + suffix, d.rec, np.where(ok, value, 0))
+        gather(cols, buf, d, JITTER_BLOCK, prefix=prefix, base=np.where(here, at, ABSENT))
         at = at + np.where(here, stride, 0)
 
 
-def decode_attr(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
+def decode_attr(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("attr_qual", d.rec, d.qual)
     at = np.full(len(d.rec), 4, dtype=np.int64)
     # Words follow in the order src attrs, src options, dst attrs, dst options (spec §6.13).
-    for bit, names in ((0x01, ("sttl", "stos", "sipid")), (0x04, ("sipopts",)),
-                       (0x02, ("dttl", "dtos", "dipid")), (0x08, ("dipopts",))):
-        here = ((d.qual & bit) > 0) & (d.size >= at + 4)
-        word = gather(buf, d.pos + at, 4)
-        if len(names) == 3:
-            parts = (word >> np.uint64(24), (word >> np.uint64(16)) & np.uint64(0xFF),
-                     word & np.uint64(0xFFFF))
-        else:
-            parts = (word,)
-        for name, value in zip(names, parts, strict=True):
-            cols.put(name, d.rec, np.where(here, value, 0))
-        at = at + np.where((d.qual & bit) > 0, 4, 0)
+    words: list[tuple[int, Layout]] = [
+        (0x01, [("sttl", 0, 1, BE, U), ("stos", 1, 1, BE, U), ("sipid", 2, 2, BE, U)]),
+        (0x04, [("sipopts", 0, 4, BE, U)]),
+        (0x02, [("dttl", 0, 1, BE, U), ("dtos", 1, 1, BE, U), ("dipid", 2, 2, BE, U)]),
+        (0x08, [("dipopts", 0, 4, BE, U)]),
+    ]
+    for bit, layout in words:
+        here = (d.qual & bit) > 0
+        gather(cols, buf, d, layout, base=np.where(here, at, ABSENT))
+        at = at + np.where(here, 4, 0)
 
 
-def decode_user(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
+def decode_user(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     """User data: 16-bit length form (subtype 0x80 | 0x10 src / 0x20 dst), or the old form."""
     direction = np.where(d.sub & 0x80, d.sub, d.qual)
+    present = cols.setdefault("dsrs_user", np.zeros(cols.n, np.uint64))
     for bit, prefix in ((0x10, "s"), (0x20, "d")):
         g = d.where((direction & bit) > 0)
         if not len(g.rec):
             continue
-        cols.col("dsrs")[g.rec] |= np.uint32(DSR_BITS[f"{prefix}user"])
-        cols.put(f"{prefix}user_size", g.rec, field(buf, g, 4, 2))
-        count = field(buf, g, 6, 2).astype(np.int64)
+        present[g.rec] |= np.uint64(DSR_BITS[f"{prefix}user"])
+        gather(cols, buf, g, [(f"{prefix}user_size", 4, 2, BE, U)])
+        count = buf.u8[g.pos + 6].astype(np.int64) << 8 | buf.u8[g.pos + 7]
         length = np.clip(np.minimum(count, g.size - 8), 0, None)
-        store_slices(cols, f"{prefix}user", buf, g.rec, g.pos + 8, length)
+        column = object_column(cols, f"{prefix}user", b"")
+        for r, p, n in zip(g.rec.tolist(), (g.pos + 8).tolist(), length.tolist(), strict=True):
+            column[r] = cols.raw[p:p + n]
 
 
-def store_slices(cols: Columns, name: str, buf: np.ndarray, rows: np.ndarray, pos: np.ndarray,
-                 length: np.ndarray) -> None:
-    column = cols.get(name)
-    if column is None:
-        column = cols[name] = np.full(cols.n, b"", dtype=object)
-    data = cols.raw
-    for r, p, n in zip(rows.tolist(), pos.tolist(), length.tolist(), strict=True):
-        column[r] = data[p:p + n]
-
-
-def decode_label(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
-    column = cols.get("label")
-    if column is None:
-        column = cols["label"] = np.full(cols.n, "", dtype=object)
-    data = cols.raw
+def decode_label(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
+    column = object_column(cols, "label", "")
     for r, p, s in zip(d.rec.tolist(), d.pos.tolist(), d.size.tolist(), strict=True):
-        column[r] = data[p + 4:p + s].split(b"\0", 1)[0].decode("ascii", "replace")
+        column[r] = cols.raw[p + 4:p + s].split(b"\0", 1)[0].decode("ascii", "replace")
 
 
-def decode_cocode(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
+def decode_cocode(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     for name, off in (("sco", 4), ("dco", 6)):
-        column = cols.get(name)
-        if column is None:
-            column = cols[name] = np.full(cols.n, "", dtype=object)
-        data = cols.raw
+        column = object_column(cols, name, "")
         for r, p in zip(d.rec.tolist(), d.pos.tolist(), strict=True):
-            column[r] = data[p + off:p + off + 2].rstrip(b"\0").decode("ascii", "replace")
+            column[r] = cols.raw[p + off:p + off + 2].rstrip(b"\0").decode("ascii", "replace")
 
 
-def decode_cor(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
-    store_raw(cols, "cor_raw", buf, d, 4)
+def decode_cor(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
+    store_raw(cols, "cor_raw", d, 4)
 
 
-def decode_agr(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
+def decode_agr(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("agr_subtype", d.rec, d.sub)
     cols.put("agr_qual", d.rec, d.qual)
-    apply_layout(cols, buf, d, AGR)
+    gather(cols, buf, d, AGR)
 
 
-def decode_behavior(cols: Columns, buf: np.ndarray, d: Dsrs) -> None:
+def decode_behavior(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("behavior_subtype", d.rec, d.sub)
-    apply_layout(cols, buf, d, BEHAVIOR)
+    gather(cols, buf, d, BEHAVIOR)
 
 
-DECODERS: dict[str, Callable[[Columns, np.ndarray, Dsrs], None]] = {
+DECODERS: dict[str, Callable[[Columns, ByteBuffer, Dsrs], None]] = {
     "transport": decode_transport,
     "flow": decode_flow,
     "time": decode_time,
