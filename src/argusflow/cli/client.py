@@ -1,0 +1,158 @@
+"""What every ra* client shares: its inputs, the record selection (-t, filter, -N), the rarc.
+
+A client program is: `ClientSession.from_args(...)`, then `for batch, start_mar in
+session.batches(): sink.write(...)`, then `session.exit_code(matched)`.  Damage in one input is
+reported as one line and reading goes on with the next input; the exit code is then 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from argusflow.cli.options import ParsedArgs
+from argusflow.cli.rarc import load_rarc
+from argusflow.cli.runner import EXIT_ERROR, EXIT_MATCHED, EXIT_NONE
+from argusflow.errors import CorruptInput, UsageError
+from argusflow.ops.timerange import TimeRange, parse_timerange
+from argusflow.records import derive
+from argusflow.records.schema import RTYPE_MAR
+from argusflow.records.source import expand_directories, iter_batches
+
+
+@dataclass
+class CountRange:
+    """`-N`: which flow records (1-based, counted after the filter) to process."""
+
+    first: int
+    last: int | None
+
+    @classmethod
+    def parse(cls, text: str) -> CountRange:
+        spec = text[1:] if text[:1] in ("i", "o") else text
+        try:
+            if "-" in spec:
+                a, b = spec.split("-", 1)
+                return cls(int(a), int(b))
+            if "+" in spec:
+                a, b = spec.split("+", 1)
+                return cls(int(a), int(a) + int(b))
+            return cls(1, int(spec))
+        except ValueError:
+            raise UsageError(f"-N {text}: expected N, START-END or START+COUNT") from None
+
+
+@dataclass
+class ClientSession:
+    program: str
+    args: ParsedArgs
+    conf: dict[str, str]
+    inputs: list[str]
+    record_filter: object | None = None
+    time_range: TimeRange | None = None
+    count_range: CountRange | None = None
+    errors: int = 0
+    flows_seen: int = 0
+    _selector: pl.Expr | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_args(cls, program: str, args: ParsedArgs) -> ClientSession:
+        conf = load_rarc(args.all("F"), skip_defaults=args.flag("X") > 0)
+        inputs = args.all("r") + expand_directories(args.all("R"))
+        if not inputs and not args.all("S"):
+            raise UsageError("no input: give -r FILE ..., -R DIR ... or -S HOST[:PORT]")
+        session = cls(program, args, conf, inputs)
+        # The filter is compiled before any input is read: a bad one stops us at once.
+        filter_text = args.filter or conf.get("RA_FILTER") or None
+        if filter_text:
+            session.record_filter = compile_record_filter(filter_text)
+        time_text = args.value("t") or conf.get("RA_TIMERANGE") or None
+        if time_text:
+            session.time_range = parse_timerange(time_text)
+        if args.value("N"):
+            session.count_range = CountRange.parse(args.value("N") or "")
+        session._selector = session.selector()
+        return session
+
+    def selector(self) -> pl.Expr | None:
+        parts: list[pl.Expr] = []
+        if self.record_filter is not None:
+            parts.append(self.record_filter.expr)  # type: ignore[attr-defined]
+        if self.time_range is not None:
+            mar = derive.is_mar()
+            parts.append(mar | self.time_range.expr(derive.stime_us(), derive.ltime_us()))
+        if not parts:
+            return None
+        combined = parts[0]
+        for p in parts[1:]:
+            combined = combined & p
+        return combined
+
+    def batches(self) -> Iterator[tuple[pl.DataFrame, bytes | None]]:
+        """Selected records of every input, with that input's START MAR."""
+        for path in self.inputs:
+            yield from self._batches_of(path)
+            if self.done():
+                return
+
+    def _batches_of(self, path: str) -> Iterator[tuple[pl.DataFrame, bytes | None]]:
+        start_mar: bytes | None = None
+        try:
+            for batch in iter_batches(path):
+                if start_mar is None and batch.height and int(batch["offset"][0]) == 0 \
+                        and int(batch["rtype"][0]) == RTYPE_MAR:
+                    start_mar = batch["mar_raw"][0]
+                selected = self.select(batch)
+                if selected.height:
+                    yield selected, start_mar
+                if self.done():
+                    return
+        except CorruptInput as err:
+            self.report(str(err))
+        except UsageError as err:
+            self.report(str(err))
+
+    def select(self, batch: pl.DataFrame) -> pl.DataFrame:
+        if self._selector is not None:
+            batch = batch.filter(self._selector)
+        if self.count_range is not None:
+            batch = self.apply_count_range(batch)
+        return batch
+
+    def apply_count_range(self, batch: pl.DataFrame) -> pl.DataFrame:
+        """Keep the flow records numbered first..last (MARs are not counted, as in ra)."""
+        assert self.count_range is not None
+        is_flow = batch["rtype"] != RTYPE_MAR
+        number = is_flow.cast(pl.Int64).cum_sum() + self.flows_seen
+        self.flows_seen = int(number[-1]) if batch.height else self.flows_seen
+        last = self.count_range.last if self.count_range.last is not None else 2**62
+        keep = ~is_flow | ((number >= self.count_range.first) & (number <= last))
+        return batch.filter(keep)
+
+    def done(self) -> bool:
+        return (self.count_range is not None and self.count_range.last is not None
+                and self.flows_seen >= self.count_range.last)
+
+    def report(self, message: str) -> None:
+        self.errors += 1
+        sys.stdout.flush()
+        print(f"{self.program}: {message}", file=sys.stderr)
+
+    def exit_code(self, matched: int) -> int:
+        if self.errors:
+            return EXIT_ERROR
+        return EXIT_MATCHED if matched else EXIT_NONE
+
+
+def compile_record_filter(text: str) -> object:
+    """Compile a record filter; until the filter language lands, refuse it clearly."""
+    try:
+        from argusflow.filter import compile_filter  # type: ignore[attr-defined]
+    except ImportError:
+        raise UsageError(
+            f"filter expressions are not supported yet (got '{text}'); see the filter issue"
+        ) from None
+    return compile_filter(text)
