@@ -1,0 +1,727 @@
+"""Compile a filter tree into one boolean polars expression over a record batch (records.schema).
+
+How ra evaluates a primitive, and so how we do
+----------------------------------------------
+ra compiles the filter to a BPF-like program that loads fields from the DSRs of its in-memory
+record.  A load from a DSR the record does not have (or past that DSR's length) yields -1, and
+every comparison with -1 is false.  Three consequences are kept here on purpose:
+
+* `lt`/`lte` are compiled as the negation of `gte`/`gt`, so they are *true* when the field is
+  absent (`ttl lt 5` matches a record without an IP-attribute DSR);
+* a masked comparison (flags, options, VLAN ids, encapsulations ...) ANDs the -1 with the mask
+  before comparing, so with the DSR absent it compares the mask itself (`mss` matches a UDP
+  record, whose network DSR is one empty word; `vid 4095` matches a record without VLAN tags);
+* float comparisons round both sides to 6 decimals and treat 0 < 0 as true (ra's
+  floatislessthan), so `dur gte 0` is false for a zero duration.
+
+Derived values (direction-less counters, state bits, rates, ICMP types) are computed exactly as
+spec §9 describes ra deriving them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+
+from argusflow.filter.ast import (
+    BOTH,
+    DST,
+    EITHER,
+    EQ,
+    GE,
+    GT,
+    LE,
+    LT,
+    NE,
+    SRC,
+    And,
+    Const,
+    Node,
+    Not,
+    Or,
+    Prim,
+)
+from argusflow.records.schema import (
+    ADDR_ARP,
+    ADDR_ETHER,
+    ADDR_IPV4,
+    ADDR_IPV6,
+    DSR_BITS,
+    NET_ESP,
+    NET_NONE,
+    NET_TCP_INIT,
+    NET_TCP_PERF,
+    NET_TCP_STATUS,
+    RTYPE_FAR,
+    RTYPE_MAR,
+)
+
+col, lit = pl.col, pl.lit
+Expr = pl.Expr
+
+ADDR_ISIS = 0x06  # flow key qualifier ra uses for IS-IS keys (none in argus 3.0.8 output)
+NET_RTCP, NET_RTP, NET_UDT = 0x09, 0x0A, 0x0D
+RTYPE_EVENT, RTYPE_INDEX = 0x40, 0x20
+CAUSES = {"start": 0x10, "status": 0x20, "stop": 0x30, "timeout": 0x40, "shut": 0x60}
+RECORD_TYPES = {"man": RTYPE_MAR, "far": RTYPE_FAR, "event": RTYPE_EVENT, "index": RTYPE_INDEX}
+TCP_FLAGS = {"fin": 0x01, "syn": 0x02, "rst": 0x04, "push": 0x08, "ack": 0x10, "urg": 0x20,
+             "ece": 0x40, "cwr": 0x80}
+TCP_OPTIONS = {"tcpopt": 0xFFF00000, "mss": 0x00100000, "wscale": 0x00200000,
+               "selackok": 0x00400000, "selack": 0x00800000, "tcpecho": 0x01000000,
+               "tcpechoreply": 0x02000000, "tcptimestamp": 0x04000000, "tcpcc": 0x08000000,
+               "tcpccnew": 0x10000000, "tcpccecho": 0x20000000, "secn": 0x40000000,
+               "decn": 0x80000000}
+# TCP status bits (spec §6.7.1) as (src, dst) pairs, and whole-connection bits.
+PAIRED_STATUS = {"outoforder": (0x10000, 0x20000), "winshut": (0x400, 0x800),
+                 "ecn": (0x4000, 0x8000)}
+CONN_STATUS = {"normal": 0x20, "wait": 0x40, "synack": 0x02, "finack": 0x10}
+SAW_SYN, CON_ESTABLISHED = 0x01, 0x04
+RETRANS = (0x100, 0x200)
+ESP_DROP = (0x10, 0x20)
+DUPLICATES = (0x40000, 0x80000)
+FRAGMENTS = (0x10, 0x20)
+IGMP_QUERY, IGMP_LEAVE = 0x11, 0x17
+PFLAG = 6  # ra's default print precision, which its float comparisons round to
+MISSING_FLOAT = -10000000.0
+
+
+# ---------------------------------------------------------------- record-level helpers
+
+def has(dsr: str) -> Expr:
+    return (col("dsrs") & DSR_BITS[dsr]) != 0
+
+
+def is_type(rtype: int) -> Expr:
+    return (col("rtype") & rtype) == rtype
+
+
+def linktype(addr_type: int) -> Expr:
+    return has("flow") & ((col("flow_qual") & 0x1F) == addr_type)
+
+
+def ip_proto(number: int, family: str = "") -> Expr:
+    """ra's prototype(): the flow key is IPv4/IPv6 with this IP protocol."""
+    v4 = linktype(ADDR_IPV4) & (col("proto") == number)
+    v6 = linktype(ADDR_IPV6) & (col("proto") == number)
+    return {"ipv4": v4, "ipv6": v6}.get(family, v4 | v6)
+
+
+def net_length() -> Expr:
+    """Bytes of the network DSR as ra holds it in memory (TCP objects are expanded to 120)."""
+    sub = col("net_subtype")
+    return (
+        pl.when(sub.is_in([NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS])).then(lit(120))
+        .when(sub == NET_ESP).then(lit(20))
+        .when(sub == NET_NONE).then(lit(4))
+        .otherwise(col("net_raw").bin.size().cast(pl.Int64) + 4)
+    )
+
+
+def raw_byte(column: str, index: int) -> Expr:
+    return col(column).bin.slice(index, 1).bin.reinterpret(dtype=pl.UInt8, endianness="big") \
+        .fill_null(0).cast(pl.Int64)
+
+
+def raw_u32(column: str, index: int) -> Expr:
+    return col(column).bin.slice(index, 4).bin.reinterpret(dtype=pl.UInt32, endianness="big") \
+        .fill_null(0).cast(pl.Int64)
+
+
+# Network DSR words ra's filter reads, by byte offset: TCP object columns, ESP object columns.
+TCP_WORDS = {4: "tcp_status", 8: "tcp_state", 12: "tcp_options", 36: "stcp_seqbase",
+             84: "dtcp_seqbase"}
+ESP_WORDS = {4: "tcp_status", 8: "esp_spi", 12: "esp_lastseq", 16: "esp_lostseq"}
+
+
+def net_word(offset: int) -> tuple[Expr, Expr]:
+    """(value, present) of the u32 at `offset` of the network DSR."""
+    sub = col("net_subtype")
+    tcp = sub.is_in([NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS])
+    value = pl.when(tcp).then(col(TCP_WORDS[offset]).cast(pl.Int64) if offset in TCP_WORDS else lit(0))
+    if offset in ESP_WORDS:
+        value = value.when(sub == NET_ESP).then(col(ESP_WORDS[offset]).cast(pl.Int64))
+    value = value.otherwise(raw_u32("net_raw", offset - 4))
+    return value, has("net") & (lit(offset + 4) <= net_length())
+
+
+def net_flag_byte(side: str) -> tuple[Expr, Expr]:
+    offset = 70 if side == SRC else 118
+    return col(f"{side[0]}tcp_flags").cast(pl.Int64), has("net") & (lit(offset) <= net_length())
+
+
+# ---------------------------------------------------------------- comparisons with ra's -1 rule
+
+def cmp(value: Expr, present: Expr, v: int, op: str) -> Expr:
+    """An unmasked load compared with v: an absent field makes eq/gt/ge false, lt/le true."""
+    value = value.cast(pl.Int64)
+    if op == EQ:
+        return present & (value == v)
+    if op == NE:
+        return ~(present & (value == v))
+    if op == GT:
+        return present & (value > v)
+    if op == GE:
+        return present & (value >= v)
+    if op == LT:
+        return ~(present & (value >= v))
+    return ~(present & (value > v))
+
+
+def mcmp(value: Expr, present: Expr, v: int, mask: int, op: str = EQ) -> Expr:
+    """A masked load: an absent field reads as -1, so it compares as the mask itself."""
+    effective = pl.when(present).then(value.cast(pl.Int64) & mask).otherwise(lit(mask))
+    target = v & mask
+    return {EQ: effective == target, NE: effective != target, GT: effective > target,
+            GE: effective >= target, LT: effective < target, LE: effective <= target}[op]
+
+
+def flag(value: Expr, present: Expr, bits: int) -> Expr:
+    return mcmp(value, present, bits, bits)
+
+
+def c_round(x: Expr) -> Expr:
+    """C round() to PFLAG decimals (half away from zero)."""
+    scale = 10.0 ** PFLAG
+    return (x.abs() * scale + 0.5).floor() * x.sign() / scale
+
+
+def fcmp(value: Expr, present: Expr, v: float, op: str) -> Expr:
+    """ra's float comparison: both sides float32, rounded to PFLAG decimals; 0 < 0 holds."""
+    scale = 10.0 ** PFLAG
+    f32 = float(np.float32(v))
+    f = float(np.sign(f32) * np.floor(abs(f32) * scale + 0.5) / scale)
+    x = c_round(value.cast(pl.Float32).cast(pl.Float64))
+    zeros = (x == 0) & lit(f == 0)
+    greater = x > f
+    less = (x < f) | zeros
+    equal = (x - f).abs() <= 0.1 ** (PFLAG + 1)
+    if op == EQ:
+        return present & equal
+    if op == NE:
+        return ~(present & equal)
+    if op == GT:
+        return present & greater
+    if op == GE:
+        return present & ~less
+    if op == LT:
+        return ~(present & ~less)
+    return ~(present & greater)
+
+
+def sides(direction: str, one: Callable[[str], Expr], default: str = EITHER) -> Expr:
+    """Apply a per-side test for a direction qualifier."""
+    direction = direction or default
+    if direction == SRC:
+        return one(SRC)
+    if direction == DST:
+        return one(DST)
+    if direction == BOTH:
+        return one(SRC) & one(DST)
+    return one(SRC) | one(DST)
+
+
+# ---------------------------------------------------------------- derived values (spec §9)
+
+def times() -> tuple[Expr, Expr]:
+    starts = [col("sstart"), col("dstart")]
+    start = pl.min_horizontal([pl.when(s != 0).then(s) for s in starts])
+    last = pl.max_horizontal(col("slast"), col("dlast"))
+    return start, last
+
+
+def mar_time(offset: int) -> Expr:
+    return raw_u32("mar_raw", offset) * 1_000_000 + raw_u32("mar_raw", offset + 4)
+
+
+def duration() -> Expr:
+    """Record duration in seconds; a MAR's is its reporting period (start time to now)."""
+    start, last = times()
+    dur = ((last - start).cast(pl.Float64) / 1e6).fill_null(0.0)
+    period = (mar_time(32) - mar_time(24)).cast(pl.Float64) / 1e6
+    return pl.when(is_type(RTYPE_MAR)).then(period).otherwise(dur)
+
+
+def side_rate(side: str, load: bool) -> Expr:
+    s = side[0]
+    pkts = col(f"{s}pkts").cast(pl.Float64)
+    nbytes = col(f"{s}bytes").cast(pl.Float64)
+    own = (col(f"{s}last") - col(f"{s}start")).cast(pl.Float64) / 1e6
+    span = pl.when(own > 0).then(own).otherwise(duration())
+    if load:
+        per = (nbytes - (nbytes / pkts).floor()) * 8.0
+    else:
+        per = pkts - 1.0
+    rate = pl.when((pkts > 1) & (span > 0)).then(per / span).otherwise(0.0)
+    return pl.when(is_type(RTYPE_MAR)).then(0.0).otherwise(rate)
+
+
+def side_loss(side: str) -> Expr:
+    s = side[0]
+    tcp = ip_proto(6) & has("net") & (col("tcp_state") != 0) & (col(f"{s}pkts") > 0)
+    esp = ip_proto(50) & (col("net_subtype") == NET_ESP)
+    loss = pl.when(tcp).then(col(f"{s}tcp_retrans").cast(pl.Int64)).otherwise(0)
+    if side == SRC:
+        loss = pl.when(esp).then(col("esp_lostseq").cast(pl.Int64)).otherwise(loss)
+    return loss
+
+
+def pcr() -> Expr:
+    sapp, dapp = col("sappbytes").cast(pl.Float64), col("dappbytes").cast(pl.Float64)
+    total = sapp + dapp
+    return pl.when(total > 0).then((sapp - dapp) / total).otherwise(0.0)
+
+
+def icmp_net_byte(index: int) -> tuple[Expr, Expr]:
+    return raw_byte("net_raw", index), has("net") & (lit(4 + index) <= net_length())
+
+
+# ---------------------------------------------------------------- the compiler
+
+class Compiler:
+    def compile(self, node: Node) -> Expr:
+        if isinstance(node, And):
+            return self.compile(node.left) & self.compile(node.right)
+        if isinstance(node, Or):
+            return self.compile(node.left) | self.compile(node.right)
+        if isinstance(node, Not):
+            return ~self.compile(node.child)
+        if isinstance(node, Const):
+            return lit(node.value)
+        if isinstance(node, Prim):
+            return self.prim(node)
+        raise TypeError(f"not a filter node: {node!r}")
+
+    def prim(self, p: Prim) -> Expr:
+        method = getattr(self, f"k_{p.kind}", None)
+        if method is not None:
+            return method(p)
+        for table, handler in ((TCP_FLAGS, self.tcp_flag), (TCP_OPTIONS, self.tcp_option),
+                               (CAUSES, self.cause), (RECORD_TYPES, self.record_type),
+                               (CONN_STATUS, self.conn_status), (PAIRED_STATUS, self.paired)):
+            if p.kind in table:
+                return handler(p)
+        raise ValueError(f"no compiler for primitive {p.kind!r}")
+
+    # -- addresses
+    def k_host(self, p: Prim) -> Expr:
+        family, addr, mask = p.value  # type: ignore[misc]
+        if family == 6:
+            return self.host6(p, addr, mask)
+        v4 = lambda side: (col(f"{side[0]}addr_lo") & mask) == (addr & mask)  # noqa: E731
+        test = sides(p.dir, v4) if mask else lit(True)
+        arp = linktype(ADDR_ARP) & test
+        ipv4 = linktype(ADDR_IPV4) & test
+        ipv6 = linktype(ADDR_IPV6)
+        if mask:  # only the first address word is compared, as ra does
+            word = lambda side: ((col(f"{side[0]}addr_hi") // 2**32) & mask) == (addr & mask)  # noqa: E731
+            ipv6 = ipv6 & sides(p.dir, word)
+        untyped = family == 0
+        if p.proto == "":
+            return arp | ipv4 | ipv6 if untyped else arp | ipv4
+        if p.proto == "ip":
+            return ipv4 | ipv6 if untyped else ipv4
+        if p.proto == "ipv6":
+            return ipv6
+        if p.proto == "arp":
+            return self.k_arp(p) & test
+        return ipv4  # ipv4, icmp
+
+    def host6(self, p: Prim, addr: int, mask: int) -> Expr:
+        hi, lo = addr >> 64, addr & (2**64 - 1)
+        mhi, mlo = mask >> 64, mask & (2**64 - 1)
+
+        def one(side: str) -> Expr:
+            s = side[0]
+            return ((col(f"{s}addr_hi") & mhi) == (hi & mhi)) & ((col(f"{s}addr_lo") & mlo) == (lo & mlo))
+
+        ipv6 = linktype(ADDR_IPV6) & sides(p.dir, one)
+        if p.proto == "":
+            m0, a0 = mhi >> 32, hi >> 32
+            arp_word = lambda side: (col(f"{side[0]}addr_lo") & m0) == (a0 & m0)  # noqa: E731
+            return (linktype(ADDR_ARP) & sides(p.dir, arp_word)) | ipv6
+        return ipv6
+
+    def k_ehost(self, p: Prim) -> Expr:
+        mac = int.from_bytes(p.value, "big")  # type: ignore[arg-type]
+        return has("mac") & sides(p.dir, lambda side: col(f"{side[0]}mac") == mac)
+
+    def k_arphw(self, p: Prim) -> Expr:
+        mac = int.from_bytes(p.value, "big")  # type: ignore[arg-type]
+        return linktype(ADDR_ARP) & (col("arp_sha") == mac)
+
+    def k_srcid(self, p: Prim) -> Expr:
+        v = p.value
+        mar = is_type(RTYPE_MAR) & (col("srcid") == v)
+        far = (is_type(RTYPE_FAR) | is_type(RTYPE_EVENT)) & cmp(col("srcid"), has("transport"), v, EQ)
+        return mar | far
+
+    def k_inode(self, p: Prim) -> Expr:
+        return is_type(RTYPE_FAR) & cmp(col("icmpmap_osrc"), has("icmpmap"), p.value, EQ)
+
+    # -- ports and protocols
+    def k_port(self, p: Prim) -> Expr:
+        v, op = p.value, p.op
+
+        def ports(gate: Expr) -> Expr:
+            return gate & sides(p.dir, lambda side: cmp(col(f"{side[0]}port"), lit(True), v, op))
+
+        if p.proto == "tcp":
+            return ports(ip_proto(6))
+        if p.proto == "udp":
+            return ports(ip_proto(17))
+        if p.proto == "udt":
+            return ports(has("net") & (col("net_subtype") == NET_UDT))
+        if p.proto in ("rtp", "rtcp"):
+            sub = NET_RTP if p.proto == "rtp" else NET_RTCP
+            return ports(ip_proto(17)) & ports(self.udp_app(sub))
+        return ports(ip_proto(6)) | ports(ip_proto(17))
+
+    def udp_app(self, subtype: int) -> Expr:
+        return has("flow") & (col("proto") == 17) & has("net") & (col("net_subtype") == subtype)
+
+    def k_proto(self, p: Prim) -> Expr:
+        v = p.value
+        if p.proto == "ether":
+            known = {0x0800: linktype(ADDR_IPV4), 0x86DD: linktype(ADDR_IPV6),
+                     0x0806: linktype(ADDR_ARP), 0x8035: linktype(ADDR_ARP)}
+            return known.get(v, linktype(ADDR_ETHER) & (col("proto") == v))  # type: ignore[arg-type]
+        if p.proto == "arp":
+            return linktype(ADDR_ARP)
+        return ip_proto(v, p.proto if p.proto in ("ipv4", "ipv6") else "")  # type: ignore[arg-type]
+
+    def k_tcp(self, p: Prim) -> Expr:
+        return ip_proto(6)
+
+    def k_udp(self, p: Prim) -> Expr:
+        return ip_proto(17)
+
+    def k_icmp(self, p: Prim) -> Expr:
+        return ip_proto(1)
+
+    def k_igmp(self, p: Prim) -> Expr:
+        return ip_proto(2)
+
+    def k_arp(self, p: Prim) -> Expr:
+        return is_type(RTYPE_FAR) & flag(col("flow_subtype"), has("flow"), 0x06)
+
+    def k_rarp(self, p: Prim) -> Expr:
+        return linktype(ADDR_ARP)  # ra tests the ARP key type for RARP too
+
+    def k_ip(self, p: Prim) -> Expr:
+        return linktype(ADDR_IPV4) | linktype(ADDR_IPV6)
+
+    def k_ipv4(self, p: Prim) -> Expr:
+        return linktype(ADDR_IPV4)
+
+    def k_ipv6(self, p: Prim) -> Expr:
+        return linktype(ADDR_IPV6)
+
+    def k_isis(self, p: Prim) -> Expr:
+        return linktype(ADDR_ISIS)
+
+    def k_mpls(self, p: Prim) -> Expr:
+        return has("mpls")
+
+    def k_vlan(self, p: Prim) -> Expr:
+        return has("vlan")
+
+    def k_udt(self, p: Prim) -> Expr:
+        return has("net") & (col("net_subtype") == NET_UDT)
+
+    def k_rtp(self, p: Prim) -> Expr:
+        return self.udp_app(NET_RTP)
+
+    def k_rtcp(self, p: Prim) -> Expr:
+        return self.udp_app(NET_RTCP)
+
+    def k_all(self, p: Prim) -> Expr:
+        return lit(True)
+
+    # -- integer attributes
+    def per_side(self, p: Prim, name: str, dsr: str, test: Callable[[Expr, Expr], Expr]) -> Expr:
+        return sides(p.dir, lambda side: test(col(f"{side[0]}{name}"), has(dsr)))
+
+    def k_ttl(self, p: Prim) -> Expr:
+        return linktype(ADDR_IPV4) & self.per_side(p, "ttl", "attr", lambda v, h: cmp(v, h, p.value, p.op))
+
+    def k_tos(self, p: Prim) -> Expr:
+        return linktype(ADDR_IPV4) & self.per_side(p, "tos", "attr", lambda v, h: cmp(v, h, p.value, p.op))
+
+    def k_dsb(self, p: Prim) -> Expr:
+        test = lambda v, h: mcmp(v, h, p.value, 0xFC, p.op)  # noqa: E731
+        return linktype(ADDR_IPV4) & self.per_side(p, "tos", "attr", test)
+
+    def k_ipid(self, p: Prim) -> Expr:
+        return ip_proto(6) & self.per_side(p, "ipid", "attr", lambda v, h: cmp(v, h, p.value, p.op))
+
+    def k_vid(self, p: Prim) -> Expr:
+        return self.per_side(p, "vlan", "vlan", lambda v, h: mcmp(v, h, p.value, 0x0FFF))
+
+    def k_vpri(self, p: Prim) -> Expr:
+        v = (p.value << 12) & 0xFFFFFFFF  # type: ignore[operator]
+        return self.per_side(p, "vlan", "vlan", lambda x, h: mcmp(x, h, v, 0xF000))
+
+    def k_mid(self, p: Prim) -> Expr:
+        v = (p.value << 12) & 0xFFFFFFFF  # type: ignore[operator]
+        return self.per_side(p, "mpls", "mpls", lambda x, h: mcmp(x, h, v, 0xFFFFF000, p.op))
+
+    def counter(self, p: Prim, name: str) -> Expr:
+        return self.per_side(p, name, "metric", lambda v, h: cmp(v, h, p.value, p.op))
+
+    def k_pkts(self, p: Prim) -> Expr:
+        return self.counter(p, "pkts")
+
+    def k_bytes(self, p: Prim) -> Expr:
+        return self.counter(p, "bytes")
+
+    def k_appbytes(self, p: Prim) -> Expr:
+        return self.counter(p, "appbytes")
+
+    def k_nstroke(self, p: Prim) -> Expr:
+        return self.per_side(p, "nstroke", "behavior", lambda v, h: cmp(v, h, p.value, p.op))
+
+    def k_asn(self, p: Prim) -> Expr:
+        return self.per_side(p, "as", "asn", lambda v, h: cmp(v, h, p.value, p.op))
+
+    def k_encaps(self, p: Prim) -> Expr:
+        return self.per_side(p, "encaps", "encaps", lambda v, h: mcmp(v, h, p.value, p.value))
+
+    def k_co(self, p: Prim) -> Expr:
+        code = p.value.rstrip(b"\0").decode("ascii", "replace")  # type: ignore[union-attr]
+        return self.per_side(p, "co", "cocode", lambda v, h: h & (v == code))
+
+    def k_seq(self, p: Prim) -> Expr:
+        return is_type(RTYPE_FAR) & cmp(col("seq"), has("transport"), p.value, p.op)
+
+    def k_trans(self, p: Prim) -> Expr:
+        # ra counts a flow record without an aggregation DSR as one transaction.
+        count = pl.when(has("agr")).then(col("agr_count").cast(pl.Int64)).otherwise(1)
+        return cmp(count, is_type(RTYPE_FAR), p.value, p.op)
+
+    def k_tcpbase(self, p: Prim) -> Expr:
+        return sides(p.dir, lambda side: cmp(*net_word(36 if side == SRC else 84), p.value, p.op))
+
+    def k_spi(self, p: Prim) -> Expr:
+        # ra overwrites the low half of the key's SPI word with its default masks (spec §6.2.4).
+        spi = col("smask").cast(pl.Int64) * 256 + col("dmask").cast(pl.Int64) + 0x20200000
+        return ip_proto(50) & cmp(spi, lit(True), p.value, p.op)
+
+    def k_deldur(self, p: Prim) -> Expr:
+        return cmp(lit(0), has("cor"), p.value * 1000, p.op)  # type: ignore[operator]
+
+    k_dellast = k_deldur
+
+    def k_loss(self, p: Prim) -> Expr:
+        return sides(p.dir, lambda side: cmp(side_loss(side), lit(True), p.value, p.op))
+
+    def k_gap(self, p: Prim) -> Expr:
+        def gap(side: str) -> Expr:
+            s = side[0]
+            seq, base = col(f"{s}tcp_seq").cast(pl.Int64), col(f"{s}tcp_seqbase").cast(pl.Int64)
+            nbytes = col(f"{s}tcp_bytes").cast(pl.Int64)
+            ok = (col(f"{s}tcp_retrans") == 0) & (seq != 0) & (base != col(f"{s}tcp_ackbytes"))
+            value = pl.when(ok).then(pl.max_horizontal(seq - base - nbytes - 1, lit(0))).otherwise(0)
+            return cmp(value, ip_proto(6) & (col("net_subtype") == NET_TCP_PERF), p.value, p.op)
+
+        return sides(p.dir, gap)
+
+    # -- floats
+    def k_dur(self, p: Prim) -> Expr:
+        return fcmp(duration(), lit(True), p.value, p.op)  # type: ignore[arg-type]
+
+    def k_rate(self, p: Prim) -> Expr:
+        return sides(p.dir, lambda side: fcmp(side_rate(side, False), lit(True), p.value, p.op))
+
+    def k_load(self, p: Prim) -> Expr:
+        return sides(p.dir, lambda side: fcmp(side_rate(side, True), lit(True), p.value, p.op))
+
+    def k_ploss(self, p: Prim) -> Expr:
+        # ra 3.0.8 never fills the percent-loss slots its filter reads: they are always 0.
+        return fcmp(lit(0.0), lit(True), p.value, p.op)  # type: ignore[arg-type]
+
+    def k_pcr(self, p: Prim) -> Expr:
+        return is_type(RTYPE_FAR) & fcmp(pcr(), lit(True), p.value, p.op)  # type: ignore[arg-type]
+
+    def k_avgdur(self, p: Prim) -> Expr:
+        # Argus 5 meaning (see DEVIATIONS): the mean duration of the merged records.
+        mean = pl.when(has("agr")).then(col("agr_act_mean").cast(pl.Float64) / 1e6).otherwise(duration())
+        return fcmp(mean, lit(True), p.value, p.op)  # type: ignore[arg-type]
+
+    def k_tcprtt(self, p: Prim) -> Expr:
+        rtt = (col("tcp_synack").cast(pl.Float64) + col("tcp_ackdat").cast(pl.Float64)) / 1e6
+        present = ip_proto(6) & has("net") & col("net_subtype").is_in([NET_TCP_PERF])
+        return fcmp(rtt, present, float(p.value), p.op)  # type: ignore[arg-type]
+
+    def jitter(self, p: Prim, stat: str, block: str) -> Expr:
+        value = float(p.value) * 1000.0  # type: ignore[arg-type]
+
+        def one(s: str, b: str) -> Expr:
+            return fcmp(col(f"{s}jit_{b}_{stat}"), has("jitter"), value, p.op)
+
+        if p.dir == SRC:
+            return one("s", block)
+        if p.dir == DST:
+            return one("d", block)
+        if p.dir == EITHER:  # ra compares the destination's active block here, whatever was asked
+            return one("s", block) | one("d", "act")
+        return one("s", block) & one("d", block)  # no direction means both, in ra
+
+    def k_inter(self, p: Prim) -> Expr:
+        return self.jitter(p, "mean", "act")
+
+    k_interact = k_inter
+
+    def k_interidle(self, p: Prim) -> Expr:
+        return self.jitter(p, "mean", "idl")
+
+    def k_jitter(self, p: Prim) -> Expr:
+        return self.jitter(p, "stdev", "act")
+
+    k_jitact = k_jitter
+
+    def k_jitidle(self, p: Prim) -> Expr:
+        return self.jitter(p, "stdev", "idl")
+
+    # -- TCP state, flags and options
+    def tcp_flag(self, p: Prim) -> Expr:
+        bits = TCP_FLAGS[p.kind]
+        return ip_proto(6) & sides(p.dir, lambda side: flag(*net_flag_byte(side), bits))
+
+    k_rst = tcp_flag
+
+    def tcp_status(self, bits: int) -> Expr:
+        return ip_proto(6) & flag(*net_word(4), bits)
+
+    def paired(self, p: Prim) -> Expr:
+        src, dst = PAIRED_STATUS[p.kind]
+        return sides(p.dir, lambda side: self.tcp_status(src if side == SRC else dst))
+
+    def conn_status(self, p: Prim) -> Expr:
+        return self.tcp_status(CONN_STATUS[p.kind])
+
+    def k_est(self, p: Prim) -> Expr:
+        both = cmp(col("spkts"), has("metric"), 0, GT) & cmp(col("dpkts"), has("metric"), 0, GT)
+        return (linktype(ADDR_IPV4) & both) | self.tcp_status(CON_ESTABLISHED)
+
+    def k_retrans(self, p: Prim) -> Expr:
+        def one(side: str) -> Expr:
+            k = 0 if side == SRC else 1
+            esp = ip_proto(50) & flag(*net_word(4), ESP_DROP[k])
+            return esp | self.tcp_status(RETRANS[k])
+
+        return sides(p.dir, one)
+
+    def k_dup(self, p: Prim) -> Expr:
+        bits = {SRC: DUPLICATES[0], DST: DUPLICATES[1]}.get(p.dir, DUPLICATES[0] | DUPLICATES[1])
+        return flag(*net_word(4), bits)
+
+    def k_frag(self, p: Prim) -> Expr:
+        def one(side: str) -> Expr:
+            return flag(col("attr_qual"), has("attr"), FRAGMENTS[0 if side == SRC else 1])
+
+        direction = p.dir if p.dir in (SRC, DST) else EITHER
+        return linktype(ADDR_IPV4) & sides(direction, one)
+
+    def k_multipath(self, p: Prim) -> Expr:
+        bits = {SRC: 1, DST: 2, BOTH: 3}
+        if p.dir in bits:
+            return flag(col("mac_qual"), has("mac"), bits[p.dir])
+        return flag(col("mac_qual"), has("mac"), 1) | flag(col("mac_qual"), has("mac"), 2)
+
+    def k_hello(self, p: Prim) -> Expr:
+        return linktype(ADDR_ISIS) & lit(False)  # IS-IS PDU types: no such keys from argus 3.0.8
+
+    k_lsp = k_csnp = k_psnp = k_hello
+
+    def tcp_option(self, p: Prim) -> Expr:
+        return linktype(ADDR_IPV4) & flag(*net_word(12), TCP_OPTIONS[p.kind])
+
+    # -- record types and causes
+    def cause(self, p: Prim) -> Expr:
+        return flag(col("cause"), lit(True), CAUSES[p.kind])
+
+    def record_type(self, p: Prim) -> Expr:
+        return is_type(RECORD_TYPES[p.kind])
+
+    # -- ICMP and IGMP
+    def icmp_type_is(self, value: int) -> Expr:
+        return ip_proto(1) & cmp(*icmp_net_byte(0), value, EQ)
+
+    def icmpmap_qual_is(self, value: int) -> Expr:
+        return cmp(col("icmpmap_qual"), has("icmpmap"), value, EQ)
+
+    def k_icmpmap(self, p: Prim) -> Expr:
+        return has("icmpmap") & ((col("icmpmap_qual") & 0x07) != 0)
+
+    def k_echo(self, p: Prim) -> Expr:
+        byte, present = icmp_net_byte(0)
+        return ip_proto(1) & (cmp(byte, present, 8, EQ) | cmp(byte, present, 0, EQ))
+
+    def k_unreach(self, p: Prim) -> Expr:
+        return self.icmp_type_is(3) | self.icmpmap_qual_is(1)
+
+    def k_redirect(self, p: Prim) -> Expr:
+        mapped_type = ip_proto(1) & cmp(col("icmpmap_type"), has("icmpmap"), 5, EQ)
+        return mapped_type | self.icmpmap_qual_is(2)
+
+    def k_timexed(self, p: Prim) -> Expr:
+        return self.icmp_type_is(11) | self.icmpmap_qual_is(4)
+
+    def k_unr(self, p: Prim) -> Expr:
+        code, present = icmp_net_byte(1)
+        own = self.icmp_type_is(3) & cmp(code, present, p.value, EQ)  # type: ignore[arg-type]
+        mapped = self.icmpmap_qual_is(1) & (col("icmpmap_code") == p.value)
+        return own | mapped
+
+    def igmp_type(self) -> Expr:
+        return (col("sport").cast(pl.Int64) // 256)
+
+    def k_rtr(self, p: Prim) -> Expr:
+        return ip_proto(2) & (self.igmp_type() == IGMP_QUERY)
+
+    def k_mbr(self, p: Prim) -> Expr:
+        return ip_proto(2) & (self.igmp_type() != IGMP_QUERY)
+
+    def k_lvg(self, p: Prim) -> Expr:
+        return ip_proto(2) & (self.igmp_type() == IGMP_LEAVE)
+
+    def k_cocode(self, p: Prim) -> Expr:
+        return ~(has("cocode") & (col("sco") == ""))
+
+    # -- locality (Argus 5): without an RA_LOCAL table, private and link-local space is local
+    def local_side(self, side: str) -> Expr:
+        a = col(f"{side[0]}addr_lo")
+        nets = [(0x0A000000, 8), (0xAC100000, 12), (0xC0A80000, 16), (0x7F000000, 8),
+                (0xA9FE0000, 16)]
+        v4 = pl.any_horizontal([(a // 2 ** (32 - bits)) == (net >> (32 - bits)) for net, bits in nets])
+        hi = col(f"{side[0]}addr_hi")
+        v6 = ((hi // 2**57) == 0x7E) | ((hi // 2**54) == 0x3FA) | ((hi == 0) & (a == 1))
+        return (linktype(ADDR_IPV4) & v4) | (linktype(ADDR_IPV6) & v6)
+
+    def k_lcl(self, p: Prim) -> Expr:
+        return self.local_side(SRC) | self.local_side(DST)
+
+    def k_rem(self, p: Prim) -> Expr:
+        ip = linktype(ADDR_IPV4) | linktype(ADDR_IPV6)
+        return ip & (~self.local_side(SRC) | ~self.local_side(DST))
+
+    # -- broadcast and multicast
+    def k_multicast(self, p: Prim) -> Expr:
+        if p.proto == "ether":
+            group = lambda side: ((col(f"{side[0]}mac") // 2**40) & 1) == 1  # noqa: E731
+            return has("mac") & sides(EITHER, group)
+        high = lambda side: (col(f"{side[0]}addr_lo") & 0xF0000000) >= 0xE0000000  # noqa: E731
+        return linktype(ADDR_IPV4) & sides(EITHER, high)
+
+    def k_broadcast(self, p: Prim) -> Expr:
+        if p.proto == "ether":
+            every = 0xFFFFFFFFFFFF
+            return has("mac") & sides(EITHER, lambda side: col(f"{side[0]}mac") == every)
+        return linktype(ADDR_IPV4) & sides(EITHER, lambda side: col(f"{side[0]}addr_lo") == 0xFFFFFFFF)
+
+
+def compile_node(node: Node) -> Expr:
+    """The boolean polars expression selecting the records `node` accepts."""
+    return Compiler().compile(node).fill_null(False)
