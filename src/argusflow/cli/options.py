@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from argusflow.errors import UsageError
 
 # Letters that are plain switches (their count matters for -n), take one value, or a list.
-FLAGS = set("AbdGhHiJlOqvVXxz%")
+FLAGS = set("AabdGhHiJlOquvVXxz%")
 FLAGS_COUNTED = {"n"}
 ONE_VALUE = set("BcCDeEfFgIkKLNoPpQtTUwYZ")
 MANY_VALUES = set("rRsSMm")

@@ -388,8 +388,9 @@ def decode_flow(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     flow_arp(cols, buf, d.where(keytype == 0x06))
     store_raw(cols, "flow_raw", d.where(~handled), 4)
     cols.put("flow_qual", d.rec, d.qual)
-    # The REVERSE bit is undone for IP keys; ARP keeps it (ra reverses the *other* DSRs there).
-    ip_reverse = ((d.sub & 0x40) > 0) & (keytype != 0x06)
+    # The REVERSE bit is undone for IPv4/IPv6 keys only, as ra does: Ethernet keys print as
+    # stored, and ARP keys keep it (ra reverses the *other* DSRs there).
+    ip_reverse = ((d.sub & 0x40) > 0) & (keytype != 0x06) & np.isin(addr, (ADDR_IPV4, ADDR_IPV6))
     cols.put("flow_subtype", d.rec, np.where(ip_reverse, d.sub & ~0x40, d.sub))
     unreverse(cols, d.rec[ip_reverse])
 

@@ -132,7 +132,7 @@ COLUMNS: list[tuple[str, pl.DataType, str]] = [
     ("srcid_type", U8, "transport qualifier: 0 none, 1 IPv4, 0x20 int, 0x21 string"),
     ("seq", U32, "transport sequence number"),
     # flow key DSR
-    ("flow_subtype", U8, "flow DSR subtype with the REVERSE bit (0x40) cleared"),
+    ("flow_subtype", U8, "flow DSR subtype; the REVERSE bit (0x40) is cleared once undone (IP keys)"),
     ("flow_qual", U8, "flow DSR qualifier (addr type | 0x20 DIRECTION | 0x40 MASKLEN | 0x80 FRAG)"),
     ("saddr_hi", U64, "source address, high 64 bits (IPv6 only)"),
     ("saddr_lo", U64, "source address, low 64 bits (IPv4 address, IPv6 low half, MAC, ARP spa)"),

@@ -1,0 +1,153 @@
+"""Our ra against the real /usr/bin/ra: same text, same exit codes; files the real tools read.
+
+Our ra runs in-process here (the same `ra()` body the console script runs) so that hundreds of
+comparisons stay fast; test_ra_script.py runs the installed console script itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+
+from argusflow.cli.ra import ra
+from argusflow.cli.runner import run_main
+
+# The field list of spec §13 (55 fields, as the sample .txt files were made).
+SPEC_FIELDS = (
+    "srcid seq stime ltime dur trans cause flgs proto saddr sport dir daddr dport spkts dpkts "
+    "sbytes dbytes sappbytes dappbytes state smac dmac stos dtos sttl dttl sipid dipid svid dvid "
+    "svlan dvlan smpls dmpls swin dwin stcpb dtcpb tcprtt synack ackdat tcpopt sloss dloss smaxsz "
+    "sminsz dmaxsz dminsz sintpkt dintpkt sjit djit inode icmpid suser:32 duser:32 offset"
+).split()
+
+OPTION_SETS = {
+    "default": [],
+    "fields50": ["-n", "-u", "-c", ",", "-s", *SPEC_FIELDS],
+    "nn_p3_L0": ["-nn", "-p", "3", "-L", "0"],
+    "z": ["-z"],
+}
+
+
+def ra_inproc(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run_main("ra", ra, argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_same_as_real(run_real, path: Path, options: list[str]) -> None:
+    argv = ["-X", "-r", str(path), *options]
+    real = run_real(["ra", *argv])
+    code, out, err = ra_inproc(argv)
+    assert err == ""
+    assert out == real.stdout, f"text differs for {path.name} {' '.join(options)}"
+    assert code == real.returncode
+
+
+@pytest.mark.parametrize("options", OPTION_SETS.values(), ids=OPTION_SETS.keys())
+def test_samples_print_like_real_ra(sample_argus_file: Path, options: list[str], run_real) -> None:
+    assert_same_as_real(run_real, sample_argus_file, options)
+
+
+@pytest.mark.parametrize("options", OPTION_SETS.values(), ids=OPTION_SETS.keys())
+def test_corpus_prints_like_real_ra(corpus_argus_file: Path, options: list[str], run_real) -> None:
+    assert_same_as_real(run_real, corpus_argus_file, options)
+
+
+@pytest.mark.parametrize("options", OPTION_SETS.values(), ids=OPTION_SETS.keys())
+def test_rich_corpus_prints_like_real_ra(corpus_rich_argus_file: Path, options: list[str],
+                                        run_real) -> None:
+    assert_same_as_real(run_real, corpus_rich_argus_file, options)
+
+
+def test_real_tools_read_what_we_write(sample_argus_file: Path, tmp_path: Path, run_real) -> None:
+    ours = tmp_path / "ours.argus"
+    code, _, err = ra_inproc(["-X", "-r", str(sample_argus_file), "-w", str(ours)])
+    assert code == 0 and err == ""
+    fields = ["-n", "-u", "-c", ",", "-s", *SPEC_FIELDS[:-1]]  # not offset: ours re-encodes
+    for tool, extra in (("ra", fields), ("racluster", fields), ("rasort", ["-m", "bytes", *fields])):
+        want = run_real([tool, "-X", "-r", str(sample_argus_file), *extra])
+        got = run_real([tool, "-X", "-r", str(ours), *extra])
+        assert got.stdout == want.stdout, f"{tool} reads our copy of {sample_argus_file.name} differently"
+
+
+def test_filter_that_matches_nothing_exits_1(sample_argus_file: Path, run_real) -> None:
+    assert_same_as_real(run_real, sample_argus_file, ["-", "udp and tcp"])
+
+
+def test_record_ranges_and_time_ranges(run_real, sample_argus_files: list[Path]) -> None:
+    icmp = next(p for p in sample_argus_files if p.name == "icmp.argus")
+    for options in (["-N", "2"], ["-N", "2-3"], ["-N", "2+1"], ["-t", "1700000004-1700000006"],
+                    ["-t", "2023/11/14.22:13:24-2023/11/14.22:13:26"]):
+        assert_same_as_real(run_real, icmp, ["-s", "stime", "proto", "state", *options])
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+def damaged_copies(good: bytes) -> dict[str, tuple[bytes, int]]:
+    """name -> (bytes, offset where the damage is)."""
+    second = 128 + int.from_bytes(good[130:132], "big") * 4  # the record after the first FAR
+    return {
+        "truncated": (good[: second + 7], second),
+        "zero_length": (good[:second] + b"\x13\x10\x00\x00" + good[second:], second),
+        "bad_type": (good[:second] + b"\xf3\x10\x00\x02\x00\x00\x00\x00" + good[second:], second),
+        "wrong_magic": (b"\x00" * 8 + b"\xde\xad\xbe\xef" + good[12:], 0),
+        "random": (bytes(range(256)) * 3, 0),
+    }
+
+
+@pytest.mark.parametrize("kind", ["truncated", "zero_length", "bad_type", "wrong_magic", "random"])
+def test_damage_gives_one_line_and_keeps_the_records_before(
+    kind: str, tmp_path: Path, run_real, sample_argus_files: list[Path]
+) -> None:
+    source = next(p for p in sample_argus_files if p.name == "icmp.argus")
+    good = source.read_bytes()
+    data, offset = damaged_copies(good)[kind]
+    bad = tmp_path / f"{kind}.argus"
+    bad.write_bytes(data)
+    code, out, err = ra_inproc(["-X", "-n", "-r", str(bad)])
+    assert code == 2
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"ra: {bad}: byte {offset}: "), err
+    if offset:
+        intact = tmp_path / "intact.argus"
+        intact.write_bytes(good[:offset])
+        assert out == run_real(["ra", "-X", "-n", "-r", str(intact)]).stdout
+
+
+def test_missing_file_is_one_line(tmp_path: Path) -> None:
+    code, out, err = ra_inproc(["-X", "-r", str(tmp_path / "nope.argus")])
+    assert code == 2 and out == "" and err.count("\n") == 1 and "nope.argus" in err
+
+
+def test_bad_option_is_one_line() -> None:
+    code, _, err = ra_inproc(["-X", "-r", "x", "-j"])
+    assert code == 2 and err.startswith("ra: unknown option -j")
+
+
+def test_stdin_and_compressed_input(sample_argus_files: list[Path], tmp_path: Path, run_real) -> None:
+    import bz2
+
+    source = next(p for p in sample_argus_files if p.name == "tcp_rich.argus")
+    packed = tmp_path / "tcp_rich.data"
+    packed.write_bytes(bz2.compress(source.read_bytes()))
+    want = run_real(["ra", "-X", "-n", "-r", str(source)]).stdout
+    assert ra_inproc(["-X", "-n", "-r", str(packed)])[1] == want
+
+
+def test_recursive_directories_sorted_without_dot_files(sample_argus_files: list[Path],
+                                                        tmp_path: Path, run_real) -> None:
+    top = tmp_path / "archive"
+    (top / "b").mkdir(parents=True)
+    (top / "a").mkdir()
+    (top / ".hidden").mkdir()
+    by_name = {p.name: p for p in sample_argus_files}
+    (top / "b" / "x.argus").write_bytes(by_name["tcp.argus"].read_bytes())
+    (top / "a" / "y.argus").write_bytes(by_name["udp.argus"].read_bytes())
+    (top / ".hidden" / "z.argus").write_bytes(by_name["icmp.argus"].read_bytes())
+    (top / "a" / ".dot.argus").write_bytes(by_name["icmp.argus"].read_bytes())
+    want = run_real(["ra", "-X", "-n", "-r", str(by_name["udp.argus"]), str(by_name["tcp.argus"])])
+    assert ra_inproc(["-X", "-n", "-R", str(top)])[1] == want.stdout
