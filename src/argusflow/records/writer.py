@@ -69,6 +69,27 @@ class Piece:
     lens: np.ndarray | None = None  # byte lengths when they vary; None = the full width
 
 
+@dataclass
+class Bytes:
+    """Variable-length byte strings: row i is flat[starts[i]:starts[i] + sizes[i]]."""
+
+    sizes: np.ndarray
+    flat: np.ndarray
+
+    @property
+    def starts(self) -> np.ndarray:
+        return np.cumsum(self.sizes) - self.sizes
+
+    def fixed(self, width: int) -> np.ndarray:
+        """(n, width) array: each string cut or zero-padded to `width` bytes."""
+        out = np.zeros((len(self.sizes), width), dtype=np.uint8)
+        take = np.minimum(self.sizes, width)
+        row = np.repeat(np.arange(len(take)), take)
+        within = np.arange(int(take.sum())) - np.repeat(np.cumsum(take) - take, take)
+        out[row, within] = self.flat[np.repeat(self.starts, take) + within]
+        return out
+
+
 class Batch:
     """Column access for the encoders: numpy arrays, optionally restricted to some rows."""
 
@@ -76,6 +97,7 @@ class Batch:
         self.df = df
         self.n = df.height
         self._cache: dict[str, np.ndarray] = {}
+        self._series: dict[str, pl.Series] = {}
 
     def col(self, name: str) -> np.ndarray:
         if name not in self._cache:
@@ -85,13 +107,38 @@ class Batch:
     def at(self, name: str, rows: np.ndarray) -> np.ndarray:
         return self.col(name)[rows]
 
-    def binary(self, name: str, rows: np.ndarray) -> list[bytes]:
-        """Byte strings of a Binary/String column for `rows` (variable payloads, rarely many)."""
-        series = self.df.get_column(name)
-        if len(rows) == 0:
-            return []
-        values = series.gather(rows).to_list()
-        return [v.encode("ascii", "replace") if isinstance(v, str) else (v or b"") for v in values]
+    def series(self, name: str) -> pl.Series:
+        return self._series.get(name, self.df.get_column(name))
+
+    def binary(self, name: str, rows: np.ndarray) -> Bytes:
+        """The bytes of a Binary/String column for `rows`: sizes and one flat buffer, built by
+        polars (no Python object per row)."""
+        series = self.series(name)
+        if series.dtype == pl.String:
+            series = series.cast(pl.Binary)
+        as_lists = series.gather(pl.Series(rows, dtype=pl.Int64)).cast(pl.List(pl.UInt8))
+        sizes = as_lists.list.len().to_numpy().astype(np.int64)
+        flat = as_lists.explode().drop_nulls().to_numpy().astype(np.uint8)
+        return Bytes(sizes, flat)
+
+    def swap(self, a: str, b: str, rows: np.ndarray) -> None:
+        """Exchange two columns on `rows`."""
+        if self.df.schema[a] in (pl.Binary, pl.String):
+            idx = pl.Series(rows, dtype=pl.Int64)
+            sa, sb = self.series(a), self.series(b)
+            va, vb = sa.gather(idx), sb.gather(idx)
+            # Series.scatter works in place: copy first, the caller's frame stays untouched.
+            self._series[a] = sa.clone().scatter(idx, vb)
+            self._series[b] = sb.clone().scatter(idx, va)
+            return
+        ca, cb = self.col(a).copy(), self.col(b).copy()
+        ca[rows], cb[rows] = self.col(b)[rows], self.col(a)[rows]
+        self._cache[a], self._cache[b] = ca, cb
+
+    def replace(self, name: str, rows: np.ndarray, values: np.ndarray) -> None:
+        column = self.col(name).copy()
+        column[rows] = values
+        self._cache[name] = column
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -118,21 +165,20 @@ def split_time(us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return us // SECOND, us % SECOND
 
 
-def ragged(rows: np.ndarray, chunks: list[bytes], head: np.ndarray, pad_to: int = 4) -> Piece:
-    """Pieces of variable length: a fixed header (n, h) then each row's bytes, padded to words."""
+def ragged(rows: np.ndarray, data: Bytes, head: np.ndarray, trailer: int = 0) -> Piece:
+    """Pieces of variable length: a fixed header (n, h), each row's bytes, then at least
+    `trailer` zero bytes, padded to a word."""
     n = len(rows)
-    sizes = np.array([len(c) for c in chunks], dtype=np.int64)
-    total = head.shape[1] + (sizes + pad_to - 1) // pad_to * pad_to
+    sizes = data.sizes
+    total = head.shape[1] + (sizes + trailer + 3) // 4 * 4
     width = int(total.max()) if n else head.shape[1]
-    data = np.zeros((n, width), dtype=np.uint8)
-    data[:, :head.shape[1]] = head
+    out = np.zeros((n, width), dtype=np.uint8)
+    out[:, :head.shape[1]] = head
     if n and sizes.sum():
-        flat = np.frombuffer(b"".join(chunks), dtype=np.uint8)
-        starts = np.cumsum(sizes) - sizes
-        within = np.arange(len(flat)) - np.repeat(starts, sizes)
+        within = np.arange(len(data.flat)) - np.repeat(data.starts, sizes)
         row = np.repeat(np.arange(n), sizes)
-        data[row, head.shape[1] + within] = flat
-    return Piece(rows, data, total)
+        out[row, head.shape[1] + within] = data.flat
+    return Piece(rows, out, total)
 
 
 def has(b: Batch, name: str) -> np.ndarray:
@@ -270,7 +316,7 @@ def opaque(b: Batch, rows: np.ndarray, kind: int, sub: str | int, qual: str | in
            raw: str) -> Piece:
     """A DSR kept as payload bytes: header + payload, padded to a word."""
     chunks = b.binary(raw, rows)
-    words = 1 + (np.array([len(c) for c in chunks], dtype=np.int64) + 3) // 4
+    words = 1 + (chunks.sizes + 3) // 4
     subv = b.at(sub, rows) if isinstance(sub, str) else sub
     qualv = b.at(qual, rows) if isinstance(qual, str) else qual
     head = packed(len(rows), HDR, header(kind, subv, qualv, words))
@@ -638,7 +684,7 @@ def enc_psize(b: Batch, rows: np.ndarray) -> list[Piece]:
 def enc_user(direction: str) -> Callable[[Batch, np.ndarray], list[Piece]]:
     def encode(b: Batch, rows: np.ndarray) -> list[Piece]:
         chunks = b.binary(f"{direction}user", rows)
-        count = np.array([len(c) for c in chunks], dtype=np.int64)
+        count = chunks.sizes
         words = 2 + (count + 3) // 4
         fields = [("type", "u1"), ("sub", "u1"), ("len", ">u2"), ("size", ">u2"), ("count", ">u2")]
         head = packed(len(rows), fields, {
@@ -691,18 +737,18 @@ def enc_cor(b: Batch, rows: np.ndarray) -> list[Piece]:
 
 
 def enc_cocode(b: Batch, rows: np.ndarray) -> list[Piece]:
-    codes = [(s[:2].ljust(2, b"\0") + d[:2].ljust(2, b"\0"))
-             for s, d in zip(b.binary("sco", rows), b.binary("dco", rows), strict=True)]
-    head = packed(len(rows), HDR, header(0x64, 0, 0, 2))
-    return [ragged(rows, codes, head)]
+    fields = HDR + [("s", "u1", (2,)), ("d", "u1", (2,))]
+    data = packed(len(rows), fields, {**header(0x64, 0, 0, 2), "s": b.binary("sco", rows).fixed(2),
+                                      "d": b.binary("dco", rows).fixed(2)})
+    return [Piece(rows, data)]
 
 
 def enc_label(b: Batch, rows: np.ndarray) -> list[Piece]:
     # NUL terminated and padded to a word; subtype 0x01 = service label.
-    texts = [t + b"\0" for t in b.binary("label", rows)]
-    words = 1 + (np.array([len(t) for t in texts], dtype=np.int64) + 3) // 4
+    texts = b.binary("label", rows)
+    words = 1 + (texts.sizes + 1 + 3) // 4
     head = packed(len(rows), HDR, header(0x66, 0x01, 0, words))
-    return [ragged(rows, texts, head)]
+    return [ragged(rows, texts, head, trailer=1)]
 
 
 def enc_asn(b: Batch, rows: np.ndarray) -> list[Piece]:
@@ -744,41 +790,34 @@ SWAPPED_BITS = (
 )
 
 
-def swap_bits(col: str, src: int, dst: int) -> pl.Expr:
-    """Exchange the `src` and `dst` bit groups of a column (same width, `src` the lower one
-    when `shift` > 0)."""
+def swap_bits(value: np.ndarray, src: int, dst: int) -> np.ndarray:
+    """Exchange the `src` and `dst` bit groups (same shape) of each value."""
     shift = (src & -src).bit_length() - (dst & -dst).bit_length()
-    c = pl.col(col).cast(pl.Int64)
-    factor = 2 ** abs(shift)
+    v = value.astype(np.int64)
     if shift > 0:
-        moved = (c & src) // factor + (c & dst) * factor
+        moved = (v & src) >> shift | (v & dst) << shift
     else:
-        moved = (c & src) * factor + (c & dst) // factor
-    return (c & ~(src | dst)) + moved
+        moved = (v & src) << -shift | (v & dst) >> -shift
+    return (v & ~(src | dst)) | moved
 
 
-def unreverse_arp(df: pl.DataFrame) -> pl.DataFrame:
+def unreverse_arp(b: Batch) -> None:
     """ra reverses every other DSR of an ARP record whose key has the REVERSE bit (§6.2.8) and
     writes the key without it; the reader keeps such records as stored."""
-    rev = ((pl.col("flow_subtype") & 0x3F) == 0x06) & ((pl.col("flow_subtype") & 0x40) > 0)
-    rev = rev & (pl.col("rtype") != RTYPE_MAR) & ((pl.col("dsrs") & DSR_BITS["flow"]) > 0)
-    if not df.select(rev.any()).item():
-        return df
-    exprs = []
-    for a, b in SWAPPED_PAIRS:
-        exprs.append(pl.when(rev).then(pl.col(b)).otherwise(pl.col(a)).alias(a))
-        exprs.append(pl.when(rev).then(pl.col(a)).otherwise(pl.col(b)).alias(b))
-    for col, src, dst in SWAPPED_BITS:
-        dtype = df.schema[col]
-        exprs.append(pl.when(rev).then(swap_bits(col, src, dst).cast(dtype))
-                     .otherwise(pl.col(col)).alias(col))
+    sub = b.col("flow_subtype")
+    far = (b.col("rtype") != RTYPE_MAR) & ((b.col("dsrs") & DSR_BITS["flow"]) > 0)
+    rows = np.flatnonzero(far & ((sub & 0x3F) == 0x06) & ((sub & 0x40) > 0))
+    if not len(rows):
+        return
+    for a, c in SWAPPED_PAIRS:
+        b.swap(a, c, rows)
+    for name, src, dst in SWAPPED_BITS:
+        b.replace(name, rows, swap_bits(b.at(name, rows), src, dst))
     # Packet-size qualifier: the metric codes 5-8 (source only) and 9-12 (destination only).
-    q = pl.col("psize_qual")
-    flipped = pl.when((q >= 5) & (q <= 8)).then(q + 4).when((q >= 9) & (q <= 12)).then(q - 4)
-    exprs.append(pl.when(rev).then(flipped.otherwise(q).cast(pl.UInt8)).otherwise(q).alias("psize_qual"))
-    exprs.append(pl.when(rev).then(pl.col("flow_subtype") & 0xBF).otherwise(pl.col("flow_subtype"))
-                 .cast(pl.UInt8).alias("flow_subtype"))
-    return df.with_columns(exprs)
+    q = b.at("psize_qual", rows).astype(np.int64)
+    q = np.where((q >= 5) & (q <= 8), q + 4, np.where((q >= 9) & (q <= 12), q - 4, q))
+    b.replace("psize_qual", rows, q)
+    b.replace("flow_subtype", rows, b.at("flow_subtype", rows) & 0xBF)
 
 
 # --- assembly --------------------------------------------------------------------------------
@@ -803,47 +842,57 @@ def encode_batch(df: pl.DataFrame, synthesise_agr: bool = True) -> bytes:
     the batch row has none); False is racluster/radium (no aggregation DSR when the count is 1).
     MAR rows are copied from `mar_raw`.
     """
-    b = Batch(unreverse_arp(df))
+    b = Batch(df)
+    unreverse_arp(b)
     n = b.n
     if n == 0:
         return b""
-    lengths = np.zeros((len(CLIENT_ORDER), n), dtype=np.int64)
-    all_pieces: list[tuple[int, Piece]] = []
-    for k, name in enumerate(CLIENT_ORDER):
+    # Every DSR kind present, in client order, with each row's byte length (0 = absent).
+    kinds: list[tuple[np.ndarray, list[Piece]]] = []
+    rec_len = np.full(n, 4, dtype=np.int64)
+    for name in CLIENT_ORDER:
         rows = agr_rows(b, synthesise_agr) if name == "agr" else has(b, name)
         if not len(rows):
             continue
-        for piece in ENCODERS[name](b, rows):
-            lens = piece.lens if piece.lens is not None else np.full(
-                len(piece.rows), piece.data.shape[1], dtype=np.int64)
-            lengths[k, piece.rows] = lens
-            all_pieces.append((k, Piece(piece.rows, piece.data, lens)))
-    mar = b.col("rtype") == RTYPE_MAR
-    mar_rows = np.flatnonzero(mar)
+        lengths = np.zeros(n, dtype=np.int64)
+        pieces = ENCODERS[name](b, rows)
+        for piece in pieces:
+            lengths[piece.rows] = piece.data.shape[1] if piece.lens is None else piece.lens
+        rec_len += lengths
+        kinds.append((lengths, pieces))
+    mar_rows = np.flatnonzero(b.col("rtype") == RTYPE_MAR)
     mar_chunks = b.binary("mar_raw", mar_rows)
-    rec_len = 4 + lengths.sum(axis=0)
-    rec_len[mar_rows] = [len(c) for c in mar_chunks]
+    rec_len[mar_rows] = (mar_chunks.sizes + 3) // 4 * 4
     rec_start = np.cumsum(rec_len) - rec_len
-    dsr_start = rec_start + 4 + np.cumsum(lengths, axis=0) - lengths
     out = np.zeros(int(rec_len.sum()), dtype=np.uint8)
-    far = np.flatnonzero(~mar)
-    words = rec_len[far] // 4
-    out[rec_start[far]] = b.col("rtype")[far] | 0x03
-    out[rec_start[far] + 1] = b.col("cause")[far]
-    out[rec_start[far] + 2] = words >> 8
-    out[rec_start[far] + 3] = words & 0xFF
-    for k, piece in all_pieces:
-        scatter(out, dsr_start[k, piece.rows], piece)
+    write_headers(out, b, rec_start, rec_len)
+    cursor = rec_start + 4  # where the next DSR of each record goes
+    for lengths, pieces in kinds:
+        for piece in pieces:
+            scatter(out, cursor[piece.rows], piece)
+        cursor += lengths
     if len(mar_rows):
         head = np.zeros((len(mar_rows), 0), dtype=np.uint8)
-        scatter(out, rec_start[mar_rows], ragged(mar_rows, mar_chunks, head, pad_to=1))
+        scatter(out, rec_start[mar_rows], ragged(mar_rows, mar_chunks, head))
     return out.tobytes()
 
 
+def write_headers(out: np.ndarray, b: Batch, rec_start: np.ndarray, rec_len: np.ndarray) -> None:
+    """Record headers of the flow rows: type|version 3, cause, length in words (BE)."""
+    far = np.flatnonzero(b.col("rtype") != RTYPE_MAR)
+    words = rec_len[far] // 4
+    head = np.stack([b.col("rtype")[far] | 0x03, b.col("cause")[far], words >> 8, words & 0xFF],
+                    axis=1).astype(np.uint8)
+    out.view(np.uint32)[rec_start[far] // 4] = head.view(np.uint32).ravel()
+
+
 def scatter(out: np.ndarray, starts: np.ndarray, piece: Piece) -> None:
-    width = piece.data.shape[1]
-    if piece.lens is None or (piece.lens == width).all():
-        out[starts[:, None] + np.arange(width)] = piece.data
+    """Copy piece rows to their byte offsets; everything is word aligned, so move u32 words."""
+    words = out.view(np.uint32)
+    data = np.ascontiguousarray(piece.data).view(np.uint32)
+    at = starts[:, None] // 4 + np.arange(data.shape[1])
+    if piece.lens is None or (piece.lens == piece.data.shape[1]).all():
+        words[at] = data
         return
-    keep = np.arange(width)[None, :] < piece.lens[:, None]
-    out[(starts[:, None] + np.arange(width))[keep]] = piece.data[keep]
+    keep = np.arange(data.shape[1])[None, :] < (piece.lens // 4)[:, None]
+    words[at[keep]] = data[keep]
