@@ -136,11 +136,11 @@ def compare_records(real: bytes, ours: bytes, original: bytes) -> str | None:
 
 def ra_uses_stale_memory(original: bytes) -> bool:
     """Inputs for which ra writes bytes it never read (not reproducible by design):
-    ARP keys that are truncated or not IPv4-over-Ethernet (ra writes the previous record's
-    hrd/pro/addresses), and time stamps whose microseconds exceed 999999 (the reader clamps them,
-    ra copies them)."""
+    ARP keys that are truncated or not IPv4-over-Ethernet (ra writes another record's
+    hrd/pro/addresses; fuzzed capture tcpdump__arp-oobr.pcap), and time stamps whose
+    microseconds exceed 999999 (the reader clamps them, ra copies them)."""
     for d in dsrs(original):
-        if d[0] == 0x02 and d[1] & 0x3F == 0x06 and (len(d) < 24 or d[6:8] != b"\x08\x00"):
+        if d[0] == 0x02 and d[1] & 0x3F == 0x06 and (len(d) < 24 or d[4:8] != b"\x00\x01\x08\x00"):
             return True
         if d[0] == 0x03 and d[1] & 0x78 == 0 and len(d) >= 12:
             if any(struct.unpack_from(">I", d, off)[0] >= 1_000_000 for off in range(8, len(d), 8)):
