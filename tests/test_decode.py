@@ -11,7 +11,7 @@ import pytest
 
 from argusflow.capture import open_capture
 from argusflow.capture.batch import PacketBatch
-from argusflow.decode import DecodedBatch, Reason, Status, decode_batch, fields
+from argusflow.decode import DecodedBatch, Reason, Status, decode_batch, fields, reference_decode
 from argusflow.decode import codes as c
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -408,3 +408,39 @@ def test_corpus_specific_decodes() -> None:
     assert ((d.encaps[session] & c.ENC_PPP) != 0).all() and (d.ip_version == 6).sum() == 25
     d = one("zeek__trunc-ip4-trunc.pcap")
     assert (d.status[0], d.reason[0]) == (Status.TRUNCATED, Reason.IP_TRUNCATED)
+
+
+# ---------------------------------------------------------------- fast path == reference path
+
+
+def assert_same(a: DecodedBatch, b: DecodedBatch) -> None:
+    for name, col in b.columns().items():
+        other = a.columns()[name]
+        bad = np.flatnonzero(other != col)
+        assert len(bad) == 0, f"{name}: rows {bad[:5]}: fast {other[bad[:5]]} reference {col[bad[:5]]}"
+
+
+@needs_corpus
+@pytest.mark.parametrize("path", CAPTURES, ids=[p.name for p in CAPTURES])
+def test_fast_path_matches_reference_on_corpus(path: Path) -> None:
+    for batch in open_capture(path):
+        assert_same(decode_batch(batch), reference_decode(batch))
+
+
+def test_fast_path_matches_reference_on_damaged_packets() -> None:
+    rng = random.Random(11)
+    base = FULL_FRAMES + [
+        ether(ipv4(udp(5353, 53, b"\xab\xcd" + b"\0" * 10), 17)),
+        ether(ipv6(tcp(options=TCP_OPTS), 6), 0x86DD),
+        ether(ipv4(icmp(0, 0, struct.pack(">HH", 1, 2)), 1)),
+        ether(ipv6(icmp(129, 0, struct.pack(">HH", 1, 2)), 58), 0x86DD),
+        ether(struct.pack(">HH", 7, 0x86DD) + ipv6(udp(1, 2), 17), 0x8100),
+    ]
+    packets = [bytes(b) for b in base]
+    for _ in range(3000):
+        p = bytearray(rng.choice(base))
+        for _ in range(rng.randrange(0, 4)):
+            p[rng.randrange(len(p))] = rng.randrange(256)
+        packets.append(bytes(p[: rng.randrange(len(p) + 1)] if rng.random() < 0.3 else p))
+    batch = PacketBatch.from_packets(packets, 1)
+    assert_same(decode_batch(batch), reference_decode(batch))

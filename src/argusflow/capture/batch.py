@@ -27,6 +27,19 @@ class PacketBatch:
     def __len__(self) -> int:
         return len(self.ts_us)
 
+    def take(self, idx: np.ndarray) -> PacketBatch:
+        """The packets `idx` (an index array) as a batch over the same bytes."""
+        return PacketBatch(
+            ts_us=self.ts_us[idx],
+            caplen=self.caplen[idx],
+            wirelen=self.wirelen[idx],
+            linktype=self.linktype[idx],
+            ifindex=self.ifindex[idx],
+            offset=self.offset[idx],
+            data=self.data,
+            first_index=self.first_index,
+        )
+
     def packet(self, i: int) -> bytes:
         """One packet's bytes (for tests and debugging; not for hot paths)."""
         start = int(self.offset[i])

@@ -16,18 +16,36 @@ from __future__ import annotations
 import numpy as np
 
 from argusflow.capture.batch import PacketBatch
+from argusflow.capture.walk import HAVE_NUMBA
 from argusflow.decode.codes import Reason, Status
 from argusflow.decode.columns import COLUMNS, DecodedBatch
 from argusflow.decode.cursor import K_ARP, K_IPV4, K_IPV6, KIND, NXT_LLC, Cursor
+from argusflow.decode.fastpath import fast_decode
 from argusflow.decode.link import decode_link
 from argusflow.decode.network import ipv4, ipv6
 from argusflow.decode.tags import decode_tags
 from argusflow.decode.transport import arp, decode_transport
 
-__all__ = ["COLUMNS", "DecodedBatch", "Reason", "Status", "decode_batch"]
+__all__ = ["COLUMNS", "DecodedBatch", "Reason", "Status", "decode_batch", "reference_decode"]
 
 
-def decode_batch(batch: PacketBatch) -> DecodedBatch:
+def decode_batch(batch: PacketBatch, fast: bool = True) -> DecodedBatch:
+    """Decode every packet of `batch`.  With numba, a compiled fast path takes the common
+    packets (fastpath.py) and the reference decoder below the rest; `fast=False` forces the
+    reference decoder for all (tests compare the two)."""
+    if not (fast and HAVE_NUMBA) or len(batch) == 0:
+        return reference_decode(batch)
+    out = DecodedBatch(len(batch), batch.ts_us, batch.wirelen, batch.caplen)
+    slow = np.flatnonzero(fast_decode(batch.data, batch.offset, batch.caplen, batch.linktype, out.groups))
+    if len(slow):
+        rest = reference_decode(batch.take(slow))
+        for dt, matrix in out.groups.items():
+            matrix[:, slow] = rest.groups[dt]
+    return out
+
+
+def reference_decode(batch: PacketBatch) -> DecodedBatch:
+    """The layer-by-layer numpy decoder: handles everything, and defines the results."""
     cur = Cursor(batch)
     if cur.n == 0:
         return cur.out

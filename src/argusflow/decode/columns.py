@@ -80,6 +80,13 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 DTYPES = {name: np.dtype(dt) for name, dt, _ in COLUMNS}
 
+# Storage: one 2-D array per dtype, each column a row view of it, so that a compiled decoder
+# can take five arrays instead of sixty.  GROUPS[dtype] lists its columns; SLOT[name] = row.
+GROUPS: dict[str, list[str]] = {}
+for _name, _dt, _ in COLUMNS:
+    GROUPS.setdefault(_dt, []).append(_name)
+SLOT = {name: row for names in GROUPS.values() for row, name in enumerate(names)}
+
 
 class DecodedBatch:
     """Columns of COLUMNS (attributes), plus the batch's packet times and lengths."""
@@ -89,9 +96,11 @@ class DecodedBatch:
         self.ts_us = ts_us
         self.wirelen = wirelen
         self.caplen = caplen
-        for name, dt in DTYPES.items():
-            setattr(self, name, np.zeros(n, dtype=dt))
-        self.dns_id: np.ndarray = np.full(n, -1, dtype=np.int32)
+        self.groups = {dt: np.zeros((len(names), n), dtype=dt) for dt, names in GROUPS.items()}
+        for dt, names in GROUPS.items():
+            for row, name in enumerate(names):
+                setattr(self, name, self.groups[dt][row])
+        self.dns_id[:] = -1
 
     def __len__(self) -> int:
         return self.n

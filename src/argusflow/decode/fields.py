@@ -60,6 +60,10 @@ class Header:
     def names(self) -> list[str]:
         return [x.name for x in self.fields]
 
+    def at(self, name: str) -> int:
+        """Offset of field `name` (for code that reads it directly, e.g. the compiled fast path)."""
+        return next(x.offset for x in self.fields if x.name == name)
+
 
 class Gathered:
     """Columns gathered for one header: attribute per field name (int64), plus `complete`."""

@@ -1,0 +1,324 @@
+"""Compiled fast path for the packets most captures are made of.
+
+Ethernet (with 802.1Q/802.1ad tags) -> IPv4 without options or IPv6 without extension headers ->
+TCP (with options), UDP (with the DNS id), ICMP/ICMPv6 echo, or any other protocol as opaque.
+One loop per packet writes every output column while the packet's first cache lines are hot,
+which the layer-by-layer numpy decoder cannot do (each of its passes misses the cache again).
+
+Everything else -- other link types, LLC, MPLS, PPPoE, ARP, IP options, IPv6 extension headers,
+ICMP errors, SCTP/ESP/tunnels, and any packet that is truncated or malformed -- is marked `slow`
+and decoded by the reference path, which is the specification: tests decode the corpus both
+ways and require identical columns.  Header offsets come from the header tables in headers.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from argusflow.capture.walk import HAVE_NUMBA
+from argusflow.decode import codes as c
+from argusflow.decode import headers as h
+from argusflow.decode.columns import SLOT
+
+if HAVE_NUMBA:
+    import numba
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
+        """Ask the CPU to start loading arr[idx]: the per-packet work is too branchy for
+        out-of-order execution to reach the next packets' cold cache lines by itself."""
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            i8p = ir.IntType(8).as_pointer()
+            ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+            builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return types.void(arr, idx), codegen
+
+PREFETCH_AHEAD = 12  # packets
+
+# column rows in the per-dtype matrices (see columns.GROUPS)
+U1_STATUS, U1_VLAN_COUNT, U1_IP_VERSION = SLOT["status"], SLOT["vlan_count"], SLOT["ip_version"]
+U1_PROTO, U1_TTL, U1_TOS, U1_FRAG_FLAGS = SLOT["proto"], SLOT["ttl"], SLOT["tos"], SLOT["frag_flags"]
+U1_WSCALE, U1_ICMP_TYPE, U1_ICMP_CODE = SLOT["tcp_wscale"], SLOT["icmp_type"], SLOT["icmp_code"]
+U2_VLAN_OUTER, U2_VLAN_INNER, U2_ETHERTYPE = SLOT["vlan_outer"], SLOT["vlan_inner"], SLOT["ethertype"]
+U2_FRAG_OFFSET, U2_SPORT, U2_DPORT = SLOT["frag_offset"], SLOT["sport"], SLOT["dport"]
+U2_TCP_FLAGS, U2_TCP_WIN, U2_TCP_MSS = SLOT["tcp_flags"], SLOT["tcp_win"], SLOT["tcp_mss"]
+U2_ICMP_ID, U2_ICMP_SEQ = SLOT["icmp_id"], SLOT["icmp_seq"]
+U4_ENCAPS, U4_IP6_FLOW, U4_IP_ID, U4_IP_LEN = SLOT["encaps"], SLOT["ip6_flow"], SLOT["ip_id"], SLOT["ip_len"]
+U4_SEQ, U4_ACK, U4_TCP_OPTS = SLOT["tcp_seq"], SLOT["tcp_ack"], SLOT["tcp_opts"]
+U4_TSVAL, U4_TSECR = SLOT["tcp_tsval"], SLOT["tcp_tsecr"]
+U8_DST_MAC, U8_SRC_MAC = SLOT["dst_mac"], SLOT["src_mac"]
+U8_SRC_HI, U8_SRC_LO, U8_DST_HI, U8_DST_LO = SLOT["src_hi"], SLOT["src_lo"], SLOT["dst_hi"], SLOT["dst_lo"]
+I4_L3, I4_L4, I4_POFF = SLOT["l3_off"], SLOT["l4_off"], SLOT["payload_off"]
+I4_PLEN, I4_PCAPLEN, I4_DNS = SLOT["payload_len"], SLOT["payload_caplen"], SLOT["dns_id"]
+
+# header field offsets, from the tables
+ETH_DST, ETH_SRC, ETH_TYPE = h.ETHERNET.at("dst"), h.ETHERNET.at("src"), h.ETHERNET.at("type")
+VLAN_TCI, VLAN_TYPE = h.VLAN.at("tci"), h.VLAN.at("type")
+IP4_TOS, IP4_LEN, IP4_ID = h.IPV4.at("tos"), h.IPV4.at("total_len"), h.IPV4.at("id")
+IP4_FRAG, IP4_TTL, IP4_PROTO = h.IPV4.at("frag"), h.IPV4.at("ttl"), h.IPV4.at("proto")
+IP4_SRC, IP4_DST = h.IPV4.at("src"), h.IPV4.at("dst")
+IP6_PLEN, IP6_NEXT, IP6_HLIM = h.IPV6.at("payload_len"), h.IPV6.at("next"), h.IPV6.at("hlim")
+IP6_SRC, IP6_DST = h.IPV6.at("src_hi"), h.IPV6.at("dst_hi")
+TCP_SEQ, TCP_ACK, TCP_OFF, TCP_WIN = h.TCP.at("seq"), h.TCP.at("ack"), h.TCP.at("doff"), h.TCP.at("win")
+UDP_LEN = h.UDP.at("length")
+ICMP_ID, ICMP_SEQ = h.ICMP.at("id"), h.ICMP.at("seq")
+
+ENC_ETHER, ENC_8021Q = c.ENC_ETHER, c.ENC_8021Q
+
+
+def _be(buf: np.ndarray, p: int, n: int) -> int:
+    v = 0
+    for k in range(n):
+        v = (v << 8) | int(buf[p + k])
+    return v
+
+
+def _tables() -> tuple[np.ndarray, ...]:
+    from argusflow.decode.kernels import TCPOPT_TABLE
+    from argusflow.decode.network import IPV6_EXT
+    from argusflow.decode.transport import ICMP6_ECHO, ICMP6_ERROR, ICMP_ECHO_LIKE, ICMP_ERROR
+
+    icmp_slow = ICMP_ERROR.copy()
+    icmp6_slow = ICMP6_ERROR.copy()
+    return IPV6_EXT, TCPOPT_TABLE, ICMP_ECHO_LIKE, icmp_slow, ICMP6_ECHO, icmp6_slow
+
+
+def _tcp_options(
+    buf: np.ndarray,
+    p: int,
+    end: int,
+    table: np.ndarray,
+    i: int,
+    u2: np.ndarray,
+    u1: np.ndarray,
+    u4: np.ndarray,
+) -> int:
+    bits = 0
+    while p < end:
+        kind = int(buf[p])
+        if kind == 0:
+            break
+        if kind == 1:
+            p += 1
+            continue
+        if p + 1 >= end:
+            break
+        olen = int(buf[p + 1])
+        if olen < 2 or p + olen > end:
+            break
+        bits |= table[kind]
+        if kind == 2 and olen == 4:
+            u2[U2_TCP_MSS, i] = _be(buf, p + 2, 2)
+        elif kind == 3 and olen == 3:
+            u1[U1_WSCALE, i] = buf[p + 2]
+        elif kind == 8 and olen == 10:
+            u4[U4_TSVAL, i] = _be(buf, p + 2, 4)
+            u4[U4_TSECR, i] = _be(buf, p + 6, 4)
+        p += olen
+    return bits
+
+
+def _fast(
+    buf: np.ndarray,
+    start: np.ndarray,
+    caplen: np.ndarray,
+    linktype: np.ndarray,
+    u1: np.ndarray,
+    u2: np.ndarray,
+    u4: np.ndarray,
+    u8: np.ndarray,
+    i4: np.ndarray,
+    ext6: np.ndarray,
+    tcpopt: np.ndarray,
+    echo4: np.ndarray,
+    err4: np.ndarray,
+    echo6: np.ndarray,
+    err6: np.ndarray,
+    slow: np.ndarray,
+) -> None:
+    n = start.shape[0]
+    for i in range(n):
+        if i + PREFETCH_AHEAD < n:
+            ahead = start[i + PREFETCH_AHEAD]
+            _prefetch(buf, ahead)
+            _prefetch(buf, min(ahead + 64, buf.shape[0] - 1))
+        p = start[i]
+        cl = caplen[i]
+        if linktype[i] != 1 or cl < 14:
+            slow[i] = True
+            continue
+        u8[U8_DST_MAC, i] = _be(buf, p + ETH_DST, 6)
+        u8[U8_SRC_MAC, i] = _be(buf, p + ETH_SRC, 6)
+        etype = _be(buf, p + ETH_TYPE, 2)
+        off = 14
+        encaps = ENC_ETHER
+        nv = 0
+        while etype == 0x8100 or etype == 0x88A8 or etype == 0x9100:
+            if off + 4 > cl or nv >= 15:
+                nv = -1
+                break
+            tci = _be(buf, p + off + VLAN_TCI, 2)
+            if nv == 0:
+                u2[U2_VLAN_OUTER, i] = tci
+            elif nv == 1:
+                u2[U2_VLAN_INNER, i] = tci
+            nv += 1
+            encaps |= ENC_8021Q
+            etype = _be(buf, p + off + VLAN_TYPE, 2)
+            off += 4
+        if nv < 0 or etype < 0x0600 or etype == 0x8847 or etype == 0x8848 or etype == 0x8864:
+            slow[i] = True
+            continue
+        if etype == 0x0806 or etype == 0x8035:
+            slow[i] = True
+            continue
+        u1[U1_VLAN_COUNT, i] = nv
+        u4[U4_ENCAPS, i] = encaps
+        u2[U2_ETHERTYPE, i] = etype
+        if etype != 0x0800 and etype != 0x86DD:
+            continue  # another protocol: nothing more to decode, status OK
+        avail = cl - off
+        q = p + off
+        if etype == 0x0800:
+            if avail < 20 or int(buf[q]) != 0x45:  # version 4, no options
+                slow[i] = True
+                continue
+            total = _be(buf, q + IP4_LEN, 2)
+            if total < 20:
+                slow[i] = True
+                continue
+            frag = _be(buf, q + IP4_FRAG, 2)
+            proto = int(buf[q + IP4_PROTO])
+            u1[U1_IP_VERSION, i] = 4
+            u1[U1_TOS, i] = buf[q + IP4_TOS]
+            u1[U1_TTL, i] = buf[q + IP4_TTL]
+            u1[U1_PROTO, i] = proto
+            u4[U4_IP_ID, i] = _be(buf, q + IP4_ID, 2)
+            u4[U4_IP_LEN, i] = total
+            u8[U8_SRC_LO, i] = _be(buf, q + IP4_SRC, 4)
+            u8[U8_DST_LO, i] = _be(buf, q + IP4_DST, 4)
+            fo = frag & 0x1FFF
+            u2[U2_FRAG_OFFSET, i] = fo * 8
+            u1[U1_FRAG_FLAGS, i] = ((frag >> 13) & 1) | (((frag >> 14) & 1) << 1)
+            l4 = off + 20
+            ip_end = off + total
+        else:
+            if avail < 40 or (int(buf[q]) >> 4) != 6:
+                slow[i] = True
+                continue
+            proto = int(buf[q + IP6_NEXT])
+            if ext6[proto]:
+                slow[i] = True
+                continue
+            w0 = _be(buf, q, 4)
+            plen = _be(buf, q + IP6_PLEN, 2)
+            u1[U1_IP_VERSION, i] = 6
+            u4[U4_IP6_FLOW, i] = w0
+            u1[U1_TOS, i] = (w0 >> 20) & 0xFF
+            u1[U1_TTL, i] = buf[q + IP6_HLIM]
+            u1[U1_PROTO, i] = proto
+            u4[U4_IP_LEN, i] = 40 + plen
+            u8[U8_SRC_HI, i] = _be(buf, q + IP6_SRC, 8)
+            u8[U8_SRC_LO, i] = _be(buf, q + IP6_SRC + 8, 8)
+            u8[U8_DST_HI, i] = _be(buf, q + IP6_DST, 8)
+            u8[U8_DST_LO, i] = _be(buf, q + IP6_DST + 8, 8)
+            fo = 0
+            l4 = off + 40
+            ip_end = off + 40 + plen
+        i4[I4_L3, i] = off
+        i4[I4_L4, i] = l4
+        if fo != 0:
+            continue  # a later fragment: no transport header
+        a4 = cl - l4
+        r = p + l4
+        poff = l4
+        if proto == 6:
+            if a4 < 20:
+                slow[i] = True
+                continue
+            hl = (int(buf[r + TCP_OFF]) >> 4) * 4
+            if hl < 20 or hl > a4:
+                slow[i] = True
+                continue
+            u2[U2_SPORT, i] = _be(buf, r, 2)
+            u2[U2_DPORT, i] = _be(buf, r + 2, 2)
+            u4[U4_SEQ, i] = _be(buf, r + TCP_SEQ, 4)
+            u4[U4_ACK, i] = _be(buf, r + TCP_ACK, 4)
+            u2[U2_TCP_FLAGS, i] = _be(buf, r + TCP_OFF, 2) & 0x1FF
+            u2[U2_TCP_WIN, i] = _be(buf, r + TCP_WIN, 2)
+            if hl > 20:
+                u4[U4_TCP_OPTS, i] = _tcp_options(buf, r + 20, r + hl, tcpopt, i, u2, u1, u4)
+            poff = l4 + hl
+        elif proto == 17 or proto == 136:
+            if a4 < 8:
+                slow[i] = True
+                continue
+            sport = _be(buf, r, 2)
+            dport = _be(buf, r + 2, 2)
+            u2[U2_SPORT, i] = sport
+            u2[U2_DPORT, i] = dport
+            poff = l4 + 8
+            if (sport == 53 or dport == 53) and a4 >= 10:
+                if _be(buf, r + UDP_LEN, 2) >= 10 and ip_end - l4 >= 10:
+                    i4[I4_DNS, i] = _be(buf, r + 8, 2)
+        elif proto == 1 or proto == 58:
+            typ = int(buf[r]) if a4 >= 1 else 0
+            err = err4[typ] if proto == 1 else err6[typ]
+            if a4 < 8 or err:
+                slow[i] = True
+                continue
+            u1[U1_ICMP_TYPE, i] = typ
+            u1[U1_ICMP_CODE, i] = buf[r + 1]
+            if echo4[typ] if proto == 1 else echo6[typ]:
+                u2[U2_ICMP_ID, i] = _be(buf, r + ICMP_ID, 2)
+                u2[U2_ICMP_SEQ, i] = _be(buf, r + ICMP_SEQ, 2)
+            poff = l4 + 8
+        elif proto == 132 or proto == 33 or proto == 50 or proto == 4 or proto == 41 or proto == 47:
+            slow[i] = True
+            continue
+        i4[I4_POFF, i] = poff
+        i4[I4_PLEN, i] = max(ip_end - poff, 0)
+        i4[I4_PCAPLEN, i] = max(min(ip_end, cl) - poff, 0)
+
+
+if HAVE_NUMBA:
+    _be = numba.njit(cache=True, inline="always")(_be)
+    _tcp_options = numba.njit(cache=True)(_tcp_options)
+    _fast = numba.njit(cache=True, nogil=True)(_fast)
+    _TABLES = _tables()
+
+
+def fast_decode(
+    data: np.ndarray,
+    start: np.ndarray,
+    caplen: np.ndarray,
+    linktype: np.ndarray,
+    groups: dict[str, np.ndarray],
+) -> np.ndarray:
+    """Decode what the fast path covers into `groups` (DecodedBatch storage); returns the
+    boolean mask of packets left for the reference decoder."""
+    slow = np.zeros(len(start), dtype=np.bool_)
+    _fast(
+        data,
+        start.astype(np.int64, copy=False),
+        caplen.astype(np.int64),
+        linktype,
+        groups["u1"],
+        groups["u2"],
+        groups["u4"],
+        groups["u8"],
+        groups["i4"],
+        *_TABLES,
+        slow,
+    )
+    return slow
