@@ -93,9 +93,10 @@ class Bytes:
 class Batch:
     """Column access for the encoders: numpy arrays, optionally restricted to some rows."""
 
-    def __init__(self, df: pl.DataFrame) -> None:
+    def __init__(self, df: pl.DataFrame, ra_rewrite: bool = True) -> None:
         self.df = df
         self.n = df.height
+        self.ra_rewrite = ra_rewrite  # ra -w (True) or racluster/radium (False)
         self._cache: dict[str, np.ndarray] = {}
         self._series: dict[str, pl.Series] = {}
 
@@ -605,8 +606,11 @@ def enc_mpls(b: Batch, rows: np.ndarray) -> list[Piece]:
     body[nsrc > 0, 0] = b.at("smpls", rows)[nsrc > 0]
     idx = np.flatnonzero(ndst > 0)
     body[idx, nsrc[idx]] = b.at("dmpls", rows)[idx]
-    # ra -w drops the subtype bit 0x20 that racluster adds (seen in mix_racluster.argus).
-    head = (0x44 << 24 | (b.at("mpls_subtype", rows).astype(np.int64) & ~0x20) << 16
+    # racluster's merge adds subtype bit 0x20 and writes it; ra -w of such a record drops it
+    # (mix_racluster.argus), so the ra mode clears it.
+    sub = b.at("mpls_subtype", rows).astype(np.int64)
+    sub = sub & ~0x20 if b.ra_rewrite else sub
+    head = (0x44 << 24 | sub << 16
             | qual << 8 | words)
     all_words = np.concatenate([head[:, None], body], axis=1).astype(">u4")
     return [Piece(rows, all_words.view(np.uint8).reshape(n, 128), words * 4)]
@@ -839,10 +843,10 @@ def encode_batch(df: pl.DataFrame, synthesise_agr: bool = True) -> bytes:
     """Encode a record batch (schema of records.schema) as the client writers do.
 
     `synthesise_agr=True` is `ra -w` (every flow record carries an aggregation DSR, count 1 when
-    the batch row has none); False is racluster/radium (no aggregation DSR when the count is 1).
-    MAR rows are copied from `mar_raw`.
+    the batch row has none; the MPLS merge bit 0x20 is dropped); False is racluster/radium (no
+    aggregation DSR when the count is 1).  MAR rows are copied from `mar_raw`.
     """
-    b = Batch(df)
+    b = Batch(df, ra_rewrite=synthesise_agr)
     unreverse_arp(b)
     n = b.n
     if n == 0:
