@@ -182,22 +182,46 @@ def _nz_min(a: pl.Expr, b: pl.Expr) -> pl.Expr:
             .otherwise(pl.min_horizontal(a, b)))
 
 
+def _no_dst_times() -> pl.Expr:
+    return (c("dstart") == 0) & (c("dpkts") > 0)
+
+
+def _one_each() -> pl.Expr:
+    return (c("spkts") == 1) & (c("dpkts") == 1)
+
+
+def _slast_eff() -> pl.Expr:
+    return pl.when(c("slast") == 0).then(c("sstart")).otherwise(c("slast"))
+
+
+def _src_moved() -> pl.Expr:
+    """Only src timestamps, but only the destination sent packets: ra moves them to dst."""
+    return _no_dst_times() & (c("spkts") == 0)
+
+
 def sstime_us() -> pl.Expr:
-    return pl.when(c("spkts") > 0).then(c("sstart")).otherwise(
-        pl.when(c("dpkts") > 0).then(0).otherwise(c("sstart")))
+    return pl.when(_src_moved()).then(0).otherwise(c("sstart"))
 
 
 def sltime_us() -> pl.Expr:
-    return pl.when(c("slast") == 0).then(sstime_us()).otherwise(
-        pl.when((c("spkts") > 0) | (c("dpkts") == 0)).then(c("slast")).otherwise(0))
+    """Without dst timestamps ra splits a one-packet-each-way record at its two times."""
+    return (pl.when(_src_moved()).then(0)
+            .when(_no_dst_times() & _one_each()).then(c("sstart"))
+            .otherwise(_slast_eff()))
 
 
 def dstime_us() -> pl.Expr:
-    return c("dstart")
+    return (pl.when(c("dpkts") == 0).then(0)
+            .when(_no_dst_times() & _one_each()).then(_slast_eff())
+            .when(_no_dst_times()).then(c("sstart"))
+            .otherwise(c("dstart")))
 
 
 def dltime_us() -> pl.Expr:
-    return pl.when(c("dlast") == 0).then(c("dstart")).otherwise(c("dlast"))
+    return (pl.when(c("dpkts") == 0).then(0)
+            .when(_no_dst_times()).then(_slast_eff())
+            .when(c("dlast") == 0).then(c("dstart"))
+            .otherwise(c("dlast")))
 
 
 def stime_us() -> pl.Expr:
@@ -209,12 +233,13 @@ def ltime_us() -> pl.Expr:
 
 
 def seconds(us: pl.Expr) -> pl.Expr:
-    """Microseconds as ra's double seconds (sec + usec/1e6): the rounding shows with -p 9."""
+    """Microseconds as ra's double seconds (sec + usec/1e6)."""
     return (us // 1_000_000).cast(F64) + (us % 1_000_000).cast(F64) / 1e6
 
 
 def span(start: pl.Expr, last: pl.Expr) -> pl.Expr:
-    return seconds(last) - seconds(start)
+    """A duration as ra keeps it: a C float of the exact difference (shows with -p 9)."""
+    return ((last - start).cast(F64) / 1e6).cast(F32)
 
 
 def dur() -> pl.Expr:
@@ -270,14 +295,22 @@ def rate() -> pl.Expr:
     return pl.when((pkts() > 1) & (d > 0)).then(f32(pkts() - 1) / d).otherwise(pl.lit(0.0, F32))
 
 
+def _payload(side: str) -> pl.Expr:
+    """Bytes less one mean-sized packet: ra's load counts the time between packets only."""
+    n, b = c(f"{side}pkts"), c(f"{side}bytes")
+    return pl.when(n > 0).then(b - b // pl.when(n > 0).then(n).otherwise(1)).otherwise(0)
+
+
 def load() -> pl.Expr:
-    return dir_load("s") + dir_load("d")
+    d = f32(dur())
+    bits = f32(_payload("s") + _payload("d")) * 8.0
+    return pl.when(d > 0).then(bits / d).otherwise(pl.lit(0.0, F32))
 
 
 def pcr() -> pl.Expr:
-    s, d = f32(c("sappbytes")), f32(c("dappbytes"))
+    s, d = c("sappbytes").cast(F64), c("dappbytes").cast(F64)
     total = s + d
-    return pl.when(total > 0).then((s - d) / total).otherwise(pl.lit(-0.0, F32))
+    return pl.when(total > 0).then((s - d) / total).otherwise(pl.lit(-0.0, F64))
 
 
 def meansz(side: str) -> pl.Expr:
@@ -361,7 +394,10 @@ def agr_stat(name: str) -> pl.Expr:
     """mean/min/max/stddev/sum of the aggregated durations; ra synthesises one sample if absent."""
     d = f32(dur())
     if name == "stddev":
-        return pl.when(has("agr")).then(c("agr_act_stdev")).otherwise(pl.lit(0.0, F32))
+        # ra 3.0.8 does not reset the deviation when it synthesises the statistics of a record
+        # without an aggregation DSR: the last aggregated record's value shows (samples/synthetic).
+        stale = pl.when(has("agr") & ~is_mar()).then(c("agr_act_stdev")).otherwise(None)
+        return stale.forward_fill().fill_null(0.0).cast(F32)
     if name in ("sum", "runtime"):
         n = f32(c("agr_act_n"))
         return pl.when(has("agr")).then(n * c("agr_act_mean")).otherwise(d)

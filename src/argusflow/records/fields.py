@@ -178,8 +178,9 @@ _f("dmaxsz", "dMaxPktSz", 12, FMT_INT, "psize", MAX, _col("dmaxsz"),
    lambda: d.has("psize") & (c("dmaxsz") > 0))
 _f("dminsz", "dMinPktSz", 12, FMT_INT, "psize", MIN, _col("dminsz"),
    lambda: d.has("psize") & (c("dmaxsz") > 0))
-_f("spktsz", "sPktSz", 12, FMT_TEXT, "psize", NONE, lambda: pl.lit(""))
-_f("dpktsz", "dPktSz", 12, FMT_TEXT, "psize", NONE, lambda: pl.lit(""))
+_HIST = lambda: d.has("psize") & d.bit("psize_subtype", 0x04)  # noqa: E731
+_f("spktsz", "sPktSz", 12, FMT_SPECIAL, "psize", NONE, _col("spktsz_hist"), _HIST)
+_f("dpktsz", "dPktSz", 12, FMT_SPECIAL, "psize", NONE, _col("dpktsz_hist"), _HIST)
 
 # --- jitter ---------------------------------------------------------------------------------------
 for _s, _S in (("s", "S"), ("d", "D")):
@@ -188,7 +189,7 @@ for _s, _S in (("s", "S"), ("d", "D")):
        lambda s=_s: d.intpkt(s), lambda s=_s: d.jit_present(s))
     for _b, _B in (("act", "Act"), ("idl", "Idl")):
         _f(f"{_s}intpkt{_b}", f"{_S}IntPkt{_B}", 12, FMT_FLOAT, "jitter", NONE,
-           lambda s=_s, b=_b: d.intpkt(s, b), lambda s=_s: d.jit_present(s))
+           lambda s=_s, b=_b: d.intpkt(s, b), _has("jitter"))
     _f(f"{_s}jit", f"{_src}Jitter", 12, FMT_FLOAT, "jitter", NONE,
        lambda s=_s: d.jitter(s), lambda s=_s: d.jit_present(s))
     for _b, _B in (("act", "Act"), ("idl", "Idl")):
@@ -219,9 +220,9 @@ _f("dmpls", "dMpls", 8, FMT_INT, "mpls", FIRST, lambda: c("dmpls") // 4096,
    lambda: d.has("mpls") & d.bit("mpls_subtype", 0x02))
 
 # --- user data, labels, AS, ICMP ----------------------------------------------------------------
-_f("suser", "srcUdata", 25, FMT_SPECIAL, "suser", FIRST, _col("suser"), _has("suser"),
+_f("suser", "srcUdata", 16, FMT_SPECIAL, "suser", FIRST, _col("suser"), _has("suser"),
    align="l", hdr_align="c")
-_f("duser", "dstUdata", 25, FMT_SPECIAL, "duser", FIRST, _col("duser"), _has("duser"),
+_f("duser", "dstUdata", 16, FMT_SPECIAL, "duser", FIRST, _col("duser"), _has("duser"),
    align="l", hdr_align="c")
 _f("label", "Label", 5, FMT_TEXT, "label", FIRST, _col("label"), _has("label"), align="l")
 _f("sco", "sCo", 3, FMT_TEXT, "cocode", FIRST, _col("sco"), _has("cocode"))

@@ -172,9 +172,12 @@ def ipv4(e: pl.Expr) -> pl.Expr:
     return pl.concat_str([((e // (1 << s)) & 0xFF).cast(pl.String) for s in (24, 16, 8, 0)], separator=".")
 
 
-def mac(e: pl.Expr) -> pl.Expr:
+def mac(e: pl.Expr, numeric: bool = False) -> pl.Expr:
+    """MAC text; ra names the broadcast address unless -nn."""
     e = e.cast(pl.UInt64)
     text = pl.concat_str([_byte_hex(e, s) for s in (40, 32, 24, 16, 8, 0)], separator=":")
+    if numeric:
+        return text
     return pl.when(e == 0xFFFFFFFFFFFF).then(pl.lit("Broadcast")).otherwise(text)
 
 
@@ -247,6 +250,7 @@ _DSCP = {0: "cs0", 8: "cs1", 16: "cs2", 24: "cs3", 32: "cs4", 40: "cs5", 48: "cs
          10: "af11", 12: "af12", 14: "af13", 18: "af21", 20: "af22", 22: "af23", 26: "af31",
          28: "af32", 30: "af33", 34: "af41", 36: "af42", 38: "af43", 46: "ef"}
 _TCPOPT = "MwsSeETcNOSD"
+_PERCENT_FIELDS = ("ploss", "sploss", "dploss", "pretrans", "spretrans", "dpretrans")
 
 
 def _name_or_number(e: pl.Expr, table: dict[int, str]) -> pl.Expr:
@@ -334,11 +338,16 @@ def _special_expr(name: str, opts: PrintOptions) -> pl.Expr | None:
     if name == "state":
         return d.state(opts.zflag)
     if name in ("smac", "dmac"):
-        return mac(c(name))
+        return mac(c(name), numeric=opts.nflag == 2)
     if name in ("sdsb", "ddsb"):
         dscp = c(name[0] + "tos").cast(pl.Int64) // 4
-        return dscp.replace_strict(_DSCP, default=dscp.cast(pl.String).str.pad_start(2),
-                                   return_dtype=pl.String)
+        number = dscp.cast(pl.String).str.pad_start(2)
+        if opts.nflag == 2:
+            return number
+        return dscp.replace_strict(_DSCP, default=number, return_dtype=pl.String)
+    if name in ("spktsz", "dpktsz"):
+        e = c(name[0] + "pktsz_hist").cast(pl.UInt32)
+        return pl.concat_str([_byte_hex(e, s) for s in (24, 16, 8, 0)])
     if name == "tcpopt":
         return _tcpopt_text()
     if name == "inode":
@@ -413,7 +422,8 @@ class Printer:
         if col.field.fmt == FMT_TIME and col.width == col.field.width:
             return time_width(self.options)
         if col.field.name in ("suser", "duser"):
-            return col.width + 9
+            # room for "s[N]=" and N bytes, as ra sizes it
+            return len(f"s[{col.width}]=") + col.width + 3
         return col.width
 
     def texts(self, batch: pl.DataFrame) -> list[pl.Series]:
@@ -450,6 +460,8 @@ class Printer:
             text = format_times(values[key].cast(pl.Int64), o)
         elif f.fmt == FMT_FLOAT or f.name == "idle":
             text = fixed(values[key], o.precision)
+            if f.name in _PERCENT_FIELDS:
+                text = text.str.pad_start(3)  # ra prints percentages with "%3.*f"
         elif f.fmt == FMT_INT:
             text = values[key].cast(pl.Int64).cast(pl.String)
         elif f.fmt == FMT_HEX4:
@@ -506,6 +518,8 @@ class Printer:
             t = c(f"t{i}")
             too_long = t.str.len_chars() > w
             cut = (t.str.slice(0, max(w - 1, 0)) + "*") if w > 0 else pl.lit("")
+            if col.field.name == "cause":
+                cut = t.str.slice(0, w)  # ra prints the cause with %*.*s: cut, no star
             pad = t.str.pad_end(w) if col.field.align == "l" else t.str.pad_start(w)
             cell = pl.when(too_long).then(cut).otherwise(pad)
             if i > 0:
