@@ -152,13 +152,12 @@ def ra_uses_stale_memory(original: bytes) -> bool:
 
 
 def reader_reverses_icmp_ports(original: bytes) -> bool:
-    """Keys that ra keeps as stored when it clears the REVERSE bit but the reader swaps:
-    ICMPv6 (type/code vs id) and Ethernet (the MACs).  Reported to the reader's owner."""
+    """ICMPv6 keys stored with the REVERSE bit: ra keeps type/code and id in place, the reader
+    swaps them as if they were ports.  Reported to the reader's owner."""
     flows = [d for d in dsrs(original) if d[0] == 0x02]
     if not flows or not flows[0][1] & 0x40:
         return False
-    addr = flows[0][2] & 0x1F
-    return addr == 3 or (addr == 2 and flows[0][36] == 58)
+    return flows[0][2] & 0x1F == 2 and flows[0][36] == 58
 
 
 # --- MARs ----------------------------------------------------------------------------------------

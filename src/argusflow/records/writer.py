@@ -279,7 +279,8 @@ def flow_ether(b: Batch, rows: np.ndarray) -> Piece:
     fields = HDR + [("dmac", "u1", (6,)), ("smac", "u1", (6,)), ("etype", ">u2"),
                     ("dsap", "u1"), ("ssap", "u1")]
     data = packed(len(rows), fields, {
-        **header(0x02, b.at("flow_subtype", rows), b.at("flow_qual", rows), 5),
+        # ra drops the REVERSE bit of Ethernet keys and keeps the MACs as stored (corpus).
+        **header(0x02, b.at("flow_subtype", rows) & 0xBF, b.at("flow_qual", rows), 5),
         "dmac": mac_bytes(b.at("daddr_lo", rows)), "smac": mac_bytes(b.at("saddr_lo", rows)),
         "etype": b.at("proto", rows), "dsap": b.at("dport", rows), "ssap": b.at("sport", rows),
     })
