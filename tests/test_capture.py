@@ -220,10 +220,10 @@ def test_compressed_and_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_python_walker_matches_compiled() -> None:
     data = np.frombuffer(pcap_bytes([pkt(i, 40 + i) for i in range(30)], big=True), dtype=np.uint8)
-    a = np.zeros((40, 5), dtype=np.int64)
-    b = np.zeros((40, 5), dtype=np.int64)
-    ra = walk._walk_pcap(memoryview(data), 24, len(data) - 3, 40, True, 0, 262144, a)
-    rb = walk.walk_pcap(walk.as_walkable(data), 24, len(data) - 3, 40, True, 0, 262144, b)
+    a = np.zeros((5, 40), dtype=np.int64)
+    b = np.zeros((5, 40), dtype=np.int64)
+    ra = walk._walk_pcap(memoryview(data), 24, len(data) - 3, 40, True, 0, 262144, a, 0)
+    rb = walk.walk_pcap(walk.as_walkable(data), 24, len(data) - 3, 40, True, 0, 262144, b, 0)
     assert ra == rb and (a == b).all() and ra[0] == 29
 
 

@@ -47,7 +47,7 @@ class PcapReader(CaptureReader):
         yield from self._records()
 
     def _records(self) -> Iterator[PacketBatch]:
-        rows = np.empty((self.batch_size, 5), dtype=np.int64)
+        rows = np.empty((5, self.batch_size), dtype=np.int64)
         carry = b""
         eof = False
         while not eof:
@@ -57,7 +57,7 @@ class PcapReader(CaptureReader):
             fill, pos, n, status = len(carry), 0, 0, walk.NEED_MORE
             while True:
                 got, pos, status, _ = walk.walk_pcap(
-                    view, pos, fill, self.batch_size - n, self._big, self._swapped, lt.MAX_CAPLEN, rows[n:]
+                    view, pos, fill, self.batch_size - n, self._big, self._swapped, lt.MAX_CAPLEN, rows, n
                 )
                 n += got
                 if status != walk.NEED_MORE:
@@ -68,7 +68,7 @@ class PcapReader(CaptureReader):
                     break
                 fill += read
             if n:
-                yield self._batch(buf, rows[:n])
+                yield self._batch(buf, rows[:, :n])
             if status == walk.CORRUPT:
                 caplen = max(struct.unpack_from(">II" if self._big else "<II", buf, pos + 8))
                 problem = f"record header claims caplen {caplen} (> {lt.MAX_CAPLEN})"
@@ -82,23 +82,23 @@ class PcapReader(CaptureReader):
             self.file_offset += pos
 
     def _batch(self, buf: np.ndarray, rows: np.ndarray) -> PacketBatch:
-        sec, frac = rows[:, 1], rows[:, 2]
+        sec, frac = rows[1], rows[2]
         limit = 1_000_000_000 if self._nano else 1_000_000
         bad = frac >= limit
         if bad.any():
-            first = int(rows[np.argmax(bad), 0]) - RECORD_HEADER
+            first = int(rows[0, np.argmax(bad)]) - RECORD_HEADER
             problem = f"timestamp fraction >= {limit}"
             self._warn("bad_fraction", self.file_offset + first, problem, int(bad.sum()))
         # an out-of-range fraction simply carries into the seconds, as libpcap-based tools do
         ts_us = sec * 1_000_000 + (frac // 1000 if self._nano else frac)
-        n = len(rows)
+        n = rows.shape[1]
         return PacketBatch(
             ts_us=ts_us,
-            caplen=rows[:, 3].astype(np.uint32),
-            wirelen=rows[:, 4].astype(np.uint32),
+            caplen=rows[3].astype(np.uint32),
+            wirelen=rows[4].astype(np.uint32),
             linktype=np.full(n, self.linktype, dtype=np.uint16),
             ifindex=np.zeros(n, dtype=np.uint16),
-            offset=rows[:, 0].copy(),
+            offset=rows[0].copy(),
             data=buf,
             first_index=self.packets,
         )

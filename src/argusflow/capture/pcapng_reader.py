@@ -57,7 +57,7 @@ class PcapngReader(CaptureReader):
         self.interfaces: list[Interface] = []
         self._section_base = 0  # global index of this section's first interface
         self._big = False
-        rows = np.empty((self.batch_size, 6), dtype=np.int64)
+        rows = np.empty((6, self.batch_size), dtype=np.int64)
         carry = b""
         eof = False
         while not eof:
@@ -69,7 +69,7 @@ class PcapngReader(CaptureReader):
                 local = len(self.interfaces) - self._section_base
                 snap = self.interfaces[self._section_base].snaplen if local > 0 else 0
                 got, pos, status, reason = walk.walk_pcapng(
-                    view, pos, fill, self.batch_size - n, self._big, lt.MAX_CAPLEN, local, snap, rows[n:]
+                    view, pos, fill, self.batch_size - n, self._big, lt.MAX_CAPLEN, local, snap, rows, n
                 )
                 n += got
                 if status == walk.CONTROL_BLOCK:
@@ -91,7 +91,7 @@ class PcapngReader(CaptureReader):
                     break
                 fill += read
             if n:
-                yield self._batch(buf, rows[:n])
+                yield self._batch(buf, rows[:, :n])
             if status == walk.CORRUPT:
                 if reason:
                     blen = _u32(buf, pos + 4, self._big) if pos + 8 <= fill else 0
@@ -159,9 +159,9 @@ class PcapngReader(CaptureReader):
         self.interfaces.append(Interface(link, snaplen, tsresol, binary, tsoffset))
 
     def _batch(self, buf: np.ndarray, rows: np.ndarray) -> PacketBatch:
-        iface = rows[:, 3] + self._section_base
-        units = (rows[:, 4].astype(np.uint64) << np.uint64(32)) | rows[:, 5].astype(np.uint64)
-        ts_us = np.empty(len(rows), dtype=np.int64)
+        iface = rows[3] + self._section_base
+        units = (rows[4].astype(np.uint64) << np.uint64(32)) | rows[5].astype(np.uint64)
+        ts_us = np.empty(rows.shape[1], dtype=np.int64)
         links = np.array([i.linktype for i in self.interfaces], dtype=np.uint16)
         present = np.unique(iface)
         for g in present:
@@ -169,11 +169,11 @@ class PcapngReader(CaptureReader):
             ts_us[sel] = self.interfaces[int(g)].to_us(units[sel])
         return PacketBatch(
             ts_us=ts_us,
-            caplen=rows[:, 1].astype(np.uint32),
-            wirelen=rows[:, 2].astype(np.uint32),
+            caplen=rows[1].astype(np.uint32),
+            wirelen=rows[2].astype(np.uint32),
             linktype=links[iface],
             ifindex=iface.astype(np.uint16),
-            offset=rows[:, 0].copy(),
+            offset=rows[0].copy(),
             data=buf,
             first_index=self.packets,
         )

@@ -56,9 +56,11 @@ def _walk_pcap(
     swapped: int,
     max_caplen: int,
     out: np.ndarray,
+    base: int,
 ) -> tuple[int, int, int, int]:
-    """Classic pcap: records from `pos` while whole records fit before `end`, as `out` rows
-    (data offset, ts seconds, ts fraction, caplen, wirelen), written while the header is in cache.
+    """Classic pcap: records from `pos` while whole records fit before `end`, into the columns of
+    `out` (data offset, ts seconds, ts fraction, caplen, wirelen), written while the header is
+    in cache, starting at column `base`.
 
     `swapped` (files older than pcap 2.4 store caplen and len the other way round):
     0 = caplen at +8, 1 = caplen at +12, 2 = the smaller of the two (pcap 2.3)."""
@@ -75,11 +77,11 @@ def _walk_pcap(
         nxt = pos + 16 + caplen
         if nxt > end:
             return n, pos, NEED_MORE, 0
-        out[n, 0] = pos + 16
-        out[n, 1] = _u32(buf, pos, big)
-        out[n, 2] = _u32(buf, pos + 4, big)
-        out[n, 3] = caplen
-        out[n, 4] = wirelen
+        out[0, base + n] = pos + 16
+        out[1, base + n] = _u32(buf, pos, big)
+        out[2, base + n] = _u32(buf, pos + 4, big)
+        out[3, base + n] = caplen
+        out[4, base + n] = wirelen
         n += 1
         pos = nxt
     return n, pos, BATCH_FULL, 0
@@ -95,8 +97,9 @@ def _walk_pcapng(
     n_ifaces: int,
     spb_snaplen: int,
     out: np.ndarray,
+    base: int,
 ) -> tuple[int, int, int, int]:
-    """pcapng packet blocks (EPB, SPB, obsolete PB) into `out` rows:
+    """pcapng packet blocks (EPB, SPB, obsolete PB) into the columns of `out`:
     (data offset, caplen, wirelen, interface, ts high, ts low).  Stops at SHB/IDB blocks."""
     n = 0
     while n < max_pkts:
@@ -124,12 +127,12 @@ def _walk_pcapng(
                 return n, pos, CORRUPT, BAD_INTERFACE
             if caplen > blen - 32 or caplen > max_caplen:
                 return n, pos, CORRUPT, BAD_CAPLEN
-            out[n, 0] = pos + 28
-            out[n, 1] = caplen
-            out[n, 2] = _u32(buf, pos + 24, big)
-            out[n, 3] = iface
-            out[n, 4] = _u32(buf, pos + 12, big)
-            out[n, 5] = _u32(buf, pos + 16, big)
+            out[0, base + n] = pos + 28
+            out[1, base + n] = caplen
+            out[2, base + n] = _u32(buf, pos + 24, big)
+            out[3, base + n] = iface
+            out[4, base + n] = _u32(buf, pos + 12, big)
+            out[5, base + n] = _u32(buf, pos + 16, big)
             n += 1
         elif btype == 3:  # simple packet block: no timestamp, interface 0
             if blen < 16:
@@ -140,12 +143,12 @@ def _walk_pcapng(
             caplen = min(wirelen, blen - 16)
             if spb_snaplen > 0:
                 caplen = min(caplen, spb_snaplen)
-            out[n, 0] = pos + 12
-            out[n, 1] = caplen
-            out[n, 2] = wirelen
-            out[n, 3] = 0
-            out[n, 4] = 0
-            out[n, 5] = 0
+            out[0, base + n] = pos + 12
+            out[1, base + n] = caplen
+            out[2, base + n] = wirelen
+            out[3, base + n] = 0
+            out[4, base + n] = 0
+            out[5, base + n] = 0
             n += 1
         pos += blen
     return n, pos, BATCH_FULL, 0

@@ -91,16 +91,29 @@ SLOT = {name: row for names in GROUPS.values() for row, name in enumerate(names)
 class DecodedBatch:
     """Columns of COLUMNS (attributes), plus the batch's packet times and lengths."""
 
-    def __init__(self, n: int, ts_us: np.ndarray, wirelen: np.ndarray, caplen: np.ndarray) -> None:
+    def __init__(
+        self,
+        n: int,
+        ts_us: np.ndarray,
+        wirelen: np.ndarray,
+        caplen: np.ndarray,
+        groups: dict[str, np.ndarray] | None = None,
+    ) -> None:
         self.n = n
         self.ts_us = ts_us
         self.wirelen = wirelen
         self.caplen = caplen
-        self.groups = {dt: np.zeros((len(names), n), dtype=dt) for dt, names in GROUPS.items()}
+        self.groups = self.empty_groups(n) if groups is None else groups
         for dt, names in GROUPS.items():
             for row, name in enumerate(names):
                 setattr(self, name, self.groups[dt][row])
-        self.dns_id[:] = -1
+
+    @staticmethod
+    def empty_groups(n: int) -> dict[str, np.ndarray]:
+        """Storage for n packets with every column at its absent value."""
+        groups = {dt: np.zeros((len(names), n), dtype=dt) for dt, names in GROUPS.items()}
+        groups["i4"][SLOT["dns_id"]] = -1
+        return groups
 
     def __len__(self) -> int:
         return self.n

@@ -145,9 +145,11 @@ def _fast(
     echo6: np.ndarray,
     err6: np.ndarray,
     slow: np.ndarray,
+    lo: int,
+    hi: int,
 ) -> None:
-    n = start.shape[0]
-    for i in range(n):
+    n = hi
+    for i in range(lo, hi):
         if i + PREFETCH_AHEAD < n:
             ahead = start[i + PREFETCH_AHEAD]
             _prefetch(buf, ahead)
@@ -304,14 +306,19 @@ def fast_decode(
     caplen: np.ndarray,
     linktype: np.ndarray,
     groups: dict[str, np.ndarray],
+    slow: np.ndarray | None = None,
+    lo: int = 0,
+    hi: int | None = None,
 ) -> np.ndarray:
-    """Decode what the fast path covers into `groups` (DecodedBatch storage); returns the
-    boolean mask of packets left for the reference decoder."""
-    slow = np.zeros(len(start), dtype=np.bool_)
+    """Decode packets lo..hi (default: all) of what the fast path covers into `groups`
+    (DecodedBatch storage); sets and returns `slow`, the mask of packets left for the
+    reference decoder.  `start`/`caplen` are int64, `linktype` uint16, all C-contiguous."""
+    if slow is None:
+        slow = np.zeros(len(start), dtype=np.bool_)
     _fast(
         data,
-        start.astype(np.int64, copy=False),
-        caplen.astype(np.int64),
+        start,
+        caplen,
         linktype,
         groups["u1"],
         groups["u2"],
@@ -320,5 +327,7 @@ def fast_decode(
         groups["i4"],
         *_TABLES,
         slow,
+        lo,
+        len(start) if hi is None else hi,
     )
     return slow
