@@ -43,12 +43,14 @@ from argusflow.filter.ast import (
     Or,
     Prim,
 )
+from argusflow.records.fields import FIELDS
 from argusflow.records.schema import (
     ADDR_ARP,
     ADDR_ETHER,
     ADDR_IPV4,
     ADDR_IPV6,
     DSR_BITS,
+    NET_ARP,
     NET_ESP,
     NET_NONE,
     NET_TCP_INIT,
@@ -108,6 +110,11 @@ def ip_proto(number: int, family: str = "") -> Expr:
     return {"ipv4": v4, "ipv6": v6}.get(family, v4 | v6)
 
 
+def net_present() -> Expr:
+    """The network DSR as ra keeps it: 3.0.8 drops the RTP and RTCP objects when reading."""
+    return has("net") & ~col("net_subtype").is_in([NET_RTCP, NET_RTP])
+
+
 def net_length() -> Expr:
     """Bytes of the network DSR as ra holds it in memory (TCP objects are expanded to 120)."""
     sub = col("net_subtype")
@@ -124,8 +131,8 @@ def raw_byte(column: str, index: int) -> Expr:
         .fill_null(0).cast(pl.Int64)
 
 
-def raw_u32(column: str, index: int) -> Expr:
-    return col(column).bin.slice(index, 4).bin.reinterpret(dtype=pl.UInt32, endianness="big") \
+def raw_u32(column: str, index: int, endianness: str = "big") -> Expr:
+    return col(column).bin.slice(index, 4).bin.reinterpret(dtype=pl.UInt32, endianness=endianness) \
         .fill_null(0).cast(pl.Int64)
 
 
@@ -142,13 +149,20 @@ def net_word(offset: int) -> tuple[Expr, Expr]:
     value = pl.when(tcp).then(col(TCP_WORDS[offset]).cast(pl.Int64) if offset in TCP_WORDS else lit(0))
     if offset in ESP_WORDS:
         value = value.when(sub == NET_ESP).then(col(ESP_WORDS[offset]).cast(pl.Int64))
+    # ra converts the 32-bit words of the other objects it knows to host order; the ARP
+    # responder's hardware address it loads as it lies in memory (little-endian), and of the
+    # ICMPv6 object's first word only type and code survive (observed against ra 3.0.8).
+    value = value.when(sub == NET_ARP).then(raw_u32("net_raw", offset - 4, "little"))
+    if offset == 4:
+        icmp6 = raw_byte("net_raw", 0) + raw_byte("net_raw", 1) * 256
+        value = value.when(col("proto") == 58).then(icmp6)
     value = value.otherwise(raw_u32("net_raw", offset - 4))
-    return value, has("net") & (lit(offset + 4) <= net_length())
+    return value, net_present() & (lit(offset + 4) <= net_length())
 
 
 def net_flag_byte(side: str) -> tuple[Expr, Expr]:
     offset = 70 if side == SRC else 118
-    return col(f"{side[0]}tcp_flags").cast(pl.Int64), has("net") & (lit(offset) <= net_length())
+    return col(f"{side[0]}tcp_flags").cast(pl.Int64), net_present() & (lit(offset) <= net_length())
 
 
 # ---------------------------------------------------------------- comparisons with ra's -1 rule
@@ -187,16 +201,26 @@ def c_round(x: Expr) -> Expr:
     return (x.abs() * scale + 0.5).floor() * x.sign() / scale
 
 
+def signbit(x: Expr) -> Expr:
+    return (x < 0) | ((x == 0) & ((1.0 / x) < 0))
+
+
 def fcmp(value: Expr, present: Expr, v: float, op: str) -> Expr:
-    """ra's float comparison: both sides float32, rounded to PFLAG decimals; 0 < 0 holds."""
+    """ra's float comparison: both sides float32, rounded to PFLAG decimals, signed zeros told
+    apart (so -0 == 0 is false and 0 < 0 is true), and NaN neither greater, less nor equal."""
     scale = 10.0 ** PFLAG
     f32 = float(np.float32(v))
-    f = float(np.sign(f32) * np.floor(abs(f32) * scale + 0.5) / scale)
-    x = c_round(value.cast(pl.Float32).cast(pl.Float64))
+    f = float(np.copysign(np.floor(abs(f32) * scale + 0.5) / scale, f32))
+    f_neg = bool(np.signbit(f32))
+    raw = value.cast(pl.Float32).cast(pl.Float64)
+    x = c_round(raw)
+    nan = raw.is_nan()
+    x_neg = signbit(raw)
     zeros = (x == 0) & lit(f == 0)
-    greater = x > f
-    less = (x < f) | zeros
-    equal = (x - f).abs() <= 0.1 ** (PFLAG + 1)
+    greater = ~nan & ((x > f) | (zeros & ~x_neg & lit(f_neg)))
+    less = ~nan & ((x < f) | (zeros & ~(~x_neg & lit(f_neg))))
+    close = ~nan & ((x - f).abs() <= 0.1 ** (PFLAG + 1))
+    equal = close & pl.when(x == 0).then(x_neg == lit(f_neg)).otherwise(True)
     if op == EQ:
         return present & equal
     if op == NE:
@@ -224,62 +248,49 @@ def sides(direction: str, one: Callable[[str], Expr], default: str = EITHER) -> 
 
 # ---------------------------------------------------------------- derived values (spec §9)
 
-def times() -> tuple[Expr, Expr]:
-    starts = [col("sstart"), col("dstart")]
-    start = pl.min_horizontal([pl.when(s != 0).then(s) for s in starts])
-    last = pl.max_horizontal(col("slast"), col("dlast"))
-    return start, last
-
-
 def mar_time(offset: int) -> Expr:
     return raw_u32("mar_raw", offset) * 1_000_000 + raw_u32("mar_raw", offset + 4)
 
 
 def duration() -> Expr:
-    """Record duration in seconds; a MAR's is its reporting period (start time to now)."""
-    start, last = times()
-    dur = ((last - start).cast(pl.Float64) / 1e6).fill_null(0.0)
+    """Record duration (field `dur`); a MAR's is its reporting period, start time to now."""
     period = (mar_time(32) - mar_time(24)).cast(pl.Float64) / 1e6
-    return pl.when(is_type(RTYPE_MAR)).then(period).otherwise(dur)
+    return pl.when(is_type(RTYPE_MAR)).then(period).otherwise(FIELDS["dur"].value())
 
 
 def side_rate(side: str, load: bool) -> Expr:
-    s = side[0]
-    pkts = col(f"{s}pkts").cast(pl.Float64)
-    nbytes = col(f"{s}bytes").cast(pl.Float64)
-    own = (col(f"{s}last") - col(f"{s}start")).cast(pl.Float64) / 1e6
-    span = pl.when(own > 0).then(own).otherwise(duration())
-    if load:
-        per = (nbytes - (nbytes / pkts).floor()) * 8.0
-    else:
-        per = pkts - 1.0
-    rate = pl.when((pkts > 1) & (span > 0)).then(per / span).otherwise(0.0)
-    return pl.when(is_type(RTYPE_MAR)).then(0.0).otherwise(rate)
-
-
-def side_loss(side: str) -> Expr:
-    s = side[0]
-    tcp = ip_proto(6) & has("net") & (col("tcp_state") != 0) & (col(f"{s}pkts") > 0)
-    esp = ip_proto(50) & (col("net_subtype") == NET_ESP)
-    loss = pl.when(tcp).then(col(f"{s}tcp_retrans").cast(pl.Int64)).otherwise(0)
-    if side == SRC:
-        loss = pl.when(esp).then(col("esp_lostseq").cast(pl.Int64)).otherwise(loss)
-    return loss
-
-
-def pcr() -> Expr:
-    sapp, dapp = col("sappbytes").cast(pl.Float64), col("dappbytes").cast(pl.Float64)
-    total = sapp + dapp
-    return pl.when(total > 0).then((sapp - dapp) / total).otherwise(0.0)
+    """Field srate/drate or sload/dload; 0 for management records."""
+    value = FIELDS[f"{side[0]}{'load' if load else 'rate'}"].value()
+    return pl.when(is_type(RTYPE_MAR)).then(0.0).otherwise(value)
 
 
 def icmp_net_byte(index: int) -> tuple[Expr, Expr]:
-    return raw_byte("net_raw", index), has("net") & (lit(4 + index) <= net_length())
+    return raw_byte("net_raw", index), net_present() & (lit(4 + index) <= net_length())
 
 
 # ---------------------------------------------------------------- the compiler
 
 class Compiler:
+    """Compiles a tree; with `swap`, for ARP records whose key has the REVERSE bit.
+
+    ra reverses the time, metric, packet-size, IP-attribute, VLAN, MAC, MPLS, jitter, user,
+    behaviour, AS and country DSRs of such records when it reads them (not the key, the
+    encapsulation or the network DSR), so those per-side values are looked up on the other side.
+    """
+
+    def __init__(self, swap: bool = False) -> None:
+        self.swap = swap
+
+    def phys(self, side: str) -> str:
+        """The side of the batch columns that holds ra's `side` of the record."""
+        if not self.swap or side not in (SRC, DST):
+            return side
+        return DST if side == SRC else SRC
+
+    def dsides(self, direction: str, one: Callable[[str], Expr], default: str = EITHER) -> Expr:
+        """sides() for values outside the flow key, which a swapped record holds reversed."""
+        return sides(direction, lambda side: one(self.phys(side)), default)
+
     def compile(self, node: Node) -> Expr:
         if isinstance(node, And):
             return self.compile(node.left) & self.compile(node.right)
@@ -345,7 +356,7 @@ class Compiler:
 
     def k_ehost(self, p: Prim) -> Expr:
         mac = int.from_bytes(p.value, "big")  # type: ignore[arg-type]
-        return has("mac") & sides(p.dir, lambda side: col(f"{side[0]}mac") == mac)
+        return has("mac") & self.dsides(p.dir, lambda side: col(f"{side[0]}mac") == mac)
 
     def k_arphw(self, p: Prim) -> Expr:
         mac = int.from_bytes(p.value, "big")  # type: ignore[arg-type]
@@ -372,14 +383,14 @@ class Compiler:
         if p.proto == "udp":
             return ports(ip_proto(17))
         if p.proto == "udt":
-            return ports(has("net") & (col("net_subtype") == NET_UDT))
+            return ports(net_present() & (col("net_subtype") == NET_UDT))
         if p.proto in ("rtp", "rtcp"):
             sub = NET_RTP if p.proto == "rtp" else NET_RTCP
             return ports(ip_proto(17)) & ports(self.udp_app(sub))
         return ports(ip_proto(6)) | ports(ip_proto(17))
 
     def udp_app(self, subtype: int) -> Expr:
-        return has("flow") & (col("proto") == 17) & has("net") & (col("net_subtype") == subtype)
+        return has("flow") & (col("proto") == 17) & net_present() & (col("net_subtype") == subtype)
 
     def k_proto(self, p: Prim) -> Expr:
         v = p.value
@@ -428,7 +439,7 @@ class Compiler:
         return has("vlan")
 
     def k_udt(self, p: Prim) -> Expr:
-        return has("net") & (col("net_subtype") == NET_UDT)
+        return net_present() & (col("net_subtype") == NET_UDT)
 
     def k_rtp(self, p: Prim) -> Expr:
         return self.udp_app(NET_RTP)
@@ -440,35 +451,47 @@ class Compiler:
         return lit(True)
 
     # -- integer attributes
-    def per_side(self, p: Prim, name: str, dsr: str, test: Callable[[Expr, Expr], Expr]) -> Expr:
-        return sides(p.dir, lambda side: test(col(f"{side[0]}{name}"), has(dsr)))
+    def per_side(self, p: Prim, name: str, test: Callable[[Expr, Expr], Expr]) -> Expr:
+        """Test field s<name> / d<name> of the field table, present when its DSR is."""
+        def one(side: str) -> Expr:
+            f = FIELDS[f"{side[0]}{name}"]
+            return test(f.value(), has(f.dsr))  # type: ignore[arg-type]
+
+        return self.dsides(p.dir, one)
 
     def k_ttl(self, p: Prim) -> Expr:
-        return linktype(ADDR_IPV4) & self.per_side(p, "ttl", "attr", lambda v, h: cmp(v, h, p.value, p.op))
+        return linktype(ADDR_IPV4) & self.per_side(p, "ttl", lambda v, h: cmp(v, h, p.value, p.op))
 
     def k_tos(self, p: Prim) -> Expr:
-        return linktype(ADDR_IPV4) & self.per_side(p, "tos", "attr", lambda v, h: cmp(v, h, p.value, p.op))
+        return linktype(ADDR_IPV4) & self.per_side(p, "tos", lambda v, h: cmp(v, h, p.value, p.op))
 
     def k_dsb(self, p: Prim) -> Expr:
         test = lambda v, h: mcmp(v, h, p.value, 0xFC, p.op)  # noqa: E731
-        return linktype(ADDR_IPV4) & self.per_side(p, "tos", "attr", test)
+        return linktype(ADDR_IPV4) & self.per_side(p, "tos", test)
 
     def k_ipid(self, p: Prim) -> Expr:
-        return ip_proto(6) & self.per_side(p, "ipid", "attr", lambda v, h: cmp(v, h, p.value, p.op))
+        return ip_proto(6) & self.per_side(p, "ipid", lambda v, h: cmp(v, h, p.value, p.op))
 
     def k_vid(self, p: Prim) -> Expr:
-        return self.per_side(p, "vlan", "vlan", lambda v, h: mcmp(v, h, p.value, 0x0FFF))
+        return self.per_side(p, "vid", lambda v, h: mcmp(v, h, p.value, 0x0FFF))
 
     def k_vpri(self, p: Prim) -> Expr:
         v = (p.value << 12) & 0xFFFFFFFF  # type: ignore[operator]
-        return self.per_side(p, "vlan", "vlan", lambda x, h: mcmp(x, h, v, 0xF000))
+        return self.dsides(p.dir, lambda side: mcmp(col(f"{side[0]}vlan"), has("vlan"), v, 0xF000))
 
     def k_mid(self, p: Prim) -> Expr:
-        v = (p.value << 12) & 0xFFFFFFFF  # type: ignore[operator]
-        return self.per_side(p, "mpls", "mpls", lambda x, h: mcmp(x, h, v, 0xFFFFF000, p.op))
+        # ra compares the label bits of the label stack entry (the field table has the label);
+        # the destination entry is there only when the DSR carries destination labels.
+        v = ((p.value << 12) & 0xFFFFFFFF) >> 12  # type: ignore[operator]
+
+        def one(side: str) -> Expr:
+            present = has("mpls") & ((col("mpls_qual") & 0x0F) > 0 if side == DST else lit(True))
+            return mcmp(FIELDS[f"{side[0]}mpls"].value(), present, v, 0xFFFFF, p.op)
+
+        return self.dsides(p.dir, one)
 
     def counter(self, p: Prim, name: str) -> Expr:
-        return self.per_side(p, name, "metric", lambda v, h: cmp(v, h, p.value, p.op))
+        return self.per_side(p, name, lambda v, h: cmp(v, h, p.value, p.op))
 
     def k_pkts(self, p: Prim) -> Expr:
         return self.counter(p, "pkts")
@@ -480,17 +503,17 @@ class Compiler:
         return self.counter(p, "appbytes")
 
     def k_nstroke(self, p: Prim) -> Expr:
-        return self.per_side(p, "nstroke", "behavior", lambda v, h: cmp(v, h, p.value, p.op))
+        return self.per_side(p, "nstroke", lambda v, h: cmp(v, h, p.value, p.op))
 
     def k_asn(self, p: Prim) -> Expr:
-        return self.per_side(p, "as", "asn", lambda v, h: cmp(v, h, p.value, p.op))
+        return self.per_side(p, "as", lambda v, h: cmp(v, h, p.value, p.op))
 
     def k_encaps(self, p: Prim) -> Expr:
-        return self.per_side(p, "encaps", "encaps", lambda v, h: mcmp(v, h, p.value, p.value))
+        return sides(p.dir, lambda side: mcmp(col(f"{side[0]}encaps"), has("encaps"), p.value, p.value))
 
     def k_co(self, p: Prim) -> Expr:
         code = p.value.rstrip(b"\0").decode("ascii", "replace")  # type: ignore[union-attr]
-        return self.per_side(p, "co", "cocode", lambda v, h: h & (v == code))
+        return self.per_side(p, "co", lambda v, h: h & (v == code))
 
     def k_seq(self, p: Prim) -> Expr:
         return is_type(RTYPE_FAR) & cmp(col("seq"), has("transport"), p.value, p.op)
@@ -514,7 +537,7 @@ class Compiler:
     k_dellast = k_deldur
 
     def k_loss(self, p: Prim) -> Expr:
-        return sides(p.dir, lambda side: cmp(side_loss(side), lit(True), p.value, p.op))
+        return sides(p.dir, lambda side: cmp(FIELDS[f"{side[0]}loss"].value(), lit(True), p.value, p.op))
 
     def k_gap(self, p: Prim) -> Expr:
         def gap(side: str) -> Expr:
@@ -532,32 +555,36 @@ class Compiler:
         return fcmp(duration(), lit(True), p.value, p.op)  # type: ignore[arg-type]
 
     def k_rate(self, p: Prim) -> Expr:
-        return sides(p.dir, lambda side: fcmp(side_rate(side, False), lit(True), p.value, p.op))
+        return self.dsides(p.dir, lambda side: fcmp(side_rate(side, False), lit(True), p.value, p.op))
 
     def k_load(self, p: Prim) -> Expr:
-        return sides(p.dir, lambda side: fcmp(side_rate(side, True), lit(True), p.value, p.op))
+        return self.dsides(p.dir, lambda side: fcmp(side_rate(side, True), lit(True), p.value, p.op))
 
     def k_ploss(self, p: Prim) -> Expr:
         # ra 3.0.8 never fills the percent-loss slots its filter reads: they are always 0.
         return fcmp(lit(0.0), lit(True), p.value, p.op)  # type: ignore[arg-type]
 
     def k_pcr(self, p: Prim) -> Expr:
-        return is_type(RTYPE_FAR) & fcmp(pcr(), lit(True), p.value, p.op)  # type: ignore[arg-type]
+        value = FIELDS["pcr"].value()
+        if self.swap:  # source and destination application bytes trade places
+            value = pl.when(value != 0).then(-value).otherwise(value)
+        return is_type(RTYPE_FAR) & fcmp(value, lit(True), p.value, p.op)  # type: ignore[arg-type]
 
     def k_avgdur(self, p: Prim) -> Expr:
         # Argus 5 meaning (see DEVIATIONS): the mean duration of the merged records.
-        mean = pl.when(has("agr")).then(col("agr_act_mean").cast(pl.Float64) / 1e6).otherwise(duration())
+        mean = pl.when(has("agr")).then(FIELDS["mean"].value()).otherwise(duration())
         return fcmp(mean, lit(True), p.value, p.op)  # type: ignore[arg-type]
 
     def k_tcprtt(self, p: Prim) -> Expr:
-        rtt = (col("tcp_synack").cast(pl.Float64) + col("tcp_ackdat").cast(pl.Float64)) / 1e6
-        present = ip_proto(6) & has("net") & col("net_subtype").is_in([NET_TCP_PERF])
+        rtt = FIELDS["tcprtt"].value()
+        present = ip_proto(6) & net_present() & col("net_subtype").is_in([NET_TCP_PERF])
         return fcmp(rtt, present, float(p.value), p.op)  # type: ignore[arg-type]
 
     def jitter(self, p: Prim, stat: str, block: str) -> Expr:
         value = float(p.value) * 1000.0  # type: ignore[arg-type]
 
         def one(s: str, b: str) -> Expr:
+            s = self.phys(SRC if s == "s" else DST)[0]
             return fcmp(col(f"{s}jit_{b}_{stat}"), has("jitter"), value, p.op)
 
         if p.dir == SRC:
@@ -622,12 +649,12 @@ class Compiler:
             return flag(col("attr_qual"), has("attr"), FRAGMENTS[0 if side == SRC else 1])
 
         direction = p.dir if p.dir in (SRC, DST) else EITHER
-        return linktype(ADDR_IPV4) & sides(direction, one)
+        return linktype(ADDR_IPV4) & self.dsides(direction, one)
 
     def k_multipath(self, p: Prim) -> Expr:
         bits = {SRC: 1, DST: 2, BOTH: 3}
         if p.dir in bits:
-            return flag(col("mac_qual"), has("mac"), bits[p.dir])
+            return flag(col("mac_qual"), has("mac"), bits[self.phys(p.dir)])
         return flag(col("mac_qual"), has("mac"), 1) | flag(col("mac_qual"), has("mac"), 2)
 
     def k_hello(self, p: Prim) -> Expr:
@@ -676,7 +703,9 @@ class Compiler:
         return own | mapped
 
     def igmp_type(self) -> Expr:
-        return (col("sport").cast(pl.Int64) // 256)
+        # ra holds the key's port words in host order, so its byte load at the IGMP type's
+        # offset reads the key's next byte (the code / max response time).
+        return col("sport").cast(pl.Int64) & 0xFF
 
     def k_rtr(self, p: Prim) -> Expr:
         return ip_proto(2) & (self.igmp_type() == IGMP_QUERY)
@@ -722,6 +751,13 @@ class Compiler:
         return linktype(ADDR_IPV4) & sides(EITHER, lambda side: col(f"{side[0]}addr_lo") == 0xFFFFFFFF)
 
 
+def arp_reversed() -> Expr:
+    sub = col("flow_subtype")
+    return is_type(RTYPE_FAR) & has("flow") & ((sub & 0x3F) == 0x06) & ((sub & 0x40) != 0)
+
+
 def compile_node(node: Node) -> Expr:
     """The boolean polars expression selecting the records `node` accepts."""
-    return Compiler().compile(node).fill_null(False)
+    plain = Compiler().compile(node)
+    swapped = Compiler(swap=True).compile(node)
+    return pl.when(arp_reversed()).then(swapped).otherwise(plain).fill_null(False)

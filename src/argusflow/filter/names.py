@@ -28,12 +28,10 @@ DSCODES: list[tuple[str, int]] = [
     ("af43", 38), ("ef", 46), ("va", 44), ("le", 1),
 ]
 
-# Ether types by name for `ether proto NAME` (names that are not filter keywords).
-ETHER_PROTOS: dict[str, int] = {
-    "loopback": 0x9000, "decnet": 0x6003, "lat": 0x6004, "moprc": 0x6002, "mopdl": 0x6001,
-    "atalk": 0x809B, "aarp": 0x80F3, "sca": 0x6007, "ipx": 0x8137, "pppoed": 0x8863,
-    "pppoes": 0x8864, "8021q": 0x8100, "lldp": 0x88CC, "eapol": 0x888E,
-}
+# Ether types by name for `ether proto NAME`: the names 3.0.8 knows that are not filter keywords
+# (`ip`, `arp`, `rarp` are keywords there, so `ether proto ip` is a syntax error).
+ETHER_PROTOS: dict[str, int] = {"pup": 0x0200, "lat": 0x6004, "atalk": 0x809B, "aarp": 0x80F3,
+                                "ipx": 0x8137}
 
 
 def prefix_lookup(table: list[tuple[str, int]], name: str) -> int | None:

@@ -82,7 +82,9 @@ UNR_CODES = {"unrnet": 0, "unrhost": 1, "unrproto": 2, "unrport": 3, "unrfrag": 
              "unrhostpro": 10, "unrnettos": 11, "unrhosttos": 12, "unrfilter": 13,
              "unrhostpre": 14, "unrnetpre": 15}
 ID_START = {"ID", "STRING", "HIDV4", "HIDV6", "EID", "NUM", "FLOAT", *KW_OPS, *EXT_OPS}
-ARITH_OPS = {"+": 1, "-": 1, "*": 2, "/": 2, "&": 0, "|": -1, "LSH": 0.5, "RSH": 0.5}
+# Binding strength of the arithmetic operators (yacc: | < & < << >> < + - < * /).
+ARITH_OPS = {"+": 3, "-": 3, "*": 4, "/": 4, "&": 1, "|": 0, "LSH": 2, "RSH": 2}
+ARITH_FLOOR = 0
 RELOPS = {">": (">", False), "GEQ": (">=", False), "=": ("==", False), "EQUAL": ("==", False),
           "LEQ": (">", True), "<": (">=", True), "NEQ": ("==", True)}
 
@@ -565,12 +567,12 @@ class Parser:
 
     # ---------------------------------------------------------------- arithmetic relations
     def relation(self) -> Node:
-        left, checks = self.arith(0)
+        left, checks = self.arith(ARITH_FLOOR)
         tok = self.tok
         if tok.kind not in RELOPS:
             raise self.fail("expected a comparison such as '>' or '='")
         self.take()
-        right, more = self.arith(0)
+        right, more = self.arith(ARITH_FLOOR)
         op, negate = RELOPS[tok.kind]
         diff = _wrap64(left - right)
         result = {">": diff > 0, ">=": diff >= 0 and diff != -1, "==": diff == 0}[op]
@@ -598,14 +600,14 @@ class Parser:
             return RECORD_LEN, []
         if tok.kind == "(":
             self.take()
-            value, checks = self.arith(0)
+            value, checks = self.arith(ARITH_FLOOR)
             self.expect(")", "')'")
             return value, checks
         if tok.kind in PNAMES and self.peek().kind == "[":
             # proto[offset] loads bytes of ra's in-memory record; see DEVIATIONS: we read 0.
             proto = PNAMES[self.take().kind]
             self.take()
-            self.arith(0)
+            self.arith(ARITH_FLOOR)
             if self.tok.kind == ":":
                 self.take()
                 size = self.expect("NUM", "a size").value
