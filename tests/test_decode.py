@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import random
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -444,3 +447,99 @@ def test_fast_path_matches_reference_on_damaged_packets() -> None:
         packets.append(bytes(p[: rng.randrange(len(p) + 1)] if rng.random() < 0.3 else p))
     batch = PacketBatch.from_packets(packets, 1)
     assert_same(decode_batch(batch), reference_decode(batch))
+
+
+# ---------------------------------------------------------------- against tshark
+
+TSHARK = shutil.which("tshark")
+TSHARK_FIELDS = (
+    "frame.number ip.src ip.dst ip.ttl ipv6.src ipv6.dst ipv6.hlim tcp.srcport tcp.dstport tcp.seq_raw "
+    "tcp.flags udp.srcport udp.dstport vlan.id dns.id icmp.type icmpv6.type"
+).split()
+TSHARK_FILES = [
+    "ndpi__ocs.pcap",
+    "ndpi__KakaoTalk_chat.pcap",
+    "ndpi__git.pcap",
+    "ndpi__dns_fragmented.pcap",
+    "ndpi__wechat.pcap",
+    "ndpi__6in4tunnel.pcap",
+    "tcpdump__quic_handshake.pcap",
+    "tcpdump__LINKTYPE_IPV4.pcap",
+    "tcpdump__LINKTYPE_IPV6.pcap",
+    "tcpdump__HDLC.pcap",
+    "tcpdump__mpls-traceroute.pcap",
+    "tcpdump__802.1ad_QinQ.pcap",
+    "zeek__linux_dlt_sll2.pcap",
+    "zeek__nflog-http.pcap",
+    "zeek__dns-inverse-query.pcap",
+    "zeek__mixed-vlan-mpls.pcap",
+    "zeek__http-qinq-0.pcap",
+    "zeek__pppoe.pcap",
+    "zeek__communityid-icmp.pcap",
+    "zeek__communityid-icmp6.pcap",
+    "zeek__ipv6-fragmented-dns.pcap",
+    "zeek__pcapng-multi-interface.pcapng",
+    "zeek__tunnels-gre-sample.pcap",
+]
+
+
+def tshark_rows(path: Path) -> list[dict[str, list[str]]]:
+    args = [TSHARK or "tshark", "-r", str(path), "-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE"]
+    args += ["-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=;"]
+    for f in TSHARK_FIELDS:
+        args += ["-e", f]
+    text = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+    rows = []
+    for line in text.splitlines():
+        values = line.split("|")
+        rows.append({f: (v.split(";") if v else []) for f, v in zip(TSHARK_FIELDS, values, strict=True)})
+    return rows
+
+
+def ipv4_text(v: int) -> str:
+    return ".".join(str((int(v) >> s) & 0xFF) for s in (24, 16, 8, 0))
+
+
+def ipv6_text(hi: int, lo: int) -> str:
+    return str(ipaddress.IPv6Address((int(hi) << 64) | int(lo)))
+
+
+@needs_corpus
+@pytest.mark.skipif(TSHARK is None, reason="tshark not installed (apt-get install tshark)")
+@pytest.mark.parametrize("name", TSHARK_FILES)
+def test_fields_match_tshark(name: str) -> None:
+    """Addresses, TTL, ports, TCP seq/flags, VLAN id, DNS id and ICMP type of every packet we
+    decode as OK equal tshark's first-layer values (tshark's later values are tunnelled/quoted)."""
+    rows = tshark_rows(CORPUS / name)
+    batches, decoded = decode_file(CORPUS / name)
+    checked = 0
+    for b, d in zip(batches, decoded, strict=True):
+        for i in np.flatnonzero(d.status == Status.OK):
+            t = rows[b.first_index + i]
+
+            def first(field: str, t: dict[str, list[str]] = t) -> str | None:
+                return t[field][0] if t[field] else None
+
+            if d.ip_version[i] == 4:
+                assert (first("ip.src"), first("ip.dst")) == (ipv4_text(d.src_lo[i]), ipv4_text(d.dst_lo[i]))
+                assert first("ip.ttl") == str(d.ttl[i])
+            elif d.ip_version[i] == 6 and first("ipv6.src") and not t["ip.src"]:
+                assert first("ipv6.src") == ipv6_text(d.src_hi[i], d.src_lo[i])
+                assert first("ipv6.dst") == ipv6_text(d.dst_hi[i], d.dst_lo[i])
+                assert first("ipv6.hlim") == str(d.ttl[i])
+            if d.proto[i] == 6 and d.l4_off[i] and d.frag_offset[i] == 0:
+                assert (first("tcp.srcport"), first("tcp.dstport")) == (str(d.sport[i]), str(d.dport[i]))
+                assert first("tcp.seq_raw") == str(d.tcp_seq[i])
+                assert int(first("tcp.flags") or "-1", 16) == d.tcp_flags[i] & 0xFFF
+            if d.proto[i] == 17 and d.frag_offset[i] == 0 and first("udp.srcport"):
+                assert (first("udp.srcport"), first("udp.dstport")) == (str(d.sport[i]), str(d.dport[i]))
+            if d.vlan_count[i]:  # tshark names an 802.1ad (0x88a8) tag ieee8021ad.id, not vlan.id
+                assert first("vlan.id") in (str(d.vlan_outer[i] & 0xFFF), str(d.vlan_inner[i] & 0xFFF))
+            if d.dns_id[i] >= 0 and first("dns.id"):
+                assert int(first("dns.id") or "0", 16) == d.dns_id[i]
+            if d.proto[i] in (1, 58) and d.l4_off[i]:
+                assert first("icmp.type" if d.proto[i] == 1 else "icmpv6.type") == str(d.icmp_type[i])
+            if d.q_ip_version[i] == 4 and len(t["ip.src"]) > 1:
+                assert t["ip.src"][1] == ipv4_text(d.q_src_lo[i])
+            checked += 1
+    assert checked == sum(len(b) for b in batches) or name == "tcpdump__HDLC.pcap"
