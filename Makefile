@@ -18,7 +18,7 @@ DEB_PACKAGES := argus-server argus-client tcpreplay iproute2
 
 # CI: show the slowest tests, so that the suite can be kept well inside its time limit.
 ifdef CI
-PYTEST_CI_ARGS := --durations=15 -rs
+PYTEST_CI_ARGS := --durations=15 -rfE
 endif
 
 .PHONY: run test lint bench deps clean help
