@@ -460,7 +460,7 @@ T0 = 1_700_000_000_000_000
 @st.composite
 def flows(draw: st.DrawFn) -> dict:
     """A record in the form our writer produces and the reader returns unchanged."""
-    kind = draw(st.sampled_from(["tcp", "udp", "ipv6", "ether", "icmp"]))
+    kind = draw(st.sampled_from(["tcp", "udp", "ipv6", "ether", "icmp", "esp", "arp", "matrix"]))
     spkts, dpkts = draw(st.integers(1, 10**6)), draw(st.integers(0, 10**6))
     sbytes = draw(st.integers(spkts, 2**40))
     dbytes = draw(st.integers(dpkts, 2**40)) if dpkts else 0
@@ -475,10 +475,26 @@ def flows(draw: st.DrawFn) -> dict:
         dstart=start + 1 if dpkts else 0, dlast=start + dur + 7 if dpkts else 0,
     )
     present = {"transport", "flow", "time", "metric"}
-    if kind in ("tcp", "udp", "icmp"):
-        row.update(flow_qual=0x41, saddr_lo=draw(u32), daddr_lo=draw(u32), smask=draw(st.integers(0, 32)),
-                   dmask=draw(st.integers(0, 32)), sport=draw(u16), dport=draw(u16),
-                   proto={"tcp": 6, "udp": 17, "icmp": 1}[kind])
+    if kind in ("tcp", "udp", "icmp", "esp"):
+        row.update(flow_qual=0x41, saddr_lo=draw(u32), daddr_lo=draw(u32), smask=draw(u8),
+                   dmask=draw(u8), sport=draw(u16), dport=draw(u16),
+                   proto={"tcp": 6, "udp": 17, "icmp": 1, "esp": 50}[kind])
+    if kind == "arp":
+        row.update(flow_subtype=6, flow_qual=4, arp_hrd=1, arp_pro=0x0800, arp_hln=6, arp_pln=4,
+                   arp_op=draw(st.integers(1, 2)), saddr_lo=draw(u32), daddr_lo=draw(u32))
+        if draw(st.booleans()):
+            present.add("net")
+            row.update(net_subtype=0x10, net_raw=draw(st.binary(min_size=6, max_size=6)) + bytes(166))
+    if kind == "matrix":
+        row.update(flow_subtype=3, flow_qual=0x41, saddr_lo=draw(u32), daddr_lo=draw(u32))
+    if kind == "esp" and draw(st.booleans()):
+        present.add("net")
+        row.update(net_subtype=0x38, tcp_status=draw(u32), esp_spi=draw(u32),
+                   esp_lastseq=draw(u32), esp_lostseq=draw(u32))
+    if kind == "icmp" and draw(st.booleans()):
+        present.add("net")
+        raw = draw(st.binary(min_size=24, max_size=24))
+        row.update(net_subtype=0x34, net_raw=raw[:2] + bytes(2) + raw[4:])
     if kind == "ipv6":
         u64 = st.integers(0, 2**64 - 1)
         row.update(flow_qual=0x42, saddr_hi=draw(u64), saddr_lo=draw(u64), daddr_hi=draw(u64),
@@ -491,6 +507,13 @@ def flows(draw: st.DrawFn) -> dict:
                    daddr_lo=draw(st.integers(0, 2**48 - 1)), proto=draw(u16), sport=draw(u8),
                    dport=draw(u8))
     if kind == "tcp" and draw(st.booleans()):
+        present.add("net")
+        row.update(net_subtype=draw(st.sampled_from([3, 4])), tcp_status=draw(u32),
+                   stcp_flags=draw(u8), dtcp_flags=draw(u8))
+        if row["net_subtype"] == 3:
+            row.update(stcp_seqbase=draw(u32), tcp_options=draw(u32), stcp_win=draw(u16),
+                       stcp_winshift=draw(u8), dtcp_flags=0)
+    elif kind == "tcp" and draw(st.booleans()):
         present.add("net")
         row.update(net_subtype=5, tcp_status=draw(u32), tcp_state=draw(u32), tcp_options=draw(u32),
                    tcp_synack=draw(u32), tcp_ackdat=draw(u32))
@@ -583,7 +606,7 @@ def flows(draw: st.DrawFn) -> dict:
 DERIVED = {"offset", "time_subtype", "metric_subtype"}
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(flows(), min_size=1, max_size=12))
 def test_round_trip_through_the_reader(rows: list[dict]) -> None:
     mar = start_mar(None, startime_us=1, now_us=2)
