@@ -148,13 +148,29 @@ def test_icmp_echo_and_error_quote() -> None:
     assert d.q_src_lo[1] == u64(IP_A) and d.q_dst_lo[1] == u64(IP_B)
 
 
-def test_sctp_esp_gre() -> None:
+def test_sctp_esp() -> None:
     sctp = struct.pack(">HHII", 2905, 2906, 1, 0)
     esp = struct.pack(">II", 0xCAFE, 1) + b"z" * 8
-    d = decode([ether(ipv4(sctp, 132)), ether(ipv4(esp, 50)), ether(ipv4(b"\0" * 4, 47))])
+    d = decode([ether(ipv4(sctp, 132)), ether(ipv4(esp, 50))])
     assert (d.sport[0], d.dport[0], d.payload_off[0]) == (2905, 2906, 34 + 12)
     assert d.esp_spi[1] == 0xCAFE
-    assert d.encaps[2] == c.ENC_ETHER | c.ENC_GRE
+
+
+def test_gre_decapsulation() -> None:
+    inner = ipv6(udp(7, 53, b"\x55\x66" + b"\0" * 10), 17)
+    keyed = struct.pack(">HHII", 0x3000, 0x86DD, 42, 1) + inner  # key and sequence present
+    bridged = struct.pack(">HH", 0, 0x6558) + ether(ipv4(tcp(dport=22), 6), dst=MAC_A, src=MAC_A)
+    # PPTP: enhanced GRE (version 1) with sequence and ack numbers, carrying PPP
+    pptp = struct.pack(">HHHHII", 0x3081, 0x880B, 30, 6, 9, 8) + b"\xff\x03\x00\x21" + ipv4(tcp(), 6)
+    lcp = struct.pack(">HHHHI", 0x3001, 0x880B, 8, 6, 9) + b"\xff\x03\xc0\x21" + b"\x01" * 8
+    d = decode([ether(ipv4(g, 47)) for g in (keyed, bridged, pptp, lcp)])
+    assert d.proto.tolist() == [17, 6, 6, 47]
+    assert (d.ip_version[0], d.dns_id[0], d.sport[0], d.dst_lo[0]) == (6, 0x5566, 7, u64(IP6_B[8:]))
+    assert d.l3_off[0] == 14 + 20 + 12 and d.l4_off[0] == 14 + 20 + 12 + 40
+    gre = c.ENC_ETHER | c.ENC_GRE
+    assert d.encaps.tolist() == [gre, gre, gre | c.ENC_PPP, c.ENC_ETHER]
+    assert d.dst_mac[1] == u64(MAC_B) and d.dport[1] == 22 and d.dport[2] == 80
+    assert (d.status == Status.OK).all()
 
 
 # ---------------------------------------------------------------- IPv6
@@ -520,9 +536,14 @@ def test_fields_match_tshark(name: str) -> None:
             def first(field: str, t: dict[str, list[str]] = t) -> str | None:
                 return t[field][0] if t[field] else None
 
+            if d.encaps[i] & c.ENC_GRE:  # we report the packet inside GRE: tshark's second layer
+                t = {k: v[1:] if k.startswith("ip.") else v for k, v in t.items()}
             if d.ip_version[i] == 4:
-                assert (first("ip.src"), first("ip.dst")) == (ipv4_text(d.src_lo[i]), ipv4_text(d.dst_lo[i]))
-                assert first("ip.ttl") == str(d.ttl[i])
+                assert (first("ip.src", t), first("ip.dst", t)) == (
+                    ipv4_text(d.src_lo[i]),
+                    ipv4_text(d.dst_lo[i]),
+                )
+                assert first("ip.ttl", t) == str(d.ttl[i])
             elif d.ip_version[i] == 6 and first("ipv6.src") and not t["ip.src"]:
                 assert first("ipv6.src") == ipv6_text(d.src_hi[i], d.src_lo[i])
                 assert first("ipv6.dst") == ipv6_text(d.dst_hi[i], d.dst_lo[i])

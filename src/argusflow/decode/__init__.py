@@ -28,6 +28,7 @@ from argusflow.decode.link import decode_link
 from argusflow.decode.network import ipv4, ipv6
 from argusflow.decode.tags import decode_tags
 from argusflow.decode.transport import arp, decode_transport
+from argusflow.decode.tunnel import decapsulate_gre
 
 __all__ = [
     "COLUMNS",
@@ -62,8 +63,9 @@ def finish_slow(batch: PacketBatch, out: DecodedBatch, slow: np.ndarray) -> None
             matrix[:, idx] = rest.groups[dt]
 
 
-def reference_decode(batch: PacketBatch) -> DecodedBatch:
-    """The layer-by-layer numpy decoder: handles everything, and defines the results."""
+def reference_decode(batch: PacketBatch, depth: int = 0) -> DecodedBatch:
+    """The layer-by-layer numpy decoder: handles everything, and defines the results.
+    `depth` counts GRE layers already removed."""
     cur = Cursor(batch)
     if cur.n == 0:
         return cur.out
@@ -77,6 +79,7 @@ def reference_decode(batch: PacketBatch) -> DecodedBatch:
         if len(idx):
             fn(cur, idx)
     decode_transport(cur)
+    decapsulate_gre(batch, cur.out, reference_decode, depth)
     return cur.out
 
 

@@ -117,3 +117,18 @@ UDP = Header("udp", 8, (F("sport", 0, 2), F("dport", 2, 2), F("length", 4, 2)))
 DNS_ID = Header("dns id", 2, (F("id", 0, 2),))
 ICMP = Header("icmp", 8, (F("type", 0, 1), F("code", 1, 1), F("id", 4, 2), F("seq", 6, 2)))
 ESP = Header("esp", 8, (F("spi", 0, 4),))
+
+# ---- tunnels --------------------------------------------------------------------------------
+GRE = Header(
+    "gre",
+    4,
+    (
+        F("checksum", 0, 1, bits=(7, 1)),
+        F("routing", 0, 1, bits=(6, 1)),
+        F("key", 0, 1, bits=(5, 1)),
+        F("seq", 0, 1, bits=(4, 1)),
+        F("ack", 1, 1, bits=(7, 1)),
+        F("version", 1, 1, bits=(0, 3)),
+        F("proto", 2, 2),
+    ),
+)

@@ -164,10 +164,6 @@ def ip_in_ip(cur: Cursor, idx: np.ndarray) -> None:
     cur.out.encaps[idx] |= np.where(cur.out.proto[idx] == 41, c.ENC_IPV6, c.ENC_IPIP).astype(np.uint32)
 
 
-def gre(cur: Cursor, idx: np.ndarray) -> None:
-    cur.out.encaps[idx] |= c.ENC_GRE
-
-
 DECODERS = {
     6: tcp,
     17: udp,
@@ -179,7 +175,6 @@ DECODERS = {
     50: esp,
     4: ip_in_ip,
     41: ip_in_ip,
-    47: gre,
 }
 
 
