@@ -56,6 +56,8 @@ class ClientSession:
     count_range: CountRange | None = None
     errors: int = 0
     flows_seen: int = 0
+    sources: list = field(default_factory=list)  # -S servers (stream.client.Source)
+    duration: float | None = None  # -T secs: how long to read the servers
     _selector: pl.Expr | None = field(default=None, repr=False)
 
     @classmethod
@@ -65,6 +67,7 @@ class ClientSession:
         if not inputs and not args.all("S"):
             raise UsageError("no input: give -r FILE ..., -R DIR ... or -S HOST[:PORT]")
         session = cls(program, args, conf, inputs)
+        session.add_stream_sources(args, conf)
         # The filter is compiled before any input is read: a bad one stops us at once.
         filter_text = args.filter or conf.get("RA_FILTER") or None
         if filter_text:
@@ -76,6 +79,26 @@ class ClientSession:
             session.count_range = CountRange.parse(args.value("N") or "")
         session._selector = session.selector()
         return session
+
+    def add_stream_sources(self, args: ParsedArgs, conf: dict[str, str]) -> None:
+        """`-S host[:port]` / `argus://host[:port]` (several; port 561) and `-T secs`."""
+        from argusflow.stream.client import parse_source
+
+        servers = args.all("S") or conf.get("RA_ARGUS_SERVER", "").split()
+        self.sources = [parse_source(text) for text in servers]
+        duration = args.value("T")
+        if duration is not None:
+            try:
+                self.duration = float(duration.rstrip("s"))
+            except ValueError:
+                raise UsageError(f"-T {duration}: expected a number of seconds") from None
+
+    def remote_filter(self) -> str | None:
+        """What ra sends as FILTER: MARs always pass, `local` keeps the filter to ourselves."""
+        text = self.args.filter or self.conf.get("RA_FILTER") or None
+        if not text or self.args.filter_is_local:
+            return None
+        return f"man or ({text})"
 
     def selector(self) -> pl.Expr | None:
         parts: list[pl.Expr] = []
@@ -97,6 +120,26 @@ class ClientSession:
             yield from self._batches_of(path)
             if self.done():
                 return
+        if self.sources:
+            yield from self._stream_batches()
+
+    def _stream_batches(self) -> Iterator[tuple[pl.DataFrame, bytes | None]]:
+        from argusflow.stream.client import StreamFeed
+
+        feed = StreamFeed(self.sources, self.remote_filter(), self.duration)
+        try:
+            for item in feed:
+                if isinstance(item, str):
+                    self.report(item)
+                    continue
+                batch, start_mar = item
+                selected = self.select(batch)
+                if selected.height:
+                    yield selected, start_mar
+                if self.done():
+                    return
+        finally:
+            feed.close()
 
     def _batches_of(self, path: str) -> Iterator[tuple[pl.DataFrame, bytes | None]]:
         start_mar: bytes | None = None
