@@ -293,8 +293,7 @@ def flow_arp(b: Batch, rows: np.ndarray) -> Piece:
                     ("spa", ">u4"), ("tpa", ">u4"), ("hw", "u1", (32,))]
     words = np.where(rarp, RARP_KEY_WORDS, ARP_KEY_WORDS)
     data = packed(len(rows), fields, {
-        **header(0x02, b.at("flow_subtype", rows), b.at("flow_qual", rows),
-                 np.where(rarp, RARP_KEY_WORDS, ARP_KEY_WORDS)),
+        **header(0x02, b.at("flow_subtype", rows), b.at("flow_qual", rows), words),
         "hrd": b.at("arp_hrd", rows), "pro": b.at("arp_pro", rows),
         "hln": b.at("arp_hln", rows), "pln": b.at("arp_pln", rows), "op": b.at("arp_op", rows),
         # RARP keys carry only the target protocol address, in the first slot.
@@ -357,9 +356,8 @@ def client_times(b: Batch, rows: np.ndarray) -> list[np.ndarray]:
     return [ss, se, ds, de]
 
 
-def enc_time(b: Batch, rows: np.ndarray) -> list[Piece]:
-    n = len(rows)
-    times = client_times(b, rows)
+def time_presence(b: Batch, rows: np.ndarray, times: list[np.ndarray]) -> list[np.ndarray]:
+    """Which of the four timestamps the client writer puts in the DSR."""
     ss, se, ds, de = times
     present = [t >= SECOND for t in times]  # the writer tests tv_sec > 0
     present[1] &= ~(present[0] & (se == ss))
@@ -370,12 +368,23 @@ def enc_time(b: Batch, rows: np.ndarray) -> list[Piece]:
         empty = metric & (b.at(pk, rows) == 0)
         present[k] &= ~empty
         present[k + 1] &= ~empty
-    # Record duration as the client computes it: latest end minus earliest start.
-    starts = np.stack([np.where(ss > 0, ss, np.iinfo(np.int64).max),
-                       np.where(ds > 0, ds, np.iinfo(np.int64).max)])
-    stime = starts.min(axis=0)
-    ltime = np.stack([ss, se, ds, de]).max(axis=0)
-    dur = np.where(stime == np.iinfo(np.int64).max, 0, ltime - stime)
+    return present
+
+
+def duration_us(times: list[np.ndarray]) -> np.ndarray:
+    """Record duration as the client computes it: latest end minus earliest non-zero start."""
+    ss, se, ds, de = times
+    big = np.iinfo(np.int64).max
+    stime = np.minimum(np.where(ss > 0, ss, big), np.where(ds > 0, ds, big))
+    ltime = np.maximum.reduce([ss, se, ds, de])
+    return np.where(stime == big, 0, ltime - stime)
+
+
+def enc_time(b: Batch, rows: np.ndarray) -> list[Piece]:
+    n = len(rows)
+    times = client_times(b, rows)
+    present = time_presence(b, rows, times)
+    dur = duration_us(times)
     bits = sum(np.where(p, bit, 0) for p, bit in zip(
         present, (TIME_SRC_START, TIME_SRC_END, TIME_DST_START, TIME_DST_END), strict=True))
     cnt = sum(p.astype(np.int64) for p in present)
@@ -384,30 +393,40 @@ def enc_time(b: Batch, rows: np.ndarray) -> list[Piece]:
                    np.where(relative, TIME_RELATIVE_RANGE, TIME_ABSOLUTE_RANGE))
     words = np.zeros((n, 9), dtype=np.int64)
     nwords = np.ones(n, dtype=np.int64)
-    # Absolute form: every present timestamp as (sec, usec), in slot order.
+    put_absolute(words, nwords, times, present, ~relative)
+    put_relative(words, nwords, times, present, relative, dur)
+    words[:, 0] = 0x03 << 24 | (bits | low) << 16 | TIME_UTC_USEC << 8 | nwords
+    data = (words & 0xFFFFFFFF).astype(">u4").view(np.uint8).reshape(n, 36)
+    return [Piece(rows, data, nwords * 4)]
+
+
+def put_absolute(words: np.ndarray, nwords: np.ndarray, times: list[np.ndarray],
+                 present: list[np.ndarray], rows: np.ndarray) -> None:
+    """Absolute form: every present timestamp as (sec, usec), in slot order."""
     for k in range(4):
-        sel = present[k] & ~relative
+        sel = present[k] & rows
         sec, usec = split_time(times[k][sel])
         words[sel, nwords[sel]] = sec
         words[sel, nwords[sel] + 1] = usec
         nwords[sel] += 2
-    # Relative form: the first present timestamp absolute, the others as i32 us offsets.
-    rel_src = relative & present[0]
-    base = np.where(rel_src, ss, ds)
-    sec, usec = split_time(base[relative])
-    words[relative, 1], words[relative, 2] = sec, usec
-    nwords[relative] = 3
+
+
+def put_relative(words: np.ndarray, nwords: np.ndarray, times: list[np.ndarray],
+                 present: list[np.ndarray], rows: np.ndarray, dur: np.ndarray) -> None:
+    """Relative form: the first present timestamp absolute, the others i32 us offsets."""
+    ss, ds = times[0], times[2]
+    from_src = rows & present[0]
+    sec, usec = split_time(np.where(from_src, ss, ds)[rows])
+    words[rows, 1], words[rows, 2] = sec, usec
+    nwords[rows] = 3
     for k in (1, 2, 3):
-        sel = rel_src & present[k]
+        sel = from_src & present[k]
         words[sel, nwords[sel]] = times[k][sel] - ss[sel]
         nwords[sel] += 1
     # Without a source start the writer puts the record duration after the dst start.
-    sel = relative & ~present[0] & present[3]
+    sel = rows & ~present[0] & present[3]
     words[sel, nwords[sel]] = dur[sel]
     nwords[sel] += 1
-    words[:, 0] = 0x03 << 24 | (bits | low) << 16 | TIME_UTC_USEC << 8 | nwords
-    data = (words & 0xFFFFFFFF).astype(">u4").view(np.uint8).reshape(n, 36)
-    return [Piece(rows, data, nwords * 4)]
 
 
 # --- metric ----------------------------------------------------------------------------------
@@ -465,12 +484,7 @@ AGR_FIELDS = HDR + [("count", ">u4"), ("times", "u1", (16,)), ("n", "<i4"), ("mi
 
 def record_duration_s(b: Batch, rows: np.ndarray) -> np.ndarray:
     """Duration in seconds (f32) as ra computes it for the synthesised aggregation DSR."""
-    ss, se, ds, de = client_times(b, rows)
-    big = np.iinfo(np.int64).max
-    stime = np.minimum(np.where(ss > 0, ss, big), np.where(ds > 0, ds, big))
-    ltime = np.maximum.reduce([ss, se, ds, de])
-    dur = np.where(stime == big, 0, ltime - stime)
-    return (dur / 1e6).astype(np.float32)
+    return (duration_us(client_times(b, rows)) / 1e6).astype(np.float32)
 
 
 def enc_agr(b: Batch, rows: np.ndarray) -> list[Piece]:
