@@ -69,7 +69,7 @@ class PrintOptions:
     precision: int = 6                # -p N
     header: int | None = None         # -L: None/0 once, N every N lines, -1 never
     zflag: str | None = None          # 'z' (-z) or 'b'/'s'/'d' (-Z)
-    time_format: str = DEFAULT_TIME_FORMAT  # RA_TIME_FORMAT
+    time_format: str | None = None    # RA_TIME_FORMAT; None = ra's built-in "%T.%f"
     print_man: bool = False           # RA_PRINT_MAN_RECORDS=yes (never with -X)
     json: bool = False                # -M json
     port_direction: bool = False      # RA_PORT_DIRECTION (Debian ra.conf); not applied yet
@@ -208,13 +208,25 @@ def _local_zone() -> str:
     return "UTC"
 
 
-def time_width(opts: PrintOptions) -> int:
-    """ra's column width for timestamps: 12 + precision for its default format, else the text."""
+def time_widths(opts: PrintOptions, name: str) -> tuple[int, int]:
+    """(header width, value width) of a timestamp column; value width <= 0: unpadded.
+
+    ra 3.0.8 sizes its built-in format as 12 + precision.  With RA_TIME_FORMAT it measures the
+    format with six fraction digits, and the StartTime value width comes out six narrower when
+    the format has no %f (a bug we match); the per-direction times keep the built-in width.
+    """
+    per_direction = name in ("sstime", "sltime", "dstime", "dltime")
     p = opts.precision
-    if opts.epoch or opts.time_format == DEFAULT_TIME_FORMAT:
-        return 12 + p
-    sample = format_times(pl.Series([1_000_000_000_000_000], dtype=pl.Int64), opts)[0]
-    return len(sample)
+    base = 12 + p
+    if opts.time_format is None or per_direction:
+        return (base + 1, base) if per_direction else (base, base)
+    six = replace(opts, precision=6)
+    sample = format_times(pl.Series([1_000_000_000_000_000], dtype=pl.Int64), replace(six, epoch=False))
+    l6 = len(sample[0])
+    header = l6 - (6 - p)
+    if opts.epoch or name != "stime":
+        return header, header
+    return header, l6 - 6 + (p if "%f" in opts.time_format else 0)
 
 
 def format_times(us: pl.Series, opts: PrintOptions) -> pl.Series:
@@ -225,7 +237,7 @@ def format_times(us: pl.Series, opts: PrintOptions) -> pl.Series:
     if opts.epoch:
         text = sec.cast(pl.String)
         return text + "." + frac_text if frac_text is not None else text
-    fmt = opts.time_format
+    fmt = opts.time_format or DEFAULT_TIME_FORMAT
     if p == 0:
         fmt = fmt.replace(".%f", "").replace("%f", "")
     zone = _local_zone()
@@ -391,6 +403,56 @@ def _user_series(frame: pl.DataFrame, name: str, width: int) -> pl.Series:
     return prefix + body
 
 
+# --- management records (§4.5) ---------------------------------------------------------------------------
+
+_MAR_TIMES = {"stime": "now", "ltime": "start", "sstime": "start", "dstime": "start",
+              "sltime": "now", "dltime": "now"}
+_MAR_NUMBERS = {"saddr": "queue", "daddr": "bufs", "sport": "dropped", "dport": "clients",
+                "spkts": "pkts_rcvd", "pkts": "pkts_rcvd", "dpkts": "records", "sbytes": "bytes_rcvd",
+                "dbytes": "dropped", "bytes": "mem_bytes", "appbytes": "mem_bytes",
+                "sappbytes": "bufs", "dappbytes": "zero", "seq": "seq", "offset": "offset"}
+_MAR_AS_FLOW = ("srcid", "flgs", "cause", "proto", "state")  # the flow printers handle MARs
+_MAR_ZERO_INTS = ("loss", "sloss", "dloss", "retrans", "sretrans", "dretrans")
+_MAR_ZERO_FLOATS = ("rate", "srate", "drate", "load", "sload", "dload", "ploss", "sploss", "dploss",
+                    "pretrans", "spretrans", "dpretrans", "tcprtt", "synack", "ackdat",
+                    "smeansz", "dmeansz")
+
+# (name, byte offset, width) of the MAR fields ra prints; all big-endian.
+_MAR_LAYOUT = [("seq", 20, 4), ("start_sec", 24, 4), ("start_usec", 28, 4), ("now_sec", 32, 4),
+               ("now_usec", 36, 4), ("pkts_rcvd", 48, 8), ("bytes_rcvd", 56, 8), ("records", 72, 4),
+               ("dropped", 80, 4), ("queue", 84, 4), ("clients", 92, 4), ("bufs", 96, 4),
+               ("mem_bytes", 100, 4)]
+
+
+def mar_values(values: pl.DataFrame) -> pl.DataFrame:
+    """The MAR fields of every row (zeros for flows), decoded from `mar_raw` in one numpy pass."""
+    n = values.height
+    raw = values["mar_raw"].to_list()
+    block = np.zeros((n, 128), dtype=np.uint8)
+    rows = np.flatnonzero(values["_mar"].to_numpy())
+    for r in rows:  # MARs are a handful per file
+        data = raw[r][:128]
+        block[r, : len(data)] = np.frombuffer(data, dtype=np.uint8)
+    out = {}
+    for name, off, width in _MAR_LAYOUT:
+        v = np.zeros(n, dtype=np.uint64)
+        for k in range(width):
+            v = (v << np.uint64(8)) | block[:, off + k].astype(np.uint64)
+        out[name] = v
+    frame = pl.DataFrame(out)
+    now = (frame["now_sec"] * 1_000_000 + frame["now_usec"]).cast(pl.Int64)
+    start = (frame["start_sec"] * 1_000_000 + frame["start_usec"]).cast(pl.Int64)
+    # ra shows a MAR's offset as that of the record before it (its offset is never updated).
+    offsets = values.select(
+        pl.when(c("_mar")).then(None).otherwise(c("offset")).shift(1).forward_fill().fill_null(0)
+    ).to_series()
+    prev_offset = pl.select(pl.when(values["offset"] == 0).then(0).otherwise(offsets)).to_series()
+    return frame.with_columns(
+        now=now, start=start, zero=pl.lit(0),
+        dur=((now - start).cast(pl.Float64) / 1e6).cast(pl.Float32),
+        offset=prev_offset)
+
+
 # --- the printer ----------------------------------------------------------------------------------------
 
 @dataclass
@@ -405,22 +467,28 @@ class Printer:
         o = self.options
         cols = self.options.columns
         if o.delimiter is not None:
-            return o.delimiter.join(self._label(col, 0) for col in cols if col.labelled) + "\n"
-        return "".join(self._label(col, self._col_width(col)) + " " for col in cols if col.labelled) + "\n"
+            return o.delimiter.join(self._label(col, None) for col in cols if col.labelled) + "\n"
+        return "".join(self._label(col, self._hdr_width(col)) + " " for col in cols if col.labelled) + "\n"
 
-    def _label(self, col: Column, width: int) -> str:
-        label = col.field.label[: col.width]
-        if width == 0:
-            return label
-        width += col.field.hdr_extra
+    def _label(self, col: Column, width: int | None) -> str:
+        if width is None:  # delimited output: the label as cut to the field width
+            return col.field.label[: col.width]
+        if width <= 0:
+            return col.field.label
+        label = col.field.label[:width]
         if col.field.hdr_align == "c":
             left = (width - len(label)) // 2
             return (" " * left + label).ljust(width)
         return label.rjust(width)
 
+    def _hdr_width(self, col: Column) -> int:
+        if col.field.fmt == FMT_TIME and col.width == col.field.width:
+            return time_widths(self.options, col.field.name)[0]
+        return self._col_width(col) + col.field.hdr_extra
+
     def _col_width(self, col: Column) -> int:
         if col.field.fmt == FMT_TIME and col.width == col.field.width:
-            return time_width(self.options)
+            return time_widths(self.options, col.field.name)[1]
         if col.field.name in ("suser", "duser"):
             # room for "s[N]=" and N bytes, as ra sizes it
             return len(f"s[{col.width}]=") + col.width + 3
@@ -444,9 +512,33 @@ class Printer:
                 exprs[key] = f.value()
         values = frame.with_columns(**exprs)
         out = []
+        mar_rows = values["_mar"]
+        mars = mar_values(values) if mar_rows.any() else None
         for i, col in enumerate(o.columns):
-            out.append(self._text(values, i, col))
+            text = self._text(values, i, col)
+            if mars is not None and col.field.name not in _MAR_AS_FLOW:
+                mar_text = self._mar_text(mars, col)
+                text = pl.select(pl.when(mar_rows).then(mar_text).otherwise(text)).to_series()
+            out.append(text.alias(col.field.name))
+        self._mar_rows = mar_rows
         return out
+
+    def _mar_text(self, mars: pl.DataFrame, col: Column) -> pl.Series:
+        """What ra prints in a column of a MAR line (§4.5); '' where it prints nothing."""
+        name = col.field.name
+        o = self.options
+        if name in _MAR_TIMES:
+            return format_times(mars[_MAR_TIMES[name]], o)
+        if name in ("dur", "sdur", "ddur"):
+            return fixed(mars["dur"], o.precision)
+        if name in _MAR_NUMBERS:
+            return mars[_MAR_NUMBERS[name]].cast(pl.String)
+        if name in _MAR_ZERO_INTS:
+            return pl.Series([""] * mars.height).str.replace("^$", "0")
+        if name in _MAR_ZERO_FLOATS:
+            zero = fixed(pl.Series([0.0] * mars.height), o.precision)
+            return zero.str.pad_start(3) if name in _PERCENT_FIELDS else zero
+        return pl.Series([""] * mars.height, dtype=pl.String)
 
     def _text(self, values: pl.DataFrame, i: int, col: Column) -> pl.Series:
         f = col.field
@@ -476,7 +568,7 @@ class Printer:
             mask = values[f"_p{i}"]
         blank_mar = values["_mar"]
         keep = ~blank_mar if mask is None else (mask & ~blank_mar)
-        if f.name in ("stime", "ltime", "dur", "srcid", "cause", "flgs", "proto", "offset", "seq"):
+        if f.name in _MAR_AS_FLOW:
             keep = mask if mask is not None else None
         if keep is not None:
             text = pl.select(pl.when(keep).then(text).otherwise(pl.lit(""))).to_series()
@@ -512,7 +604,8 @@ class Printer:
     def _fixed(self, texts: list[pl.Series]) -> pl.Series:
         cols = self.options.columns
         pieces: list[pl.Expr] = []
-        frame = pl.DataFrame([t.alias(f"t{i}") for i, t in enumerate(texts)])
+        frame = pl.DataFrame([t.alias(f"t{i}") for i, t in enumerate(texts)]).with_columns(
+            _mar=self._mar_rows)
         for i, col in enumerate(cols):
             w = self._col_width(col)
             t = c(f"t{i}")
@@ -521,11 +614,14 @@ class Printer:
             if col.field.name == "cause":
                 cut = t.str.slice(0, w)  # ra prints the cause with %*.*s: cut, no star
             pad = t.str.pad_end(w) if col.field.align == "l" else t.str.pad_start(w)
-            cell = pl.when(too_long).then(cut).otherwise(pad)
+            if col.field.name in ("sport", "dport"):
+                pad = pl.when(c("_mar")).then(t.str.pad_start(w)).otherwise(pad)
+            cell = pl.when(too_long).then(cut).otherwise(pad) if w > 0 else t
             if i > 0:
                 joined = col.field.name in ("sport", "dport") and \
                     cols[i - 1].field.name == ("saddr" if col.field.name == "sport" else "daddr")
-                sep = pl.when(t != "").then(pl.lit(".")).otherwise(pl.lit(" ")) if joined else pl.lit(" ")
+                sep = (pl.when((t != "") & ~c("_mar")).then(pl.lit(".")).otherwise(pl.lit(" "))
+                       if joined else pl.lit(" "))
                 pieces.append(sep)
             pieces.append(cell)
         return frame.select(pl.concat_str(pieces).str.strip_chars_end(" "))[:, 0]
