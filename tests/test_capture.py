@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from argusflow.capture import PcapngReader, PcapReader, open_capture, walk
+from argusflow.capture import PcapngReader, PcapReader, jit, open_capture, walk
 from argusflow.capture.batch import PacketBatch
 from argusflow.errors import CorruptInput
 
@@ -110,9 +110,29 @@ def test_corpus_gzip_and_garbage_linktype() -> None:
     assert reader.stats["linktype_garbage"] == 1
 
 
+@pytest.fixture(params=[False, True], ids=["python", "compiled"])
+def compiled(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Run a test with the plain-Python loops and again with numba's (when installed)."""
+    if request.param and not jit.AVAILABLE:
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(jit, "FORCE", request.param)
+    return bool(request.param)
+
+
+def test_jit_only_for_big_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jit, "FORCE", None)
+    monkeypatch.setattr(jit, "active", lambda: False)  # as in a fresh process
+    path = tmp_path / "small.pcap"
+    path.write_bytes(pcap_bytes([pkt(1)]))
+    assert not open_capture(path).use_jit
+    assert open_capture(path).use_jit is False
+    monkeypatch.setattr(jit, "MIN_PACKETS", 0)
+    assert open_capture(path).use_jit == jit.AVAILABLE
+
+
 @needs_corpus
 @pytest.mark.parametrize("seed", range(6))
-def test_corpus_damaged_copies(seed: int, tmp_path: Path) -> None:
+def test_corpus_damaged_copies(seed: int, tmp_path: Path, compiled: bool) -> None:
     """Truncated and bit-flipped copies: no exception, no hang, packets stay inside buffers."""
     rng = random.Random(seed)
     src = rng.choice([p for p in CAPTURES if p.stat().st_size < 300_000])
@@ -156,7 +176,7 @@ def test_pcap_old_version_swapped_lengths(tmp_path: Path) -> None:
     assert batch.caplen.tolist() == [60, 60] and batch.wirelen.tolist() == [64, 64]
 
 
-def test_pcap_batches_and_carry(tmp_path: Path) -> None:
+def test_pcap_batches_and_carry(tmp_path: Path, compiled: bool) -> None:
     """Small batches and big packets that cross buffer boundaries give the same packets."""
     packets = [pkt(i, 150_000 + i) for i in range(20)] + [pkt(i) for i in range(50)]
     path = tmp_path / "big.pcap"
@@ -171,7 +191,7 @@ def test_pcap_batches_and_carry(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("cut", [24 + 5, 24 + 16 + 30, 24 + 76 + 10])
-def test_pcap_truncated_file(tmp_path: Path, cut: int) -> None:
+def test_pcap_truncated_file(tmp_path: Path, cut: int, compiled: bool) -> None:
     path = tmp_path / "cut.pcap"
     path.write_bytes(pcap_bytes([pkt(1), pkt(2), pkt(3)])[:cut])
     batches, reader = read_all(path)
@@ -218,12 +238,13 @@ def test_compressed_and_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert reader.error is not None
 
 
+@pytest.mark.skipif(not jit.AVAILABLE, reason="numba not installed")
 def test_python_walker_matches_compiled() -> None:
     data = np.frombuffer(pcap_bytes([pkt(i, 40 + i) for i in range(30)], big=True), dtype=np.uint8)
     a = np.zeros((5, 40), dtype=np.int64)
     b = np.zeros((5, 40), dtype=np.int64)
     ra = walk._walk_pcap(memoryview(data), 24, len(data) - 3, 40, True, 0, 262144, a, 0)
-    rb = walk.walk_pcap(walk.as_walkable(data), 24, len(data) - 3, 40, True, 0, 262144, b, 0)
+    rb = walk.walk_pcap.jit()(data, 24, len(data) - 3, 40, True, 0, 262144, b, 0)
     assert ra == rb and (a == b).all() and ra[0] == 29
 
 
@@ -255,7 +276,7 @@ def epb(iface: int, units: int, data: bytes, o: str = "<") -> bytes:
 
 
 @pytest.mark.parametrize("o", ["<", ">"])
-def test_pcapng_interfaces_resolutions_and_blocks(tmp_path: Path, o: str) -> None:
+def test_pcapng_interfaces_resolutions_and_blocks(tmp_path: Path, o: str, compiled: bool) -> None:
     content = (
         shb(o)
         + idb(1, None, o)  # default: microseconds
@@ -280,7 +301,7 @@ def test_pcapng_interfaces_resolutions_and_blocks(tmp_path: Path, o: str) -> Non
     assert batch.packet(2) == pkt(3)
 
 
-def test_pcapng_two_sections_and_damage(tmp_path: Path) -> None:
+def test_pcapng_two_sections_and_damage(tmp_path: Path, compiled: bool) -> None:
     content = shb("<") + idb(1) + epb(0, 5, pkt(1)) + shb(">") + idb(228, o=">") + epb(0, 7, pkt(2), ">")
     path = tmp_path / "x.pcapng"
     path.write_bytes(content)

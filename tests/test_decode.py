@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from argusflow.capture import open_capture
+from argusflow.capture import jit, open_capture
 from argusflow.capture.batch import PacketBatch
-from argusflow.decode import DecodedBatch, Reason, Status, decode_batch, fields, reference_decode
+from argusflow.decode import DecodedBatch, Reason, Status, decode_batch, fields, finish_slow, reference_decode
 from argusflow.decode import codes as c
+from argusflow.decode.fastpath import fast_decode
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 CAPTURES = sorted(p for p in CORPUS.glob("*") if p.name not in ("MANIFEST.tsv", "README.md"))
@@ -315,7 +316,7 @@ FULL_FRAMES = [
 
 
 @pytest.mark.parametrize("frame", range(len(FULL_FRAMES)))
-def test_every_prefix_decodes(frame: int) -> None:
+def test_every_prefix_decodes(frame: int, compiled: bool) -> None:
     """Each prefix of a packet: no exception, and status OK only when the needed headers are whole."""
     full = FULL_FRAMES[frame]
     prefixes = [full[:k] for k in range(len(full) + 1)]
@@ -345,7 +346,7 @@ def test_malformed_headers() -> None:
     assert (d.status == Status.MALFORMED).all()
 
 
-def test_random_garbage_never_raises() -> None:
+def test_random_garbage_never_raises(compiled: bool) -> None:
     rng = random.Random(7)
     base = FULL_FRAMES + [frame for _, frame, _ in LINK_CASES.values()]
     for link in (1, 113, 276, 0, 101, 9, 104, 10, 127, 239, 229):
@@ -360,6 +361,7 @@ def test_random_garbage_never_raises() -> None:
         assert (d.payload_off <= np.array([len(p) for p in packets]) + 65535).all()
 
 
+@pytest.mark.skipif(not jit.AVAILABLE, reason="numba not installed")
 def test_gather_fallback_matches_kernel() -> None:
     rng = np.random.default_rng(3)
     buf = rng.integers(0, 256, 5000, dtype=np.uint8)
@@ -379,11 +381,20 @@ def test_gather_fallback_matches_kernel() -> None:
     out1 = np.empty((4, 400), dtype=np.int64)
     out2 = np.empty((4, 400), dtype=np.int64)
     fields._gather_numpy(buf, pos, avail, *header._plan, out1)
-    fields._kernel(buf, pos, avail, *header._plan, out2)
+    fields.GATHER_LOOP.jit()(buf, pos, avail, *header._plan, out2)
     assert (out1 == out2).all()
 
 
 # ---------------------------------------------------------------- corpus
+
+
+@pytest.fixture(params=[False, True], ids=["python", "compiled"])
+def compiled(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Run a test with numpy/plain-Python loops and again with numba's (when installed)."""
+    if request.param and not jit.AVAILABLE:
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(jit, "FORCE", request.param)
+    return bool(request.param)
 
 
 def decode_file(path: Path) -> tuple[list[PacketBatch], list[DecodedBatch]]:
@@ -393,7 +404,7 @@ def decode_file(path: Path) -> tuple[list[PacketBatch], list[DecodedBatch]]:
 
 @needs_corpus
 @pytest.mark.parametrize("path", CAPTURES, ids=[p.name for p in CAPTURES])
-def test_corpus_decodes(path: Path) -> None:
+def test_corpus_decodes(path: Path, compiled: bool) -> None:
     batches, decoded = decode_file(path)
     for b, d in zip(batches, decoded, strict=True):
         assert len(d) == len(b)
@@ -441,12 +452,18 @@ def assert_same(a: DecodedBatch, b: DecodedBatch) -> None:
 
 @needs_corpus
 @pytest.mark.parametrize("path", CAPTURES, ids=[p.name for p in CAPTURES])
-def test_fast_path_matches_reference_on_corpus(path: Path) -> None:
+def test_fast_path_matches_reference_on_corpus(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled fast path + reference == plain-numpy reference (numba not used at all)."""
+    if not jit.AVAILABLE:
+        pytest.skip("numba not installed")
     for batch in open_capture(path):
-        assert_same(decode_batch(batch), reference_decode(batch))
+        monkeypatch.setattr(jit, "FORCE", True)
+        fast = decode_batch(batch)
+        monkeypatch.setattr(jit, "FORCE", False)
+        assert_same(fast, reference_decode(batch))
 
 
-def test_fast_path_matches_reference_on_damaged_packets() -> None:
+def test_fast_path_matches_reference_on_damaged_packets(compiled: bool) -> None:
     rng = random.Random(11)
     base = FULL_FRAMES + [
         ether(ipv4(udp(5353, 53, b"\xab\xcd" + b"\0" * 10), 17)),
@@ -463,6 +480,12 @@ def test_fast_path_matches_reference_on_damaged_packets() -> None:
         packets.append(bytes(p[: rng.randrange(len(p) + 1)] if rng.random() < 0.3 else p))
     batch = PacketBatch.from_packets(packets, 1)
     assert_same(decode_batch(batch), reference_decode(batch))
+    # the fast path's own loop as plain Python (what numba compiles) agrees too
+    out = DecodedBatch(len(batch), batch.ts_us, batch.wirelen, batch.caplen)
+    caplen = batch.caplen.astype(np.int64)
+    slow = fast_decode(batch.data, batch.offset, caplen, batch.linktype, out.groups, compiled=False)
+    finish_slow(batch, out, slow)
+    assert_same(out, reference_decode(batch))
 
 
 # ---------------------------------------------------------------- against tshark

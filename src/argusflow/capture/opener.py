@@ -12,6 +12,7 @@ import gzip
 import io
 import lzma
 import os
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -62,9 +63,19 @@ def _sniff(stream: BinaryIO, n: int = 6) -> bytes:
     return head
 
 
-def _unwrap(stream: BinaryIO, name: str) -> tuple[bytes, BinaryIO]:
-    """Peel compression layers; returns the first bytes of the capture and a stream from byte 0."""
-    for _ in range(3):
+def _size(stream: BinaryIO) -> int | None:
+    """Bytes in a regular file; None for pipes and terminals."""
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+def _unwrap(stream: BinaryIO, name: str) -> tuple[bytes, BinaryIO, int]:
+    """Peel compression layers: the capture's first bytes, a stream from its byte 0, and how
+    many layers there were."""
+    for layers in range(3):
         try:
             head = _sniff(stream)
         except (OSError, EOFError, lzma.LZMAError) as exc:
@@ -73,7 +84,7 @@ def _unwrap(stream: BinaryIO, name: str) -> tuple[bytes, BinaryIO]:
         stream = _Prefixed(head, stream)  # type: ignore[assignment]
         wrapper = next((w for m, w in _DECOMPRESSORS.items() if head.startswith(m)), None)
         if wrapper is None:
-            return head, stream
+            return head, stream, layers
         stream = wrapper(stream)  # type: ignore[assignment]
     stream.close()
     raise CorruptInput(name, 0, "more than 3 layers of compression")
@@ -99,8 +110,12 @@ def open_capture(
             stream = open(Path(path), "rb", buffering=0)  # noqa: SIM115 - the reader owns it
         except OSError as exc:
             raise CorruptInput(name, 0, f"cannot open: {exc.strerror or exc}") from None
-    head, stream = _unwrap(stream, name)
-    kwargs = {"batch_size": batch_size, "buffer_size": buffer_size, "reuse_buffers": reuse_buffers}
+    size = _size(stream)
+    head, stream, layers = _unwrap(stream, name)
+    if layers and size is not None:
+        size *= 5  # compressed: a rough guess of the capture's size
+    kwargs: dict[str, Any] = {"batch_size": batch_size, "buffer_size": buffer_size}
+    kwargs.update(reuse_buffers=reuse_buffers, size_hint=size)
     if len(head) >= 4 and int.from_bytes(head[:4], "little") in MAGICS:
         return PcapReader(stream, name, **kwargs)
     if len(head) >= 4 and int.from_bytes(head[:4], "little") == SHB:

@@ -53,10 +53,10 @@ class PcapReader(CaptureReader):
         while not eof:
             buf = self._new_buffer()
             buf[: len(carry)] = np.frombuffer(carry, dtype=np.uint8)
-            view = walk.as_walkable(buf)
+            walker, view = walk.walker(walk.walk_pcap, buf, self.use_jit)
             fill, pos, n, status = len(carry), 0, 0, walk.NEED_MORE
             while True:
-                got, pos, status, _ = walk.walk_pcap(
+                got, pos, status, _ = walker(
                     view, pos, fill, self.batch_size - n, self._big, self._swapped, lt.MAX_CAPLEN, rows, n
                 )
                 n += got

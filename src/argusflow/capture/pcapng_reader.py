@@ -63,12 +63,12 @@ class PcapngReader(CaptureReader):
         while not eof:
             buf = self._new_buffer()
             buf[: len(carry)] = np.frombuffer(carry, dtype=np.uint8)
-            view = walk.as_walkable(buf)
+            walker, view = walk.walker(walk.walk_pcapng, buf, self.use_jit)
             fill, pos, n, status, reason = len(carry), 0, 0, walk.NEED_MORE, 0
             while True:
                 local = len(self.interfaces) - self._section_base
                 snap = self.interfaces[self._section_base].snaplen if local > 0 else 0
-                got, pos, status, reason = walk.walk_pcapng(
+                got, pos, status, reason = walker(
                     view, pos, fill, self.batch_size - n, self._big, lt.MAX_CAPLEN, local, snap, rows, n
                 )
                 n += got

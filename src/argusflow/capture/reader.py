@@ -22,12 +22,14 @@ from typing import BinaryIO
 
 import numpy as np
 
+from argusflow.capture import jit
 from argusflow.capture.batch import PacketBatch
 from argusflow.errors import CorruptInput
 
 DEFAULT_BATCH = 65536
 DEFAULT_BUFFER = 48 << 20  # ~64k packets of a typical mix (~700 bytes each)
 READ_PIECE = 256 << 10  # small enough to stay in L2 while the walker runs over it
+BYTES_PER_PACKET_GUESS = 200  # to turn a file size into a packet count for jit.wanted
 
 
 class CaptureReader:
@@ -42,6 +44,7 @@ class CaptureReader:
         batch_size: int = DEFAULT_BATCH,
         buffer_size: int = DEFAULT_BUFFER,
         reuse_buffers: bool = False,
+        size_hint: int | None = None,
     ) -> None:
         self.stream = stream
         self.source = source
@@ -58,6 +61,8 @@ class CaptureReader:
         self.packets = 0  # packets yielded so far
         self.file_offset = 0  # file offset of the current buffer's byte 0
         self._started = False
+        # compile the walker only when the input is big enough to repay numba's start-up
+        self.use_jit = jit.wanted(None if size_hint is None else size_hint // BYTES_PER_PACKET_GUESS)
 
     # -- public -----------------------------------------------------------------------------
     def __iter__(self) -> Iterator[PacketBatch]:

@@ -1,20 +1,20 @@
 """Record-header walkers: the one inherently sequential step of reading a capture.
 
 Each record's position depends on the previous record's length, so this loop cannot be
-vectorised.  It only finds where records start; everything else about them is then gathered
-with numpy.  The same source runs compiled by numba when it is installed (about 10 ns a record)
-and as plain Python otherwise (callers then pass a memoryview, whose indexing yields ints fast).
-
-Walker status codes (third return value):
+vectorised.  The same source runs compiled by numba for big inputs (about 10-15 ns a record) and
+as plain Python for small ones or without numba (~3 us a record; callers then pass a memoryview,
+whose indexing yields ints fast).  See jit.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from argusflow.capture.jit import Kernel
+
+# walker status codes (third return value)
 NEED_MORE = 0  # stopped at a record that does not fit in the buffer (or the buffer is used up)
 BATCH_FULL = 1  # wrote max_pkts records
 CORRUPT = 2  # the record header at `pos` is impossible (reason in the 4th return value)
@@ -25,15 +25,6 @@ BAD_CAPLEN = 1
 BAD_BLOCK_LENGTH = 2
 BAD_INTERFACE = 3
 BAD_TRAILER = 4
-
-try:  # numba is optional: same code, ~30x faster compiled
-    import numba
-
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - exercised only without numba
-    numba = None
-    HAVE_NUMBA = False
-
 
 def _u32(buf: Any, p: int, big: bool) -> int:
     if big:
@@ -154,19 +145,11 @@ def _walk_pcapng(
     return n, pos, BATCH_FULL, 0
 
 
-def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
-    if not HAVE_NUMBA:
-        return fn
-    return numba.njit(cache=True, nogil=True)(fn)
+walk_pcap = Kernel(_walk_pcap, deps=("_u32", "_u16"))
+walk_pcapng = Kernel(_walk_pcapng, deps=("_u32", "_u16"))
 
 
-if HAVE_NUMBA:
-    _u32 = numba.njit(cache=True, inline="always")(_u32)
-    _u16 = numba.njit(cache=True, inline="always")(_u16)
-walk_pcap = _compile(_walk_pcap)
-walk_pcapng = _compile(_walk_pcapng)
-
-
-def as_walkable(buf: np.ndarray) -> Any:
-    """What the walkers index: the array itself when compiled, a fast-indexing view otherwise."""
-    return buf if HAVE_NUMBA else memoryview(buf)
+def walker(kernel: Kernel, buf: np.ndarray, compiled: bool) -> tuple[Any, Any]:
+    """(function, what it indexes): the compiled loop over the array, or the Python loop over a
+    memoryview (whose indexing yields ints much faster than an array's)."""
+    return (kernel.jit(), buf) if compiled else (kernel.py, memoryview(buf))

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from argusflow.capture import jit
 from argusflow.capture.batch import PacketBatch
 from argusflow.capture.reader import CaptureReader
-from argusflow.capture.walk import HAVE_NUMBA
 from argusflow.decode.codes import Reason, Status
 from argusflow.decode.columns import COLUMNS, DecodedBatch
 from argusflow.decode.cursor import K_ARP, K_IPV4, K_IPV6, KIND, NXT_LLC, Cursor
@@ -42,10 +42,10 @@ __all__ = [
 
 
 def decode_batch(batch: PacketBatch, fast: bool = True) -> DecodedBatch:
-    """Decode every packet of `batch`.  With numba, a compiled fast path takes the common
-    packets (fastpath.py) and the reference decoder below the rest; `fast=False` forces the
-    reference decoder for all (tests compare the two)."""
-    if not (fast and HAVE_NUMBA) or len(batch) == 0:
+    """Decode every packet of `batch`.  With numba (loaded, or worth loading for a batch this
+    big: capture/jit.py), a compiled fast path takes the common packets (fastpath.py) and the
+    reference decoder below the rest; `fast=False` forces the reference decoder for all."""
+    if not (fast and jit.wanted(len(batch))) or len(batch) == 0:
         return reference_decode(batch)
     out = DecodedBatch(len(batch), batch.ts_us, batch.wirelen, batch.caplen)
     caplen = batch.caplen.astype(np.int64)

@@ -15,33 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from argusflow.capture.walk import HAVE_NUMBA
+from argusflow.capture import jit
 from argusflow.decode import codes as c
 from argusflow.decode import headers as h
 from argusflow.decode.columns import SLOT
-
-if HAVE_NUMBA:
-    import numba
-    from llvmlite import ir
-    from numba.core import cgutils, types
-    from numba.extending import intrinsic
-
-    @intrinsic
-    def _prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
-        """Ask the CPU to start loading arr[idx]: the per-packet work is too branchy for
-        out-of-order execution to reach the next packets' cold cache lines by itself."""
-
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            ary = context.make_array(signature.args[0])(context, builder, args[0])
-            i8p = ir.IntType(8).as_pointer()
-            ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
-            i32 = ir.IntType(32)
-            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
-            builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-            return context.get_dummy_value()
-
-        return types.void(arr, idx), codegen
 
 PREFETCH_AHEAD = 12  # packets
 
@@ -74,6 +51,10 @@ UDP_LEN = h.UDP.at("length")
 ICMP_ID, ICMP_SEQ = h.ICMP.at("id"), h.ICMP.at("seq")
 
 ENC_ETHER, ENC_8021Q = c.ENC_ETHER, c.ENC_8021Q
+
+
+def _prefetch(arr: np.ndarray, idx: int) -> None:
+    """A hint to the CPU; compiled, it becomes llvm.prefetch (see _compile)."""
 
 
 def _be(buf: np.ndarray, p: int, n: int) -> int:
@@ -293,11 +274,40 @@ def _fast(
         i4[I4_PCAPLEN, i] = max(min(ip_end, cl) - poff, 0)
 
 
-if HAVE_NUMBA:
-    _be = numba.njit(cache=True, inline="always")(_be)
-    _tcp_options = numba.njit(cache=True)(_tcp_options)
-    _fast = numba.njit(cache=True, nogil=True)(_fast)
-    _TABLES = _tables()
+FAST = jit.Kernel(_fast, deps=("_be", "_tcp_options"))
+_TABLES = _tables()
+
+
+def _compiled_fast() -> object:
+    """The compiled fast path, with _prefetch turned into the llvm.prefetch intrinsic."""
+    if FAST._compiled is None:
+        globals()["_prefetch"] = _prefetch_intrinsic()
+    return FAST.jit()
+
+
+def _prefetch_intrinsic() -> object:
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
+        """Ask the CPU to start loading arr[idx]: the per-packet work is too branchy for
+        out-of-order execution to reach the next packets' cold cache lines by itself."""
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            i8p = ir.IntType(8).as_pointer()
+            ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+            builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return types.void(arr, idx), codegen
+
+    return prefetch
 
 
 def fast_decode(
@@ -309,13 +319,16 @@ def fast_decode(
     slow: np.ndarray | None = None,
     lo: int = 0,
     hi: int | None = None,
+    compiled: bool = True,
 ) -> np.ndarray:
     """Decode packets lo..hi (default: all) of what the fast path covers into `groups`
     (DecodedBatch storage); sets and returns `slow`, the mask of packets left for the
-    reference decoder.  `start`/`caplen` are int64, `linktype` uint16, all C-contiguous."""
+    reference decoder.  `start`/`caplen` are int64, `linktype` uint16, all C-contiguous.
+    `compiled=False` runs the same loop as plain Python (slow; for tests)."""
     if slow is None:
         slow = np.zeros(len(start), dtype=np.bool_)
-    _fast(
+    kernel = _compiled_fast() if compiled else FAST.py
+    kernel(
         data,
         start,
         caplen,

@@ -11,8 +11,8 @@
 `pos` already includes every per-packet shift (VLAN tags, options, extension headers), so the
 field offsets stay constants.  A field the packet does not hold entirely reads as 0; `complete`
 says whether the whole header was captured.  The gather runs as one numba loop (a few ns per
-field and packet, its cache misses overlapped); without numba a numpy fallback gathers byte by
-byte.
+field and packet, its cache misses overlapped) once numba is loaded (see capture/jit.py);
+before that, and without numba, numpy gathers byte by byte.
 """
 
 from __future__ import annotations
@@ -21,10 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from argusflow.capture.walk import HAVE_NUMBA
-
-if HAVE_NUMBA:
-    import numba
+from argusflow.capture import jit
 
 
 @dataclass(frozen=True)
@@ -131,7 +128,12 @@ def _gather_numpy(
         out[f] = np.where(avail >= o + s, v, 0)
 
 
-_kernel = numba.njit(cache=True, nogil=True)(_gather_loop) if HAVE_NUMBA else _gather_numpy
+GATHER_LOOP = jit.Kernel(_gather_loop)
+
+
+def _kernel(*args: np.ndarray) -> None:
+    """The compiled loop once numba is loaded; numpy byte gathers before that."""
+    (GATHER_LOOP.jit() if jit.active() else _gather_numpy)(*args)
 
 
 def gather(buf: np.ndarray, pos: np.ndarray, avail: np.ndarray, header: Header) -> Gathered:

@@ -1,8 +1,9 @@
 """Per-packet type-length-value walks (IP options, TCP options, IPv6 extension chains).
 
 Like record headers, options form a chain where each element's position depends on the previous
-one, so they are walked by a small loop per packet; numba compiles it, plain Python runs it when
-numba is missing.  Everything a walk finds is written into output arrays at once.
+one, so they are walked by a small loop per packet; numba compiles it once loaded (see
+capture/jit.py), plain Python runs it before that or without numba.  Everything a walk finds
+is written into output arrays at once.
 """
 
 from __future__ import annotations
@@ -11,11 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from argusflow.capture.walk import HAVE_NUMBA
+from argusflow.capture import jit
 from argusflow.decode.codes import IPOPT_BITS, TCPOPT_BITS
-
-if HAVE_NUMBA:
-    import numba
 
 # option type -> bit, as dense tables the compiled loop can index
 IPOPT_TABLE = np.zeros(256, dtype=np.int64)
@@ -90,19 +88,21 @@ def _tcp_options(buf: Any, pos: np.ndarray, length: np.ndarray, table: np.ndarra
         out[i, 0] = bits
 
 
-if HAVE_NUMBA:
-    _ip_options = numba.njit(cache=True, nogil=True)(_ip_options)
-    _tcp_options = numba.njit(cache=True, nogil=True)(_tcp_options)
+IP_OPTIONS = jit.Kernel(_ip_options)
+TCP_OPTIONS = jit.Kernel(_tcp_options)
 
 
-def _buf(buf: np.ndarray) -> Any:
-    return buf if HAVE_NUMBA else memoryview(buf)
+def _run(kernel: jit.Kernel, buf: np.ndarray, *args: np.ndarray) -> None:
+    if jit.active():
+        kernel.jit()(buf, *args)
+    else:
+        kernel.py(memoryview(buf), *args)
 
 
 def ip_options(buf: np.ndarray, pos: np.ndarray, length: np.ndarray) -> np.ndarray:
     out = np.zeros(len(pos), dtype=np.int64)
     if len(pos):
-        _ip_options(_buf(buf), pos.astype(np.int64), length.astype(np.int64), IPOPT_TABLE, out)
+        _run(IP_OPTIONS, buf, pos.astype(np.int64), length.astype(np.int64), IPOPT_TABLE, out)
     return out
 
 
@@ -110,5 +110,5 @@ def tcp_options(buf: np.ndarray, pos: np.ndarray, length: np.ndarray) -> np.ndar
     """(n, 5) int64: option bits (spec §6.7.2, plus 1 = bad length), mss, wscale, tsval, tsecr."""
     out = np.zeros((len(pos), 5), dtype=np.int64)
     if len(pos):
-        _tcp_options(_buf(buf), pos.astype(np.int64), length.astype(np.int64), TCPOPT_TABLE, out)
+        _run(TCP_OPTIONS, buf, pos.astype(np.int64), length.astype(np.int64), TCPOPT_TABLE, out)
     return out
