@@ -247,6 +247,11 @@ def flow_ipv4(b: Batch, rows: np.ndarray) -> Piece:
     # IGMP: the client does not carry type/code over (samples/misc.argus).
     igmp = proto == 2
     sport, dport = np.where(igmp, 0, sport), np.where(igmp, 0, dport)
+    # Fragment keys: ra writes bytes 14-19 as zeros and adds no MASKLEN (checked with ra -w).
+    frag = (b.at("flow_qual", rows) & 0x80) > 0
+    qual = np.where(frag, b.at("flow_qual", rows), qual)
+    sport, dport = np.where(frag, 0, sport), np.where(frag, 0, dport)
+    smask, dmask = np.where(frag, 0, smask), np.where(frag, 0, dmask)
     fields = HDR + [("src", ">u4"), ("dst", ">u4"), ("proto", "u1"), ("tp_p", "u1"),
                     ("sport", ">u2"), ("dport", ">u2"), ("smask", "u1"), ("dmask", "u1")]
     data = packed(len(rows), fields, {
