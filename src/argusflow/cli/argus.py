@@ -1,0 +1,174 @@
+"""argus: the probe for capture files (man argus, 3.0.8): packets in, Argus flow records out.
+
+    argus -r FILE... [-w FILE|-] [-S secs] [-M secs] [-e srcid] [-A] [-J] [-Z] [-m] [-U bytes]
+          [-F conf]... [-X] [-D N]
+
+Pipeline: capture source (capture/) -> packet decoding (decode/) -> flow engine (flows/) ->
+Argus file sink (records/output.py) or the text printer when there is no -w.
+Configuration as the real argus: /etc/argus.conf unless -X, then each -F file in order, then the
+command-line options.  MAR times are packet times (the real argus stamps wall-clock time there).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from argusflow.capture import open_capture
+from argusflow.cli.options import parse_argv
+from argusflow.cli.runner import EXIT_MATCHED, entry
+from argusflow.decode import decode_capture
+from argusflow.errors import UsageError
+from argusflow.flows.probe import DEFAULT_TIMEOUTS, FlowProbe, ProbeSettings
+from argusflow.records.mar import MarCounters, SourceId, start_mar, stop_mar
+from argusflow.records.output import ArgusOutput
+from argusflow.records.printer import Printer, PrintOptions
+from argusflow.records.schema import SCHEMA
+
+SYSTEM_CONF = "/etc/argus.conf"
+USAGE = """usage: argus -r FILE... [options] [- capture-filter]
+  -r FILE ...  read pcap/pcapng captures ('-' is stdin; gzip/bzip2/xz by magic number)
+  -w FILE      write Argus records (appends; '-' is stdout); without -w records are printed
+  -S SECS      flow status interval (ARGUS_FLOW_STATUS_INTERVAL, default 5)
+  -M SECS      MAR status interval (ARGUS_MAR_STATUS_INTERVAL, default 60)
+  -e SRCID     source id: number, IPv4 address or up to 4 characters
+  -A -J -Z -m  app bytes, jitter, packet sizes, MAC addresses;  -U N  user data bytes
+  -F FILE      argus.conf file (several allowed)   -X  do not read /etc/argus.conf
+  -D N         debug: show tracebacks"""
+
+
+def read_conf(path: str) -> dict[str, str]:
+    """VAR=value lines of an argus.conf; '#' starts a comment, quotes are dropped."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read configuration: {err.strerror or err}") from None
+    conf: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.partition("=")
+        value = value.strip()
+        if value.startswith('"'):
+            value = value[1:].partition('"')[0]
+        else:
+            value = value.split("#")[0].strip()
+        conf[name.strip()] = value
+    return conf
+
+
+def yes(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("yes", "1", "true", "on")
+
+
+def number(text: str | None, what: str, default: float) -> float:
+    if text is None or text == "":
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"{what}: expected a number, found '{text}'") from None
+
+
+def settings_from(conf: dict[str, str], args) -> tuple[ProbeSettings, SourceId, int]:  # noqa: ANN001
+    s = ProbeSettings()
+    s.status_interval = number(args.value("S") or conf.get("ARGUS_FLOW_STATUS_INTERVAL"), "-S", 5)
+    if s.status_interval < 1:
+        raise UsageError("-S: the status interval is at least 1 second")
+    mar_interval = int(number(args.value("M") or conf.get("ARGUS_MAR_STATUS_INTERVAL"), "-M", 60))
+    for key in DEFAULT_TIMEOUTS:
+        given = conf.get(f"ARGUS_{key}_TIMEOUT")
+        if given:
+            s.timeouts[key] = int(number(given, f"ARGUS_{key}_TIMEOUT", DEFAULT_TIMEOUTS[key]))
+    s.appbytes = bool(args.flag("A")) or yes(conf.get("ARGUS_GENERATE_APPBYTE_METRIC"))
+    s.jitter = bool(args.flag("J")) or yes(conf.get("ARGUS_GENERATE_JITTER_DATA"))
+    s.psize = bool(args.flag("Z")) or yes(conf.get("ARGUS_GENERATE_PACKET_SIZE"))
+    s.macs = bool(args.flag("m")) or yes(conf.get("ARGUS_GENERATE_MAC_DATA"))
+    s.user_data = int(number(args.value("U") or conf.get("ARGUS_CAPTURE_DATA_LEN"), "-U", 0))
+    srcid = SourceId.parse(args.value("e") or conf.get("ARGUS_MONITOR_ID") or None)
+    s.srcid_type, s.srcid = srcid.transport_qual, srcid.transport_value
+    return s, srcid, mar_interval
+
+
+def mar_frame(raw: bytes) -> pl.DataFrame:
+    """A one-row record frame holding a MAR."""
+    row = {name: None for name in SCHEMA}
+    row.update(rtype=0x80, cause=raw[1], mar_raw=raw, offset=0, dsrs=0)
+    frame = pl.DataFrame([row], schema=SCHEMA)
+    return frame.fill_null(0).with_columns(
+        [pl.col(n).fill_null(b"" if t == pl.Binary else "") for n, t in SCHEMA.items()
+         if t in (pl.Binary, pl.String)])
+
+
+class TextOut:
+    """Records printed as ra prints them by default (argus without -w)."""
+
+    def __init__(self) -> None:
+        self.printer = Printer(PrintOptions())
+
+    def write(self, batch: pl.DataFrame, start: bytes | None) -> None:
+        flows = batch.filter(pl.col("rtype") != 0x80)
+        if flows.height:
+            sys.stdout.write(self.printer.render(flows))
+
+    def close(self) -> None:
+        sys.stdout.flush()
+
+
+def argus(argv: list[str]) -> int:
+    args = parse_argv(argv, "argus", flags=set("AJZmXd"), one_value=set("ie"))
+    if args.flag("h"):
+        print(USAGE)
+        return EXIT_MATCHED
+    conf: dict[str, str] = {}
+    if not args.flag("X") and Path(SYSTEM_CONF).exists():
+        conf.update(read_conf(SYSTEM_CONF))
+    for path in args.all("F"):
+        conf.update(read_conf(path))
+    inputs = sorted(args.all("r"))  # argus reads its files in lexicographic order
+    if not inputs:
+        raise UsageError("no input: give capture files with -r (live capture is not supported)")
+    settings, srcid, mar_interval = settings_from(conf, args)
+    out_path = args.value("w") or (conf.get("ARGUS_OUTPUT_FILE") if not args.flag("X") else None)
+    sink = ArgusOutput(out_path, synthesise_agr=False) if out_path else TextOut()
+    probe = FlowProbe(settings)
+    header: bytes | None = None
+    errors = []
+    try:
+        for path in inputs:
+            reader = open_capture(path)
+            with reader:
+                for _packets, decoded in decode_capture(reader):
+                    if header is None and len(decoded):
+                        t0 = int(decoded.ts_us[0])
+                        header = start_mar(srcid, startime_us=t0, now_us=t0,
+                                           report_interval=int(settings.status_interval),
+                                           mar_interval=mar_interval)
+                    records = probe.feed(decoded)
+                    if records.height:
+                        sink.write(records, header)
+            if reader.error is not None:
+                errors.append(reader.error)
+        records = probe.finish()
+        if header is None:
+            header = start_mar(srcid, startime_us=0, now_us=0,
+                               report_interval=int(settings.status_interval),
+                               mar_interval=mar_interval)
+        stop = stop_mar(srcid, startime_us=probe.first_ts, now_us=probe.last_ts,
+                        counters=MarCounters(pkts=probe.packets, bytes=probe.bytes,
+                                             records=probe.flows_reported,
+                                             flows=probe.flows_reported),
+                        report_interval=int(settings.status_interval), mar_interval=mar_interval)
+        sink.write(pl.concat([records, mar_frame(stop)]), header)
+    finally:
+        sink.close()
+    for err in errors:
+        print(f"argus: {err}", file=sys.stderr)
+    return EXIT_MATCHED
+
+
+def main() -> None:
+    entry("argus", argus)

@@ -1,0 +1,151 @@
+"""Flow keys of a packet batch, normalised the way argus 3.0.8 keys bidirectional flows.
+
+Every packet gets one key of six u64 words, the same for both directions of a flow:
+
+    a_hi a_lo b_hi b_lo   the two endpoints, numerically smaller one first
+    w4                    kind << 56 | proto << 40 | port_a << 16 | port_b
+    w5                    extra: DNS transaction id, ICMP type/code/id/seq, ether type + saps
+
+and `rev`: True when the packet travels from endpoint b to endpoint a.  The flow table decides
+the flow's orientation from its first packet; a packet is in the source direction when its `rev`
+equals the first packet's.
+
+Keys follow spec §6.2: the classic 5-tuple; the DNS transaction id for UDP port 53; ICMP type
+(echo reply folded onto echo), code, identifier and sequence, and the quoted port, protocol or
+address of an error; ARP sender/target protocol addresses; non-IP frames by MAC addresses, ether
+type and LLC saps.  Packets we cannot key (damaged, non-Ethernet ARP) get kind 0 and are skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from argusflow.decode.codes import Status
+from argusflow.decode.columns import DecodedBatch
+
+KIND_NONE, KIND_IPV4, KIND_IPV6, KIND_ARP, KIND_ETHER = 0, 1, 2, 3, 4
+ETH_IPV4, ETH_IPV6, ETH_ARP, ETH_RARP = 0x0800, 0x86DD, 0x0806, 0x8035
+P_ICMP, P_TCP, P_UDP, P_ESP, P_ICMP6 = 1, 6, 17, 50, 58
+
+# ICMP types (v4) whose key carries something from the quoted packet or the message.
+ICMP_ECHO_REPLY, ICMP_UNREACH, ICMP_REDIRECT, ICMP_ECHO = 0, 3, 5, 8
+ICMP6_ECHO, ICMP6_ECHO_REPLY = 128, 129
+
+U64 = np.uint64
+
+
+@dataclass
+class PacketKeys:
+    kind: np.ndarray  # u1
+    a_hi: np.ndarray
+    a_lo: np.ndarray
+    b_hi: np.ndarray
+    b_lo: np.ndarray
+    w4: np.ndarray
+    w5: np.ndarray
+    rev: np.ndarray  # bool
+    hash: np.ndarray  # u64
+    frag: np.ndarray  # bool: a non-first fragment (no transport header; joined by IP id)
+    fhash: np.ndarray  # u64: hash of the fragment key (addresses, protocol, IP id)
+
+
+def _u64(x: np.ndarray) -> np.ndarray:
+    return x.astype(U64, copy=False)
+
+
+def packet_keys(d: DecodedBatch) -> PacketKeys:
+    """Normalised keys of every packet of a decoded batch (all numpy, no per-packet Python)."""
+    n = len(d)
+    ok = d.status == Status.OK
+    ver = d.ip_version
+    etype = d.ethertype.astype(np.int64)
+    kind = np.zeros(n, dtype=np.uint8)
+    kind[ok & (ver == 4)] = KIND_IPV4
+    kind[ok & (ver == 6)] = KIND_IPV6
+    arp = ok & ((etype == ETH_ARP) | (etype == ETH_RARP)) & (ver == 0)
+    kind[arp] = KIND_ARP
+    ether = ok & (ver == 0) & ~arp & (etype != ETH_IPV4) & (etype != ETH_IPV6)
+    kind[ether] = KIND_ETHER
+
+    proto = d.proto.astype(np.int64)
+    ip = (kind == KIND_IPV4) | (kind == KIND_IPV6)
+    frag = ip & (d.frag_offset > 0)
+    ports = ip & ~frag & ((proto == P_TCP) | (proto == P_UDP) | (proto == 132) | (proto == 33))
+    sport = np.where(ports, d.sport, 0).astype(np.int64)
+    dport = np.where(ports, d.dport, 0).astype(np.int64)
+
+    s_hi, s_lo = _u64(d.src_hi).copy(), _u64(d.src_lo).copy()
+    t_hi, t_lo = _u64(d.dst_hi).copy(), _u64(d.dst_lo).copy()
+    s_hi[~ip & ~arp] = 0
+    t_hi[~ip & ~arp] = 0
+    # Non-IP frames are keyed by their MAC addresses and saps.
+    s_lo = np.where(ether, _u64(d.src_mac), s_lo)
+    t_lo = np.where(ether, _u64(d.dst_mac), t_lo)
+    sport = np.where(ether, d.llc_ssap, sport).astype(np.int64)
+    dport = np.where(ether, d.llc_dsap, dport).astype(np.int64)
+
+    extra = np.zeros(n, dtype=U64)
+    udp = ip & ~frag & (proto == P_UDP)
+    dns = udp & ((sport == 53) | (dport == 53)) & (d.dns_id >= 0)
+    extra[dns] = _u64(d.dns_id[dns]) | U64(1 << 32)
+    extra = np.where(ether, _u64(etype) << U64(16), extra)
+    extra = _icmp_extra(d, kind, frag, extra)
+    esp = ip & ~frag & (proto == P_ESP)
+    extra = np.where(esp, _u64(d.esp_spi) | U64(1 << 44), extra)
+    frag_extra = _u64(d.ip_id) | U64(1 << 40)
+    extra = np.where(frag, frag_extra, extra)
+
+    # Order the endpoints: smaller (address, port) first.
+    s_gt = (s_hi > t_hi) | ((s_hi == t_hi) & ((s_lo > t_lo) | ((s_lo == t_lo) & (sport > dport))))
+    a_hi, b_hi = np.where(s_gt, t_hi, s_hi), np.where(s_gt, s_hi, t_hi)
+    a_lo, b_lo = np.where(s_gt, t_lo, s_lo), np.where(s_gt, s_lo, t_lo)
+    pa, pb = np.where(s_gt, dport, sport), np.where(s_gt, sport, dport)
+    w4 = (_u64(kind) << U64(56)) | (_u64(np.where(ether | arp, 0, proto)) << U64(40)) \
+        | (_u64(pa) << U64(16)) | _u64(pb)
+    h = _hash(a_hi, a_lo, b_hi, b_lo, w4, extra)
+    # Later fragments carry no ports: they find their flow through the first fragment's
+    # (addresses, protocol, IP id), hashed the way their own key is.
+    s_gt_addr = (s_hi > t_hi) | ((s_hi == t_hi) & (s_lo > t_lo))
+    fa_hi, fb_hi = np.where(s_gt_addr, t_hi, s_hi), np.where(s_gt_addr, s_hi, t_hi)
+    fa_lo, fb_lo = np.where(s_gt_addr, t_lo, s_lo), np.where(s_gt_addr, s_lo, t_lo)
+    fw4 = (_u64(kind) << U64(56)) | (_u64(proto) << U64(40))
+    fhash = _hash(fa_hi, fa_lo, fb_hi, fb_lo, fw4, frag_extra)
+    return PacketKeys(kind, a_hi, a_lo, b_hi, b_lo, w4, extra, s_gt, h, frag, fhash)
+
+
+def _hash(a_hi: np.ndarray, a_lo: np.ndarray, b_hi: np.ndarray, b_lo: np.ndarray, w4: np.ndarray,
+          extra: np.ndarray) -> np.ndarray:
+    return _mix(a_lo) ^ _mix(b_lo ^ U64(0x9E3779B97F4A7C15)) ^ _mix(a_hi + b_hi * U64(31)) \
+        ^ _mix(w4 * U64(0xBF58476D1CE4E5B9)) ^ _mix(extra + U64(0x94D049BB133111EB))
+
+
+def _icmp_extra(d: DecodedBatch, kind: np.ndarray, frag: np.ndarray, extra: np.ndarray) -> np.ndarray:
+    """ICMP keys (spec §6.2.3): type (echo reply folded to echo), code, and the id/seq slot."""
+    proto = d.proto
+    t = d.icmp_type.astype(np.int64)
+    code = d.icmp_code.astype(np.int64)
+    icmp4 = (kind == KIND_IPV4) & ~frag & (proto == P_ICMP)
+    icmp6 = (kind == KIND_IPV6) & ~frag & (proto == P_ICMP6)
+    ktype = np.where(icmp4 & (t == ICMP_ECHO_REPLY), ICMP_ECHO, t)
+    ktype = np.where(icmp6 & (t == ICMP6_ECHO_REPLY), ICMP6_ECHO, ktype)
+    echo = icmp4 & (ktype == ICMP_ECHO)
+    slot = np.zeros(len(t), dtype=np.int64)  # bytes 16-19 of the key, as a number
+    slot = np.where(echo, d.icmp_id.astype(np.int64) << 16 | d.icmp_seq, slot)
+    unreach = icmp4 & (t == ICMP_UNREACH)
+    quoted = d.q_ip_version > 0
+    slot = np.where(unreach & (code == 3) & quoted, d.q_dport.astype(np.int64) << 16, slot)
+    slot = np.where(unreach & (code == 2) & quoted, d.q_proto.astype(np.int64) << 16, slot)
+    host = ((unreach | (icmp4 & (t == ICMP_REDIRECT))) & (code <= 1) & quoted)
+    slot = np.where(host, d.q_dst_lo.astype(np.int64) & 0xFFFFFFFF, slot)
+    tp_p = np.where(unreach & (code == 3) & quoted, d.q_proto, 0).astype(np.int64)
+    value = (1 << 60) | tp_p << 48 | ktype << 40 | code << 32 | slot
+    return np.where(icmp4 | icmp6, _u64(value), extra)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: spreads key bits over the whole hash."""
+    x = (x ^ (x >> U64(30))) * U64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> U64(27))) * U64(0x94D049BB133111EB)
+    return x ^ (x >> U64(31))

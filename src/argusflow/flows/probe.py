@@ -1,0 +1,170 @@
+"""The flow engine: decoded packet batches in, Argus flow records out (a record frame per batch).
+
+    probe = FlowProbe(settings)
+    for packets, decoded in decode_capture(reader):
+        out = probe.feed(decoded)            # records reported while reading this batch
+    out = probe.finish()                     # the flows still open at the end of the input
+
+Per batch: keys (keys.py, numpy), the packet matrix, then one compiled pass (kernel.py) that
+keeps the flow table across batches and reports records; records.py turns them into a frame.
+Memory is bounded by the number of active flows (timed-out flows leave the table) plus one batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from argusflow.decode.columns import DecodedBatch
+from argusflow.flows import kernel
+from argusflow.flows.fields import N_FLOW_FIELDS, N_PACKET_FIELDS, PACKET_FIELDS
+from argusflow.flows.keys import P_TCP, P_UDP, packet_keys
+from argusflow.flows.records import Config, build_records
+
+SECOND = 1_000_000
+FRAG_CACHE = 1 << 14  # first fragments remembered (direct-mapped by fragment hash)
+# argus 3.0.8 defaults (features.md §1.4): IP, TCP, ICMP, IGMP, FRAG, ARP, OTHER idle timeouts.
+DEFAULT_TIMEOUTS = {"IP": 30, "TCP": 60, "ICMP": 5, "IGMP": 30, "FRAG": 5, "ARP": 5, "OTHER": 30}
+TIMEOUT_ORDER = ("IP", "TCP", "ICMP", "IGMP", "FRAG", "ARP", "OTHER")
+
+
+@dataclass
+class ProbeSettings:
+    status_interval: float = 5.0  # ARGUS_FLOW_STATUS_INTERVAL; -X keeps argus's built-in 5 s
+    timeouts: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
+    appbytes: bool = False
+    psize: bool = False
+    macs: bool = False
+    jitter: bool = False
+    user_data: int = 0
+    srcid_type: int = 0
+    srcid: int = 0
+
+
+class FlowProbe:
+    def __init__(self, settings: ProbeSettings | None = None, capacity: int = 1 << 14) -> None:
+        self.settings = s = settings or ProbeSettings()
+        self.cfg = Config(s.appbytes, s.psize, s.macs, s.srcid_type, s.srcid)
+        self.interval = max(1, int(round(s.status_interval * SECOND)))
+        self.timeouts = np.array([s.timeouts.get(k, DEFAULT_TIMEOUTS[k]) * SECOND
+                                  for k in TIMEOUT_ORDER], dtype=np.int64)
+        self.F = np.zeros((N_FLOW_FIELDS, 0), dtype=np.int64)
+        self.K = np.zeros((6, 0), dtype=np.uint64)
+        self.H = np.zeros(0, dtype=np.uint64)
+        self.FREE = np.zeros(0, dtype=np.int64)
+        self.nfree = 0
+        self.SLOTS = np.zeros(4, dtype=np.int64)
+        self._grow(capacity)
+        self.counters = np.zeros(2, dtype=np.int64)  # last flow seq, packets not keyed
+        self.clock = np.zeros(1, dtype=np.int64)
+        self.FRAGH = np.zeros(FRAG_CACHE, dtype=np.uint64)
+        self.FRAGF = np.full((2, FRAG_CACHE), -1, dtype=np.int64)
+        self.packets = 0
+        self.bytes = 0
+        self.first_ts = 0
+        self.last_ts = 0
+
+    # -- public ---------------------------------------------------------------------------
+    def feed(self, d: DecodedBatch) -> pl.DataFrame:
+        """Run one decoded batch through the flow table; the records it completed."""
+        n = len(d)
+        if n == 0:
+            return build_records(*self._empty_out(), self.cfg)
+        self.packets += n
+        self.bytes += int(d.wirelen.sum(dtype=np.int64))
+        if self.first_ts == 0:
+            self.first_ts = int(d.ts_us[0])
+        self.last_ts = int(d.ts_us[-1])
+        keys = packet_keys(d)
+        P = packet_matrix(d, keys)
+        K = np.stack([keys.a_hi, keys.a_lo, keys.b_hi, keys.b_lo, keys.w4, keys.w5])
+        OUT, OK = self._out(n + 64)
+        start, n_out = 0, 0
+        while True:
+            start, self.nfree, n_out, why = kernel.run(
+                P, K, keys.hash, keys.fhash, start, self.F, self.K, self.H, self.SLOTS, self.FREE,
+                self.nfree, OUT, OK, n_out, self.counters, self.interval, self.timeouts, self.clock,
+                self.FRAGH, self.FRAGF)
+            kernel.rehash(self.H, self.F, self.SLOTS)
+            if why == kernel.DONE:
+                break
+            if why == kernel.NEED_FLOWS:
+                self._grow(self.F.shape[1] * 2)
+            else:
+                OUT, OK = self._more_out(OUT, OK)
+        return build_records(OUT[:, :n_out], OK[:, :n_out], self.cfg)
+
+    def finish(self) -> pl.DataFrame:
+        """Report every flow still open (end of input: causes as usual, spec §3)."""
+        OUT, OK = self._out(self.F.shape[1] + 1)
+        self.nfree, n_out = kernel.scan(self.F, self.K, self.H, self.SLOTS, self.FREE,
+                                        self.nfree, self.last_ts, self.interval, OUT, OK, 0,
+                                        self.counters, True)
+        kernel.rehash(self.H, self.F, self.SLOTS)
+        return build_records(OUT[:, :n_out], OK[:, :n_out], self.cfg)
+
+    @property
+    def flows_reported(self) -> int:
+        return int(self.counters[0])
+
+    @property
+    def active_flows(self) -> int:
+        return int(self.F.shape[1] - self.nfree)
+
+    # -- storage --------------------------------------------------------------------------
+    def _grow(self, capacity: int) -> None:
+        old = self.F.shape[1]
+        if capacity <= old:
+            return
+        F = np.zeros((N_FLOW_FIELDS, capacity), dtype=np.int64)
+        F[:, :old] = self.F
+        K = np.zeros((6, capacity), dtype=np.uint64)
+        K[:, :old] = self.K
+        H = np.zeros(capacity, dtype=np.uint64)
+        H[:old] = self.H
+        FREE = np.zeros(capacity, dtype=np.int64)
+        FREE[: self.nfree] = self.FREE[: self.nfree]
+        # New indices on the stack top-down, so low indices are used first.
+        new = np.arange(capacity - 1, old - 1, -1, dtype=np.int64)
+        FREE[self.nfree : self.nfree + len(new)] = new
+        self.nfree += len(new)
+        self.F, self.K, self.H, self.FREE = F, K, H, FREE
+        # The hash table stays at most 1/4 full of flows, leaving room for deleted markers
+        # between rehashes (one per batch).
+        size = 1 << int(np.ceil(np.log2(capacity * 4 + 1)))
+        self.SLOTS = np.zeros(size, dtype=np.int64)
+        kernel.rehash(self.H, self.F, self.SLOTS)
+
+    def _out(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((N_FLOW_FIELDS, n), dtype=np.int64), np.zeros((6, n), dtype=np.uint64)
+
+    def _empty_out(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._out(0)
+
+    def _more_out(self, OUT: np.ndarray, OK: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        OUT2, OK2 = self._out(OUT.shape[1] * 2 + self.F.shape[1])
+        OUT2[:, : OUT.shape[1]] = OUT
+        OK2[:, : OK.shape[1]] = OK
+        return OUT2, OK2
+
+
+def packet_matrix(d: DecodedBatch, keys) -> np.ndarray:  # noqa: ANN001 - PacketKeys
+    """The per-packet inputs of the kernel as one int64 matrix (rows: fields.PACKET_FIELDS)."""
+    n = len(d)
+    P = np.empty((N_PACKET_FIELDS, n), dtype=np.int64)
+    transport = (d.proto == P_TCP) | (d.proto == P_UDP)
+    values = {
+        "ts": d.ts_us, "len": d.wirelen, "kind": keys.kind, "rev": keys.rev, "frag": keys.frag,
+        "proto": d.proto, "tflags": d.tcp_flags, "tseq": d.tcp_seq, "tack": d.tcp_ack,
+        "twin": d.tcp_win, "topts": d.tcp_opts, "twscale": d.tcp_wscale,
+        "plen": np.where(transport, np.maximum(d.payload_len, 0), 0),
+        "ttl": d.ttl, "tos": d.tos, "ipid": d.ip_id, "enc": d.encaps, "vlanc": d.vlan_count,
+        "vlan": d.vlan_outer, "mplsc": d.mpls_count, "mpls": d.mpls_top, "smac": d.src_mac,
+        "dmac": d.dst_mac, "ipopts": d.ip_opts, "mf": d.frag_flags & 1,
+        "icmp_err": d.q_ip_version, "ip_ver": d.ip_version, "src_lo": d.src_lo,
+    }
+    for row, name in enumerate(PACKET_FIELDS):
+        P[row] = values[name]
+    return P
