@@ -102,6 +102,9 @@ class CallRow:
     target: str
     reads: str = "argus"
     target_rate: float = 0.0  # records/s the issue asks for (shown in the note)
+    # A real command run in turn with each call (call, real, call, real ...) by the same child, so
+    # that the ratio survives a loaded machine as the paired rows do. None: records/s only.
+    real: tuple[str, ...] | None = None
 
 
 PAIRED_ROWS: list[PairedRow] = [
@@ -125,7 +128,9 @@ PAIRED_ROWS: list[PairedRow] = [
 ]
 
 CALL_ROWS: list[CallRow] = [
-    CallRow("decode only (records.codec.read_file)", "argusflow.records.codec:read_file", target_rate=1e6),
+    # racount reads every record and does almost nothing else: the real tools' decoding cost.
+    CallRow("decode only (records.codec.read_file)", "argusflow.records.codec:read_file", target_rate=1e6,
+            real=("/usr/bin/racount", "-X", "-r", "{argus}")),
 ]
 
 
@@ -294,33 +299,48 @@ def measure_paired(row: PairedRow, inp: Input, bin_dir: Path, scratch: Path, run
 
 
 CALL_SNIPPET = r"""
-import importlib, json, resource, sys, time
+import importlib, json, os, resource, subprocess, sys, time
 module, _, func = sys.argv[1].partition(":")
 fn = getattr(importlib.import_module(module), func)
-path, runs = sys.argv[2], int(sys.argv[3])
+path, runs, real = sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
 
 def count(result):
     if hasattr(result, "height"):
         return result.height
     return sum(batch.height for batch in result)
 
-n = count(fn(path))  # warm-up: imports, page cache
-walls, cpus = [], []
+def run_real():
+    t0 = time.monotonic()
+    p = subprocess.Popen(real, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    return time.monotonic() - t0, ru.ru_utime + ru.ru_stime
+
+n = count(fn(path))  # warm-up: imports, JIT, page cache
+if real:
+    run_real()
+walls, cpus, real_walls, real_cpus = [], [], [], []
 for _ in range(runs):
     w0, c0 = time.perf_counter(), time.process_time()
     n = count(fn(path))
     walls.append(time.perf_counter() - w0)
     cpus.append(time.process_time() - c0)
+    if real:
+        w, c = run_real()
+        real_walls.append(w)
+        real_cpus.append(c)
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-print(json.dumps({"records": n, "wall": walls, "cpu": cpus, "rss_mib": rss}))
+print(json.dumps({"records": n, "wall": walls, "cpu": cpus, "rss_mib": rss,
+                  "real_wall": real_walls, "real_cpu": real_cpus}))
 """
 
 
-def measure_call(row: CallRow, inp: Input, python: Path, runs: int) -> list[str]:
+def measure_call(row: CallRow, inp: Input, bin_dir: Path, runs: int) -> list[str]:
     base = [row.name, inp.size.name, f"{inp.records:,}"]
     path = inp.argus if row.reads == "argus" else inp.pcap
-    log(f"{row.name} / {inp.size.name}: {runs} calls")
-    done = subprocess.run([str(python), "-c", CALL_SNIPPET, row.target, str(path), str(runs)],
+    real = fill(row.real, inp, bin_dir, Path(os.devnull)) if row.real else []
+    log(f"{row.name} / {inp.size.name}: {runs} calls" + (f", each followed by {real[0]}" if real else ""))
+    done = subprocess.run([str(bin_dir / "python"), "-c", CALL_SNIPPET, row.target, str(path), str(runs),
+                           json.dumps(real)],
                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT_S * 2)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
@@ -330,9 +350,14 @@ def measure_call(row: CallRow, inp: Input, python: Path, runs: int) -> list[str]
     note = f"**{rate(per_s)} records/s**"
     if row.target_rate:
         note += f" (target ≥ {rate(row.target_rate)})"
+    if real:
+        note += f"; real = `{Path(real[0]).name}` (whole process)"
     if res["records"] != inp.records:
         note += f"; decoded {res['records']:,} records, racount {inp.records:,}"
-    return base + [spread(res["wall"]), "—", "—", "—", f"{res['rss_mib']:.0f}", "—", note]
+    wall = [a / b for a, b in zip(res["wall"], res["real_wall"], strict=False) if b > 0]
+    cpu = [a / b for a, b in zip(res["cpu"], res["real_cpu"], strict=False) if b > 0]
+    return base + [spread(res["wall"]), spread(res["real_wall"]), spread(wall, "{:.2f}"),
+                   spread(cpu, "{:.2f}"), f"{res['rss_mib']:.0f}", "—", note]
 
 
 # ---------------------------------------------------------------- main
@@ -404,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(lines[-1], flush=True)
         for call in CALL_ROWS:
             if args.rows in call.name:
-                lines.append(table_line(measure_call(call, inp, python, args.runs)))
+                lines.append(table_line(measure_call(call, inp, bin_dir, args.runs)))
                 print(lines[-1], flush=True)
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
