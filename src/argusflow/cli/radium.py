@@ -300,11 +300,9 @@ class Radium:
         await asyncio.sleep(0)
         if self.server is None:
             return
-        limit = self.s.backlog // 2
         deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and any(
-                c.backlog > limit for c in self.server.fanout.connections):
-            await asyncio.sleep(0.005)
+        while time.monotonic() < deadline and self.server.waiting_bytes() > FILE_CHUNK:
+            await asyncio.sleep(0.002)
 
     async def status_loop(self) -> None:
         while True:
@@ -427,7 +425,11 @@ def radium(argv: list[str]) -> int:
         return EXIT_MATCHED
     s = settings_from_argv(argv)
     pidfile = s.pidfile or (default_pidfile(s) if s.daemon else None)
+    pidfile = os.path.abspath(pidfile) if pidfile else None
     if s.daemon:
+        # A daemon runs in /: relative paths given on the command line must keep their meaning.
+        s.files = [os.path.abspath(f) for f in s.files]
+        s.outputs = [(f if f == "-" else os.path.abspath(f), flt) for f, flt in s.outputs]
         daemonize(pidfile or default_pidfile(s))
     elif pidfile:
         write_pidfile(pidfile)

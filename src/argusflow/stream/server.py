@@ -109,6 +109,11 @@ class RecordServer:
     def clients(self) -> int:
         return len(self.peers)
 
+    def waiting_bytes(self) -> int:
+        """The largest amount of data waiting for one started peer (ours plus asyncio's)."""
+        return max((conn.backlog + peer.buffered() for conn, peer in self.peers.items()
+                    if conn.started), default=0)
+
     def publish(self, batch: pl.DataFrame, data: bytes) -> None:
         """Send `data` (the encoding of `batch`) to every started peer its filter lets through."""
         for conn, closed in self.fanout.publish(batch, data):
@@ -235,6 +240,10 @@ class _Peer(asyncio.Protocol):
                 self.abort()
             else:
                 transport.close()
+
+    def buffered(self) -> int:
+        transport = self.transport
+        return 0 if transport is None or transport.is_closing() else transport.get_write_buffer_size()
 
     def abort(self) -> None:
         if self.transport is not None:
