@@ -663,7 +663,7 @@ def flows(draw: st.DrawFn) -> dict:
 DERIVED = {"offset", "time_subtype", "metric_subtype"}
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(st.lists(flows(), min_size=1, max_size=12))
 def test_round_trip_through_the_reader(rows: list[dict]) -> None:
     mar = start_mar(None, startime_us=1, now_us=2)
