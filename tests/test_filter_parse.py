@@ -67,6 +67,13 @@ def test_bare_operand_reuses_last_qualifiers() -> None:
         Prim("host", EITHER, value=IP1), Prim("host", EITHER, value=(4, 167772162, 0xFFFFFFFF)))
 
 
+def test_flag_keywords_take_the_direction_in_force() -> None:
+    # ra's tcode reads the direction of the qualifiers in force: `src host x and rst` = src rst.
+    assert parse("src host 10.0.0.1 and rst") == And(Prim("host", SRC, value=IP1), Prim("rst", SRC))
+    assert parse("(src host 10.0.0.1) and rst") == And(Prim("host", SRC, value=IP1), Prim("rst", EITHER))
+    assert parse("rst") == Prim("rst", EITHER)
+
+
 def test_parenthesised_operands_and_terms() -> None:
     assert parse("port (80 or 443)") == Or(Prim("port", EITHER, value=80), Prim("port", EITHER, value=443))
     # A parenthesised term hands on the qualifiers in force before it.

@@ -90,20 +90,29 @@ def host_addresses(name: str) -> tuple[tuple[int, int], ...]:
 
 @lru_cache(maxsize=64)
 def network_number(name: str) -> int:
-    """getnetbyname() from /etc/networks; ra uses 0 (so 0.0.0.0) for an unknown network."""
+    """getnetbyname(): a name from /etc/networks; ra uses 0 for an unknown network (also for
+    "10.0.0", which is not a name)."""
     try:
         with open("/etc/networks", encoding="ascii", errors="replace") as fh:
             for line in fh:
-                parts = line.split("#", 1)[0].split()
-                if len(parts) >= 2 and name in (parts[0], *parts[2:]):
-                    octets = [int(p) for p in parts[1].split(".")]
+                fields = line.split("#", 1)[0].split()
+                if len(fields) >= 2 and name in (fields[0], *fields[2:]):
                     value = 0
-                    for octet in octets:
-                        value = value << 8 | octet
+                    for part in fields[1].split("."):
+                        value = value << 8 | (int(part) & 0xFF)
                     return value
     except (OSError, ValueError):
         pass
     return 0
+
+
+def left_justify(addr: int) -> tuple[int, int]:
+    """ra's net_mask(): shift a short network number to the top, masking what it covers."""
+    mask = 0xFFFFFFFF
+    if addr:
+        while addr & 0xFF000000 == 0:
+            addr, mask = (addr << 8) & 0xFFFFFFFF, (mask << 8) & 0xFFFFFFFF
+    return addr, mask
 
 
 @lru_cache(maxsize=64)

@@ -194,7 +194,9 @@ class Parser:
             if kind == "DUP":
                 raise self.fail("expected 'src' or 'dst' before 'dup'")
             self.take()
-            return self.tname(tok, Qual()), q
+            # ra's tcode takes its direction from the qualifiers in force, so after
+            # `src host x and` a bare `rst` means `src rst`.
+            return self.tname(tok, q or Qual()), q
         if kind in ("INBOUND", "OUTBOUND"):
             self.take()
             return Const(kind == "INBOUND"), None
@@ -478,7 +480,9 @@ class Parser:
             name = name[1:-1]
         addr, col = q.addr, tok.col
         if addr == "net":
-            return self.host4(q, names.network_number(name), 0xFFFFFFFF, col)
+            # ra's operand type is unset here, so IPv6 keys are compared too (first word only).
+            addr, mask = names.left_justify(names.network_number(name))
+            return self.host4(q, addr, mask, col, family=0)
         if addr in ("", "host"):
             if q.proto == "ether":
                 mac = names.ether_host(name)
