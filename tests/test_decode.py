@@ -90,7 +90,7 @@ TCP_OPTS = (
 )
 
 
-def test_ethernet_ipv4_tcp_with_options() -> None:
+def test_ethernet_ipv4_tcp_with_options(compiled: bool) -> None:
     frame = ether(ipv4(tcp(options=TCP_OPTS, data=b"hello"), 6, tos=0x10))
     d = decode([frame])
     assert d.status[0] == Status.OK
@@ -108,7 +108,7 @@ def test_ethernet_ipv4_tcp_with_options() -> None:
     assert d.ip_len[0] == 20 + 20 + len(TCP_OPTS) + 5 and d.ip_id[0] == 0x1234
 
 
-def test_ipv4_options_and_fragments() -> None:
+def test_ipv4_options_and_fragments(compiled: bool) -> None:
     rr = bytes([7, 7, 4]) + b"\0\0\0\0"  # record route, 7 bytes
     ra = bytes([148, 4, 0, 0])  # router alert
     opts = rr + bytes([1]) + ra  # 12 bytes
@@ -125,7 +125,7 @@ def test_ipv4_options_and_fragments() -> None:
     assert (d.status == Status.OK).all()
 
 
-def test_udp_dns_id_and_other_ports() -> None:
+def test_udp_dns_id_and_other_ports(compiled: bool) -> None:
     dns = struct.pack(">HH", 0xBEEF, 0x0100) + b"\0" * 8
     d = decode(
         [
@@ -138,7 +138,7 @@ def test_udp_dns_id_and_other_ports() -> None:
     assert d.payload_len.tolist() == [12, 1, 12]
 
 
-def test_icmp_echo_and_error_quote() -> None:
+def test_icmp_echo_and_error_quote(compiled: bool) -> None:
     echo = icmp(8, 0, struct.pack(">HH", 77, 3))
     quoted = ipv4(udp(40000, 33434, b"abcd"), 17)[:28]
     unreach = icmp(3, 3, data=quoted)
@@ -149,7 +149,7 @@ def test_icmp_echo_and_error_quote() -> None:
     assert d.q_src_lo[1] == u64(IP_A) and d.q_dst_lo[1] == u64(IP_B)
 
 
-def test_sctp_esp() -> None:
+def test_sctp_esp(compiled: bool) -> None:
     sctp = struct.pack(">HHII", 2905, 2906, 1, 0)
     esp = struct.pack(">II", 0xCAFE, 1) + b"z" * 8
     d = decode([ether(ipv4(sctp, 132)), ether(ipv4(esp, 50))])
@@ -157,7 +157,7 @@ def test_sctp_esp() -> None:
     assert d.esp_spi[1] == 0xCAFE
 
 
-def test_gre_decapsulation() -> None:
+def test_gre_decapsulation(compiled: bool) -> None:
     inner = ipv6(udp(7, 53, b"\x55\x66" + b"\0" * 10), 17)
     keyed = struct.pack(">HHII", 0x3000, 0x86DD, 42, 1) + inner  # key and sequence present
     bridged = struct.pack(">HH", 0, 0x6558) + ether(ipv4(tcp(dport=22), 6), dst=MAC_A, src=MAC_A)
@@ -177,7 +177,7 @@ def test_gre_decapsulation() -> None:
 # ---------------------------------------------------------------- IPv6
 
 
-def test_ipv6_extension_chain_and_fragment() -> None:
+def test_ipv6_extension_chain_and_fragment(compiled: bool) -> None:
     hbh = bytes([60, 0]) + b"\x01\x04\0\0\0\0"  # hop-by-hop -> dest opts, 8 bytes
     dst = bytes([44, 0]) + b"\x01\x04\0\0\0\0"  # dest opts -> fragment
     frag = struct.pack(">BBHI", 17, 0, (0 << 3) | 1, 0xABCDEF01)  # offset 0, M
@@ -192,7 +192,7 @@ def test_ipv6_extension_chain_and_fragment() -> None:
     assert (d.frag_offset[0], d.frag_flags[0], d.sport[0]) == (800, 4, 0)
 
 
-def test_icmpv6_echo_and_error() -> None:
+def test_icmpv6_echo_and_error(compiled: bool) -> None:
     echo = icmp(128, 0, struct.pack(">HH", 9, 10))
     err = icmp(1, 4, data=ipv6(udp(1000, 2000), 17)[:48])
     d = decode([ether(ipv6(echo, 58), 0x86DD), ether(ipv6(err, 58), 0x86DD)])
@@ -204,7 +204,7 @@ def test_icmpv6_echo_and_error() -> None:
 # ---------------------------------------------------------------- tags
 
 
-def test_vlan_qinq_mpls_pppoe_llc() -> None:
+def test_vlan_qinq_mpls_pppoe_llc(compiled: bool) -> None:
     inner = ipv4(tcp(), 6)
     qinq = ether(struct.pack(">HH", 0x2064, 0x8100) + struct.pack(">HH", 0x0005, 0x0800) + inner, 0x88A8)
     mpls = ether(struct.pack(">II", (1001 << 12) | 64, (2002 << 12) | 0x100 | 63) + inner, 0x8847)
@@ -223,7 +223,7 @@ def test_vlan_qinq_mpls_pppoe_llc() -> None:
     assert (d.ip_version[4], d.ethertype[4], d.llc_dsap[4], d.status[4]) == (0, 0, 0x42, Status.OK)
 
 
-def test_arp() -> None:
+def test_arp(compiled: bool) -> None:
     body = struct.pack(">HHBBH", 1, 0x0800, 6, 4, 2) + MAC_A + IP_A + MAC_B + IP_B
     d = decode(
         [
@@ -286,7 +286,7 @@ LINK_CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(LINK_CASES))
-def test_link_types(name: str) -> None:
+def test_link_types(name: str, compiled: bool) -> None:
     link, frame, encaps = LINK_CASES[name]
     d = decode([frame], link)
     assert (d.status[0], d.ip_version[0], d.proto[0], d.sport[0], d.dport[0]) == (Status.OK, 4, 17, 1111, 53)
@@ -294,7 +294,7 @@ def test_link_types(name: str) -> None:
     assert d.src_lo[0] == u64(IP_A)
 
 
-def test_link_types_ipv6_and_mixed_batch() -> None:
+def test_link_types_ipv6_and_mixed_batch(compiled: bool) -> None:
     batch = PacketBatch.from_packets([IP6_PACKET, ether(IP_PACKET), IP6_PACKET], 229)
     lt = np.array([229, 1, 101], dtype=np.uint16)
     batch = PacketBatch(batch.ts_us, batch.caplen, batch.wirelen, lt, batch.ifindex, batch.offset, batch.data)
@@ -328,7 +328,7 @@ def test_every_prefix_decodes(frame: int, compiled: bool) -> None:
     assert (d.l4_off[ok][d.ip_version[ok] > 0] > 0).all()
 
 
-def test_malformed_headers() -> None:
+def test_malformed_headers(compiled: bool) -> None:
     bad_ihl = bytearray(ether(ipv4(udp(1, 2), 17)))
     bad_ihl[14] = 0x43
     bad_len = bytearray(ether(ipv4(udp(1, 2), 17)))

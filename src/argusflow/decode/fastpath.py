@@ -1,7 +1,8 @@
 """Compiled fast path for the packets most captures are made of.
 
-Ethernet (with 802.1Q/802.1ad tags) -> IPv4 without options or IPv6 without extension headers ->
-TCP (with options), UDP (with the DNS id), ICMP/ICMPv6 echo, or any other protocol as opaque.
+Ethernet (with 802.1Q/802.1ad tags), Linux cooked (v1, v2) or raw IP -> IPv4 without options
+or IPv6 without extension headers -> TCP (with options), UDP (with the DNS id), ICMP/ICMPv6 echo,
+or any other protocol as opaque.
 One loop per packet writes every output column while the packet's first cache lines are hot,
 which the layer-by-layer numpy decoder cannot do (each of its passes misses the cache again).
 
@@ -50,7 +51,12 @@ TCP_SEQ, TCP_ACK, TCP_OFF, TCP_WIN = h.TCP.at("seq"), h.TCP.at("ack"), h.TCP.at(
 UDP_LEN = h.UDP.at("length")
 ICMP_ID, ICMP_SEQ = h.ICMP.at("id"), h.ICMP.at("seq")
 
-ENC_ETHER, ENC_8021Q = c.ENC_ETHER, c.ENC_8021Q
+SLL_HATYPE, SLL_HALEN = h.LINUX_SLL.at("hatype"), h.LINUX_SLL.at("halen")
+SLL_ADDR, SLL_PROTO = h.LINUX_SLL.at("addr"), h.LINUX_SLL.at("proto")
+SLL2_HATYPE, SLL2_HALEN = h.LINUX_SLL2.at("hatype"), h.LINUX_SLL2.at("halen")
+SLL2_ADDR, SLL2_PROTO = h.LINUX_SLL2.at("addr"), h.LINUX_SLL2.at("proto")
+
+ENC_ETHER, ENC_8021Q, ENC_SLL = c.ENC_ETHER, c.ENC_8021Q, c.ENC_SLL
 
 
 def _prefetch(arr: np.ndarray, idx: int) -> None:
@@ -137,14 +143,51 @@ def _fast(
             _prefetch(buf, min(ahead + 64, buf.shape[0] - 1))
         p = start[i]
         cl = caplen[i]
-        if linktype[i] != 1 or cl < 14:
+        lt = linktype[i]
+        if lt == 1:  # Ethernet
+            if cl < 14:
+                slow[i] = True
+                continue
+            u8[U8_DST_MAC, i] = _be(buf, p + ETH_DST, 6)
+            u8[U8_SRC_MAC, i] = _be(buf, p + ETH_SRC, 6)
+            etype = _be(buf, p + ETH_TYPE, 2)
+            off = 14
+            encaps = ENC_ETHER
+        elif lt == 113 or lt == 276:  # Linux cooked v1 / v2
+            hdr = 16 if lt == 113 else 20
+            if cl < hdr:
+                slow[i] = True
+                continue
+            if lt == 113:
+                etype = _be(buf, p + SLL_PROTO, 2)
+                hatype = _be(buf, p + SLL_HATYPE, 2)
+                if _be(buf, p + SLL_HALEN, 2) == 6:
+                    u8[U8_SRC_MAC, i] = _be(buf, p + SLL_ADDR, 6)
+            else:
+                etype = _be(buf, p + SLL2_PROTO, 2)
+                hatype = _be(buf, p + SLL2_HATYPE, 2)
+                if int(buf[p + SLL2_HALEN]) == 6:
+                    u8[U8_SRC_MAC, i] = _be(buf, p + SLL2_ADDR, 6)
+            if hatype == 824:  # netlink
+                slow[i] = True
+                continue
+            off = hdr
+            encaps = ENC_SLL
+        elif lt == 101 or lt == 12 or lt == 14 or lt == 228 or lt == 229:  # raw IP
+            version = (int(buf[p]) >> 4) if cl >= 1 else 0
+            if lt == 228:
+                version = 4
+            elif lt == 229:
+                version = 6
+            if version != 4 and version != 6:
+                slow[i] = True
+                continue
+            etype = 0x0800 if version == 4 else 0x86DD
+            off = 0
+            encaps = 0
+        else:
             slow[i] = True
             continue
-        u8[U8_DST_MAC, i] = _be(buf, p + ETH_DST, 6)
-        u8[U8_SRC_MAC, i] = _be(buf, p + ETH_SRC, 6)
-        etype = _be(buf, p + ETH_TYPE, 2)
-        off = 14
-        encaps = ENC_ETHER
         nv = 0
         while etype == 0x8100 or etype == 0x88A8 or etype == 0x9100:
             if off + 4 > cl or nv >= 15:
