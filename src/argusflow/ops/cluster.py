@@ -1,0 +1,815 @@
+"""racluster's aggregation: merge the records of each flow key into one record (racluster(1)).
+
+Pipeline position: record batches in (already filtered), one merged record per flow key out.
+
+How it works, with memory bounded by the number of groups (not records):
+
+1. `apply_model` turns each record into its aggregation form: key fields masked as the model says
+   (`saddr/24`), records re-oriented for `matrix` (lower address first) and duplicated and
+   reversed for `-M rmon`.
+2. `Clusterer.add` gives every record a group id with one polars join of its key against the
+   known keys; the key of a new group is remembered in first-appearance order, with the first
+   record itself as the group's base row (its columns that never merge are kept as they are).
+3. A compiled kernel (numba) then runs the merge of the real ArgusMergeRecords over the batch in
+   input order, on a numpy matrix of the merging columns: counters add, times widen, TCP state
+   bits OR, TTLs keep the smallest, TOS/ports/protocol survive only when equal, addresses keep
+   their longest common prefix, and the aggregation statistics (count, min/mean/stdev/max of
+   the record durations) follow racluster's running float32 formulas, quirks included.  The
+   kernel is sequential because racluster's results depend on the order of the merges
+   (direction correction, running statistics); it is compiled, so no Python runs per record.
+4. `Clusterer.result` returns the merged records in racluster's output order: the order in
+   which each group was last updated, then sorted by the `-m` keys that are also sort keys.
+
+Direction correction (default key only): a record whose reversed key matches an existing group
+is reversed before merging, unless it is a TCP record that saw the SYN while the group did not,
+in which case the group is reversed instead (as racluster does).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+import polars as pl
+
+from argusflow.errors import UsageError
+from argusflow.records import derive
+from argusflow.records.schema import (
+    ADDR_IPV4,
+    ADDR_IPV6,
+    DSR_BITS,
+    NET_ESP,
+    NET_TCP_INIT,
+    NET_TCP_PERF,
+    NET_TCP_STATUS,
+    SCHEMA,
+)
+
+c = pl.col
+
+# --- the aggregation model (-m keys) ------------------------------------------------------------
+
+# -m words racluster 3.0.8 accepts, and the record columns each one keys on.
+KEY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "srcid": ("srcid",),
+    "smac": ("smac",), "dmac": ("dmac",),
+    "soui": ("_soui",), "doui": ("_doui",),
+    "smpls": ("smpls",), "dmpls": ("dmpls",),
+    "svlan": ("svlan",), "dvlan": ("dvlan",),
+    "saddr": ("saddr_hi", "saddr_lo"), "daddr": ("daddr_hi", "daddr_lo"),
+    "proto": ("proto",),
+    "sport": ("proto", "sport"), "dport": ("proto", "dport"),
+    "stos": ("stos",), "dtos": ("dtos",), "sttl": ("sttl",), "dttl": ("dttl",),
+    "stcpb": ("stcp_seqbase",), "dtcpb": ("dtcp_seqbase",),
+    "inode": ("icmpmap_osrc",),
+    "sco": ("sco",), "dco": ("dco",), "sas": ("sas",), "das": ("das",), "ias": ("ias",),
+    "none": (),
+}
+# The default model: the flow key and the probe (racluster's 5-tuple + srcid).
+DEFAULT_KEYS = ("srcid", "proto", "saddr", "sport", "daddr", "dport")
+# Words of -m that also name a sort algorithm: racluster sorts its output by them (in order).
+SORT_KEYS = ("smac", "dmac", "saddr", "daddr", "proto", "sport", "dport", "stos", "dtos",
+             "sttl", "dttl", "smpls", "dmpls", "svlan", "dvlan", "srcid", "stcpb", "dtcpb",
+             "sco", "dco", "sas", "das")
+
+_PREFIX = re.compile(r"^(saddr|daddr|matrix|inode)(?:/(\d+|\d+\.\d+\.\d+\.\d+))?$")
+
+
+@dataclass
+class Model:
+    """One aggregation model: the key words of `-m` (or `model=`) and their prefix lengths."""
+
+    words: tuple[str, ...] = DEFAULT_KEYS
+    smask: int | None = None   # saddr/N (None = whole address)
+    dmask: int | None = None
+    imask: int | None = None
+    matrix: bool = False
+    default: bool = True
+
+    @property
+    def columns(self) -> list[str]:
+        out: list[str] = []
+        for word in self.words:
+            for col in KEY_COLUMNS[word]:
+                if col not in out:
+                    out.append(col)
+        return out
+
+    @property
+    def sort_words(self) -> list[str]:
+        return [w for w in self.words if w in SORT_KEYS]
+
+
+def _prefix_len(text: str, word: str) -> int:
+    if "." in text:
+        value = 0
+        for part in text.split("."):
+            value = value << 8 | int(part)
+        return bin(value).count("1")
+    length = int(text)
+    if not 0 <= length <= 128:
+        raise UsageError(f"-m {word}/{text}: prefix length out of range")
+    return length
+
+
+def parse_model(words: list[str]) -> Model:
+    """`-m saddr/24 daddr proto` -> Model; unknown words are a usage error."""
+    if not words:
+        return Model()
+    keys: list[str] = []
+    model = Model(default=False)
+    for word in words:
+        for part in word.replace(",", " ").split():
+            m = _PREFIX.match(part)
+            if m:
+                name, length = m.group(1), m.group(2)
+                plen = _prefix_len(length, name) if length else None
+                if name == "matrix":
+                    model.matrix = True
+                    keys += ["saddr", "daddr"]
+                    model.smask = model.dmask = plen
+                elif name == "inode":
+                    keys.append("inode")
+                    model.imask = plen
+                else:
+                    keys.append(name)
+                    setattr(model, "smask" if name == "saddr" else "dmask", plen)
+            elif part in KEY_COLUMNS:
+                keys.append(part)
+            else:
+                raise UsageError(f"-m {part}: unknown aggregation key; see 'man racluster'")
+    model.words = tuple(dict.fromkeys(keys))
+    return model
+
+
+# --- merging columns --------------------------------------------------------------------------
+
+_TCP_DIR = ("last", "status", "seqbase", "seq", "ack", "winnum", "bytes", "retrans", "ackbytes",
+            "winbytes", "win", "flags", "winshift")
+
+# Columns the kernel reads and writes, as u64 (the rest keep the group's first record's values).
+MERGED: tuple[str, ...] = (
+    "dsrs", "srcid", "srcid_type", "flow_subtype", "flow_qual",
+    "saddr_hi", "saddr_lo", "daddr_hi", "daddr_lo", "proto", "sport", "dport", "smask", "dmask",
+    "sstart", "slast", "dstart", "dlast",
+    "spkts", "sbytes", "sappbytes", "dpkts", "dbytes", "dappbytes",
+    "psize_qual", "smaxsz", "sminsz", "dmaxsz", "dminsz", "spktsz_hist", "dpktsz_hist",
+    "sencaps", "dencaps",
+    "net_subtype", "tcp_status", "tcp_state", "tcp_options", "tcp_synack", "tcp_ackdat",
+    *[f"stcp_{k}" for k in _TCP_DIR], *[f"dtcp_{k}" for k in _TCP_DIR],
+    "esp_spi", "esp_lastseq", "esp_lostseq",
+    "icmpmap_qual", "icmpmap_type", "icmpmap_code", "icmpmap_iseq", "icmpmap_osrc",
+    "icmpmap_odst", "icmpmap_isrc", "icmpmap_idst", "icmpmap_gw",
+    "vlan_qual", "svlan", "dvlan", "mac_qual", "smac", "dmac", "mac_etype",
+    "mpls_subtype", "smpls", "dmpls", "jit_qual", "sjit_act_n", "sjit_idl_n", "djit_act_n",
+    "djit_idl_n",
+    "attr_qual", "sttl", "stos", "sipid", "sipopts", "dttl", "dtos", "dipid", "dipopts",
+    "suser_size", "duser_size", "snstroke", "dnstroke", "sas", "das",
+)
+_IX = {name: i for i, name in enumerate(MERGED)}
+NCOLS = len(MERGED)
+
+# Column pairs swapped when a record is reversed (derive's list, restricted to merged columns),
+# and qualifier bits that swap with them.
+SWAP_PAIRS = np.array([(_IX[a], _IX[b]) for a, b in derive._SWAP_PAIRS if a in _IX and b in _IX],
+                      dtype=np.int64)
+OTHER_PAIRS = [(a, b) for a, b in derive._SWAP_PAIRS if a not in _IX]
+SWAP_BITS = np.array([(_IX[col], a, b) for col, pairs in derive._SWAP_BITS.items()
+                      for a, b in pairs], dtype=np.int64)
+
+# Column indices the kernel uses (numba reads module globals as constants).
+DSRS, SRCID, SRCID_TYPE, FQUAL = _IX["dsrs"], _IX["srcid"], _IX["srcid_type"], _IX["flow_qual"]
+SHI, SLO, DHI, DLO = _IX["saddr_hi"], _IX["saddr_lo"], _IX["daddr_hi"], _IX["daddr_lo"]
+PROTO, SPORT, DPORT, SMASK, DMASK = _IX["proto"], _IX["sport"], _IX["dport"], _IX["smask"], _IX["dmask"]
+SSTART, SLAST, DSTART, DLAST = _IX["sstart"], _IX["slast"], _IX["dstart"], _IX["dlast"]
+SPKTS, DPKTS = _IX["spkts"], _IX["dpkts"]
+COUNTERS = np.array([_IX[k] for k in ("spkts", "sbytes", "sappbytes", "dpkts", "dbytes",
+                                       "dappbytes")], dtype=np.int64)
+PSQ, SMAX, SMIN, DMAX, DMIN = (_IX[k] for k in ("psize_qual", "smaxsz", "sminsz", "dmaxsz",
+                                                  "dminsz"))
+SENC, DENC = _IX["sencaps"], _IX["dencaps"]
+NETSUB, TSTATUS, TSTATE, TOPT = _IX["net_subtype"], _IX["tcp_status"], _IX["tcp_state"], \
+    _IX["tcp_options"]
+SYNACK, ACKDAT = _IX["tcp_synack"], _IX["tcp_ackdat"]
+TCP_S = np.array([_IX[f"stcp_{k}"] for k in _TCP_DIR], dtype=np.int64)
+TCP_D = np.array([_IX[f"dtcp_{k}"] for k in _TCP_DIR], dtype=np.int64)
+T_STATUS, T_SEQBASE, T_SEQ, T_ACK, T_WINNUM, T_BYTES, T_RETRANS, T_ACKBYTES, T_WINBYTES, \
+    T_WIN, T_FLAGS, T_WINSHIFT = range(1, 13)
+ESPSPI, ESPLAST, ESPLOST = _IX["esp_spi"], _IX["esp_lastseq"], _IX["esp_lostseq"]
+ICMPMAP = np.array([_IX[k] for k in MERGED if k.startswith("icmpmap_")], dtype=np.int64)
+IMQUAL, IMOSRC = _IX["icmpmap_qual"], _IX["icmpmap_osrc"]
+MQUAL, SMAC, DMAC, METYPE = _IX["mac_qual"], _IX["smac"], _IX["dmac"], _IX["mac_etype"]
+AQUAL, STTL, STOS, SOPTS = _IX["attr_qual"], _IX["sttl"], _IX["stos"], _IX["sipopts"]
+DTTL, DTOS, DOPTS = _IX["dttl"], _IX["dtos"], _IX["dipopts"]
+ATTR_S = np.array([_IX[k] for k in ("sttl", "stos", "sipid", "sipopts")], dtype=np.int64)
+ATTR_D = np.array([_IX[k] for k in ("dttl", "dtos", "dipid", "dipopts")], dtype=np.int64)
+
+B_TRANSPORT, B_TIME, B_METRIC = DSR_BITS["transport"], DSR_BITS["time"], DSR_BITS["metric"]
+B_PSIZE, B_ENCAPS, B_NET = DSR_BITS["psize"], DSR_BITS["encaps"], DSR_BITS["net"]
+B_ICMPMAP, B_MAC, B_ATTR, B_FLOW = DSR_BITS["icmpmap"], DSR_BITS["mac"], DSR_BITS["attr"], \
+    DSR_BITS["flow"]
+SAW_SYN = derive.SAW_SYN
+TCP_SUBTYPES = (NET_TCP_INIT, NET_TCP_STATUS, NET_TCP_PERF)
+MAX_WINDOW = 65536
+
+# Aggregation statistics per group: float32 min, mean, stdev, max (racluster keeps C floats).
+A_MIN, A_MEAN, A_STDEV, A_MAX = range(4)
+
+
+@numba.njit(cache=True)
+def _swap(row: np.ndarray, pairs: np.ndarray, bits: np.ndarray) -> None:
+    for k in range(pairs.shape[0]):
+        a, b = pairs[k, 0], pairs[k, 1]
+        t = row[a]
+        row[a] = row[b]
+        row[b] = t
+    for k in range(bits.shape[0]):
+        col, a, b = bits[k, 0], bits[k, 1], bits[k, 2]
+        v = row[col]
+        moved = (b if v & a else 0) | (a if v & b else 0)
+        row[col] = (v & ~np.uint64(a | b)) | np.uint64(moved)
+
+
+@numba.njit(cache=True)
+def _prefix4(a: np.uint64, b: np.uint64, masklen: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """Longest common prefix of two IPv4 addresses, limited to `masklen` bits."""
+    if a == b:
+        return a, masklen
+    value = np.uint64(0)
+    taken = np.uint64(0)
+    ind = np.uint64(0x80000000)
+    while ind and (a & ind) == (b & ind) and taken < masklen:
+        value |= a & ind
+        ind >>= np.uint64(1)
+        taken += np.uint64(1)
+    return value, taken
+
+
+@numba.njit(cache=True)
+def _prefix64(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """Common leading bits of two 64-bit words and how many there are."""
+    value = np.uint64(0)
+    taken = np.uint64(0)
+    ind = np.uint64(1) << np.uint64(63)
+    while ind and (a & ind) == (b & ind):
+        value |= a & ind
+        ind >>= np.uint64(1)
+        taken += np.uint64(1)
+    return value, taken
+
+
+@numba.njit(cache=True)
+def _merge_flow(s: np.ndarray, r: np.ndarray) -> None:
+    """Flow key fields outside the model: common prefix for addresses, equal-or-zero else."""
+    st, rt = s[FQUAL] & 0x1F, r[FQUAL] & 0x1F
+    if st == ADDR_IPV4:
+        if rt == ADDR_IPV4:
+            m = min(s[SMASK], r[SMASK])
+            s[SLO], s[SMASK] = _prefix4(s[SLO], r[SLO], m)
+            m = min(s[DMASK], r[DMASK])
+            s[DLO], s[DMASK] = _prefix4(s[DLO], r[DLO], m)
+            s[FQUAL] |= 0x40
+            if s[PROTO] != r[PROTO]:
+                s[PROTO] = 0
+            else:
+                if s[SPORT] != r[SPORT]:
+                    s[SPORT] = 0
+                if s[DPORT] != r[DPORT]:
+                    s[DPORT] = 0
+        else:
+            s[SLO] = 0
+            s[DLO] = 0
+            if rt == ADDR_IPV6:
+                if s[PROTO] != r[PROTO]:
+                    s[PROTO] = 0
+                if s[SPORT] != r[SPORT]:
+                    s[SPORT] = 0
+                if s[DPORT] != r[DPORT]:
+                    s[DPORT] = 0
+            else:
+                s[PROTO] = 0
+                s[SPORT] = 0
+                s[DPORT] = 0
+    elif st == ADDR_IPV6:
+        if rt == ADDR_IPV6:
+            for hi, lo, mk in ((SHI, SLO, SMASK), (DHI, DLO, DMASK)):
+                if s[hi] != r[hi]:
+                    s[hi], taken = _prefix64(s[hi], r[hi])
+                    s[lo] = 0
+                    s[mk] = taken
+                elif s[lo] != r[lo]:
+                    s[lo], taken = _prefix64(s[lo], r[lo])
+                    s[mk] = np.uint64(64) + taken
+            s[FQUAL] |= 0x40
+        else:
+            s[SHI] = 0
+            s[SLO] = 0
+            s[DHI] = 0
+            s[DLO] = 0
+        if s[PROTO] != r[PROTO]:
+            s[PROTO] = 0
+        if s[SPORT] != r[SPORT]:
+            s[SPORT] = 0
+        if s[DPORT] != r[DPORT]:
+            s[DPORT] = 0
+
+
+@numba.njit(cache=True)
+def _merge_time(s: np.ndarray, r: np.ndarray) -> None:
+    if r[SSTART] != 0 and (s[SSTART] == 0 or r[SSTART] < s[SSTART]):
+        s[SSTART] = r[SSTART]
+    rl = r[SLAST] if r[SLAST] != 0 else r[SSTART]
+    sl = s[SLAST] if s[SLAST] != 0 else s[SSTART]
+    s[SLAST] = max(sl, rl)
+    if r[DSTART] != 0 or r[DLAST] != 0:
+        if s[DSTART] == 0 and s[DLAST] == 0:
+            s[DSTART] = r[DSTART]
+            s[DLAST] = r[DLAST]
+        else:
+            if r[DSTART] != 0 and (s[DSTART] == 0 or r[DSTART] < s[DSTART]):
+                s[DSTART] = r[DSTART]
+            if r[DLAST] > s[DLAST]:
+                s[DLAST] = r[DLAST]
+
+
+@numba.njit(cache=True)
+def _merge_tcp_dir(s: np.ndarray, r: np.ndarray, ix: np.ndarray) -> None:
+    s[ix[T_STATUS]] |= r[ix[T_STATUS]]
+    s[ix[T_ACK]] = r[ix[T_ACK]]
+    sb, rb = s[ix[T_SEQBASE]], r[ix[T_SEQBASE]]
+    if sb > rb:
+        if sb - rb > MAX_WINDOW:  # sequence roll-over
+            s[ix[T_ACKBYTES]] = (s[ix[T_ACKBYTES]] + r[ix[T_SEQ]] + (0xFFFFFFFF - sb)) & 0xFFFFFFFF
+        else:
+            s[ix[T_SEQBASE]] = rb
+    else:
+        s[ix[T_SEQ]] = r[ix[T_SEQ]]
+    s[ix[T_WINNUM]] = (s[ix[T_WINNUM]] + r[ix[T_WINNUM]]) & 0xFFFFFFFF
+    s[ix[T_BYTES]] = (s[ix[T_BYTES]] + r[ix[T_BYTES]]) & 0xFFFFFFFF
+    s[ix[T_RETRANS]] = (s[ix[T_RETRANS]] + r[ix[T_RETRANS]]) & 0xFFFFFFFF
+    s[ix[T_WIN]] = r[ix[T_WIN]]
+    s[ix[T_WINBYTES]] = r[ix[T_WINBYTES]]
+    s[ix[T_FLAGS]] |= r[ix[T_FLAGS]]
+
+
+@numba.njit(cache=True)
+def _is_tcp_net(v: np.uint64) -> bool:
+    return v == NET_TCP_INIT or v == NET_TCP_STATUS or v == NET_TCP_PERF
+
+
+@numba.njit(cache=True)
+def _merge_net(s: np.ndarray, r: np.ndarray) -> None:
+    sn, rn = s[NETSUB], r[NETSUB]
+    if sn != rn and not (_is_tcp_net(sn) and _is_tcp_net(rn)):
+        s[DSRS] &= ~np.uint64(B_NET)
+        return
+    if sn == NET_TCP_PERF and rn == NET_TCP_PERF:
+        s[TSTATUS] |= r[TSTATUS]
+        s[TSTATE] |= r[TSTATE]
+        s[TOPT] |= r[TOPT]
+        if s[SYNACK] == 0:
+            s[SYNACK] = r[SYNACK]
+        if s[ACKDAT] == 0:
+            s[ACKDAT] = r[ACKDAT]
+        _merge_tcp_dir(s, r, TCP_S)
+        _merge_tcp_dir(s, r, TCP_D)
+    elif sn == NET_TCP_PERF:  # INIT or STATUS into PERF
+        s[TSTATUS] |= r[TSTATUS]
+        s[TOPT] |= r[TOPT]
+        s[TCP_S[T_FLAGS]] |= r[TCP_S[T_FLAGS]]
+    elif sn == NET_TCP_INIT and rn == NET_TCP_INIT:
+        s[TSTATUS] |= r[TSTATUS]
+        s[TOPT] |= r[TOPT]
+        s[TCP_S[T_FLAGS]] |= r[TCP_S[T_FLAGS]]
+    elif _is_tcp_net(sn) and rn == NET_TCP_PERF:
+        # racluster copies the later TCP object over the earlier one.
+        for k in range(TCP_S.shape[0]):
+            s[TCP_S[k]] = r[TCP_S[k]]
+            s[TCP_D[k]] = r[TCP_D[k]]
+        s[TSTATUS] = r[TSTATUS]
+        s[TSTATE] = r[TSTATE]
+        s[TOPT] = r[TOPT]
+        s[SYNACK] = r[SYNACK]
+        s[ACKDAT] = r[ACKDAT]
+        s[NETSUB] = NET_TCP_PERF
+    elif sn == NET_TCP_STATUS:
+        s[TSTATUS] |= r[TSTATUS]
+    elif sn == NET_ESP:
+        s[ESPLAST] = r[ESPLAST]
+        s[ESPLOST] = (s[ESPLOST] + r[ESPLOST]) & 0xFFFFFFFF
+        if s[ESPSPI] != r[ESPSPI]:
+            s[ESPSPI] = 0
+
+
+@numba.njit(cache=True)
+def _merge_attr_side(s: np.ndarray, r: np.ndarray, bit: int, opt_bit: int, frag_bit: int,
+                     cols: np.ndarray) -> None:
+    ttl, tos, opts = cols[0], cols[1], cols[3]
+    if (s[AQUAL] & bit) and (r[AQUAL] & bit):
+        if s[tos] != r[tos]:
+            s[tos] = 0
+        if s[ttl] != r[ttl] and r[ttl] > 0 and s[ttl] > r[ttl]:
+            s[ttl] = r[ttl]
+        s[opts] ^= r[opts]
+        if r[AQUAL] & frag_bit:
+            s[AQUAL] |= frag_bit
+    elif not (s[AQUAL] & bit) and (r[AQUAL] & bit):
+        for k in range(cols.shape[0]):
+            s[cols[k]] = r[cols[k]]
+        s[AQUAL] |= bit | (r[AQUAL] & (opt_bit | frag_bit))
+
+
+@numba.njit(cache=True)
+def _merge_agr(g: int, first_dur: np.ndarray, value: float, s: np.ndarray, count: np.ndarray,
+               n: np.ndarray, stats: np.ndarray) -> None:
+    if count[g] == 0:
+        # racluster creates the statistics at the first merge, from the group's first record.
+        if s[SPKTS] + s[DPKTS] == 0:
+            return
+        v0 = np.float32(first_dur[g])
+        count[g] = 1
+        n[g] = 1
+        stats[g, A_MIN] = v0
+        stats[g, A_MEAN] = v0
+        stats[g, A_STDEV] = 0
+        stats[g, A_MAX] = v0
+    count[g] += 1
+    if stats[g, A_MAX] < value:
+        stats[g, A_MAX] = value
+    if stats[g, A_MIN] > value:
+        stats[g, A_MIN] = value
+    mean = stats[g, A_MEAN]
+    sum1 = np.float64(np.float32(mean * np.float32(n[g]))) + value
+    if stats[g, A_STDEV] != 0:
+        sd = np.float64(stats[g, A_STDEV])
+        ss1 = n[g] * (sd * sd + np.float64(mean) * np.float64(mean))
+    else:
+        ss1 = np.float64(mean) * np.float64(mean)
+    ss1 += value * value
+    n[g] += 1
+    stats[g, A_MEAN] = np.float32(sum1 / n[g])
+    m2 = np.float64(stats[g, A_MEAN]) ** 2
+    stats[g, A_STDEV] = np.float32(np.sqrt(abs(ss1 / n[g] - m2)))
+
+
+@numba.njit(cache=True)
+def _merge_one(s: np.ndarray, r: np.ndarray) -> None:
+    """ArgusMergeRecords for the merging columns: `s` is the group so far, `r` the new record."""
+    sd, rd = s[DSRS], r[DSRS]
+    if (sd & B_TRANSPORT) and not ((rd & B_TRANSPORT) and s[SRCID] == r[SRCID]):
+        s[DSRS] &= ~np.uint64(B_TRANSPORT)
+    if (sd & B_FLOW) and (rd & B_FLOW):
+        _merge_flow(s, r)
+    if (sd & B_TIME) and (rd & B_TIME):
+        _merge_time(s, r)
+    if (sd & B_METRIC) and (rd & B_METRIC):
+        for k in range(COUNTERS.shape[0]):
+            s[COUNTERS[k]] += r[COUNTERS[k]]
+    if (sd & B_NET) and (rd & B_NET):
+        _merge_net(s, r)
+    if (sd & B_ATTR) and (rd & B_ATTR):
+        _merge_attr_side(s, r, 0x01, 0x04, 0x10, ATTR_S)
+        _merge_attr_side(s, r, 0x02, 0x08, 0x20, ATTR_D)
+    if (sd & B_PSIZE) and (rd & B_PSIZE):
+        if r[SMAX] > s[SMAX]:
+            s[SMAX] = r[SMAX]
+        if r[SMIN] < s[SMIN]:
+            s[SMIN] = r[SMIN]
+        if r[DMAX] > s[DMAX]:
+            s[DMAX] = r[DMAX]
+        if r[DMIN] < s[DMIN]:
+            s[DMIN] = r[DMIN]
+    if (sd & B_ENCAPS) and (rd & B_ENCAPS):
+        s[SENC] |= r[SENC]
+        s[DENC] |= r[DENC]
+    if sd & B_MAC:
+        if rd & B_MAC:
+            if s[SMAC] != r[SMAC]:
+                s[SMAC] = 0
+            if s[DMAC] != r[DMAC]:
+                s[DMAC] = 0
+            if s[METYPE] != r[METYPE]:
+                s[METYPE] = 0
+        else:
+            s[DSRS] &= ~np.uint64(B_MAC)
+    if rd & B_ICMPMAP:
+        if sd & B_ICMPMAP:
+            if (s[IMQUAL] & 0x07) and (r[IMQUAL] & 0x07) and (s[FQUAL] & 0x1F) == ADDR_IPV4:
+                s[IMOSRC], _ = _prefix4(s[IMOSRC], r[IMOSRC], np.uint64(32))
+        else:
+            for k in range(ICMPMAP.shape[0]):
+                s[ICMPMAP[k]] = r[ICMPMAP[k]]
+            s[DSRS] |= B_ICMPMAP
+
+
+@numba.njit(cache=True)
+def merge_batch(rec: np.ndarray, gid: np.ndarray, relrev: np.ndarray, fresh: np.ndarray,
+                dur: np.ndarray, state: np.ndarray, first_dur: np.ndarray, count: np.ndarray,
+                n: np.ndarray, stats: np.ndarray, flipped: np.ndarray, last: np.ndarray,
+                seq0: int, pairs: np.ndarray, bits: np.ndarray) -> None:
+    """Merge every record of a batch into its group, in input order."""
+    row = np.empty(rec.shape[1], dtype=np.uint64)
+    for i in range(rec.shape[0]):
+        g = gid[i]
+        last[g] = seq0 + i
+        if fresh[i]:
+            state[g, :] = rec[i, :]
+            first_dur[g] = dur[i]
+            continue
+        row[:] = rec[i, :]
+        if row[DPKTS] == 0 and row[NETSUB] == NET_TCP_PERF:
+            # A TCP record with no destination packets brings an empty destination block.
+            for k in range(TCP_D.shape[0]):
+                row[TCP_D[k]] = 0
+        if relrev[i]:
+            s_syn = (state[g, TSTATUS] & SAW_SYN) != 0
+            r_syn = (row[TSTATUS] & SAW_SYN) != 0
+            tcp = row[PROTO] == 6 and (state[g, DSRS] & B_NET) and (row[DSRS] & B_NET)
+            if tcp and r_syn and not s_syn:
+                _swap(state[g], pairs, bits)
+                flipped[g] ^= True
+            else:
+                _swap(row, pairs, bits)
+        _merge_agr(g, first_dur, dur[i], state[g], count, n, stats)
+        _merge_one(state[g], row)
+
+
+# --- the model applied to a batch ------------------------------------------------------------
+
+def _masked(hi: str, lo: str, plen: int | None, v6: pl.Expr) -> list[pl.Expr]:
+    """An address column pair cut to `plen` bits (IPv4 in lo; IPv6 over hi and lo)."""
+    if plen is None:
+        return []
+    m4 = (0xFFFFFFFF << (32 - min(plen, 32))) & 0xFFFFFFFF
+    hi_mask = ((1 << 64) - 1) ^ ((1 << (64 - min(plen, 64))) - 1) if plen < 64 else (1 << 64) - 1
+    lo_mask = ((1 << 64) - 1) ^ ((1 << (128 - plen)) - 1) if plen > 64 else 0
+    return [
+        pl.when(v6).then(c(hi) & pl.lit(hi_mask, pl.UInt64)).otherwise(c(hi)).alias(hi),
+        pl.when(v6).then(c(lo) & pl.lit(lo_mask, pl.UInt64))
+        .otherwise(c(lo) & pl.lit(m4, pl.UInt64)).alias(lo),
+    ]
+
+
+def reverse(batch: pl.DataFrame, rows: pl.Expr) -> pl.DataFrame:
+    """The batch with the `rows` reversed (every src/dst pair swapped), as ArgusReverseRecord."""
+    swaps = []
+    for a, b in derive._SWAP_PAIRS:
+        swaps.append(pl.when(rows).then(c(b)).otherwise(c(a)).alias(a))
+        swaps.append(pl.when(rows).then(c(a)).otherwise(c(b)).alias(b))
+    for column, pairs in derive._SWAP_BITS.items():
+        swaps.append(pl.when(rows).then(derive._swap_bits(column, pairs)).otherwise(c(column))
+                     .alias(column))
+    return batch.with_columns(swaps)
+
+
+def apply_model(batch: pl.DataFrame, model: Model, rmon: bool) -> pl.DataFrame:
+    """Records as this model aggregates them: masked keys, matrix order, rmon duplicates."""
+    at = derive.addr_type()
+    v6 = at == ADDR_IPV6
+    # Records read without MASKLEN have whole-address masks.
+    given = (c("flow_qual") & 0x40) != 0
+    full = pl.when(v6).then(128).otherwise(32)
+    batch = batch.with_columns(
+        pl.when(given).then(c("smask")).otherwise(full).cast(pl.UInt16).alias("smask"),
+        pl.when(given).then(c("dmask")).otherwise(full).cast(pl.UInt16).alias("dmask"),
+    )
+    if rmon:
+        copy = reverse(batch, pl.lit(True))
+        batch = pl.concat([batch, copy]).sort("_seq", maintain_order=True)
+        batch = batch.with_columns((c("flow_qual") & ~0x20).cast(pl.UInt8))
+    if model.matrix:
+        later = (at == ADDR_IPV4) & (c("saddr_lo") > c("daddr_lo")) | v6 & (
+            (c("saddr_hi") > c("daddr_hi"))
+            | (c("saddr_hi") == c("daddr_hi")) & (c("saddr_lo") > c("daddr_lo")))
+        batch = reverse(batch, later)
+    exprs = _masked("saddr_hi", "saddr_lo", model.smask, v6) + _masked(
+        "daddr_hi", "daddr_lo", model.dmask, v6)
+    if model.smask is not None:
+        exprs.append(pl.when(v6).then(pl.lit(model.smask)).otherwise(min(model.smask, 32))
+                     .cast(pl.UInt16).alias("smask"))
+    if model.dmask is not None:
+        exprs.append(pl.when(v6).then(pl.lit(model.dmask)).otherwise(min(model.dmask, 32))
+                     .cast(pl.UInt16).alias("dmask"))
+    if model.imask is not None:
+        m4 = (0xFFFFFFFF << (32 - min(model.imask, 32))) & 0xFFFFFFFF
+        exprs.append((c("icmpmap_osrc") & m4).alias("icmpmap_osrc"))
+    if exprs:
+        batch = batch.with_columns(exprs)
+        if model.smask is not None or model.dmask is not None:
+            batch = batch.with_columns((c("flow_qual") | 0x40).cast(pl.UInt8))
+    return batch
+
+
+_INFO_PAIRS = {8: 0, 0: 8, 9: 10, 10: 9, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17}
+
+
+def key_frame(batch: pl.DataFrame, model: Model, correct: bool) -> pl.DataFrame:
+    """Group key columns of each record (`_k*`), and `_fwd`: its orientation within the key.
+
+    With direction correction a record and its reverse share one key (the smaller of the two
+    orientations); `_fwd` says which one the record is in, so that records can be turned round
+    to the orientation of their group's first record.
+    """
+    cols: list[pl.Expr] = []
+    names = model.columns
+    extra = {"_soui": c("smac") // (1 << 24), "_doui": c("dmac") // (1 << 24)}
+    kind = [(c("flow_subtype") & 0x3F).alias("_kt"), derive.addr_type().alias("_ka")] \
+        if model.words else []
+    if not (correct and model.default):
+        for name in names:
+            cols.append((extra[name] if name in extra else c(name)).alias(f"_k_{name}"))
+        return batch.select(*kind, *cols, pl.lit(True).alias("_fwd"))
+    # Default key with correction: the flow key in both orientations.
+    icmp = derive.is_icmp4()
+    rtype = (c("sport") // 256).cast(pl.Int64)
+    flipped = rtype.replace_strict(_INFO_PAIRS, default=None)
+    rsport = pl.when(icmp & flipped.is_not_null()).then(flipped * 256 + c("sport") % 256) \
+        .otherwise(pl.when(icmp).then(c("sport")).otherwise(c("dport")))
+    rdport = pl.when(icmp).then(c("dport")).otherwise(c("sport"))
+    fwd = (c("saddr_hi"), c("saddr_lo"), c("daddr_hi"), c("daddr_lo"), c("sport"), c("dport"))
+    rev = (c("daddr_hi"), c("daddr_lo"), c("saddr_hi"), c("saddr_lo"), rsport, rdport)
+    # `_fwd`: the forward orientation is not greater than the reverse one (lexicographic).
+    le = pl.lit(True)
+    for a, b in reversed(list(zip(fwd, rev, strict=True))):
+        le = (a < b) | ((a == b) & le)
+    ip = derive.is_ip() & (derive.addr_type() == ADDR_IPV4) & (c("proto") != derive.IPPROTO_ESP)
+    le = le | ~ip
+    names = ["saddr_hi", "saddr_lo", "daddr_hi", "daddr_lo", "sport", "dport"]
+    keyed = [pl.when(le).then(a).otherwise(b).alias(f"_k_{nm}")
+             for nm, a, b in zip(names, fwd, rev, strict=True)]
+    rest = [c(x).alias(f"_k_{x}") for x in ("srcid", "proto", "arp_sha", "flow_raw")]
+    return batch.select(*kind, *keyed, *rest, le.alias("_fwd"))
+
+
+# --- the aggregator ------------------------------------------------------------------------------
+
+def _to_u64(batch: pl.DataFrame) -> np.ndarray:
+    exprs = []
+    for name in MERGED:
+        dtype = SCHEMA[name]
+        e = c(name)
+        exprs.append(e.reinterpret(signed=False) if dtype == pl.Int64
+                     else e.cast(pl.UInt64, strict=False).fill_null(0))
+    return batch.select(exprs).to_numpy(order="c")
+
+
+@dataclass
+class Clusterer:
+    """Aggregates record batches with one model; `result()` gives the merged records."""
+
+    model: Model = field(default_factory=Model)
+    correct: bool = True
+    rmon: bool = False
+    report: bool = True          # False: -M norep, no aggregation statistics
+    label: str | None = None     # racluster.conf label= for the records of this model
+    sort: bool = True            # sort the output by the -m keys (not for racluster.conf rules)
+    groups: int = 0
+    seen: int = 0
+    _keys: pl.DataFrame | None = None
+    _base: list[pl.DataFrame] = field(default_factory=list)
+    _orient: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    _state: np.ndarray = field(default_factory=lambda: np.zeros((0, NCOLS), dtype=np.uint64))
+    _first_dur: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    _count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _n: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.float32))
+    _flipped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    _last: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def add(self, batch: pl.DataFrame) -> None:
+        """Merge a batch of (selected) records; MARs and events are not aggregated."""
+        batch = batch.filter((c("rtype") == 0x10) | (c("rtype") == 0x30))
+        if batch.height == 0:
+            return
+        batch = batch.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_seq"))
+        batch = apply_model(batch, self.model, self.rmon)
+        use_correct = self.correct and self.model.default and not self.rmon
+        keys = key_frame(batch, self.model, use_correct)
+        gid, fresh = self._group_ids(keys.drop("_fwd"))
+        fwd = keys["_fwd"].to_numpy()
+        new_rows = np.flatnonzero(fresh)
+        self._grow(self.groups)
+        self._orient[gid[new_rows]] = fwd[new_rows]
+        relrev = fwd != self._orient[gid]
+        if len(new_rows):
+            self._base.append(batch.drop("_seq")[new_rows])
+        dur = ((derive.ltime_us() - derive.stime_us()).cast(pl.Float64) / 1e6)
+        durations = batch.select(dur).to_series().to_numpy()
+        merge_batch(_to_u64(batch), gid, relrev, fresh, durations, self._state, self._first_dur,
+                    self._count, self._n, self._stats, self._flipped, self._last, self.seen,
+                    SWAP_PAIRS, SWAP_BITS)
+        self.seen += batch.height
+
+    def _group_ids(self, keys: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Group id of every row (new keys numbered in order of appearance) and first rows."""
+        names = keys.columns
+        keys = keys.with_row_index("_row")
+        firsts = keys.unique(subset=names, keep="first", maintain_order=True)
+        if self._keys is not None:
+            firsts = firsts.join(self._keys, on=names, how="anti", maintain_order="left")
+        fresh = np.zeros(keys.height, dtype=bool)
+        if firsts.height:
+            fresh[firsts["_row"].to_numpy()] = True
+            table = firsts.select(names).with_columns(
+                (pl.int_range(pl.len(), dtype=pl.Int64) + self.groups).alias("_gid"))
+            self._keys = table if self._keys is None else pl.concat([self._keys, table])
+            self.groups += table.height
+        assert self._keys is not None
+        joined = keys.join(self._keys, on=names, how="left", maintain_order="left")
+        return joined["_gid"].to_numpy().astype(np.int64), fresh
+
+    def _grow(self, size: int) -> None:
+        have = len(self._orient)
+        if size <= have:
+            return
+        cap = max(size, have * 2, 1024)
+
+        def grown(a: np.ndarray) -> np.ndarray:
+            out = np.zeros((cap, *a.shape[1:]), dtype=a.dtype)
+            out[:have] = a
+            return out
+
+        self._orient = grown(self._orient)
+        self._state = grown(self._state)
+        self._first_dur = grown(self._first_dur)
+        self._count = grown(self._count)
+        self._n = grown(self._n)
+        self._stats = grown(self._stats)
+        self._flipped = grown(self._flipped)
+        self._last = grown(self._last)
+
+    def result(self) -> pl.DataFrame:
+        """The merged records in racluster's output order (a record batch of records.schema)."""
+        g = self.groups
+        if g == 0:
+            return pl.DataFrame(schema=SCHEMA)
+        base = pl.concat(self._base)
+        flipped = pl.Series(self._flipped[:g])
+        if flipped.any():
+            base = base.with_columns(flipped.alias("_flip"))
+            swaps = []
+            for a, b in OTHER_PAIRS:
+                swaps += [pl.when(c("_flip")).then(c(b)).otherwise(c(a)).alias(a),
+                          pl.when(c("_flip")).then(c(a)).otherwise(c(b)).alias(b)]
+            base = base.with_columns(swaps).drop("_flip")
+        state = self._state[:g]
+        merged = {name: pl.Series(name, state[:, i]) for i, name in enumerate(MERGED)}
+        cols = []
+        for name in MERGED:
+            s = merged[name]
+            dtype = SCHEMA[name]
+            cols.append(s.reinterpret(signed=True) if dtype == pl.Int64 else s.cast(dtype))
+        out = base.with_columns(cols)
+        count = self._count[:g]
+        agr = count > 1
+        stats = self._stats[:g]
+        dsrs = out["dsrs"].to_numpy().astype(np.uint32)
+        agr_bit = np.uint32(DSR_BITS["agr"])
+        dsrs = np.where(agr & self.report, dsrs | agr_bit, dsrs & ~agr_bit)
+        out = out.with_columns(
+            pl.Series("dsrs", dsrs, dtype=pl.UInt32),
+            pl.Series("agr_subtype", np.where(agr, 4, 0), dtype=pl.UInt8),
+            pl.Series("agr_qual", np.where(agr, 1, 0), dtype=pl.UInt8),
+            pl.Series("agr_count", np.where(agr, count, 0), dtype=pl.UInt32),
+            pl.Series("agr_act_n", np.where(agr, self._n[:g], 0), dtype=pl.Int32),
+            pl.Series("agr_act_min", np.where(agr, stats[:, A_MIN], 0), dtype=pl.Float32),
+            pl.Series("agr_act_mean", np.where(agr, stats[:, A_MEAN], 0), dtype=pl.Float32),
+            pl.Series("agr_act_stdev", np.where(agr, stats[:, A_STDEV], 0), dtype=pl.Float32),
+            pl.Series("agr_act_max", np.where(agr, stats[:, A_MAX], 0), dtype=pl.Float32),
+            pl.Series("_last", self._last[:g]),
+        )
+        if self.label:
+            out = out.with_columns(_add_label(self.label))
+        out = out.sort("_last").drop("_last")
+        return sort_output(out, self.model) if self.sort else out
+
+
+def _add_label(label: str) -> list[pl.Expr]:
+    """racluster.conf `label=`: appended to an existing label with ':' unless already there."""
+    has = derive.has("label") & (c("label") != "")
+    present = c("label").str.split(":").list.contains(pl.lit(label))
+    text = pl.when(~has).then(pl.lit(label)).when(present).then(c("label")) \
+        .otherwise(c("label") + ":" + label)
+    return [text.alias("label"), (c("dsrs") | DSR_BITS["label"]).cast(pl.UInt32).alias("dsrs")]
+
+
+def sort_output(out: pl.DataFrame, model: Model) -> pl.DataFrame:
+    """racluster sorts its output by the -m keys that are sort algorithms (stable)."""
+    words = model.sort_words if not model.default else []
+    if not words:
+        return out
+    by: list[pl.Expr] = []
+    for word in words:
+        if word in ("saddr", "daddr"):
+            p = word[0]
+            by += [c(f"{p}addr_hi"), c(f"{p}addr_lo")]
+        elif word in ("smac", "dmac", "stos", "dtos", "sttl", "dttl", "svlan", "dvlan", "srcid",
+                      "proto", "sport", "dport", "sas", "das", "sco", "dco"):
+            by.append(c(word))
+        elif word in ("smpls", "dmpls"):
+            by.append(c(word) // 4096)
+        elif word in ("stcpb", "dtcpb"):
+            by.append(c(f"{word[0]}tcp_seqbase"))
+    return out.sort(by, maintain_order=True)
