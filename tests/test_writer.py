@@ -36,15 +36,8 @@ def sample_files() -> list[Path]:
     return sorted(SAMPLES.glob("*.argus")) if SAMPLES.is_dir() else []
 
 
-# The reader swaps the type/code and the id of ICMPv6 keys stored with the REVERSE bit; ra keeps
-# them in place (ra -w of ipv6.argus: `80000000`).  Reported to the reader's owner.
-READER_ICMPV6_REVERSE = {"ipv6", "ipv6_rich"}
-
-
 def with_reader_caveat(files: list[Path]) -> list:
-    return [pytest.param(f, id=f.stem, marks=pytest.mark.xfail(
-        reason="reader swaps ICMPv6 type/code of REVERSE keys", strict=False))
-        if f.stem in READER_ICMPV6_REVERSE else pytest.param(f, id=f.stem) for f in files]
+    return [pytest.param(f, id=f.stem) for f in files]
 
 
 needs_samples = pytest.mark.skipif(not sample_files(), reason="../shared/spec/samples is absent")

@@ -416,16 +416,23 @@ def flow_arp(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
 
 
 def unreverse(cols: Columns, rows: np.ndarray) -> None:
-    """Swap source and destination of the flow key (spec §6.2.9)."""
+    """Swap source and destination of the flow key (spec §6.2.9).
+
+    ICMPv6 keys keep their type/code and id slots in place, as ra does: only ports swap.
+    """
     if not len(rows):
         return
-    for a, b in (("saddr_hi", "daddr_hi"), ("saddr_lo", "daddr_lo"), ("sport", "dport"),
-                 ("smask", "dmask")):
+    icmp6 = (cols.get("proto", np.zeros(cols.n, np.uint64))[rows] == 58) & (
+        cols.get("saddr_hi", np.zeros(cols.n, np.uint64))[rows]
+        | cols.get("daddr_hi", np.zeros(cols.n, np.uint64))[rows] > 0)
+    with_ports = rows[~icmp6]
+    for a, b, which in (("saddr_hi", "daddr_hi", rows), ("saddr_lo", "daddr_lo", rows),
+                        ("sport", "dport", with_ports), ("smask", "dmask", rows)):
         if a not in cols and b not in cols:
             continue
         ca = cols.setdefault(a, np.zeros(cols.n, np.uint64))
         cb = cols.setdefault(b, np.zeros(cols.n, np.uint64))
-        ca[rows], cb[rows] = cb[rows].copy(), ca[rows].copy()
+        ca[which], cb[which] = cb[which].copy(), ca[which].copy()
 
 
 def object_column(cols: Columns, name: str, empty: object) -> np.ndarray:

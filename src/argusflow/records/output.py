@@ -29,6 +29,7 @@ class ArgusOutput:
         self.path = path
         self.synthesise_agr = synthesise_agr
         self._stream: BinaryIO | None = None
+        self._owns_stream = False
         self._needs_header = False
         self.records_written = 0
 
@@ -51,7 +52,7 @@ class ArgusOutput:
                 self._stream.flush()
             except OSError as err:
                 raise OutputError(f"{self.path}: {err.strerror or err}") from None
-            if self._stream is not sys.stdout.buffer:
+            if self._owns_stream:
                 self._stream.close()
             self._stream = None
 
@@ -67,6 +68,7 @@ class ArgusOutput:
             if directory:
                 os.makedirs(directory, exist_ok=True)
             self._stream = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+            self._owns_stream = True
         except OSError as err:
             raise OutputError(f"{self.path}: cannot open for writing: {err.strerror or err}") from None
         self._needs_header = self._stream.tell() == 0
