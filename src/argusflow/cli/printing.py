@@ -11,7 +11,7 @@ import polars as pl
 from argusflow.cli.options import ParsedArgs
 from argusflow.cli.rarc import is_yes
 from argusflow.errors import UsageError
-from argusflow.records.printer import PrintOptions, Printer, parse_field_list
+from argusflow.records.printer import Printer, PrintOptions, parse_field_list
 
 # RA_PRINT_NAMES -> the -n count it stands for (ports/protocols as names, or numbers).
 PRINT_NAMES = {"port": 0, "all": 0, "proto": 1, "none": 2}
