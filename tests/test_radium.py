@@ -373,9 +373,10 @@ def test_allow_list_and_too_many_clients(procs: Procs, tmp_path: Path) -> None:
     rad = procs.start([OUR_BIN / "radium", "-X", "-S", f"{HOST}:{dead}", "-P", port, "-B", HOST,
                        "--max-clients", "3", "--allow", "127.0.0.0/8"], "radium")
     conf = radium_conf(tmp_path, RADIUM_ACCESS_ALLOW="10.0.0.0/8,192.168.0.0/16")
-    procs.start([OUR_BIN / "radium", "-X", "-f", conf, "-S", f"{HOST}:{dead}",
-                "-P", denied_port, "-B", HOST], "denied")
+    denied = procs.start([OUR_BIN / "radium", "-X", "-f", conf, "-S", f"{HOST}:{dead}",
+                          "-P", denied_port, "-B", HOST], "denied")
     wait_listening(port, rad)
+    wait_listening(denied_port, denied)
     with socket.create_connection((HOST, denied_port), timeout=30) as s:
         s.settimeout(30)
         assert s.recv(64, socket.MSG_WAITALL) == p.ACCESS_DENIED  # the record, then EOF
@@ -411,7 +412,13 @@ def test_daemon_pidfile_sighup_sigterm(procs: Procs, tmp_path: Path) -> None:
         time.sleep(0.05)
     pid = int(pidfile.read_text())
     try:
-        client = socket.create_connection((HOST, port), timeout=30)
+        client = None
+        while client is None and time.monotonic() < deadline:
+            try:
+                client = socket.create_connection((HOST, port), timeout=30)
+            except OSError:
+                time.sleep(0.05)
+        assert client is not None, "the daemon listens"
         client.settimeout(10)
         assert client.recv(128, socket.MSG_WAITALL)[:2] == b"\x83\x10"
         client.sendall(b"START: ")
