@@ -5,10 +5,13 @@
     dec.src_lo, dec.dport, dec.tcp_flags, dec.status ...     # numpy columns (columns.COLUMNS)
     dec.to_polars()
 
-Layers run in order over the whole batch, each on the packets it concerns: link layer
-(link.py), tags (tags.py: VLAN, MPLS, PPPoE, LLC/SNAP), network (network.py), transport and ARP
-(transport.py).  Headers are field tables (headers.py) read by one gather (fields.py).
-Truncated or malformed packets get a status and reason; nothing a packet holds can raise.
+The reference decoder runs layers in order over the whole batch, each on the packets it
+concerns: link layer (link.py), tags (tags.py: VLAN, MPLS, PPPoE, LLC/SNAP), network
+(network.py), transport and ARP (transport.py), GRE (tunnel.py).  Headers are field tables
+(headers.py) read by one gather (fields.py).  For big batches a compiled fast path
+(fastpath.py) first takes the common packets in one pass and leaves the rest to it; tests hold
+the two to identical output.  Truncated or malformed packets get a status and reason; nothing
+a packet holds can raise.
 """
 
 from __future__ import annotations

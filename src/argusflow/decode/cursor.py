@@ -69,6 +69,3 @@ class Cursor:
         out.status[idx[first]] = status
         out.reason[idx[first]] = reason
         self.nxt[idx] = NXT_NONE
-
-    def stop(self, idx: np.ndarray) -> None:
-        self.nxt[idx] = NXT_NONE

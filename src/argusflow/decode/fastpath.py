@@ -20,6 +20,7 @@ from argusflow.capture import jit
 from argusflow.decode import codes as c
 from argusflow.decode import headers as h
 from argusflow.decode.columns import SLOT
+from argusflow.decode.kernels import TCPOPT_TABLE, tcp_option_walk
 
 PREFETCH_AHEAD = 12  # packets
 
@@ -71,48 +72,11 @@ def _be(buf: np.ndarray, p: int, n: int) -> int:
 
 
 def _tables() -> tuple[np.ndarray, ...]:
-    from argusflow.decode.kernels import TCPOPT_TABLE
+    """Lookup tables shared with the reference decoder, in _fast's argument order."""
     from argusflow.decode.network import IPV6_EXT
     from argusflow.decode.transport import ICMP6_ECHO, ICMP6_ERROR, ICMP_ECHO_LIKE, ICMP_ERROR
 
-    icmp_slow = ICMP_ERROR.copy()
-    icmp6_slow = ICMP6_ERROR.copy()
-    return IPV6_EXT, TCPOPT_TABLE, ICMP_ECHO_LIKE, icmp_slow, ICMP6_ECHO, icmp6_slow
-
-
-def _tcp_options(
-    buf: np.ndarray,
-    p: int,
-    end: int,
-    table: np.ndarray,
-    i: int,
-    u2: np.ndarray,
-    u1: np.ndarray,
-    u4: np.ndarray,
-) -> int:
-    bits = 0
-    while p < end:
-        kind = int(buf[p])
-        if kind == 0:
-            break
-        if kind == 1:
-            p += 1
-            continue
-        if p + 1 >= end:
-            break
-        olen = int(buf[p + 1])
-        if olen < 2 or p + olen > end:
-            break
-        bits |= table[kind]
-        if kind == 2 and olen == 4:
-            u2[U2_TCP_MSS, i] = _be(buf, p + 2, 2)
-        elif kind == 3 and olen == 3:
-            u1[U1_WSCALE, i] = buf[p + 2]
-        elif kind == 8 and olen == 10:
-            u4[U4_TSVAL, i] = _be(buf, p + 2, 4)
-            u4[U4_TSECR, i] = _be(buf, p + 6, 4)
-        p += olen
-    return bits
+    return IPV6_EXT, TCPOPT_TABLE, ICMP_ECHO_LIKE, ICMP_ERROR, ICMP6_ECHO, ICMP6_ERROR
 
 
 def _fast(
@@ -283,7 +247,12 @@ def _fast(
             u2[U2_TCP_FLAGS, i] = _be(buf, r + TCP_OFF, 2) & 0x1FF
             u2[U2_TCP_WIN, i] = _be(buf, r + TCP_WIN, 2)
             if hl > 20:
-                u4[U4_TCP_OPTS, i] = _tcp_options(buf, r + 20, r + hl, tcpopt, i, u2, u1, u4)
+                bits, mss, wscale, tsval, tsecr = tcp_option_walk(buf, r + 20, r + hl, tcpopt)
+                u4[U4_TCP_OPTS, i] = bits
+                u2[U2_TCP_MSS, i] = mss
+                u1[U1_WSCALE, i] = wscale
+                u4[U4_TSVAL, i] = tsval
+                u4[U4_TSECR, i] = tsecr
             poff = l4 + hl
         elif proto == 17 or proto == 136:
             if a4 < 8:
@@ -317,7 +286,7 @@ def _fast(
         i4[I4_PCAPLEN, i] = max(min(ip_end, cl) - poff, 0)
 
 
-FAST = jit.Kernel(_fast, deps=("_be", "_tcp_options"))
+FAST = jit.Kernel(_fast, deps=("_be", "tcp_option_walk"))
 _TABLES = _tables()
 
 

@@ -49,47 +49,53 @@ def _ip_options(buf: Any, pos: np.ndarray, length: np.ndarray, table: np.ndarray
         out[i] = bits
 
 
+def tcp_option_walk(buf: Any, p: int, end: int, table: np.ndarray) -> tuple[int, int, int, int, int]:
+    """The TCP options in buf[p:end]: (option bits of spec §6.7.2, mss, wscale, tsval, tsecr).
+    A bad option length ends the walk.  The compiled fast path calls this too."""
+    bits = 0
+    mss = 0
+    wscale = 0
+    tsval = 0
+    tsecr = 0
+    while p < end:
+        kind = int(buf[p])
+        if kind == 0:
+            break
+        if kind == 1:
+            p += 1
+            continue
+        if p + 1 >= end:
+            break
+        olen = int(buf[p + 1])
+        if olen < 2 or p + olen > end:
+            break
+        bits |= table[kind]
+        if kind == 2 and olen == 4:
+            mss = int(buf[p + 2]) * 256 + int(buf[p + 3])
+        elif kind == 3 and olen == 3:
+            wscale = int(buf[p + 2])
+        elif kind == 8 and olen == 10:
+            for k in range(2, 6):
+                tsval = (tsval << 8) | int(buf[p + k])
+            for k in range(6, 10):
+                tsecr = (tsecr << 8) | int(buf[p + k])
+        p += olen
+    return bits, mss, wscale, tsval, tsecr
+
+
 def _tcp_options(buf: Any, pos: np.ndarray, length: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
-    """TCP options in buf[pos : pos + length] -> out rows (bits, mss, wscale, tsval, tsecr);
-    bit 1 of `bits` marks a bad option length."""
+    """TCP options in buf[pos : pos + length] -> out rows (bits, mss, wscale, tsval, tsecr)."""
     for i in range(pos.shape[0]):
-        p = pos[i]
-        end = p + length[i]
-        bits = 0
-        while p < end:
-            kind = int(buf[p])
-            if kind == 0:
-                break
-            if kind == 1:
-                p += 1
-                continue
-            if p + 1 >= end:
-                bits |= 1
-                break
-            olen = int(buf[p + 1])
-            if olen < 2 or p + olen > end:
-                bits |= 1
-                break
-            bits |= table[kind]
-            if kind == 2 and olen == 4:
-                out[i, 1] = (int(buf[p + 2]) << 8) | int(buf[p + 3])
-            elif kind == 3 and olen == 3:
-                out[i, 2] = int(buf[p + 2])
-            elif kind == 8 and olen == 10:
-                v = 0
-                for k in range(2, 6):
-                    v = (v << 8) | int(buf[p + k])
-                out[i, 3] = v
-                v = 0
-                for k in range(6, 10):
-                    v = (v << 8) | int(buf[p + k])
-                out[i, 4] = v
-            p += olen
+        bits, mss, wscale, tsval, tsecr = tcp_option_walk(buf, pos[i], pos[i] + length[i], table)
         out[i, 0] = bits
+        out[i, 1] = mss
+        out[i, 2] = wscale
+        out[i, 3] = tsval
+        out[i, 4] = tsecr
 
 
 IP_OPTIONS = jit.Kernel(_ip_options)
-TCP_OPTIONS = jit.Kernel(_tcp_options)
+TCP_OPTIONS = jit.Kernel(_tcp_options, deps=("tcp_option_walk",))
 
 
 def _run(kernel: jit.Kernel, buf: np.ndarray, *args: np.ndarray) -> None:
@@ -107,7 +113,7 @@ def ip_options(buf: np.ndarray, pos: np.ndarray, length: np.ndarray) -> np.ndarr
 
 
 def tcp_options(buf: np.ndarray, pos: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """(n, 5) int64: option bits (spec §6.7.2, plus 1 = bad length), mss, wscale, tsval, tsecr."""
+    """(n, 5) int64: option bits (spec §6.7.2), mss, wscale, tsval, tsecr."""
     out = np.zeros((len(pos), 5), dtype=np.int64)
     if len(pos):
         _run(TCP_OPTIONS, buf, pos.astype(np.int64), length.astype(np.int64), TCPOPT_TABLE, out)

@@ -66,7 +66,7 @@ def tcp(cur: Cursor, idx: np.ndarray) -> None:
         i = idx[opts]
         length = np.minimum(hl[opts], avail[opts]) - 20
         o = tcp_options(cur.data, cur.start[i] + l4[opts] + 20, length)
-        out.tcp_opts[i] = o[:, 0] & ~1
+        out.tcp_opts[i] = o[:, 0]
         out.tcp_mss[i] = o[:, 1]
         out.tcp_wscale[i] = o[:, 2]
         out.tcp_tsval[i] = o[:, 3]
