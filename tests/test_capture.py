@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from argusflow.capture import PcapngReader, PcapReader, jit, open_capture, walk
 from argusflow.capture.batch import PacketBatch
@@ -319,3 +321,47 @@ def test_pcapng_two_sections_and_damage(tmp_path: Path, compiled: bool) -> None:
             batches, reader = read_all(path)
         except CorruptInput:
             assert cut < 4
+
+
+# ---------------------------------------------------------------- properties
+
+
+@settings(max_examples=60)
+@given(
+    packets=st.lists(st.binary(max_size=300), max_size=40),
+    big=st.booleans(),
+    nano=st.booleans(),
+    batch_size=st.integers(1, 50),
+    cut=st.integers(0, 40),
+)
+def test_pcap_round_trip(
+    tmp_path_factory: pytest.TempPathFactory,
+    packets: list[bytes],
+    big: bool,
+    nano: bool,
+    batch_size: int,
+    cut: int,
+) -> None:
+    """Whatever the packets and batch size, reading gives them back in order; cutting the file
+    gives back exactly the packets that were whole, and an error naming where it ended."""
+    times = [(1_600_000_000 + i, i * 7) for i in range(len(packets))]
+    content = pcap_bytes(packets, big, nano, times=times)
+    path = tmp_path_factory.mktemp("prop") / "x.pcap"
+    path.write_bytes(content)
+    batches, reader = read_all(path, batch_size=batch_size)
+    assert [b.packet(i) for b in batches for i in range(len(b))] == packets
+    assert all(len(b) <= batch_size for b in batches) and reader.error is None
+    expected_us = [s * 10**6 + (f // 1000 if nano else f) for s, f in times]
+    assert [t for b in batches for t in b.ts_us.tolist()] == expected_us
+    if packets and cut:
+        end = len(content) - min(cut, len(content) - 24)
+        path.write_bytes(content[:end])
+        batches, reader = read_all(path, batch_size=batch_size)
+        whole, pos = 0, 24
+        while pos + 16 + len(packets[whole]) <= end:
+            pos += 16 + len(packets[whole])
+            whole += 1
+            if whole == len(packets):
+                break
+        assert sum(len(b) for b in batches) == whole
+        assert (reader.error is None) == (pos == end)
