@@ -11,8 +11,9 @@ import numpy as np
 class PacketBatch:
     """Packets `i` of a batch: `data[offset[i] : offset[i] + caplen[i]]`.
 
-    `data` is usually a zero-copy view of the file chunk the packets were read from (record
-    headers included), so packets are not necessarily adjacent.  Never mutate it.
+    `data` is the reader's buffer the packets were read into (record headers included), so
+    packets are not necessarily adjacent.  Never mutate it.  With `reuse_buffers=True` the
+    reader overwrites it two batches later: copy what must outlive that (`take` + `packet`).
     """
 
     ts_us: np.ndarray  # int64, microseconds since the epoch
