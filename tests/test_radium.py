@@ -284,7 +284,7 @@ async def read_client(port: int, filter_text: str | None = None, start: bool = T
 
 
 def test_thousand_clients_each_get_every_record(procs: Procs, tmp_path: Path) -> None:
-    n_records, n_clients = 3000, 1000
+    n_records, n_clients = 1000, 1000
     data, records = make_records(n_records)
     (tmp_path / "big.argus").write_bytes(data)
     port = free_port()
@@ -447,3 +447,45 @@ def test_daemon_pidfile_sighup_sigterm(procs: Procs, tmp_path: Path) -> None:
         assert causes[0] == 0x10 and 0x20 in causes, path
     assert (read_bytes(out.read_bytes())["cause"] & 0xF0).to_list()[-1] == 0x30
     assert "reconnecting" in procs.err("radium")
+
+
+def test_our_ra_reports_a_corrupt_stream_and_keeps_what_it_had(procs: Procs, tmp_path: Path) -> None:
+    """A server that sends good records, then damage: ra prints the records, one error line,
+    exit 2.  Also: -S over IPv6 loopback and two -S sources read at once."""
+    data, records = make_records(50)
+    good = data + b"\x13\x10\x00\x00" + b"\xee" * 40  # a flow record header of length 0 words
+    listeners = []
+    for family, host in ((socket.AF_INET, HOST), (socket.AF_INET6, "::1")):
+        srv = socket.socket(family)
+        try:
+            srv.bind((host, 0))
+        except OSError:
+            pytest.skip(f"{host} not available")
+        srv.listen(4)
+        srv.settimeout(30)
+        listeners.append(srv)
+
+    def serve(srv: socket.socket, payload: bytes) -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.settimeout(30)
+            conn.sendall(payload[:128])
+            assert conn.recv(16) == b"START: "
+            conn.sendall(payload[128:])
+
+    import threading
+
+    threads = [threading.Thread(target=serve, args=(listeners[0], good), daemon=True),
+               threading.Thread(target=serve, args=(listeners[1], data), daemon=True)]
+    for t in threads:
+        t.start()
+    v4, v6 = (s.getsockname()[1] for s in listeners)
+    ra = procs.start([OUR_BIN / "ra", "-X", "-n", "-s", "seq", "-S", f"{HOST}:{v4}",
+                      "-S", f"argus://[::1]:{v6}"], "ra")
+    assert wait_exit(ra, 60) == 2
+    seqs = procs.out("ra").split()[1:]
+    assert sorted(map(int, seqs)) == sorted(2 * records["seq"].to_list())
+    err = procs.err("ra").strip().splitlines()
+    assert len(err) == 1 and f"{HOST}:{v4}: byte " in err[0] and "record length 0" in err[0]
+    for s in listeners:
+        s.close()
