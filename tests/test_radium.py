@@ -489,3 +489,25 @@ def test_our_ra_reports_a_corrupt_stream_and_keeps_what_it_had(procs: Procs, tmp
     assert len(err) == 1 and f"{HOST}:{v4}: byte " in err[0] and "record length 0" in err[0]
     for s in listeners:
         s.close()
+
+
+def test_radium_merges_two_radiums(procs: Procs, tmp_path: Path, samples_dir: Path) -> None:
+    """The article's collector: `radium -S a -S b -w archive` over two of our radiums, each
+    serving its own files; the archive holds every record of both (real ra reads it)."""
+    need(RA)
+    a_files = [samples_dir / f"{n}.argus" for n in ("tcp", "udp")]
+    b_files = [samples_dir / f"{n}.argus" for n in ("icmp", "arp")]
+    pa, pb = free_port(), free_port()
+    archive = tmp_path / "archive.argus"
+    merger = procs.start([OUR_BIN / "radium", "-X", "-e", "2435", "-S", f"{HOST}:{pa}",
+                          f"argus://{HOST}:{pb}", "-w", archive], "merger")
+    ra_ = procs.start([OUR_BIN / "radium", "-X", "-r", *a_files, "-P", pa, "-B", HOST], "a")
+    rb = procs.start([OUR_BIN / "radium", "-X", "-r", *b_files, "-P", pb, "-B", HOST], "b")
+    assert wait_exit(ra_, 60) == 0 and wait_exit(rb, 60) == 0  # each served the merger, then left
+    time.sleep(0.5)
+    assert procs.end(merger) == 0
+    got = sorted(flow_lines(real_ra_print(["-r", archive])))
+    assert got == sorted(flow_lines(real_ra_print(["-r", *a_files, *b_files])))
+    start = read_bytes(archive.read_bytes())["mar_raw"][0]
+    assert start[120:124] == (2435).to_bytes(4, "big"), "the archive starts with our -e id"
+    assert "reconnecting" in procs.err("merger")
