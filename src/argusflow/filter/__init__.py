@@ -47,6 +47,13 @@ DEVIATIONS: dict[str, str] = {
                        "the MAC DSR's source or destination address, as the man page describes.",
     "division": "a division by zero in an arithmetic relation makes 3.0.8 reject every record; "
                 "ours is a filter error.",
+    "avgdur": "3.0.8 compares 8 bytes of an unset slot of its in-memory record (no flow record "
+              "matches `avgdur gt 0`); ours is the mean duration of the merged records (Argus 5), "
+              "the record's duration when it was not merged.",
+    "optimizer": "3.0.8's filter optimizer mis-compiles some combinations: `not mpls and dur gte 1` "
+                 "selects nothing, `not tcp and not pkts lt 3` selects fewer records than "
+                 "`not tcp and pkts gte 3`. We select what the expression says: the logical "
+                 "combination of what ra selects for each part (tests/test_filter_diff.py).",
 }
 
 

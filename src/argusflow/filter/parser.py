@@ -156,11 +156,11 @@ class Parser:
             return not self.arith_follows(i + 1)
         if kind == "(":
             j = i + 1
-            while self.toks[j].kind == "(":
+            while self.toks[j].kind in ("(", "!"):
                 j += 1
             if self.toks[j].kind == "NUM":
                 return not self.arith_follows(j + 1)
-            return self.toks[j].kind in ID_START or self.toks[j].kind == "!"
+            return self.toks[j].kind in ID_START
         return kind in ID_START
 
     def arith_follows(self, i: int) -> bool:
