@@ -118,6 +118,9 @@ def make_rules(args: ParsedArgs, modes: set[str]) -> list[Rule]:
         if rules:
             return rules
     model = parse_model(args.all("m"))
+    if "rmon" in modes and model.default:
+        # racluster's rmon model: the host, its port and its peer (the peer's port is not kept).
+        model = Model(words=("srcid", "proto", "saddr", "sport", "daddr"), default=False)
     correct = "nocorrect" not in modes and "rmon" not in modes
     return [Rule(Clusterer(model=model, correct=correct, rmon="rmon" in modes,
                            report="norep" not in modes))]

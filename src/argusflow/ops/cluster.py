@@ -46,6 +46,8 @@ from argusflow.records.schema import (
     NET_TCP_STATUS,
     SCHEMA,
 )
+from argusflow.records.writer import Batch as WriterBatch
+from argusflow.records.writer import client_times
 
 c = pl.col
 
@@ -97,9 +99,11 @@ class Model:
                     out.append(col)
         return out
 
+    sort_keys: tuple[str, ...] = ()  # the -m words that are also sort algorithms
+
     @property
     def sort_words(self) -> list[str]:
-        return [w for w in self.words if w in SORT_KEYS]
+        return list(self.sort_keys)
 
 
 def _prefix_len(text: str, word: str) -> int:
@@ -141,6 +145,7 @@ def parse_model(words: list[str]) -> Model:
             else:
                 raise UsageError(f"-m {part}: unknown aggregation key; see 'man racluster'")
     model.words = tuple(dict.fromkeys(keys))
+    model.sort_keys = tuple(w for w in words if w.split("/")[0] in SORT_KEYS)
     return model
 
 
@@ -520,9 +525,10 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, relrev: np.ndarray, fresh: np.
             continue
         row[:] = rec[i, :]
         if row[DPKTS] == 0 and row[NETSUB] == NET_TCP_PERF:
-            # A TCP record with no destination packets brings an empty destination block.
-            for k in range(TCP_D.shape[0]):
-                row[TCP_D[k]] = 0
+            # A TCP record with no destination packets brings no destination window.
+            row[TCP_D[T_WIN]] = 0
+        if row[SPKTS] == 0 and row[NETSUB] == NET_TCP_PERF:
+            row[TCP_S[T_WIN]] = 0
         if relrev[i]:
             s_syn = (state[g, TSTATUS] & SAW_SYN) != 0
             r_syn = (row[TSTATUS] & SAW_SYN) != 0
@@ -532,7 +538,7 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, relrev: np.ndarray, fresh: np.
                 flipped[g] ^= True
             else:
                 _swap(row, pairs, bits)
-        _merge_agr(g, first_dur, dur[i], state[g], count, n, stats)
+        _merge_agr(g, first_dur, np.float64(np.float32(dur[i])), state[g], count, n, stats)
         _merge_one(state[g], row)
 
 
@@ -645,6 +651,15 @@ def key_frame(batch: pl.DataFrame, model: Model, correct: bool) -> pl.DataFrame:
 
 # --- the aggregator ------------------------------------------------------------------------------
 
+def client_form_times(batch: pl.DataFrame) -> pl.DataFrame:
+    """The four timestamps as the real client holds them after reading (records.writer's rule):
+    racluster merges those, so a one-packet-each-way record is already split in two."""
+    times = client_times(WriterBatch(batch), np.arange(batch.height))
+    names = ("sstart", "slast", "dstart", "dlast")
+    return batch.with_columns(pl.Series(n, t, dtype=pl.Int64) for n, t in zip(names, times,
+                                                                              strict=True))
+
+
 def _to_u64(batch: pl.DataFrame) -> np.ndarray:
     exprs = []
     for name in MERGED:
@@ -697,6 +712,7 @@ class Clusterer:
             self._base.append(batch.drop("_seq")[new_rows])
         dur = ((derive.ltime_us() - derive.stime_us()).cast(pl.Float64) / 1e6)
         durations = batch.select(dur).to_series().to_numpy()
+        batch = client_form_times(batch)
         merge_batch(_to_u64(batch), gid, relrev, fresh, durations, self._state, self._first_dur,
                     self._count, self._n, self._stats, self._flipped, self._last, self.seen,
                     SWAP_PAIRS, SWAP_BITS)
@@ -797,19 +813,24 @@ def _add_label(label: str) -> list[pl.Expr]:
 
 def sort_output(out: pl.DataFrame, model: Model) -> pl.DataFrame:
     """racluster sorts its output by the -m keys that are sort algorithms (stable)."""
-    words = model.sort_words if not model.default else []
+    words = [w.split("/")[0] for w in model.sort_words]
     if not words:
         return out
     by: list[pl.Expr] = []
+    desc: list[bool] = []
     for word in words:
         if word in ("saddr", "daddr"):
-            p = word[0]
-            by += [c(f"{p}addr_hi"), c(f"{p}addr_lo")]
-        elif word in ("smac", "dmac", "stos", "dtos", "sttl", "dttl", "svlan", "dvlan", "srcid",
-                      "proto", "sport", "dport", "sas", "das", "sco", "dco"):
-            by.append(c(word))
-        elif word in ("smpls", "dmpls"):
+            # IPv4 addresses sort numerically and before IPv6 ones, which keep their order.
+            at = derive.addr_type()
+            v4 = pl.when(at == ADDR_IPV4).then(c(f"{word[0]}addr_lo")).otherwise(0)
+            by += [pl.when(at == ADDR_IPV4).then(0).otherwise(1), v4]
+            desc += [False, False]
+            continue
+        if word in ("smpls", "dmpls"):
             by.append(c(word) // 4096)
         elif word in ("stcpb", "dtcpb"):
             by.append(c(f"{word[0]}tcp_seqbase"))
-    return out.sort(by, maintain_order=True)
+        else:
+            by.append(c(word))
+        desc.append(word == "proto")  # racluster lists protocols from the highest number down
+    return out.sort(by, descending=desc, maintain_order=True)
