@@ -14,15 +14,18 @@ ways and require identical columns.  Header offsets come from the header tables 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from argusflow.capture import jit
 from argusflow.decode import codes as c
 from argusflow.decode import headers as h
-from argusflow.decode.columns import SLOT
+from argusflow.decode.columns import SLOT, DecodedBatch
 from argusflow.decode.kernels import TCPOPT_TABLE, tcp_option_walk
 
 PREFETCH_AHEAD = 12  # packets
+GROUP_ORDER = ("u1", "u2", "u4", "u8", "i4")  # _fast's output arguments
 
 # column rows in the per-dtype matrices (see columns.GROUPS)
 U1_STATUS, U1_VLAN_COUNT, U1_IP_VERSION = SLOT["status"], SLOT["vlan_count"], SLOT["ip_version"]
@@ -290,11 +293,64 @@ FAST = jit.Kernel(_fast, deps=("_be", "tcp_option_walk"))
 _TABLES = _tables()
 
 
-def _compiled_fast() -> object:
-    """The compiled fast path, with _prefetch turned into the llvm.prefetch intrinsic."""
+def _compiled_fast() -> Any:
+    """The compiled fast path, with _prefetch turned into the llvm.prefetch intrinsic.
+
+    numba's on-disk cache is keyed on this file only, but the loop bakes in constants from
+    columns.py and headers.py (column rows, field offsets).  So the first use compares the
+    compiled loop with its Python source on a few packets, and recompiles on any difference."""
+    global _checked
     if FAST._compiled is None:
         globals()["_prefetch"] = _prefetch_intrinsic()
-    return FAST.jit()
+    kernel = FAST.jit()
+    if not _checked:
+        if not _agrees(kernel):
+            kernel.recompile()
+        _checked = True
+    return kernel
+
+
+_checked = False
+
+
+def _probe_packets() -> tuple[np.ndarray, ...]:
+    """Packets that take every branch of the fast path that writes a column."""
+    ip4 = bytes.fromhex("4500003c1c4640004006b1e6c0a80001c0a800c7")
+    tcp = bytes.fromhex("d43100501234567800000000a0027210fe300000020405b40402080a000000010000000001030307")
+    udp = bytes.fromhex("e1f1003500120000abcd01000001000000")
+    ip6 = bytes.fromhex("6bc123450012113f20010db8000000000000000000000001ff020000000000000000000000000002")
+    icmp = bytes.fromhex("08000000000700090000")
+    frag = bytes.fromhex("4500001c1c4600b94011b1e6c0a80001c0a800c7") + bytes(8)
+    frames = [
+        bytes(6) + bytes(range(6)) + b"\x81\x00\x20\x05\x08\x00" + ip4 + tcp,
+        bytes(range(12)) + b"\x86\xdd" + ip6 + udp,
+        bytes.fromhex("00000001000600112233445500000800")
+        + ip4[:2]
+        + b"\x00\x1e"
+        + ip4[4:9]
+        + b"\x01"
+        + ip4[10:]
+        + icmp,
+        bytes(12) + b"\x88\xcc" + bytes(10),
+        frag,
+    ]
+    links = [1, 1, 113, 1, 101]
+    data = np.frombuffer(b"".join(frames), dtype=np.uint8)
+    start = np.cumsum([0] + [len(f) for f in frames[:-1]]).astype(np.int64)
+    caplen = np.array([len(f) for f in frames], dtype=np.int64)
+    return data, start, caplen, np.array(links, dtype=np.uint16)
+
+
+def _agrees(kernel: Any) -> bool:
+    data, start, caplen, links = _probe_packets()
+    results = []
+    for fn in (kernel, FAST.py):
+        groups = DecodedBatch.empty_groups(len(start))
+        slow = np.zeros(len(start), dtype=np.bool_)
+        fn(data, start, caplen, links, *(groups[k] for k in GROUP_ORDER), *_TABLES, slow, 0, len(start))
+        results.append((groups, slow))
+    (a, sa), (b, sb) = results
+    return bool((sa == sb).all()) and all(np.array_equal(a[k], b[k]) for k in GROUP_ORDER)
 
 
 def _prefetch_intrinsic() -> object:
@@ -345,11 +401,7 @@ def fast_decode(
         start,
         caplen,
         linktype,
-        groups["u1"],
-        groups["u2"],
-        groups["u4"],
-        groups["u8"],
-        groups["i4"],
+        *(groups[k] for k in GROUP_ORDER),
         *_TABLES,
         slow,
         lo,
