@@ -499,10 +499,12 @@ def test_radium_merges_two_radiums(procs: Procs, tmp_path: Path, samples_dir: Pa
     b_files = [samples_dir / f"{n}.argus" for n in ("icmp", "arp")]
     pa, pb = free_port(), free_port()
     archive = tmp_path / "archive.argus"
-    merger = procs.start([OUR_BIN / "radium", "-X", "-e", "2435", "-S", f"{HOST}:{pa}",
-                          f"argus://{HOST}:{pb}", "-w", archive], "merger")
     ra_ = procs.start([OUR_BIN / "radium", "-X", "-r", *a_files, "-P", pa, "-B", HOST], "a")
     rb = procs.start([OUR_BIN / "radium", "-X", "-r", *b_files, "-P", pb, "-B", HOST], "b")
+    wait_listening(pa, ra_)
+    wait_listening(pb, rb)
+    merger = procs.start([OUR_BIN / "radium", "-X", "-e", "2435", "-S", f"{HOST}:{pa}",
+                          f"argus://{HOST}:{pb}", "-w", archive], "merger")
     assert wait_exit(ra_, 60) == 0 and wait_exit(rb, 60) == 0  # each served the merger, then left
     time.sleep(0.5)
     assert procs.end(merger) == 0

@@ -334,7 +334,7 @@ def test_server_survives_any_bytes(chunks: list[bytes], ticks: list[float]) -> N
     assert conn.state in (p.State.HELLO, p.State.STREAMING, p.State.CLOSED)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.data())
 def test_client_records_cut_anywhere(sample: tuple[pl.DataFrame, bytes], data: st.DataObject) -> None:
     batch, encoded = sample

@@ -9,6 +9,7 @@ CorruptInput *after* every good record received has been handed on.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,7 +71,8 @@ async def stream_records(source: Source, on_batch: Callable[[pl.DataFrame], None
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(source.host, source.port, limit=READ_BYTES), connect_timeout)
     except (TimeoutError, OSError) as err:
-        why = "timed out" if isinstance(err, asyncio.TimeoutError) else (err.strerror or str(err))
+        why = "timed out" if isinstance(err, TimeoutError) else (
+            os.strerror(err.errno) if err.errno else str(err))
         raise NetworkError(f"{source}: connect failed: {why}") from None
     conn = ClientConnection(filter_text, source=str(source))
     try:
