@@ -145,6 +145,7 @@ def test_icmp_echo_and_error_quote(compiled: bool) -> None:
     d = decode([ether(ipv4(echo, 1)), ether(ipv4(unreach, 1))])
     assert (d.icmp_type[0], d.icmp_id[0], d.icmp_seq[0], d.q_ip_version[0]) == (8, 77, 3, 0)
     assert (d.icmp_type[1], d.icmp_code[1], d.icmp_id[1]) == (3, 3, 0)
+    assert (d.icmp_rest[0], d.icmp_rest[1]) == ((77 << 16) | 3, 0)
     assert (d.q_ip_version[1], d.q_proto[1], d.q_sport[1], d.q_dport[1]) == (4, 17, 40000, 33434)
     assert d.q_src_lo[1] == u64(IP_A) and d.q_dst_lo[1] == u64(IP_B)
 
@@ -154,7 +155,7 @@ def test_sctp_esp(compiled: bool) -> None:
     esp = struct.pack(">II", 0xCAFE, 1) + b"z" * 8
     d = decode([ether(ipv4(sctp, 132)), ether(ipv4(esp, 50))])
     assert (d.sport[0], d.dport[0], d.payload_off[0]) == (2905, 2906, 34 + 12)
-    assert d.esp_spi[1] == 0xCAFE
+    assert (d.esp_spi[1], d.esp_seq[1]) == (0xCAFE, 1)
 
 
 def test_gre_decapsulation(compiled: bool) -> None:

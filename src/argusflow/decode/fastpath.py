@@ -37,7 +37,7 @@ U2_TCP_FLAGS, U2_TCP_WIN, U2_TCP_MSS = SLOT["tcp_flags"], SLOT["tcp_win"], SLOT[
 U2_ICMP_ID, U2_ICMP_SEQ = SLOT["icmp_id"], SLOT["icmp_seq"]
 U4_ENCAPS, U4_IP6_FLOW, U4_IP_ID, U4_IP_LEN = SLOT["encaps"], SLOT["ip6_flow"], SLOT["ip_id"], SLOT["ip_len"]
 U4_SEQ, U4_ACK, U4_TCP_OPTS = SLOT["tcp_seq"], SLOT["tcp_ack"], SLOT["tcp_opts"]
-U4_TSVAL, U4_TSECR = SLOT["tcp_tsval"], SLOT["tcp_tsecr"]
+U4_TSVAL, U4_TSECR, U4_ICMP_REST = SLOT["tcp_tsval"], SLOT["tcp_tsecr"], SLOT["icmp_rest"]
 U8_DST_MAC, U8_SRC_MAC = SLOT["dst_mac"], SLOT["src_mac"]
 U8_SRC_HI, U8_SRC_LO, U8_DST_HI, U8_DST_LO = SLOT["src_hi"], SLOT["src_lo"], SLOT["dst_hi"], SLOT["dst_lo"]
 I4_L3, I4_L4, I4_POFF = SLOT["l3_off"], SLOT["l4_off"], SLOT["payload_off"]
@@ -53,7 +53,7 @@ IP6_PLEN, IP6_NEXT, IP6_HLIM = h.IPV6.at("payload_len"), h.IPV6.at("next"), h.IP
 IP6_SRC, IP6_DST = h.IPV6.at("src_hi"), h.IPV6.at("dst_hi")
 TCP_SEQ, TCP_ACK, TCP_OFF, TCP_WIN = h.TCP.at("seq"), h.TCP.at("ack"), h.TCP.at("doff"), h.TCP.at("win")
 UDP_LEN = h.UDP.at("length")
-ICMP_ID, ICMP_SEQ = h.ICMP.at("id"), h.ICMP.at("seq")
+ICMP_ID, ICMP_SEQ, ICMP_REST = h.ICMP.at("id"), h.ICMP.at("seq"), h.ICMP.at("rest")
 
 SLL_HATYPE, SLL_HALEN = h.LINUX_SLL.at("hatype"), h.LINUX_SLL.at("halen")
 SLL_ADDR, SLL_PROTO = h.LINUX_SLL.at("addr"), h.LINUX_SLL.at("proto")
@@ -277,6 +277,7 @@ def _fast(
                 continue
             u1[U1_ICMP_TYPE, i] = typ
             u1[U1_ICMP_CODE, i] = buf[r + 1]
+            u4[U4_ICMP_REST, i] = _be(buf, r + ICMP_REST, 4)
             if echo4[typ] if proto == 1 else echo6[typ]:
                 u2[U2_ICMP_ID, i] = _be(buf, r + ICMP_ID, 2)
                 u2[U2_ICMP_SEQ, i] = _be(buf, r + ICMP_SEQ, 2)

@@ -115,8 +115,10 @@ TCP = Header(
 )
 UDP = Header("udp", 8, (F("sport", 0, 2), F("dport", 2, 2), F("length", 4, 2)))
 DNS_ID = Header("dns id", 2, (F("id", 0, 2),))
-ICMP = Header("icmp", 8, (F("type", 0, 1), F("code", 1, 1), F("id", 4, 2), F("seq", 6, 2)))
-ESP = Header("esp", 8, (F("spi", 0, 4),))
+ICMP = Header(
+    "icmp", 8, (F("type", 0, 1), F("code", 1, 1), F("id", 4, 2), F("seq", 6, 2), F("rest", 4, 4))
+)
+ESP = Header("esp", 8, (F("spi", 0, 4), F("seq", 4, 4)))
 
 # ---- tunnels --------------------------------------------------------------------------------
 GRE = Header(

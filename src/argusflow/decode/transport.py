@@ -106,6 +106,7 @@ def sctp(cur: Cursor, idx: np.ndarray) -> None:
 def esp(cur: Cursor, idx: np.ndarray) -> None:
     g = cur.gather(idx, h.ESP)
     cur.out.esp_spi[idx] = g.spi
+    cur.out.esp_seq[idx] = g.seq
     cur.flag(idx[~g.complete], Status.TRUNCATED, Reason.L4_TRUNCATED)
 
 
@@ -114,6 +115,7 @@ def _icmp_common(cur: Cursor, idx: np.ndarray, echo_table: np.ndarray) -> Gather
     out = cur.out
     out.icmp_type[idx] = g.type
     out.icmp_code[idx] = g.code
+    out.icmp_rest[idx] = g.rest
     echo = echo_table[g.type]
     out.icmp_id[idx[echo]] = g.id[echo]
     out.icmp_seq[idx[echo]] = g.seq[echo]
