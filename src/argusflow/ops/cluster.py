@@ -371,15 +371,20 @@ def _merge_net(s: np.ndarray, r: np.ndarray) -> None:
         s[DSRS] &= ~np.uint64(B_NET)
         return
     if sn == NET_TCP_PERF and rn == NET_TCP_PERF:
+        # Observed with racluster 3.0.8.2: the later record's options and handshake times win,
+        # and a source base sequence number that differs is cleared.
         s[TSTATUS] |= r[TSTATUS]
-        s[TSTATE] |= r[TSTATE]
-        s[TOPT] |= r[TOPT]
-        if s[SYNACK] == 0:
-            s[SYNACK] = r[SYNACK]
-        if s[ACKDAT] == 0:
-            s[ACKDAT] = r[ACKDAT]
+        s[TOPT] = r[TOPT]
+        s[SYNACK] = r[SYNACK]
+        s[ACKDAT] = r[ACKDAT]
+        sb, rb = s[TCP_S[T_SEQBASE]], r[TCP_S[T_SEQBASE]]
+        dst_base = s[TCP_D[T_SEQBASE]]
         _merge_tcp_dir(s, r, TCP_S)
         _merge_tcp_dir(s, r, TCP_D)
+        if sb > rb and sb - rb > MAX_WINDOW:
+            s[TCP_S[T_SEQBASE]] = 0
+        s[TCP_D[T_SEQBASE]] = dst_base
+        s[TCP_S[0]] = r[TCP_S[0]]
     elif sn == NET_TCP_PERF:  # INIT or STATUS into PERF
         s[TSTATUS] |= r[TSTATUS]
         s[TOPT] |= r[TOPT]
