@@ -1,0 +1,219 @@
+"""rasplit: split Argus data into files by count, size, time or flow event (man rasplit, 3.0.8).
+
+    rasplit -r FILE... | -R DIR... | -S HOST[:PORT]  [-M count N | size N[kmg] | time N[smhdwMy]
+            | flow "FILTER"]  [-w NAME]  [-a LEN]  [--utc] [--tz ZONE]  [- FILTER]
+
+Pipeline: argus source -> selection (filter, -t, -N) -> ops.split (cut, name) -> one
+ArgusOutput per name (temporary name, renamed when complete; START MAR first, STOP MAR last).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+
+import numpy as np
+import polars as pl
+
+from argusflow.cli.client import ClientSession, compile_record_filter
+from argusflow.cli.options import ParsedArgs, parse_argv
+from argusflow.cli.runner import EXIT_MATCHED, entry
+from argusflow.errors import UsageError
+from argusflow.ops.split import SplitMode, Splitter, name_template, parse_mode
+from argusflow.records.framing import frame
+from argusflow.records.output import ArgusOutput
+from argusflow.records.schema import RTYPE_MAR
+from argusflow.records.writer import encode_batch
+
+USAGE = """usage: rasplit [options] [- filter-expression]
+  -r FILE ... | -R DIR ... | -S HOST[:PORT]   inputs (as ra)
+  -M count N          a new file every N records (default 10000)
+  -M size N[kmg]      files of at most about N bytes
+  -M time N[smhdwMy]  one file per time bin; records spanning a boundary are split
+  -M flow "FILTER"    a new file at each record that matches FILTER
+  -w NAME             output name: strftime codes (%Y%m%d...) and $field (any printable field);
+                      default prefix 'x', suffix 'aa' 'ab' ... or %Y.%m.%d.%H.%M.%S
+  -a LEN              suffix length (default 2)
+  --utc / --tz ZONE   file names and bins in UTC / in this time zone (default: local time)
+  -t RANGE, -N RANGE, -n, -X, -F FILE, -D N   as ra"""
+
+OPEN_FILES = 16  # time bins kept open at once; older ones are finished (renamed)
+RETRIES = 3
+
+
+class Terminated(Exception):  # noqa: N818 - a signal, not an error
+    """SIGTERM/SIGHUP: finish the files being written, then stop."""
+
+
+def take_long_options(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Options the shared parser does not know: -a N (a flag elsewhere), --utc, --tz ZONE."""
+    rest: list[str] = []
+    extra: dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in ("-", "--"):
+            rest.extend(argv[i:])
+            break
+        if word == "--utc":
+            extra["utc"] = "1"
+        elif word == "--tz" or word == "-a":
+            if i + 1 >= len(argv):
+                raise UsageError(f"option {word} needs a value")
+            extra[word.lstrip("-")] = argv[i + 1]
+            i += 1
+        elif word.startswith("--tz="):
+            extra["tz"] = word.split("=", 1)[1]
+        elif word.startswith("-a") and word[2:].isdigit():
+            extra["a"] = word[2:]
+        else:
+            rest.append(word)
+        i += 1
+    return rest, extra
+
+
+@dataclass
+class SplitSetup:
+    mode: SplitMode
+    splitter: Splitter
+    utc: bool
+
+
+def setup(program: str, args: ParsedArgs, extra: dict[str, str]) -> SplitSetup:
+    if "tz" in extra:
+        os.environ["TZ"] = extra["tz"]
+        time.tzset()
+    utc = "utc" in extra
+    try:
+        suffix_len = int(extra.get("a", "2"))
+    except ValueError:
+        raise UsageError(f"-a {extra['a']}: expected a number of letters") from None
+    if suffix_len < 1:
+        raise UsageError("-a: the suffix needs at least one letter")
+    words = [w for w in args.all("M") if w.lower() not in ("nomodify",)]
+    mode = parse_mode(words)
+    out = args.value("w")
+    if out == "-":
+        raise UsageError("-w -: a single stream with START/STOP markers is not supported; "
+                         "give a file name")
+    template = name_template(out, mode, suffix_len)
+    flow_filter = None
+    if mode.kind == "flow":
+        flow_filter = compile_record_filter(mode.filter_text).expr  # type: ignore[attr-defined]
+    splitter = Splitter(mode, template, suffix_len, utc, nflag=args.flag("n"),
+                        flow_filter=flow_filter)
+    return SplitSetup(mode, splitter, utc)
+
+
+@dataclass
+class SplitWriter:
+    """The output side: one ArgusOutput per name, finished in order, at most OPEN_FILES open."""
+
+    splitter: Splitter
+    on_close: Callable[[str], None] | None = None
+    retries: int = RETRIES
+    retry_delay: float = 1.0
+    outputs: OrderedDict[str, ArgusOutput] = field(default_factory=OrderedDict)
+    records: int = 0
+
+    def write(self, batch: pl.DataFrame, start_mar: bytes | None) -> None:
+        batch = self.splitter.prepare(batch)
+        if self.splitter._fields:
+            # The real tool cannot key a MAR by a flow field: MARs stay out of $field files.
+            batch = batch.filter(pl.col("rtype") != RTYPE_MAR)
+        if batch.height == 0:
+            return
+        data = encode_batch(batch, synthesise_agr=True)
+        found = frame(np.frombuffer(data, dtype=np.uint8))
+        starts, lengths = found.starts, found.lengths
+        names = self.splitter.names(batch, lengths).to_numpy()
+        # Runs of equal names: one write each (a run is usually a whole file's share).
+        change = np.flatnonzero(names[1:] != names[:-1]) + 1
+        bounds = np.concatenate([[0], change, [len(names)]])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            name = str(names[a])
+            chunk = data[int(starts[a]):int(starts[b - 1] + lengths[b - 1])]
+            self._output(name).write_encoded(chunk, batch.slice(int(a), int(b - a)), start_mar)
+        self.records += batch.height
+
+    def _output(self, name: str) -> ArgusOutput:
+        out = self.outputs.get(name)
+        if out is not None:
+            self.outputs.move_to_end(name)
+            return out
+        if self.splitter.mode.kind != "time":
+            self.finish_all()  # count, size and flow never return to an earlier file
+        out = ArgusOutput(name, synthesise_agr=True, atomic=True, stop_mar=True,
+                          retries=self.retries, retry_delay=self.retry_delay)
+        self.outputs[name] = out
+        while len(self.outputs) > OPEN_FILES:
+            oldest, sink = self.outputs.popitem(last=False)
+            self._finish(oldest, sink)
+        return out
+
+    def finish(self, names: list[str]) -> None:
+        for name in names:
+            sink = self.outputs.pop(name, None)
+            if sink is not None:
+                self._finish(name, sink)
+
+    def finish_all(self) -> None:
+        while self.outputs:
+            name, sink = self.outputs.popitem(last=False)
+            self._finish(name, sink)
+
+    def abort_all(self) -> None:
+        for sink in self.outputs.values():
+            sink.abort()
+        self.outputs.clear()
+
+    def _finish(self, name: str, sink: ArgusOutput) -> None:
+        was_open = sink.is_open
+        sink.close()
+        if was_open and self.on_close is not None:
+            self.on_close(name)
+
+
+def raise_terminated(signum: int, frame_: FrameType | None) -> None:
+    raise Terminated()
+
+
+def install_signal_handlers() -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, raise_terminated)
+
+
+def rasplit(argv: list[str]) -> int:
+    argv, extra = take_long_options(argv)
+    args = parse_argv(argv, "rasplit")
+    if args.flag("h"):
+        print(USAGE)
+        return EXIT_MATCHED
+    session = ClientSession.from_args("rasplit", args)
+    split = setup("rasplit", args, extra)
+    writer = SplitWriter(split.splitter)
+    install_signal_handlers()
+    matched = 0
+    try:
+        for batch, start_mar in session.batches():
+            matched += int((batch["rtype"] != RTYPE_MAR).sum())
+            writer.write(batch, start_mar)
+    except Terminated:
+        writer.finish_all()
+        return EXIT_MATCHED
+    except BaseException:
+        writer.finish_all()
+        raise
+    writer.finish_all()
+    sys.stdout.flush()
+    return session.exit_code(matched)
+
+
+def main() -> None:
+    entry("rasplit", rasplit)
