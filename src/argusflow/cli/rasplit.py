@@ -25,7 +25,15 @@ from argusflow.cli.client import ClientSession, compile_record_filter
 from argusflow.cli.options import ParsedArgs, parse_argv
 from argusflow.cli.runner import EXIT_MATCHED, entry
 from argusflow.errors import UsageError
-from argusflow.ops.split import SplitMode, Splitter, name_template, parse_mode
+from argusflow.ops.split import (
+    SplitMode,
+    Splitter,
+    bin_end,
+    bin_start,
+    name_template,
+    parse_mode,
+    record_start_us,
+)
 from argusflow.records.framing import frame
 from argusflow.records.output import ArgusOutput
 from argusflow.records.schema import RTYPE_MAR
@@ -120,7 +128,9 @@ class SplitWriter:
     retries: int = RETRIES
     retry_delay: float = 1.0
     outputs: OrderedDict[str, ArgusOutput] = field(default_factory=OrderedDict)
+    bin_ends: dict[str, int] = field(default_factory=dict)  # time mode: end (s) of each file's bin
     records: int = 0
+    latest_us: int = 0  # the stream's clock: the latest record time seen
 
     def write(self, batch: pl.DataFrame, start_mar: bytes | None) -> None:
         batch = self.splitter.prepare(batch)
@@ -133,6 +143,11 @@ class SplitWriter:
         found = frame(np.frombuffer(data, dtype=np.uint8))
         starts, lengths = found.starts, found.lengths
         names = self.splitter.names(batch, lengths).to_numpy()
+        times = record_start_us(batch)
+        self.latest_us = max(self.latest_us, int(times.max()))
+        ends = (bin_end(bin_start(times // 1_000_000, self.splitter.mode, self.splitter.utc),
+                        self.splitter.mode, self.splitter.utc)
+                if self.splitter.mode.kind == "time" else None)
         # Runs of equal names: one write each (a run is usually a whole file's share).
         change = np.flatnonzero(names[1:] != names[:-1]) + 1
         bounds = np.concatenate([[0], change, [len(names)]])
@@ -140,6 +155,8 @@ class SplitWriter:
             name = str(names[a])
             chunk = data[int(starts[a]):int(starts[b - 1] + lengths[b - 1])]
             self._output(name).write_encoded(chunk, batch.slice(int(a), int(b - a)), start_mar)
+            if ends is not None:
+                self.bin_ends[name] = max(self.bin_ends.get(name, 0), int(ends[a:b].max()))
         self.records += batch.height
 
     def _output(self, name: str) -> ArgusOutput:
@@ -173,7 +190,13 @@ class SplitWriter:
             sink.abort()
         self.outputs.clear()
 
+    def finish_bins_before(self, clock_s: float) -> None:
+        """Time mode: finish every file whose bin ended at or before `clock_s`."""
+        done = [name for name in self.outputs if self.bin_ends.get(name, 0) <= clock_s]
+        self.finish(done)
+
     def _finish(self, name: str, sink: ArgusOutput) -> None:
+        self.bin_ends.pop(name, None)
         was_open = sink.is_open
         sink.close()
         if was_open and self.on_close is not None:
