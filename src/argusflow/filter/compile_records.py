@@ -52,7 +52,8 @@ from argusflow.records.schema import (
     DSR_BITS,
     NET_ARP,
     NET_ESP,
-    NET_NONE,
+    NET_FRAG,
+    NET_ICMP,
     NET_TCP_INIT,
     NET_TCP_PERF,
     NET_TCP_STATUS,
@@ -116,23 +117,32 @@ def net_present() -> Expr:
 
 
 def net_length() -> Expr:
-    """Bytes of the network DSR as ra holds it in memory (TCP objects are expanded to 120)."""
+    """Bytes of the network DSR as ra holds it in memory (TCP objects are expanded to 120;
+    objects ra does not know count as their header only)."""
+    lengths = {NET_TCP_PERF: 120, NET_TCP_INIT: 120, NET_TCP_STATUS: 120, NET_ESP: 20,
+               NET_ICMP: 28, NET_ARP: 176, NET_FRAG: 56, NET_UDT: 12}
+    return col("net_subtype").replace_strict(lengths, default=4, return_dtype=pl.Int64)
+
+
+def opaque_net(*subtypes: int) -> Expr:
+    """The network DSR payload of these object subtypes (default: any the batch does not
+    already have as columns), null elsewhere: slicing binaries is the slow part of a filter,
+    and nulls cost nothing to slice."""
     sub = col("net_subtype")
-    return (
-        pl.when(sub.is_in([NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS])).then(lit(120))
-        .when(sub == NET_ESP).then(lit(20))
-        .when(sub == NET_NONE).then(lit(4))
-        .otherwise(col("net_raw").bin.size().cast(pl.Int64) + 4)
-    )
+    if subtypes:
+        wanted = sub.is_in(list(subtypes))
+    else:
+        wanted = ~sub.is_in([NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS, NET_ESP, 0])
+    return pl.when(wanted).then(col("net_raw"))
 
 
-def raw_byte(column: str, index: int) -> Expr:
-    return col(column).bin.slice(index, 1).bin.reinterpret(dtype=pl.UInt8, endianness="big") \
+def raw_byte(raw: Expr, index: int) -> Expr:
+    return raw.bin.slice(index, 1).bin.reinterpret(dtype=pl.UInt8, endianness="big") \
         .fill_null(0).cast(pl.Int64)
 
 
-def raw_u32(column: str, index: int, endianness: str = "big") -> Expr:
-    return col(column).bin.slice(index, 4).bin.reinterpret(dtype=pl.UInt32, endianness=endianness) \
+def raw_u32(raw: Expr, index: int, endianness: str = "big") -> Expr:
+    return raw.bin.slice(index, 4).bin.reinterpret(dtype=pl.UInt32, endianness=endianness) \
         .fill_null(0).cast(pl.Int64)
 
 
@@ -142,22 +152,29 @@ TCP_WORDS = {4: "tcp_status", 8: "tcp_state", 12: "tcp_options", 36: "stcp_seqba
 ESP_WORDS = {4: "tcp_status", 8: "esp_spi", 12: "esp_lastseq", 16: "esp_lostseq"}
 
 
-def net_word(offset: int) -> tuple[Expr, Expr]:
-    """(value, present) of the u32 at `offset` of the network DSR."""
+def net_word(offset: int, tcp_only: bool = False) -> tuple[Expr, Expr]:
+    """(value, present) of the u32 at `offset` of the network DSR.  With `tcp_only` the caller
+    also requires a TCP flow, whose network DSR is a TCP object, so the other objects are not
+    decoded."""
     sub = col("net_subtype")
+    present = net_present() & (lit(offset + 4) <= net_length())
     tcp = sub.is_in([NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS])
-    value = pl.when(tcp).then(col(TCP_WORDS[offset]).cast(pl.Int64) if offset in TCP_WORDS else lit(0))
+    tcp_value = col(TCP_WORDS[offset]).cast(pl.Int64) if offset in TCP_WORDS else lit(0)
+    if tcp_only:
+        return pl.when(tcp).then(tcp_value).otherwise(0), present
+    value = pl.when(tcp).then(tcp_value)
     if offset in ESP_WORDS:
         value = value.when(sub == NET_ESP).then(col(ESP_WORDS[offset]).cast(pl.Int64))
     # ra converts the 32-bit words of the other objects it knows to host order; the ARP
     # responder's hardware address it loads as it lies in memory (little-endian), and of the
     # ICMPv6 object's first word only type and code survive (observed against ra 3.0.8).
-    value = value.when(sub == NET_ARP).then(raw_u32("net_raw", offset - 4, "little"))
+    value = value.when(sub == NET_ARP).then(raw_u32(opaque_net(NET_ARP), offset - 4, "little"))
     if offset == 4:
-        icmp6 = raw_byte("net_raw", 0) + raw_byte("net_raw", 1) * 256
+        icmp = opaque_net(NET_ICMP)
+        icmp6 = raw_byte(icmp, 0) + raw_byte(icmp, 1) * 256
         value = value.when(col("proto") == 58).then(icmp6)
-    value = value.otherwise(raw_u32("net_raw", offset - 4))
-    return value, net_present() & (lit(offset + 4) <= net_length())
+    value = value.otherwise(raw_u32(opaque_net(), offset - 4))
+    return value, present
 
 
 def net_flag_byte(side: str) -> tuple[Expr, Expr]:
@@ -195,43 +212,43 @@ def flag(value: Expr, present: Expr, bits: int) -> Expr:
     return mcmp(value, present, bits, bits)
 
 
-def c_round(x: Expr) -> Expr:
-    """C round() to PFLAG decimals (half away from zero)."""
+def _float_test(v: float, op: str) -> Callable[[pl.Series], pl.Series]:
+    """The core of ra's float comparison of a column with v, in numpy over a whole batch.
+
+    Both sides are C floats rounded to PFLAG decimals (half away from zero); signed zeros are
+    told apart (-0 == 0 is false, 0 < 0 is true) and NaN is neither greater, less nor equal.
+    Returns `greater` for gt/le, `not less` for ge/lt and `equal` for eq/ne.
+    """
     scale = 10.0 ** PFLAG
-    return (x.abs() * scale + 0.5).floor() * x.sign() / scale
+    f32 = np.float64(np.float32(v))
+    f = np.copysign(np.floor(abs(f32) * scale + 0.5) / scale, f32)
+    f_neg = bool(np.signbit(f32))
 
+    def run(series: pl.Series) -> pl.Series:
+        raw = series.cast(pl.Float32).cast(pl.Float64).to_numpy()
+        with np.errstate(invalid="ignore"):
+            x = np.copysign(np.floor(np.abs(raw) * scale + 0.5) / scale, raw)
+            nan = np.isnan(raw)
+            x_neg = np.signbit(raw)
+            zeros = (x == 0) & (f == 0)
+            if op in (GT, LE):
+                out = (x > f) | (zeros & ~x_neg & f_neg)
+            elif op in (GE, LT):
+                out = ~((x < f) | (zeros & ~(~x_neg & f_neg))) | nan
+            else:
+                out = (np.abs(x - f) <= 0.1 ** (PFLAG + 1)) & np.where(x == 0, x_neg == f_neg, True)
+            out &= ~nan if op not in (GE, LT) else True
+        return pl.Series(out, dtype=pl.Boolean)
 
-def signbit(x: Expr) -> Expr:
-    return (x < 0) | ((x == 0) & ((1.0 / x) < 0))
+    return run
 
 
 def fcmp(value: Expr, present: Expr, v: float, op: str) -> Expr:
-    """ra's float comparison: both sides float32, rounded to PFLAG decimals, signed zeros told
-    apart (so -0 == 0 is false and 0 < 0 is true), and NaN neither greater, less nor equal."""
-    scale = 10.0 ** PFLAG
-    f32 = float(np.float32(v))
-    f = float(np.copysign(np.floor(abs(f32) * scale + 0.5) / scale, f32))
-    f_neg = bool(np.signbit(f32))
-    raw = value.cast(pl.Float32).cast(pl.Float64)
-    x = c_round(raw)
-    nan = raw.is_nan()
-    x_neg = signbit(raw)
-    zeros = (x == 0) & lit(f == 0)
-    greater = ~nan & ((x > f) | (zeros & ~x_neg & lit(f_neg)))
-    less = ~nan & ((x < f) | (zeros & ~(~x_neg & lit(f_neg))))
-    close = ~nan & ((x - f).abs() <= 0.1 ** (PFLAG + 1))
-    equal = close & pl.when(x == 0).then(x_neg == lit(f_neg)).otherwise(True)
-    if op == EQ:
-        return present & equal
-    if op == NE:
-        return ~(present & equal)
-    if op == GT:
-        return present & greater
-    if op == GE:
-        return present & ~less
-    if op == LT:
-        return ~(present & ~less)
-    return ~(present & greater)
+    """ra's float comparison (see _float_test); an absent value fails gt/ge/eq."""
+    core = value.map_batches(_float_test(v, op), return_dtype=pl.Boolean, is_elementwise=True)
+    if op in (EQ, GT, GE):
+        return present & core
+    return ~(present & core)
 
 
 def sides(direction: str, one: Callable[[str], Expr], default: str = EITHER) -> Expr:
@@ -249,7 +266,11 @@ def sides(direction: str, one: Callable[[str], Expr], default: str = EITHER) -> 
 # ---------------------------------------------------------------- derived values (spec §9)
 
 def mar_time(offset: int) -> Expr:
-    return raw_u32("mar_raw", offset) * 1_000_000 + raw_u32("mar_raw", offset + 4)
+    """A MAR's (seconds, microseconds) pair at `offset` as microseconds."""
+    mar = pl.when(is_type(RTYPE_MAR)).then(col("mar_raw"))
+    both = mar.bin.slice(offset, 8).bin.reinterpret(dtype=pl.UInt64, endianness="big")
+    both = both.fill_null(0).cast(pl.Int64)
+    return (both // 2**32) * 1_000_000 + (both % 2**32)
 
 
 def duration() -> Expr:
@@ -265,7 +286,7 @@ def side_rate(side: str, load: bool) -> Expr:
 
 
 def icmp_net_byte(index: int) -> tuple[Expr, Expr]:
-    return raw_byte("net_raw", index), net_present() & (lit(4 + index) <= net_length())
+    return raw_byte(opaque_net(NET_ICMP), index), net_present() & (lit(4 + index) <= net_length())
 
 
 # ---------------------------------------------------------------- the compiler
@@ -619,7 +640,7 @@ class Compiler:
     k_rst = tcp_flag
 
     def tcp_status(self, bits: int) -> Expr:
-        return ip_proto(6) & flag(*net_word(4), bits)
+        return ip_proto(6) & flag(*net_word(4, tcp_only=True), bits)
 
     def paired(self, p: Prim) -> Expr:
         src, dst = PAIRED_STATUS[p.kind]
@@ -756,8 +777,16 @@ def arp_reversed() -> Expr:
     return is_type(RTYPE_FAR) & has("flow") & ((sub & 0x3F) == 0x06) & ((sub & 0x40) != 0)
 
 
+# Primitives that read a per-side value from a DSR ra reverses in ARP REVERSE records.
+SWAP_KINDS = {"ttl", "tos", "dsb", "ipid", "vid", "vpri", "mid", "pkts", "bytes", "appbytes",
+              "nstroke", "asn", "co", "ehost", "rate", "load", "pcr", "inter", "interact",
+              "interidle", "jitter", "jitact", "jitidle", "multipath", "frag"}
+
+
 def compile_node(node: Node) -> Expr:
     """The boolean polars expression selecting the records `node` accepts."""
     plain = Compiler().compile(node)
+    if not any(isinstance(p, Prim) and p.kind in SWAP_KINDS for p in node.walk()):
+        return plain.fill_null(False)
     swapped = Compiler(swap=True).compile(node)
     return pl.when(arp_reversed()).then(swapped).otherwise(plain).fill_null(False)
