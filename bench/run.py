@@ -118,13 +118,24 @@ PAIRED_ROWS: list[PairedRow] = [
         ("{bin}/ra", "-X", "-r", "{argus}", "-w", "/dev/null"),
         ("/usr/bin/ra", "-X", "-r", "{argus}", "-w", "/dev/null"),
     ),
-    # Later issues add rows here, for example:
-    # PairedRow("ra filter 'tcp and src pkts gt 10'", ("{bin}/ra", "-X", "-n", "-r", "{argus}", "-",
-    #           "tcp and src pkts gt 10"), ("/usr/bin/ra", "-X", "-n", "-r", "{argus}", "-", "tcp and ...")),
-    # PairedRow("racluster -w /dev/null", ("{bin}/racluster", "-X", "-r", "{argus}", "-w", "/dev/null"),
-    #           ("/usr/bin/racluster", "-X", "-r", "{argus}", "-w", "/dev/null")),
-    # PairedRow("argus probe", ("sh", "-c", "rm -f {out}; exec {bin}/argus -X -r {pcap} -w {out}"),
-    #           ("sh", "-c", "rm -f {out}; exec /usr/sbin/argus -X -r {pcap} -w {out}"), reads="pcap"),
+    PairedRow(
+        "ra filter 'tcp and src pkts gt 10'",
+        ("{bin}/ra", "-X", "-n", "-r", "{argus}", "-", "tcp and src pkts gt 10"),
+        ("/usr/bin/ra", "-X", "-n", "-r", "{argus}", "-", "tcp and src pkts gt 10"),
+    ),
+    PairedRow(
+        "racluster -w /dev/null",
+        ("{bin}/racluster", "-X", "-r", "{argus}", "-w", "/dev/null"),
+        ("/usr/bin/racluster", "-X", "-r", "{argus}", "-w", "/dev/null"),
+    ),
+    # The probe: real argus ends on a whole second (1 s poll), so read the cpu ratio here.
+    PairedRow(
+        "argus -r X.pcap -w out (probe)",
+        ("sh", "-c", "rm -f {out}; exec {bin}/argus -X -r {pcap} -w {out}"),
+        ("sh", "-c", "rm -f {out}; exec /usr/sbin/argus -X -r {pcap} -w {out}"),
+        reads="pcap",
+    ),
+    # Later issues add rows here (rasort, racount, rabins, radium, ...), in the same form.
 ]
 
 CALL_ROWS: list[CallRow] = [
@@ -288,8 +299,9 @@ def measure_paired(row: PairedRow, inp: Input, bin_dir: Path, scratch: Path, run
     cpu = [x.cpu / y.cpu for x, y in zip(a, b, strict=True) if y.cpu > 0]
     rcs = sorted({s.rc for s in a + b})
     note = "" if rcs == [rc_real] else f"exit codes varied: {rcs}"
-    if not note and row.reads == "argus":
-        note = f"ours {rate(inp.records / statistics.median(s.wall for s in a))} records/s"
+    if not note:
+        count, unit = (inp.records, "records") if row.reads == "argus" else (inp.size.packets, "packets")
+        note = f"ours {rate(count / statistics.median(s.wall for s in a))} {unit}/s"
     return base + [
         spread([s.wall for s in a]), spread([s.wall for s in b]),
         spread(wall, "{:.2f}"), spread(cpu, "{:.2f}"),
