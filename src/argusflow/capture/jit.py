@@ -33,6 +33,11 @@ def wanted(packets: int | None) -> bool:
     return AVAILABLE and (active() or packets is None or packets >= MIN_PACKETS)
 
 
+def _rebind(fn: types.FunctionType, names: dict[str, Any]) -> types.FunctionType:
+    """A copy of `fn` that looks its global names up in `names`."""
+    return types.FunctionType(fn.__code__, names, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
 class Kernel:
     """A loop written in numba's subset of Python: call `.py` directly, or `.jit()` to get it
     compiled (on first use; cached on disk).  `deps` names module-level helpers it calls, which
@@ -40,11 +45,15 @@ class Kernel:
 
     def __init__(self, fn: Callable[..., Any], deps: tuple[str, ...] = (), **options: Any) -> None:
         # The Python version keeps the helpers as they are now, even after `jit` rebinds them
-        # in the module for the compiled version.
+        # in the module for the compiled version: it and its same-module helpers run against a
+        # snapshot of the module's names.
         self.fn = fn
-        self.py: Callable[..., Any] = types.FunctionType(
-            fn.__code__, dict(fn.__globals__), fn.__name__, fn.__defaults__, fn.__closure__
-        )
+        snapshot = dict(fn.__globals__)
+        for name in deps:
+            dep = snapshot[name]
+            if isinstance(dep, types.FunctionType) and dep.__globals__ is fn.__globals__:
+                snapshot[name] = _rebind(dep, snapshot)
+        self.py: Callable[..., Any] = _rebind(fn, snapshot)
         self.deps = deps
         self.options = {"cache": True, "nogil": True, **options}
         self._compiled: Callable[..., Any] | None = None
@@ -56,7 +65,7 @@ class Kernel:
             module = self.fn.__globals__
             for name in self.deps:
                 if not isinstance(module[name], numba.core.dispatcher.Dispatcher):
-                    module[name] = numba.njit(cache=True, inline="always")(module[name])
+                    module[name] = numba.njit(cache=True)(module[name])
             self._compiled = numba.njit(**self.options)(self.fn)
         return self._compiled
 
