@@ -11,7 +11,8 @@ from __future__ import annotations
 PACKET_FIELDS = (
     "ts", "len", "kind", "rev", "frag", "proto", "tflags", "tseq", "tack", "twin", "topts",
     "twscale", "plen", "ttl", "tos", "ipid", "enc", "vlanc", "vlan", "mplsc", "mpls", "smac",
-    "dmac", "ipopts", "mf", "icmp_err", "ip_ver", "src_lo",
+    "dmac", "ipopts", "mf", "icmp_err", "ip_ver", "src_lo", "dst_lo", "itype",
+    "icode",
 )
 
 # Flow state (rows of `F`): flow-level first, then the open record's accumulators, then TCP.
@@ -24,7 +25,7 @@ FLOW_FIELDS = (
     "mplsq", "smpls", "dmpls", "smac", "dmac", "macq", "smin", "smax", "dmin", "dmax",
     "sfrag", "dfrag", "sopts", "dopts", "attrq",
     "imap_qual", "imap_type", "imap_code", "imap_osrc", "imap_odst", "imap_isrc", "imap_idst",
-    "imap_gw",
+    "imap_gw", "imap_ts",
     # TCP, cumulative over the flow
     "t_status", "t_state", "t_opts", "t_synack", "t_ackdat", "t_syn_ts", "t_synack_ts",
     "t_s_seqbase", "t_s_seq", "t_s_ack", "t_s_win", "t_s_flags", "t_s_bytes", "t_s_retrans",
@@ -44,3 +45,14 @@ N_FLOW_FIELDS = len(FLOW_FIELDS)
 # The first record-level field and the first field after them: reset together after a report.
 RECORD_FIRST = F["r_start"]
 RECORD_END = F["t_status"]
+
+
+def _check_cache() -> None:
+    import os
+
+    from argusflow.flows.jit import drop_stale_cache
+
+    drop_stale_cache(os.path.dirname(__file__), repr((PACKET_FIELDS, FLOW_FIELDS)))
+
+
+_check_cache()

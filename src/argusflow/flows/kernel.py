@@ -24,7 +24,8 @@ from argusflow.flows.tcp import tcp_update
 
 (P_TS, P_LEN, P_KIND, P_REV, P_FRAG, P_PROTO, P_TFLAGS, P_TSEQ, P_TACK, P_TWIN, P_TOPTS,
  P_TWSCALE, P_PLEN, P_TTL, P_TOS, P_IPID, P_ENC, P_VLANC, P_VLAN, P_MPLSC, P_MPLS, P_SMAC,
- P_DMAC, P_IPOPTS, P_MF, P_ICMP_ERR, P_IP_VER, P_SRC_LO) = range(len(PACKET_FIELDS))
+ P_DMAC, P_IPOPTS, P_MF, P_ICMP_ERR, P_IP_VER, P_SRC_LO, P_DST_LO, P_ITYPE,
+ P_ICODE) = range(len(PACKET_FIELDS))
 
 _F = {name: i for i, name in enumerate(FLOW_FIELDS)}
 (USED, REV, SEQ, FIRST_TS, LAST_TS, TIMEOUT, NREC, KIND, PROTO, DIRQ) = (
@@ -42,6 +43,8 @@ _F = {name: i for i, name in enumerate(FLOW_FIELDS)}
 (VLANQ, MPLSQ, SMAC, DMAC, MACQ, ATTRQ) = (
     _F[n] for n in ("vlanq", "mplsq", "smac", "dmac", "macq", "attrq"))
 (O_CAUSE, O_SLOT) = (_F["o_cause"], _F["o_slot"])
+(IMAP_QUAL, IMAP_TYPE, IMAP_CODE, IMAP_OSRC, IMAP_ODST, IMAP_TS) = (
+    _F[n] for n in ("imap_qual", "imap_type", "imap_code", "imap_osrc", "imap_odst", "imap_ts"))
 N_FLOW = len(FLOW_FIELDS)
 
 CAUSE_START, CAUSE_STATUS = 0x10, 0x20
@@ -89,6 +92,12 @@ def remove(H: np.ndarray, SLOTS: np.ndarray, f: int) -> None:
 
 
 @njit
+def is_open(F: np.ndarray, f: int) -> bool:
+    """Flow f has packets not yet reported."""
+    return F[SPK, f] + F[DPK, f] > 0
+
+
+@njit
 def emit(F: np.ndarray, K: np.ndarray, f: int, OUT: np.ndarray, OK: np.ndarray, n_out: int,
          counters: np.ndarray) -> int:
     """Report flow f's open record into OUT[:, n_out]; reset the record.  Returns n_out + 1."""
@@ -129,7 +138,7 @@ def scan(F: np.ndarray, K: np.ndarray, H: np.ndarray, SLOTS: np.ndarray, FREE: n
         if n_out >= OUT.shape[1]:
             break
         dead = flush or now - F[LAST_TS, f] > F[TIMEOUT, f]
-        if F[R_START, f] != 0 and (dead or now - F[R_START, f] >= interval):
+        if is_open(F, f) and (dead or now - F[R_START, f] >= interval):
             n_out = emit(F, K, f, OUT, OK, n_out, counters)
         if dead:
             nfree = release(F, H, SLOTS, FREE, nfree, f)
@@ -171,17 +180,17 @@ def flow_class(kind: int, proto: int, frag: int) -> int:
 
 
 @njit
-def add_packet(F: np.ndarray, f: int, d: int, P: np.ndarray, i: int) -> None:
+def add_packet(F: np.ndarray, f: int, d: int, P: np.ndarray, i: int, now: int) -> None:
     """Add packet i to flow f's open record, direction d (0 source, 1 destination)."""
     ts = P[P_TS, i]
     size = P[P_LEN, i]
-    if F[R_START, f] == 0:
-        F[R_START, f] = ts
+    if not is_open(F, f):
+        F[R_START, f] = now
     if d == 0:
         F[SPK, f] += 1
         F[SBY, f] += size
         F[SAPP, f] += P[P_PLEN, i]
-        if F[SFIRST, f] == 0:
+        if F[SPK, f] == 1:
             F[SFIRST, f] = ts
             F[SMIN, f] = size
         F[SLAST, f] = ts
@@ -191,7 +200,7 @@ def add_packet(F: np.ndarray, f: int, d: int, P: np.ndarray, i: int) -> None:
         F[DPK, f] += 1
         F[DBY, f] += size
         F[DAPP, f] += P[P_PLEN, i]
-        if F[DFIRST, f] == 0:
+        if F[DPK, f] == 1:
             F[DFIRST, f] = ts
             F[DMIN, f] = size
         F[DLAST, f] = ts
@@ -241,14 +250,31 @@ def remember_fragment(F: np.ndarray, FRAGH: np.ndarray, FRAGF: np.ndarray, fh: n
 
 
 @njit
-def run(P: np.ndarray, keys: np.ndarray, hashes: np.ndarray, fhashes: np.ndarray, start: int,
+def map_icmp_error(F: np.ndarray, K: np.ndarray, H: np.ndarray, SLOTS: np.ndarray, P: np.ndarray,
+                   quoted: np.ndarray, qhashes: np.ndarray, i: int) -> None:
+    """An ICMP error marks the flow it quotes (spec §6.8) and extends its last time."""
+    g = find(K, H, SLOTS, quoted, qhashes[i], i)
+    if g < 0 or not is_open(F, g):
+        return
+    t = P[P_ITYPE, i]
+    F[IMAP_QUAL, g] = 1 if t == 3 else 2 if t == 5 else 4 if t == 11 else 0
+    F[IMAP_TYPE, g] = t
+    F[IMAP_CODE, g] = P[P_ICODE, i]
+    F[IMAP_OSRC, g] = P[P_SRC_LO, i]
+    F[IMAP_ODST, g] = P[P_DST_LO, i]
+    F[IMAP_TS, g] = P[P_TS, i]
+
+
+@njit
+def run(P: np.ndarray, keys: np.ndarray, hashes: np.ndarray, fhashes: np.ndarray,
+        quoted: np.ndarray, qhashes: np.ndarray, start: int,
         F: np.ndarray, K: np.ndarray, H: np.ndarray, SLOTS: np.ndarray, FREE: np.ndarray,
         nfree: int, OUT: np.ndarray, OK: np.ndarray, n_out: int, counters: np.ndarray,
         interval: int, timeouts: np.ndarray, clock: np.ndarray, FRAGH: np.ndarray,
         FRAGF: np.ndarray) -> tuple[int, int, int, int]:
     """Process packets start.. of the batch.  Returns (next packet, nfree, n_out, reason).
 
-    counters: [last flow sequence number, packets skipped]; clock: [next scan time (us)].
+    counters: [last flow sequence number, packets skipped]; clock: [next scan time, global time].
     FRAGH/FRAGF: fragment cache (hash; flow, flow start) joining later fragments to the flow
     of their first fragment.
     """
@@ -258,6 +284,11 @@ def run(P: np.ndarray, keys: np.ndarray, hashes: np.ndarray, fhashes: np.ndarray
         if n_out + 2 > out_cap:
             return i, nfree, n_out, NEED_OUTPUT
         ts = P[P_TS, i]
+        # argus measures intervals on its global clock, the latest packet time seen: a packet
+        # older than that (unordered capture) neither opens a later interval nor ends one.
+        if ts > clock[1]:
+            clock[1] = ts
+        now = clock[1]
         if ts >= clock[0]:
             if clock[0] > 0:
                 nfree, n_out = scan(F, K, H, SLOTS, FREE, nfree, ts, interval, OUT, OK, n_out,
@@ -274,7 +305,7 @@ def run(P: np.ndarray, keys: np.ndarray, hashes: np.ndarray, fhashes: np.ndarray
         if f < 0:
             f = find(K, H, SLOTS, keys, hashes[i], i)
         if f >= 0 and ts - F[LAST_TS, f] > F[TIMEOUT, f]:
-            if F[R_START, f] != 0:
+            if is_open(F, f):
                 n_out = emit(F, K, f, OUT, OK, n_out, counters)
             nfree = release(F, H, SLOTS, FREE, nfree, f)
             f = -1
@@ -285,16 +316,18 @@ def run(P: np.ndarray, keys: np.ndarray, hashes: np.ndarray, fhashes: np.ndarray
             nfree -= 1
             f = FREE[nfree]
             new_flow(F, K, H, SLOTS, f, P, keys, hashes, i, timeouts)
-        elif F[R_START, f] != 0 and ts - F[R_START, f] >= interval:
+        elif is_open(F, f) and now - F[R_START, f] >= interval:
             n_out = emit(F, K, f, OUT, OK, n_out, counters)
         d = 0 if P[P_REV, i] == F[REV, f] else 1
-        add_packet(F, f, d, P, i)
+        add_packet(F, f, d, P, i, now)
         if P[P_MF, i] and not P[P_FRAG, i]:
             remember_fragment(F, FRAGH, FRAGF, fhashes[i], f)
         if P[P_PROTO, i] == P_TCP and P[P_KIND, i] <= KIND_IPV6 and P[P_FRAG, i] == 0:
             tcp_update(F, f, d, ts, P[P_TFLAGS, i], P[P_TSEQ, i], P[P_TACK, i], P[P_TWIN, i],
                        P[P_TOPTS, i], P[P_TWSCALE, i], P[P_PLEN, i], fresh)
         F[LAST_TS, f] = ts
+        if P[P_ICMP_ERR, i] != 0:
+            map_icmp_error(F, K, H, SLOTS, P, quoted, qhashes, i)
     return n, nfree, n_out, DONE
 
 

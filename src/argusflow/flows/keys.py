@@ -49,6 +49,8 @@ class PacketKeys:
     hash: np.ndarray  # u64
     frag: np.ndarray  # bool: a non-first fragment (no transport header; joined by IP id)
     fhash: np.ndarray  # u64: hash of the fragment key (addresses, protocol, IP id)
+    quoted: np.ndarray  # (6, n) u64: key of the packet an ICMP error quotes (0 when none)
+    qhash: np.ndarray  # u64
 
 
 def _u64(x: np.ndarray) -> np.ndarray:
@@ -112,7 +114,36 @@ def packet_keys(d: DecodedBatch) -> PacketKeys:
     fa_lo, fb_lo = np.where(s_gt_addr, t_lo, s_lo), np.where(s_gt_addr, s_lo, t_lo)
     fw4 = (_u64(kind) << U64(56)) | (_u64(proto) << U64(40))
     fhash = _hash(fa_hi, fa_lo, fb_hi, fb_lo, fw4, frag_extra)
-    return PacketKeys(kind, a_hi, a_lo, b_hi, b_lo, w4, extra, s_gt, h, frag, fhash)
+    quoted, qhash = quoted_keys(d, kind)
+    return PacketKeys(kind, a_hi, a_lo, b_hi, b_lo, w4, extra, s_gt, h, frag, fhash, quoted, qhash)
+
+
+def quoted_keys(d: DecodedBatch, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys of the flows ICMP errors quote (5-tuple of the quoted header), for the mapping of
+    spec §6.8.  DNS transaction ids are not in the quote, so errors about DNS flows stay unmapped."""
+    n = len(d)
+    quoted = np.zeros((6, n), dtype=U64)
+    qhash = np.zeros(n, dtype=U64)
+    idx = np.flatnonzero((d.q_ip_version > 0) & ((kind == KIND_IPV4) | (kind == KIND_IPV6)))
+    if not len(idx):
+        return quoted, qhash
+    qkind = np.where(d.q_ip_version[idx] == 4, KIND_IPV4, KIND_IPV6).astype(np.int64)
+    qproto = d.q_proto[idx].astype(np.int64)
+    ports = (qproto == P_TCP) | (qproto == P_UDP)
+    sport = np.where(ports, d.q_sport[idx], 0).astype(np.int64)
+    dport = np.where(ports, d.q_dport[idx], 0).astype(np.int64)
+    s_hi, s_lo = _u64(d.q_src_hi[idx]), _u64(d.q_src_lo[idx])
+    t_hi, t_lo = _u64(d.q_dst_hi[idx]), _u64(d.q_dst_lo[idx])
+    s_gt = (s_hi > t_hi) | ((s_hi == t_hi) & ((s_lo > t_lo) | ((s_lo == t_lo) & (sport > dport))))
+    a_hi, b_hi = np.where(s_gt, t_hi, s_hi), np.where(s_gt, s_hi, t_hi)
+    a_lo, b_lo = np.where(s_gt, t_lo, s_lo), np.where(s_gt, s_lo, t_lo)
+    pa, pb = np.where(s_gt, dport, sport), np.where(s_gt, sport, dport)
+    w4 = (_u64(qkind) << U64(56)) | (_u64(qproto) << U64(40)) | (_u64(pa) << U64(16)) | _u64(pb)
+    extra = np.zeros(len(idx), dtype=U64)
+    for row, values in enumerate((a_hi, a_lo, b_hi, b_lo, w4, extra)):
+        quoted[row, idx] = values
+    qhash[idx] = _hash(a_hi, a_lo, b_hi, b_lo, w4, extra)
+    return quoted, qhash
 
 
 def _hash(a_hi: np.ndarray, a_lo: np.ndarray, b_hi: np.ndarray, b_lo: np.ndarray, w4: np.ndarray,

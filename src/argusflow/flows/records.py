@@ -111,7 +111,7 @@ def build_records(OUT: np.ndarray, OK: np.ndarray, cfg: Config) -> pl.DataFrame:
         cols["sappbytes"], cols["dappbytes"] = row("sapp"), row("dapp")
     cols["metric_subtype"] = np.full(m, 4 if cfg.appbytes else 1)
     start = np.where(spk > 0, row("sfirst"), row("dfirst"))
-    last = np.maximum(row("slast"), row("dlast"))
+    last = np.maximum(np.maximum(row("slast"), row("dlast")), row("imap_ts"))
     cols["sstart"], cols["slast"] = start, last
     cols["time_subtype"] = np.full(m, 0x02)
     cols["time_qual"] = np.full(m, 0x18)
@@ -162,6 +162,11 @@ def build_records(OUT: np.ndarray, OK: np.ndarray, cfg: Config) -> pl.DataFrame:
         for p in ("s", "d"):
             cols[f"{p}maxsz"], cols[f"{p}minsz"] = row(f"{p}max"), row(f"{p}min")
         dsrs |= DSR_BITS["psize"]
+
+    imap = row("imap_qual")
+    for name in ("qual", "type", "code", "osrc", "odst"):
+        cols[f"icmpmap_{name}"] = row(f"imap_{name}")
+    dsrs |= np.where(imap != 0, DSR_BITS["icmpmap"], 0)
 
     cols["rtype"] = np.full(m, 0x10)
     cols["cause"] = row("o_cause")
