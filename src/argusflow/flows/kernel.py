@@ -25,7 +25,7 @@ from argusflow.flows.tcp import tcp_update
 (P_TS, P_LEN, P_KIND, P_REV, P_FRAG, P_PROTO, P_TFLAGS, P_TSEQ, P_TACK, P_TWIN, P_TOPTS,
  P_TWSCALE, P_PLEN, P_TTL, P_TOS, P_IPID, P_ENC, P_VLANC, P_VLAN, P_MPLSC, P_MPLS, P_SMAC,
  P_DMAC, P_IPOPTS, P_MF, P_ICMP_ERR, P_IP_VER, P_SRC_LO, P_DST_LO, P_ITYPE,
- P_ICODE) = range(len(PACKET_FIELDS))
+ P_ICODE, P_FREV) = range(len(PACKET_FIELDS))
 
 _F = {name: i for i, name in enumerate(FLOW_FIELDS)}
 (USED, REV, SEQ, FIRST_TS, LAST_TS, TIMEOUT, NREC, KIND, PROTO, DIRQ) = (
@@ -250,6 +250,25 @@ def remember_fragment(F: np.ndarray, FRAGH: np.ndarray, FRAGF: np.ndarray, fh: n
 
 
 @njit
+def absorb(F: np.ndarray, f: int, g: int, d: int) -> None:
+    """Add fragment flow g's open record to flow f; g's source side is f's side d."""
+    for side in range(2):
+        src = side * (DPK - SPK)
+        dst = (d if side == 0 else 1 - d) * (DPK - SPK)
+        tsrc = side * (DFIRST - SFIRST)
+        tdst = (d if side == 0 else 1 - d) * (DFIRST - SFIRST)
+        if F[SPK + src, g] == 0:
+            continue
+        if F[SPK + dst, f] == 0 or F[SFIRST + tsrc, g] < F[SFIRST + tdst, f]:
+            F[SFIRST + tdst, f] = F[SFIRST + tsrc, g]
+        F[SLAST + tdst, f] = max(F[SLAST + tdst, f], F[SLAST + tsrc, g])
+        F[SPK + dst, f] += F[SPK + src, g]
+        F[SBY + dst, f] += F[SBY + src, g]
+        F[SFRAG + (DTTL - STTL if dst else 0), f] = 1
+    F[R_START, f] = min(F[R_START, f], F[R_START, g])
+
+
+@njit
 def map_icmp_error(F: np.ndarray, K: np.ndarray, H: np.ndarray, SLOTS: np.ndarray, P: np.ndarray,
                    quoted: np.ndarray, qhashes: np.ndarray, i: int) -> None:
     """An ICMP error marks the flow it quotes (spec §6.8) and extends its last time."""
@@ -267,7 +286,7 @@ def map_icmp_error(F: np.ndarray, K: np.ndarray, H: np.ndarray, SLOTS: np.ndarra
 
 @njit
 def run(P: np.ndarray, keys: np.ndarray, hashes: np.ndarray, fhashes: np.ndarray,
-        quoted: np.ndarray, qhashes: np.ndarray, start: int,
+        fkeys: np.ndarray, quoted: np.ndarray, qhashes: np.ndarray, start: int,
         F: np.ndarray, K: np.ndarray, H: np.ndarray, SLOTS: np.ndarray, FREE: np.ndarray,
         nfree: int, OUT: np.ndarray, OK: np.ndarray, n_out: int, counters: np.ndarray,
         interval: int, timeouts: np.ndarray, clock: np.ndarray, FRAGH: np.ndarray,
@@ -322,6 +341,12 @@ def run(P: np.ndarray, keys: np.ndarray, hashes: np.ndarray, fhashes: np.ndarray
         add_packet(F, f, d, P, i, now)
         if P[P_MF, i] and not P[P_FRAG, i]:
             remember_fragment(F, FRAGH, FRAGF, fhashes[i], f)
+            # Fragments that came before their first fragment wait in a flow of their own.
+            g = find(K, H, SLOTS, fkeys, fhashes[i], i)
+            if g >= 0 and g != f:
+                same = P[P_FREV, i] == F[REV, g]
+                absorb(F, f, g, d if same else 1 - d)
+                nfree = release(F, H, SLOTS, FREE, nfree, g)
         if P[P_PROTO, i] == P_TCP and P[P_KIND, i] <= KIND_IPV6 and P[P_FRAG, i] == 0:
             tcp_update(F, f, d, ts, P[P_TFLAGS, i], P[P_TSEQ, i], P[P_TACK, i], P[P_TWIN, i],
                        P[P_TOPTS, i], P[P_TWSCALE, i], P[P_PLEN, i], fresh)

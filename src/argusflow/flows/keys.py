@@ -49,6 +49,8 @@ class PacketKeys:
     hash: np.ndarray  # u64
     frag: np.ndarray  # bool: a non-first fragment (no transport header; joined by IP id)
     fhash: np.ndarray  # u64: hash of the fragment key (addresses, protocol, IP id)
+    fkey: np.ndarray  # (6, n) u64: the fragment key (what later fragments are keyed by)
+    frev: np.ndarray  # bool: `rev` of the fragment key (endpoints ordered by address only)
     quoted: np.ndarray  # (6, n) u64: key of the packet an ICMP error quotes (0 when none)
     qhash: np.ndarray  # u64
 
@@ -115,7 +117,9 @@ def packet_keys(d: DecodedBatch) -> PacketKeys:
     fw4 = (_u64(kind) << U64(56)) | (_u64(proto) << U64(40))
     fhash = _hash(fa_hi, fa_lo, fb_hi, fb_lo, fw4, frag_extra)
     quoted, qhash = quoted_keys(d, kind)
-    return PacketKeys(kind, a_hi, a_lo, b_hi, b_lo, w4, extra, s_gt, h, frag, fhash, quoted, qhash)
+    fkey = np.stack([fa_hi, fa_lo, fb_hi, fb_lo, fw4, frag_extra])
+    return PacketKeys(kind, a_hi, a_lo, b_hi, b_lo, w4, extra, s_gt, h, frag, fhash, fkey,
+                      s_gt_addr, quoted, qhash)
 
 
 def quoted_keys(d: DecodedBatch, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

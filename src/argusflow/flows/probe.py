@@ -84,7 +84,7 @@ class FlowProbe:
         start, n_out = 0, 0
         while True:
             start, self.nfree, n_out, why = kernel.run(
-                P, K, keys.hash, keys.fhash, keys.quoted, keys.qhash, start, self.F, self.K, self.H, self.SLOTS, self.FREE,
+                P, K, keys.hash, keys.fhash, keys.fkey, keys.quoted, keys.qhash, start, self.F, self.K, self.H, self.SLOTS, self.FREE,
                 self.nfree, OUT, OK, n_out, self.counters, self.interval, self.timeouts, self.clock,
                 self.FRAGH, self.FRAGF)
             kernel.rehash(self.H, self.F, self.SLOTS)
@@ -164,7 +164,7 @@ def packet_matrix(d: DecodedBatch, keys) -> np.ndarray:  # noqa: ANN001 - Packet
         "vlan": d.vlan_outer, "mplsc": d.mpls_count, "mpls": d.mpls_top, "smac": d.src_mac,
         "dmac": d.dst_mac, "ipopts": d.ip_opts, "mf": d.frag_flags & 1,
         "icmp_err": d.q_ip_version, "ip_ver": d.ip_version, "src_lo": d.src_lo,
-        "dst_lo": d.dst_lo, "itype": d.icmp_type, "icode": d.icmp_code,
+        "dst_lo": d.dst_lo, "itype": d.icmp_type, "icode": d.icmp_code, "frev": keys.frev,
     }
     for row, name in enumerate(PACKET_FIELDS):
         P[row] = values[name]
