@@ -23,8 +23,10 @@ from argusflow.cli.options import ParsedArgs, parse_argv
 from argusflow.cli.printing import make_printer
 from argusflow.cli.runner import EXIT_MATCHED, entry
 from argusflow.errors import UsageError
-from argusflow.ops.cluster import Clusterer, Model, parse_model, sort_output
+from argusflow.ops.cluster import AGR_FROM_INPUT, Clusterer, Model, parse_model, sort_output
+from argusflow.records import derive
 from argusflow.records.output import ArgusOutput
+from argusflow.records.schema import DSR_BITS
 
 USAGE = """usage: racluster [-f racluster.conf] [-m KEY ...] [-M MODE ...] [ra options] [- filter]
   -m KEY ...    aggregation keys: none srcid smac dmac soui doui smpls dmpls svlan dvlan
@@ -177,18 +179,41 @@ def racluster(argv: list[str]) -> int:
                 start_mar = start_mar or mar
                 dispatch(rules, batch)
             records = merged_records(rules)
+            printable = with_single_stats(records)
+            records = records.drop(AGR_FROM_INPUT)
             matched += records.height
             if replace and path is not None:
                 replace_file(path, records, start_mar)
             elif out_path:
                 sink.write(records, start_mar)  # type: ignore[union-attr, call-arg]
             elif not args.flag("q") and records.height:
-                sink.write(records)  # type: ignore[union-attr, call-arg]
+                sink.write(printable)  # type: ignore[union-attr, call-arg]
     finally:
         if sink is not None:
             sink.close()
         sys.stdout.flush()
-    return session.exit_code(matched)
+    # racluster exits 0 when it read its input, whether or not anything was aggregated.
+    return session.exit_code(1)
+
+
+def with_single_stats(records: pl.DataFrame) -> pl.DataFrame:
+    """For printing: a record that merged nothing shows its own duration as its statistics; its
+    deviation is that of the last record printed before it whose statistics came from the input
+    (racluster 3.0.8 does not reset it), 0 when there is none."""
+    single = ~derive.has("agr")
+    dur = derive.dur()
+    stale = (pl.when(pl.col(AGR_FROM_INPUT) & ~single).then(pl.col("agr_act_stdev"))
+             .otherwise(None).forward_fill().fill_null(0.0))
+    out = records.with_columns(
+        pl.when(single).then(pl.col("dsrs") | DSR_BITS["agr"]).otherwise(pl.col("dsrs"))
+        .cast(pl.UInt32).alias("dsrs"),
+        *[pl.when(single).then(value).otherwise(pl.col(name)).cast(records.schema[name])
+          .alias(name) for name, value in (
+              ("agr_count", pl.lit(1)), ("agr_act_n", pl.lit(1)), ("agr_act_min", dur),
+              ("agr_act_mean", dur), ("agr_act_max", dur), ("agr_act_stdev", stale),
+              ("agr_subtype", pl.lit(4)), ("agr_qual", pl.lit(1)))],
+    )
+    return out.drop(AGR_FROM_INPUT)
 
 
 def replace_file(path: str, records: pl.DataFrame, start_mar: bytes | None) -> None:

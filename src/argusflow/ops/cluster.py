@@ -219,6 +219,9 @@ SAW_SYN = derive.SAW_SYN
 TCP_SUBTYPES = (NET_TCP_INIT, NET_TCP_STATUS, NET_TCP_PERF)
 MAX_WINDOW = 65536
 
+# Column of `result()`: the group's first record carried statistics already (racluster output).
+AGR_FROM_INPUT = "_agr_in"
+
 # Aggregation statistics per group: float32 min, mean, stdev, max (racluster keeps C floats).
 A_MIN, A_MEAN, A_STDEV, A_MAX = range(4)
 
@@ -432,11 +435,21 @@ def _merge_attr_side(s: np.ndarray, r: np.ndarray, bit: int, opt_bit: int, frag_
 
 
 @numba.njit(cache=True)
+def _f32mul(mean: np.float32, n: int) -> np.float64:
+    """C's `float * int`: computed in single precision."""
+    return np.float64(np.float32(mean * np.float32(n)))
+
+
+@numba.njit(cache=True)
 def _merge_agr(g: int, first_dur: np.ndarray, value: float, s: np.ndarray, count: np.ndarray,
-               n: np.ndarray, stats: np.ndarray) -> None:
+               n: np.ndarray, stats: np.ndarray, rcount: int, rn: int, rstats: np.ndarray) -> None:
+    """racluster's running statistics of the merged records' durations (C floats)."""
     if count[g] == 0:
         # racluster creates the statistics at the first merge, from the group's first record.
         if s[SPKTS] + s[DPKTS] == 0:
+            if rcount > 0:
+                count[g], n[g] = rcount, rn
+                stats[g, :] = rstats
             return
         v0 = np.float32(first_dur[g])
         count[g] = 1
@@ -445,18 +458,33 @@ def _merge_agr(g: int, first_dur: np.ndarray, value: float, s: np.ndarray, count
         stats[g, A_MEAN] = v0
         stats[g, A_STDEV] = 0
         stats[g, A_MAX] = v0
+    if rcount > 0:
+        # Both sides carry statistics (records racluster wrote before): combine them.
+        count[g] += rcount
+        stats[g, A_MAX] = max(stats[g, A_MAX], rstats[A_MAX])
+        stats[g, A_MIN] = min(stats[g, A_MIN], rstats[A_MIN])
+        n1, n2 = n[g], rn
+        m1, m2 = stats[g, A_MEAN], rstats[A_MEAN]
+        sum1 = _f32mul(m1, n1) if n1 > 1 else np.float64(m1)
+        sum2 = _f32mul(m2, n2) if n2 > 1 else np.float64(m2)
+        d1, d2 = np.float64(stats[g, A_STDEV]), np.float64(rstats[A_STDEV])
+        ss1 = n1 * (d1 * d1 + np.float64(m1) ** 2) if n1 > 1 else np.float64(m1) ** 2
+        ss2 = n2 * (d2 * d2 + np.float64(m2) ** 2) if n2 > 1 else np.float64(m2) ** 2
+        n[g] = n1 + n2
+        if n[g] > 0:
+            stats[g, A_MEAN] = np.float32((sum1 + sum2) / n[g])
+            m2s = np.float64(stats[g, A_MEAN]) ** 2
+            stats[g, A_STDEV] = np.float32(np.sqrt(abs((ss1 + ss2) / n[g] - m2s)))
+        return
     count[g] += 1
     if stats[g, A_MAX] < value:
         stats[g, A_MAX] = value
     if stats[g, A_MIN] > value:
         stats[g, A_MIN] = value
     mean = stats[g, A_MEAN]
-    sum1 = np.float64(np.float32(mean * np.float32(n[g]))) + value
-    if stats[g, A_STDEV] != 0:
-        sd = np.float64(stats[g, A_STDEV])
-        ss1 = n[g] * (sd * sd + np.float64(mean) * np.float64(mean))
-    else:
-        ss1 = np.float64(mean) * np.float64(mean)
+    sum1 = _f32mul(mean, n[g]) + value
+    sd = np.float64(stats[g, A_STDEV])
+    ss1 = n[g] * (sd * sd + np.float64(mean) * np.float64(mean))
     ss1 += value * value
     n[g] += 1
     stats[g, A_MEAN] = np.float32(sum1 / n[g])
@@ -518,7 +546,8 @@ def _merge_one(s: np.ndarray, r: np.ndarray) -> None:
 def merge_batch(rec: np.ndarray, gid: np.ndarray, relrev: np.ndarray, fresh: np.ndarray,
                 dur: np.ndarray, state: np.ndarray, first_dur: np.ndarray, count: np.ndarray,
                 n: np.ndarray, stats: np.ndarray, flipped: np.ndarray, last: np.ndarray,
-                seq0: int, pairs: np.ndarray, bits: np.ndarray) -> None:
+                seq0: int, pairs: np.ndarray, bits: np.ndarray, rcount: np.ndarray,
+                rn: np.ndarray, rstats: np.ndarray) -> None:
     """Merge every record of a batch into its group, in input order."""
     row = np.empty(rec.shape[1], dtype=np.uint64)
     for i in range(rec.shape[0]):
@@ -527,6 +556,9 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, relrev: np.ndarray, fresh: np.
         if fresh[i]:
             state[g, :] = rec[i, :]
             first_dur[g] = dur[i]
+            if rcount[i] > 0:
+                count[g], n[g] = rcount[i], rn[i]
+                stats[g, :] = rstats[i]
             continue
         row[:] = rec[i, :]
         if row[DPKTS] == 0 and row[NETSUB] == NET_TCP_PERF:
@@ -543,7 +575,8 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, relrev: np.ndarray, fresh: np.
                 flipped[g] ^= True
             else:
                 _swap(row, pairs, bits)
-        _merge_agr(g, first_dur, np.float64(np.float32(dur[i])), state[g], count, n, stats)
+        _merge_agr(g, first_dur, np.float64(np.float32(dur[i])), state[g], count, n, stats,
+                   rcount[i], rn[i], rstats[i])
         _merge_one(state[g], row)
 
 
@@ -580,7 +613,8 @@ def apply_model(batch: pl.DataFrame, model: Model, rmon: bool) -> pl.DataFrame:
     at = derive.addr_type()
     v6 = at == ADDR_IPV6
     # Records read without MASKLEN have whole-address masks.
-    given = (c("flow_qual") & 0x40) != 0
+    # (ESP keys keep the SPI's low half where the masks would be: left as they are.)
+    given = ((c("flow_qual") & 0x40) != 0) | ((at == ADDR_IPV4) & (c("proto") == 50))
     full = pl.when(v6).then(128).otherwise(32)
     batch = batch.with_columns(
         pl.when(given).then(c("smask")).otherwise(full).cast(pl.UInt16).alias("smask"),
@@ -700,7 +734,10 @@ class Clusterer:
 
     def add(self, batch: pl.DataFrame) -> None:
         """Merge a batch of (selected) records; MARs and events are not aggregated."""
-        batch = batch.filter((c("rtype") == 0x10) | (c("rtype") == 0x30))
+        # racluster 3.0.8 cannot re-key LAYER_3_MATRIX flow keys ("buf 12 not big enough") and
+        # drops those records; so do we.
+        batch = batch.filter(((c("rtype") == 0x10) | (c("rtype") == 0x30))
+                             & ((c("flow_subtype") & 0x3F) != 0x03))
         if batch.height == 0:
             return
         batch = batch.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_seq"))
@@ -718,9 +755,15 @@ class Clusterer:
         dur = ((derive.ltime_us() - derive.stime_us()).cast(pl.Float64) / 1e6)
         durations = batch.select(dur).to_series().to_numpy()
         batch = client_form_times(batch)
+        agr = batch.select(
+            pl.when(derive.has("agr")).then(c("agr_count")).otherwise(0).cast(pl.Int64),
+            c("agr_act_n").cast(pl.Int64))
+        rstats = batch.select("agr_act_min", "agr_act_mean", "agr_act_stdev", "agr_act_max") \
+            .to_numpy().astype(np.float32)
         merge_batch(_to_u64(batch), gid, relrev, fresh, durations, self._state, self._first_dur,
                     self._count, self._n, self._stats, self._flipped, self._last, self.seen,
-                    SWAP_PAIRS, SWAP_BITS)
+                    SWAP_PAIRS, SWAP_BITS, agr.to_series(0).to_numpy(),
+                    agr.to_series(1).to_numpy(), np.ascontiguousarray(rstats))
         self.seen += batch.height
 
     def _group_ids(self, keys: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -765,7 +808,7 @@ class Clusterer:
         """The merged records in racluster's output order (a record batch of records.schema)."""
         g = self.groups
         if g == 0:
-            return pl.DataFrame(schema=SCHEMA)
+            return pl.DataFrame(schema={**SCHEMA, AGR_FROM_INPUT: pl.Boolean})
         base = pl.concat(self._base)
         flipped = pl.Series(self._flipped[:g])
         if flipped.any():
@@ -782,7 +825,8 @@ class Clusterer:
             s = merged[name]
             dtype = SCHEMA[name]
             cols.append(s.reinterpret(signed=True) if dtype == pl.Int64 else s.cast(dtype))
-        out = base.with_columns(cols)
+        agr_in = (base["dsrs"] & DSR_BITS["agr"]) > 0
+        out = base.with_columns(cols).with_columns(agr_in.alias(AGR_FROM_INPUT))
         count = self._count[:g]
         agr = count > 1
         stats = self._stats[:g]
