@@ -92,7 +92,8 @@ def packet_keys(d: DecodedBatch) -> PacketKeys:
 
     extra = np.zeros(n, dtype=U64)
     udp = ip & ~frag & (proto == P_UDP)
-    dns = udp & ((sport == 53) | (dport == 53)) & (d.dns_id >= 0)
+    # Only IPv4 keys carry the DNS transaction id (the IPv6 key has no room for it).
+    dns = udp & (kind == KIND_IPV4) & ((sport == 53) | (dport == 53)) & (d.dns_id >= 0)
     extra[dns] = _u64(d.dns_id[dns]) | U64(1 << 32)
     extra = np.where(ether, _u64(etype) << U64(16), extra)
     extra = _icmp_extra(d, kind, frag, extra)
