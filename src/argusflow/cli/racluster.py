@@ -20,10 +20,17 @@ import polars as pl
 
 from argusflow.cli.client import ClientSession, compile_record_filter
 from argusflow.cli.options import ParsedArgs, parse_argv
-from argusflow.cli.printing import make_printer
+from argusflow.cli.printing import make_printer, print_options
 from argusflow.cli.runner import EXIT_MATCHED, entry
 from argusflow.errors import UsageError
-from argusflow.ops.cluster import AGR_FROM_INPUT, Clusterer, Model, parse_model, sort_output
+from argusflow.ops.cluster import (
+    AGR_FROM_INPUT,
+    Clusterer,
+    Model,
+    parse_model,
+    reverse,
+    sort_output,
+)
 from argusflow.records import derive
 from argusflow.records.output import ArgusOutput
 from argusflow.records.schema import DSR_BITS
@@ -179,7 +186,7 @@ def racluster(argv: list[str]) -> int:
                 start_mar = start_mar or mar
                 dispatch(rules, batch)
             records = merged_records(rules)
-            printable = with_single_stats(records)
+            printable = unoriented(with_single_stats(records), args, session.conf)
             records = records.drop(AGR_FROM_INPUT)
             matched += records.height
             if replace and path is not None:
@@ -214,6 +221,21 @@ def with_single_stats(records: pl.DataFrame) -> pl.DataFrame:
               ("agr_subtype", pl.lit(4)), ("agr_qual", pl.lit(1)))],
     )
     return out.drop(AGR_FROM_INPUT)
+
+
+def unoriented(records: pl.DataFrame, args: ParsedArgs, conf: dict[str, str]) -> pl.DataFrame:
+    """racluster prints its records as merged, without ra's TCP re-orientation (spec §9.7), which
+    our printer always applies: turn those records round first, so that it turns them back (when
+    the turned record qualifies again, which is the usual case)."""
+    numeric = print_options(args, conf).nflag in (1, 2)
+    mask = derive.reverse_mask(numeric, derive.services("tcp"))
+    flagged = records.with_columns(mask.alias("_m"))
+    turned = reverse(flagged, pl.col("_m"))
+    again = turned.select(mask).to_series()
+    rows = flagged["_m"] & again
+    if not rows.any():
+        return records
+    return reverse(records.with_columns(rows.alias("_r")), pl.col("_r")).drop("_r")
 
 
 def replace_file(path: str, records: pl.DataFrame, start_mar: bytes | None) -> None:
