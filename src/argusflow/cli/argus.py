@@ -22,8 +22,8 @@ from argusflow.cli.runner import EXIT_MATCHED, entry
 from argusflow.decode import decode_capture
 from argusflow.errors import UsageError
 from argusflow.flows.probe import DEFAULT_TIMEOUTS, FlowProbe, ProbeSettings
+from argusflow.flows.probe_writer import ProbeOutput
 from argusflow.records.mar import MarCounters, SourceId, start_mar, stop_mar
-from argusflow.records.output import ArgusOutput
 from argusflow.records.printer import Printer, PrintOptions
 from argusflow.records.schema import SCHEMA
 
@@ -133,7 +133,7 @@ def argus(argv: list[str]) -> int:
         raise UsageError("no input: give capture files with -r (live capture is not supported)")
     settings, srcid, mar_interval = settings_from(conf, args)
     out_path = args.value("w") or (conf.get("ARGUS_OUTPUT_FILE") if not args.flag("X") else None)
-    sink = ArgusOutput(out_path, synthesise_agr=False) if out_path else TextOut()
+    sink = ProbeOutput(out_path) if out_path else TextOut()
     probe = FlowProbe(settings)
     header: bytes | None = None
     errors = []
@@ -141,13 +141,13 @@ def argus(argv: list[str]) -> int:
         for path in inputs:
             reader = open_capture(path)
             with reader:
-                for _packets, decoded in decode_capture(reader):
+                for packets, decoded in decode_capture(reader):
                     if header is None and len(decoded):
                         t0 = int(decoded.ts_us[0])
                         header = start_mar(srcid, startime_us=t0, now_us=t0,
                                            report_interval=int(settings.status_interval),
                                            mar_interval=mar_interval)
-                    records = probe.feed(decoded)
+                    records = probe.feed(decoded, packets)
                     if records.height:
                         sink.write(records, header)
             if reader.error is not None:

@@ -12,13 +12,14 @@ PACKET_FIELDS = (
     "ts", "len", "kind", "rev", "frag", "proto", "tflags", "tseq", "tack", "twin", "topts",
     "twscale", "plen", "ttl", "tos", "ipid", "enc", "vlanc", "vlan", "mplsc", "mpls", "smac",
     "dmac", "ipopts", "mf", "icmp_err", "ip_ver", "src_lo", "dst_lo", "itype",
-    "icode", "frev",
+    "icode", "frev", "rtp",
 )
 
 # Flow state (rows of `F`): flow-level first, then the open record's accumulators, then TCP.
 FLOW_FIELDS = (
     # flow
     "used", "rev", "seq", "first_ts", "last_ts", "timeout", "nrec", "kind", "proto", "dirq",
+    "rtp",
     # the open record (reset after each report)
     "r_start", "spk", "dpk", "sby", "dby", "sapp", "dapp", "sfirst", "slast", "dfirst", "dlast",
     "sttl", "dttl", "stos", "dtos", "sipid", "dipid", "senc", "denc", "vlanq", "svlan", "dvlan",

@@ -25,7 +25,7 @@ from argusflow.flows.tcp import tcp_update
 (P_TS, P_LEN, P_KIND, P_REV, P_FRAG, P_PROTO, P_TFLAGS, P_TSEQ, P_TACK, P_TWIN, P_TOPTS,
  P_TWSCALE, P_PLEN, P_TTL, P_TOS, P_IPID, P_ENC, P_VLANC, P_VLAN, P_MPLSC, P_MPLS, P_SMAC,
  P_DMAC, P_IPOPTS, P_MF, P_ICMP_ERR, P_IP_VER, P_SRC_LO, P_DST_LO, P_ITYPE,
- P_ICODE, P_FREV) = range(len(PACKET_FIELDS))
+ P_ICODE, P_FREV, P_RTP) = range(len(PACKET_FIELDS))
 
 _F = {name: i for i, name in enumerate(FLOW_FIELDS)}
 (USED, REV, SEQ, FIRST_TS, LAST_TS, TIMEOUT, NREC, KIND, PROTO, DIRQ) = (
@@ -42,7 +42,7 @@ _F = {name: i for i, name in enumerate(FLOW_FIELDS)}
                     "dopts"))
 (VLANQ, MPLSQ, SMAC, DMAC, MACQ, ATTRQ) = (
     _F[n] for n in ("vlanq", "mplsq", "smac", "dmac", "macq", "attrq"))
-(O_CAUSE, O_SLOT) = (_F["o_cause"], _F["o_slot"])
+(O_CAUSE, O_SLOT, RTP) = (_F["o_cause"], _F["o_slot"], _F["rtp"])
 (IMAP_QUAL, IMAP_TYPE, IMAP_CODE, IMAP_OSRC, IMAP_ODST, IMAP_TS) = (
     _F[n] for n in ("imap_qual", "imap_type", "imap_code", "imap_osrc", "imap_odst", "imap_ts"))
 N_FLOW = len(FLOW_FIELDS)
@@ -158,6 +158,8 @@ def new_flow(F: np.ndarray, K: np.ndarray, H: np.ndarray, SLOTS: np.ndarray, f: 
     F[FIRST_TS, f] = P[P_TS, i]
     F[KIND, f] = P[P_KIND, i]
     F[PROTO, f] = P[P_PROTO, i]
+    # A UDP flow whose first packet carries an RTP version 2 header is an RTP flow.
+    F[RTP, f] = P[P_RTP, i]
     F[TIMEOUT, f] = timeouts[flow_class(P[P_KIND, i], P[P_PROTO, i], P[P_FRAG, i])]
 
 

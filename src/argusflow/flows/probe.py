@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from argusflow.capture.batch import PacketBatch
 from argusflow.decode.columns import DecodedBatch
 from argusflow.flows import kernel
 from argusflow.flows.fields import N_FLOW_FIELDS, N_PACKET_FIELDS, PACKET_FIELDS
@@ -67,8 +68,9 @@ class FlowProbe:
         self.last_ts = 0
 
     # -- public ---------------------------------------------------------------------------
-    def feed(self, d: DecodedBatch) -> pl.DataFrame:
-        """Run one decoded batch through the flow table; the records it completed."""
+    def feed(self, d: DecodedBatch, packets: PacketBatch | None = None) -> pl.DataFrame:
+        """Run one decoded batch through the flow table; the records it completed.  `packets`
+        (the batch the decoded one came from) lets payload heuristics (RTP) look at bytes."""
         n = len(d)
         if n == 0:
             return build_records(*self._empty_out(), self.cfg)
@@ -78,13 +80,15 @@ class FlowProbe:
             self.first_ts = int(d.ts_us[0])
         self.last_ts = int(d.ts_us[-1])
         keys = packet_keys(d)
-        P = packet_matrix(d, keys)
+        P = packet_matrix(d, keys, None if packets is None else packets.data,
+                          None if packets is None else packets.offset)
         K = np.stack([keys.a_hi, keys.a_lo, keys.b_hi, keys.b_lo, keys.w4, keys.w5])
         OUT, OK = self._out(n + 64)
         start, n_out = 0, 0
         while True:
             start, self.nfree, n_out, why = kernel.run(
-                P, K, keys.hash, keys.fhash, keys.fkey, keys.quoted, keys.qhash, start, self.F, self.K, self.H, self.SLOTS, self.FREE,
+                P, K, keys.hash, keys.fhash, keys.fkey, keys.quoted, keys.qhash, start, self.F,
+                self.K, self.H, self.SLOTS, self.FREE,
                 self.nfree, OUT, OK, n_out, self.counters, self.interval, self.timeouts, self.clock,
                 self.FRAGH, self.FRAGF)
             kernel.rehash(self.H, self.F, self.SLOTS)
@@ -150,7 +154,23 @@ class FlowProbe:
         return OUT2, OK2
 
 
-def packet_matrix(d: DecodedBatch, keys) -> np.ndarray:  # noqa: ANN001 - PacketKeys
+def rtp_like(d: DecodedBatch, data: np.ndarray | None, offset: np.ndarray | None) -> np.ndarray:
+    """UDP packets between unprivileged ports whose payload starts with an RTP version 2 header
+    (argus labels such flows `rtp`; checked on the bench capture: DNS and the other streams
+    are not, the RTP streams are)."""
+    out = np.zeros(len(d), dtype=np.int64)
+    if data is None or offset is None:
+        return out
+    idx = np.flatnonzero((d.proto == P_UDP) & (d.payload_caplen >= 12) & (d.sport >= 1024)
+                         & (d.dport >= 1024) & (d.frag_offset == 0) & (d.ip_version > 0))
+    if len(idx):
+        first = data[offset[idx] + d.payload_off[idx].astype(np.int64)]
+        out[idx] = (first >> 6) == 2
+    return out
+
+
+def packet_matrix(d: DecodedBatch, keys, data: np.ndarray | None = None,  # noqa: ANN001
+                  offset: np.ndarray | None = None) -> np.ndarray:
     """The per-packet inputs of the kernel as one int64 matrix (rows: fields.PACKET_FIELDS)."""
     n = len(d)
     P = np.empty((N_PACKET_FIELDS, n), dtype=np.int64)
@@ -165,6 +185,7 @@ def packet_matrix(d: DecodedBatch, keys) -> np.ndarray:  # noqa: ANN001 - Packet
         "dmac": d.dst_mac, "ipopts": d.ip_opts, "mf": d.frag_flags & 1,
         "icmp_err": d.q_ip_version, "ip_ver": d.ip_version, "src_lo": d.src_lo,
         "dst_lo": d.dst_lo, "itype": d.icmp_type, "icode": d.icmp_code, "frev": keys.frev,
+        "rtp": rtp_like(d, data, offset),
     }
     for row, name in enumerate(PACKET_FIELDS):
         P[row] = values[name]

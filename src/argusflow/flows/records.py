@@ -22,11 +22,15 @@ from argusflow.flows.keys import (
     P_ICMP,
     P_ICMP6,
     P_TCP,
+    P_UDP,
 )
 from argusflow.records.schema import DSR_BITS, SCHEMA
 
 U64 = np.uint64
-NET_NONE, NET_TCP_INIT, NET_TCP_PERF = 0x00, 0x03, 0x05
+NET_NONE, NET_TCP_INIT, NET_TCP_PERF, NET_RTP = 0x00, 0x03, 0x05, 0x0A
+# RTP object: status word, the source and destination RTP headers (12 bytes each), then the
+# loss counters; argus fills the headers from the last packets, ra only needs the subtype.
+RTP_OBJECT = bytes(4) + b"\x80" + bytes(11) + b"\x80" + bytes(11) + bytes(8)
 TH_SYN = 0x02
 
 
@@ -126,7 +130,9 @@ def build_records(OUT: np.ndarray, OK: np.ndarray, cfg: Config) -> pl.DataFrame:
     tcp = ip & (proto == P_TCP)
     syn_only = tcp & (row("nrec") == 0) & (spk == 1) & (dpk == 0) & (row("t_s_flags") == TH_SYN)
     cols["net_subtype"] = np.where(tcp, np.where(syn_only, NET_TCP_INIT, NET_TCP_PERF), NET_NONE)
-    dsrs |= np.where(tcp, DSR_BITS["net"], 0)
+    rtp = ip & (proto == P_UDP) & (row("rtp") != 0)
+    cols["net_subtype"] = np.where(rtp, NET_RTP, cols["net_subtype"])
+    dsrs |= np.where(tcp | rtp, DSR_BITS["net"], 0)
     for name in ("status", "state", "opts", "synack", "ackdat"):
         target = "tcp_options" if name == "opts" else f"tcp_{name}"
         cols[target] = np.where(tcp, row(f"t_{name}"), 0)
@@ -177,7 +183,12 @@ def build_records(OUT: np.ndarray, OK: np.ndarray, cfg: Config) -> pl.DataFrame:
     cols["seq"] = row("seq")
     cols["srcid_type"] = np.full(m, cfg.srcid_type)
     cols["srcid"] = np.full(m, cfg.srcid)
-    return frame(cols, m)
+    out = frame(cols, m)
+    if rtp.any():
+        raw = pl.Series("net_raw", np.where(rtp, 1, 0)).replace_strict(
+            {1: RTP_OBJECT, 0: b""}, return_dtype=pl.Binary)
+        out = out.with_columns(raw)
+    return out
 
 
 def frame(cols: dict[str, np.ndarray], m: int) -> pl.DataFrame:
