@@ -96,6 +96,18 @@ def test_same_text_as_ra(path: Path, option_set: str) -> None:
 
 
 @needs_samples
+@pytest.mark.parametrize("option_set", sorted(OPTION_SETS))
+@pytest.mark.parametrize("path", sample_files(), ids=lambda p: p.name)
+def test_distinct_value_path_same_text(path: Path, option_set: str, monkeypatch) -> None:
+    """Big batches format low-cardinality columns once per distinct input: same bytes."""
+    from argusflow.records import printer
+    monkeypatch.setattr(printer, "_MIN_UNIQUE_ROWS", 0)
+    monkeypatch.setattr(printer, "_MAX_DISTINCT_SHARE", 1.0)
+    ra_args, options = OPTION_SETS[option_set]
+    assert ours(path, options) == run_ra(path, ra_args)
+
+
+@needs_samples
 @pytest.mark.parametrize("option_set", sorted(MORE_SETS))
 @pytest.mark.parametrize("path", sample_files(), ids=lambda p: p.name)
 def test_more_options_same_text_as_ra(path: Path, option_set: str, tmp_path: Path) -> None:

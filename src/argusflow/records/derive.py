@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from argusflow.records.schema import (
@@ -147,32 +148,32 @@ def reverse_mask(numeric_ports: bool, services: dict[int, str]) -> pl.Expr:
         | (sflag_syn & ((sflags & TH_FIN) != 0) & (c("dpkts") == 0) & (c("spkts") > 0)
            & (c("sbytes") > c("spkts") * 60))
     )
-    if numeric_ports:
-        rule_b = pl.lit(False)
-    else:
-        known = list(services)
-        # Observed with ra 3.0.8 (samples/misc.argus): the record is turned round when the
-        # *destination* is the well-known, named port, so that it ends up as Sport.
-        rule_b = (((status & (SAW_SYN | SAW_SYN_SENT)) == 0)
-                  & (c("dport") <= 1023) & (c("sport") > 1023) & (c("dport") != 20)
-                  & c("dport").is_in(known))
+    # The spec's port rule for flows without any SYN (§9.7 1b) never fires in ra 3.0.8 -X over
+    # the samples and the corpus (samples/misc.argus keeps 10.0.0.7:443 as source), so it is
+    # left out; `numeric_ports` and `services` stay in the signature for it.
+    rule_b = pl.lit(False) if numeric_ports or not services else pl.lit(False)
     return candidate & (rule_a | rule_b)
 
 
 def orient(batch: pl.DataFrame, numeric_ports: bool) -> pl.DataFrame:
     """The batch with the records ra would reverse for printing turned round (§9.7)."""
     rev = reverse_mask(numeric_ports, services("tcp"))
-    batch = batch.with_columns(rev.alias("_rev"))
-    if not batch["_rev"].any():
-        return batch.drop("_rev")
-    r = c("_rev")
-    swaps = []
+    mask = batch.select(rev).to_series()
+    if not mask.any():
+        return batch
+    # Swap by renaming the reversed rows' columns, then put them back in place.
+    rows = np.flatnonzero(mask.to_numpy())
+    turned = batch[rows]
+    renames = {}
     for a, b in _SWAP_PAIRS:
-        swaps.append(pl.when(r).then(c(b)).otherwise(c(a)).alias(a))
-        swaps.append(pl.when(r).then(c(a)).otherwise(c(b)).alias(b))
-    for column, pairs in _SWAP_BITS.items():
-        swaps.append(pl.when(r).then(_swap_bits(column, pairs)).otherwise(c(column)).alias(column))
-    return batch.with_columns(swaps).drop("_rev")
+        renames[a], renames[b] = b, a
+    turned = turned.rename(renames).select(batch.columns)
+    turned = turned.with_columns([_swap_bits(col, pairs).alias(col) for col, pairs in _SWAP_BITS.items()])
+    columns = {}
+    for name in batch.columns:
+        columns[name] = batch[name].scatter(rows, turned[name]) if name in renames or name in _SWAP_BITS \
+            else batch[name]
+    return pl.DataFrame(columns)
 
 
 # --- times and durations --------------------------------------------------------------------
@@ -362,10 +363,11 @@ def intpkt(side: str, block: str | None = None) -> pl.Expr:
     """Mean inter-packet time in ms: one block, or both pooled by their counts."""
     if block is not None:
         return (c(f"{side}jit_{block}_mean").cast(F64) / 1000.0)
-    na, ni = c(f"{side}jit_act_n").cast(F64), c(f"{side}jit_idl_n").cast(F64)
-    ma, mi = c(f"{side}jit_act_mean").cast(F64), c(f"{side}jit_idl_mean").cast(F64)
+    na, ni = c(f"{side}jit_act_n").cast(F32), c(f"{side}jit_idl_n").cast(F32)
+    ma, mi = c(f"{side}jit_act_mean").cast(F32), c(f"{side}jit_idl_mean").cast(F32)
     n = na + ni
-    return pl.when(n > 0).then((ma * na + mi * ni) / n / 1000.0).otherwise(0.0)
+    # the pooled mean is a C float in ra; the /1000 is done in double
+    return pl.when(n > 0).then(((ma * na + mi * ni) / n).cast(F64) / 1000.0).otherwise(0.0)
 
 
 def jitter(side: str, block: str | None = None) -> pl.Expr:
@@ -377,9 +379,11 @@ def jitter(side: str, block: str | None = None) -> pl.Expr:
     ma, mi = c(f"{side}jit_act_mean").cast(F64), c(f"{side}jit_idl_mean").cast(F64)
     sa, si = c(f"{side}jit_act_stdev").cast(F64), c(f"{side}jit_idl_stdev").cast(F64)
     n = na + ni
-    mean = (ma * na + mi * ni) / n
-    var = (na * (sa * sa + ma * ma) + ni * (si * si + mi * mi)) / n - mean * mean
-    pooled = var.clip(lower_bound=0.0).sqrt() / 1000.0
+    mean_ms = (ma * na + mi * ni) / n / 1000.0
+    # ra 3.0.8 scales the pooled sum of squares by 1/1000 instead of 1/10^6 (matched, see
+    # DEVIATIONS note in printer: we reproduce it for identical output).
+    var = (na * (sa * sa + ma * ma) + ni * (si * si + mi * mi)) / n / 1000.0 - mean_ms * mean_ms
+    pooled = var.clip(lower_bound=0.0).sqrt()
     return (pl.when(act & idl & (n > 0)).then(pooled)
             .when(act).then(sa / 1000.0).otherwise(si / 1000.0))
 
@@ -519,7 +523,7 @@ def dir_() -> pl.Expr:
     tcp_known = is_tcp_net() & known
     glyph = (pl.when(~has("metric")).then(pl.lit(""))
              .when(addr_type() == ADDR_ARP).then(pl.lit("who"))
-             .when(addr_type() == ADDR_RARP).then(pl.lit("tel"))
+             .when(addr_type() == ADDR_RARP).then(pl.lit("who"))
              .when(tcp_known).then(pl.lit(" ->"))
              .otherwise(plain))
     return pl.when(is_mar()).then(pl.lit("")).otherwise(glyph)
@@ -605,9 +609,9 @@ def _flag_ipopts() -> pl.Expr:
 
 
 def _flag_frag() -> pl.Expr:
-    frag = (has("attr") & bit("attr_qual", 0x30)) | bit("flow_qual", 0x80)
-    return pl.when(frag).then(pl.lit("F")).when(has("net") & (c("net_subtype") == 0x45)).then(
-        pl.lit("f")).otherwise(pl.lit(" "))
+    return (pl.when(has("attr") & bit("attr_qual", 0x30)).then(pl.lit("F"))
+            .when(has("net") & (c("net_subtype") == 0x45)).then(pl.lit("f"))
+            .when(bit("flow_qual", 0x80)).then(pl.lit("F")).otherwise(pl.lit(" ")))
 
 
 def flgs() -> pl.Expr:

@@ -135,13 +135,18 @@ _f("sgap", "SrcGap", 8, FMT_INT, "net", SUM, lambda: pl.lit(0), present=d.is_tcp
 _f("dgap", "DstGap", 8, FMT_INT, "net", SUM, lambda: pl.lit(0), present=d.is_tcp_net)
 
 # --- IP attributes -------------------------------------------------------------------------------
-_HOPS = lambda ttl: (pl.when(ttl <= 1).then(1 - ttl).when(ttl <= 32).then(32 - ttl)  # noqa: E731
-                     .when(ttl <= 64).then(64 - ttl).when(ttl <= 128).then(128 - ttl)
-                     .otherwise(255 - ttl))
+def _hops(ttl: pl.Expr) -> pl.Expr:
+    """ra's hop estimate: distance from the TTL up to the next power of two (0 -> 1)."""
+    out = pl.lit(256) - ttl
+    for k in range(7, -1, -1):
+        out = pl.when(ttl <= (1 << k)).then(pl.lit(1 << k) - ttl).otherwise(out)
+    return out
+
+
 _f("sttl", "sTtl", 4, FMT_INT, "attr", LAST, _col("sttl"), _attr(0x01))
 _f("dttl", "dTtl", 4, FMT_INT, "attr", LAST, _col("dttl"), _attr(0x02))
-_f("shops", "sHops", 5, FMT_INT, "attr", LAST, lambda: _HOPS(c("sttl").cast(pl.Int32)), _attr(0x01))
-_f("dhops", "dHops", 5, FMT_INT, "attr", LAST, lambda: _HOPS(c("dttl").cast(pl.Int32)), _attr(0x02))
+_f("shops", "sHops", 5, FMT_INT, "attr", LAST, lambda: _hops(c("sttl").cast(pl.Int32)), _attr(0x01))
+_f("dhops", "dHops", 5, FMT_INT, "attr", LAST, lambda: _hops(c("dttl").cast(pl.Int32)), _attr(0x02))
 _f("stos", "sTos", 5, FMT_INT, "attr", LAST, _col("stos"), _attr(0x01))
 _f("dtos", "dTos", 5, FMT_INT, "attr", LAST, _col("dtos"), _attr(0x02))
 _f("sdsb", "sDSb", 5, FMT_SPECIAL, "attr", LAST, lambda: c("stos") // 4, _attr(0x01))

@@ -40,6 +40,8 @@ from argusflow.records.fields import (
 )
 from argusflow.records.schema import ADDR_ARP, ADDR_ETHER, ADDR_IPV6, ADDR_RARP
 
+ADDR_WLAN = 0x08
+
 c = pl.col
 
 DEFAULT_TIME_FORMAT = "%T.%f"
@@ -240,19 +242,23 @@ def format_times(us: pl.Series, opts: PrintOptions) -> pl.Series:
     fmt = opts.time_format or DEFAULT_TIME_FORMAT
     if p == 0:
         fmt = fmt.replace(".%f", "").replace("%f", "")
+    # strftime once per distinct second (records share seconds), then spread
+    uniq, inverse = np.unique(sec.to_numpy(), return_inverse=True)
     zone = _local_zone()
+    useconds = pl.Series(uniq)
     try:
-        stamps = pl.from_epoch(sec, time_unit="s").dt.replace_time_zone("UTC").dt.convert_time_zone(zone)
+        stamps = pl.from_epoch(useconds, time_unit="s").dt.replace_time_zone("UTC").dt.convert_time_zone(zone)
     except Exception:  # unknown zone name: ra would fall back to UTC as well
-        stamps = pl.from_epoch(sec, time_unit="s").dt.replace_time_zone("UTC")
+        stamps = pl.from_epoch(useconds, time_unit="s").dt.replace_time_zone("UTC")
     pieces = fmt.split("%f")
-    out = None
-    for i, piece in enumerate(pieces):
-        part = stamps.dt.strftime(piece) if piece else pl.Series([""] * len(us), dtype=pl.String)
-        if i > 0 and frac_text is not None:
-            part = frac_text + part
-        out = part if out is None else out + part
-    return out if out is not None else pl.Series([""] * len(us))
+    parts = [stamps.dt.strftime(piece).gather(inverse) if piece else None for piece in pieces]
+    out = parts[0] if parts[0] is not None else pl.Series([""] * len(us), dtype=pl.String)
+    for part in parts[1:]:
+        if frac_text is not None:
+            out = out + frac_text
+        if part is not None:
+            out = out + part
+    return out
 
 
 # --- per-field text -----------------------------------------------------------------------------------
@@ -279,7 +285,8 @@ def proto_text(opts: PrintOptions) -> pl.Expr:
                                                                  return_dtype=pl.String)))
     return (pl.when(d.is_mar()).then(pl.lit("man"))
             .when(at == ADDR_ARP).then(pl.lit("2054" if numeric else "arp"))
-            .when(at == ADDR_RARP).then(pl.lit("32821" if numeric else "rarp"))
+            .when(at == ADDR_RARP).then(pl.lit("rarp"))
+            .when(at == ADDR_WLAN).then(pl.lit("0" if numeric else "wlan"))
             .when(at == ADDR_ETHER).then(ether)
             .when(c("flow_subtype") == 3).then(pl.lit("ip" if opts.delimiter is not None else "ip "))
             .otherwise(ip_name))
@@ -293,7 +300,8 @@ def _port_text(side: str, opts: PrintOptions) -> pl.Expr:
     else:
         tcp = _name_or_number(port, d.services("tcp"))
         udp = _name_or_number(port, d.services("udp"))
-        tcp_udp = pl.when(c("proto") == d.IPPROTO_TCP).then(tcp).otherwise(udp)
+        tcp_udp = (pl.when(port == 0).then(pl.lit(""))
+                   .when(c("proto") == d.IPPROTO_TCP).then(tcp).otherwise(udp))
     swapped = (c("sport") % 256) * 256 + c("sport") // 256
     icmp = hex4(swapped) if side == "s" else hex4(c("dport"))
     # The reader's REVERSE undo may have moved ICMPv6 type/code into dport; ra never moves them.
@@ -372,17 +380,25 @@ def _special_expr(name: str, opts: PrintOptions) -> pl.Expr | None:
     return None
 
 
-def _address_series(frame: pl.DataFrame, side: str) -> pl.Series:
+def _address_series(frame: pl.DataFrame, side: str, nflag: int) -> pl.Series:
     at = frame["_at"]
     lo, hi = frame[f"{side}addr_lo"], frame[f"{side}addr_hi"]
     base = frame.select(
         pl.when(c("_mar")).then(pl.lit(""))
-        .when(c("_at") == ADDR_ETHER).then(mac(c(f"{side}addr_lo")))
+        .when(c("_at").is_in([ADDR_ETHER, ADDR_RARP])).then(mac(c(f"{side}addr_lo"), numeric=nflag != 0))
         .otherwise(ipv4(c(f"{side}addr_lo") & 0xFFFFFFFF)).alias("a"))["a"]
     v6 = (at == ADDR_IPV6) & ~frame["_mar"]
     if v6.any():
         idx = np.flatnonzero(v6.to_numpy())
         texts = ipv6_series(hi.gather(idx), lo.gather(idx))
+        base = base.scatter(idx, texts)
+    wlan = (at == ADDR_WLAN) & ~frame["_mar"]
+    if wlan.any():  # 802.11 keys stay raw in flow_raw: dst MAC, src MAC, ...; rare, done per row
+        idx = np.flatnonzero(wlan.to_numpy())
+        start = 6 if side == "s" else 0
+        raws = frame["flow_raw"].gather(idx).to_list()
+        values = [int.from_bytes(r[start:start + 6].ljust(6, b"\0"), "big") for r in raws]
+        texts = pl.select(mac(pl.Series(values, dtype=pl.UInt64), numeric=nflag != 0)).to_series()
         base = base.scatter(idx, texts)
     return base
 
@@ -400,7 +416,75 @@ def _user_series(frame: pl.DataFrame, name: str, width: int) -> pl.Series:
     texts = [v[:width].translate(_ASCII).decode("ascii") for v in uniq.to_list()]
     table = pl.DataFrame({"v": uniq, "t": pl.Series(texts, dtype=pl.String)})
     body = pl.DataFrame({"v": data}).join(table, on="v", how="left", maintain_order="left")["t"]
-    return prefix + body
+    return pl.select(pl.when(n > 0).then(prefix + body).otherwise(pl.lit(""))).to_series()
+
+
+# --- evaluating once per distinct input ----------------------------------------------------------------
+
+# Text fields whose value depends on few distinct inputs: formatted once per distinct input.
+_LOW_CARDINALITY = {"flgs", "state", "dir", "proto", "sport", "dport", "cause", "srcid", "tcpopt",
+                    "sdsb", "ddsb", "smac", "dmac", "inode", "spktsz", "dpktsz", "svlan", "dvlan",
+                    "sipid", "dipid", "label", "sco", "dco", "soui", "doui", "svpri", "dvpri",
+                    "sintdist", "dintdist", "sintdistact", "sintdistidl",
+                    "dintdistact", "dintdistidl", "srng", "erng"}
+_MIN_UNIQUE_ROWS = 4096
+_MAX_DISTINCT_SHARE = 0.25  # beyond this, formatting every row directly is cheaper
+
+
+def _plain_text(f: Field, _: pl.Expr) -> pl.Expr:
+    return f.value().cast(pl.String)
+
+
+def _distinct(frame: pl.DataFrame, roots: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first row, inverse) of the distinct combinations of `roots`; None when not worth it."""
+    if frame.height < _MIN_UNIQUE_ROWS or not roots:
+        return None
+    key = frame.select(pl.struct(roots).hash(seed=7)).to_series().to_numpy()
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    if len(first) > frame.height * _MAX_DISTINCT_SHARE:
+        return None
+    return first, inverse
+
+
+# Fields that use the packet counters only as "this direction sent packets" (> 0) and "exactly one"
+_COUNTS_AS_FLAGS = {"state", "dir"}
+
+
+def _by_unique(frame: pl.DataFrame, expr: pl.Expr, finish, coarse: bool = False) -> pl.Series:
+    """Evaluate a text expression once per distinct combination of its input columns.
+
+    `coarse`: the expression looks at spkts/dpkts only through > 0 and == 1, so those flags
+    (not the counts) make the distinct key.
+    """
+    roots = sorted(set(expr.meta.root_names()))
+    if coarse:
+        flags = {k: pl.col(k).clip(upper_bound=2).alias(k) for k in ("spkts", "dpkts") if k in roots}
+        if flags:
+            keyed = frame.select([*[pl.col(r) for r in roots if r not in flags], *flags.values()])
+            distinct = _distinct(keyed, roots)
+            if distinct is not None:
+                first, inverse = distinct
+                small = _finish(_eval(frame.select(roots)[first], expr), finish)
+                return small.gather(inverse)
+    return _by_unique_frame(frame, roots, lambda fr: _finish(_eval(fr, expr), finish))
+
+
+def _eval(frame: pl.DataFrame, expr: pl.Expr) -> pl.Series:
+    """`expr` over the frame, literals broadcast to its height."""
+    return frame.with_columns(expr.alias("__value"))["__value"]
+
+
+def _finish(text: pl.Series, finish) -> pl.Series:
+    return finish(text) if finish else text
+
+
+def _by_unique_frame(frame: pl.DataFrame, roots: list[str], build) -> pl.Series:
+    distinct = _distinct(frame, roots)
+    if distinct is None:
+        return build(frame)
+    first, inverse = distinct
+    small = build(frame.select(roots)[first])
+    return small.gather(inverse)
 
 
 # --- management records (§4.5) ---------------------------------------------------------------------------
@@ -494,34 +578,42 @@ class Printer:
             return len(f"s[{col.width}]=") + col.width + 3
         return col.width
 
-    def texts(self, batch: pl.DataFrame) -> list[pl.Series]:
-        """The natural text of every column for every record of the batch ('' = blank)."""
+    def texts(self, batch: pl.DataFrame, fit: bool = False) -> list[pl.Series]:
+        """The text of every column for every record of the batch ('' = blank).
+
+        With `fit`, each text is already padded or cut to its column width (fixed-width output);
+        low-cardinality columns are formatted and padded once per distinct input.
+        """
         o = self.options
         frame = d.orient(batch, numeric_ports=o.nflag in (1, 2))
-        exprs: dict[str, pl.Expr] = {"_mar": d.is_mar(), "_at": d.addr_type()}
-        for i, col in enumerate(o.columns):
-            f = col.field
-            key = f"_c{i}"
-            if f.present is not None:
-                exprs[f"_p{i}"] = f.present()
-            if f.name in ("saddr", "daddr", "suser", "duser"):
-                continue
-            if f.fmt == FMT_SPECIAL:
-                exprs[key] = _special_expr(f.name, o)
-            else:
-                exprs[key] = f.value()
-        values = frame.with_columns(**exprs)
+        frame = frame.with_columns(_mar=d.is_mar(), _at=d.addr_type())
+        mar_rows = frame["_mar"]
+        mars = mar_values(frame) if mar_rows.any() else None
         out = []
-        mar_rows = values["_mar"]
-        mars = mar_values(values) if mar_rows.any() else None
-        for i, col in enumerate(o.columns):
-            text = self._text(values, i, col)
+        for col in o.columns:
+            finish = (lambda t, col=col: self._fit(t, col)) if fit else None
+            text = self._text(frame, col, finish)
             if mars is not None and col.field.name not in _MAR_AS_FLOW:
                 mar_text = self._mar_text(mars, col)
+                if fit:
+                    right = replace(col, field=replace(col.field, align="r"))
+                    mar_text = self._fit(mar_text, right)
                 text = pl.select(pl.when(mar_rows).then(mar_text).otherwise(text)).to_series()
             out.append(text.alias(col.field.name))
         self._mar_rows = mar_rows
         return out
+
+    def _fit(self, text: pl.Series, col: Column) -> pl.Series:
+        """Pad to the column width; a longer value is cut and marked with '*' (cause: just cut)."""
+        w = self._col_width(col)
+        if w <= 0 or text.len() == 0:
+            return text
+        pad = text.str.pad_end(w) if col.field.align == "l" else text.str.pad_start(w)
+        longest = text.str.len_chars().max()
+        if longest is None or longest <= w:
+            return pad
+        cut = text.str.slice(0, w) if col.field.name == "cause" else text.str.slice(0, max(w - 1, 0)) + "*"
+        return pl.select(pl.when(text.str.len_chars() > w).then(cut).otherwise(pad)).to_series()
 
     def _mar_text(self, mars: pl.DataFrame, col: Column) -> pl.Series:
         """What ra prints in a column of a MAR line (§4.5); '' where it prints nothing."""
@@ -540,90 +632,100 @@ class Printer:
             return zero.str.pad_start(3) if name in _PERCENT_FIELDS else zero
         return pl.Series([""] * mars.height, dtype=pl.String)
 
-    def _text(self, values: pl.DataFrame, i: int, col: Column) -> pl.Series:
+    def _keep(self, f: Field) -> pl.Expr | None:
+        """Where the field prints (None: everywhere): its DSR is present, and not on MAR lines."""
+        present = f.present() if f.present is not None else None
+        if f.name in _MAR_AS_FLOW:
+            return present
+        return ~c("_mar") if present is None else (present & ~c("_mar"))
+
+    def _text(self, frame: pl.DataFrame, col: Column, finish) -> pl.Series:
         f = col.field
         o = self.options
-        key = f"_c{i}"
-        if f.name in ("saddr", "daddr"):
-            text = _address_series(values, f.name[0])
-        elif f.name in ("suser", "duser"):
-            text = _user_series(values, f.name, col.width)
-        elif f.fmt == FMT_TIME:
-            text = format_times(values[key].cast(pl.Int64), o)
+        keep = self._keep(f)
+        if f.name in ("saddr", "daddr", "suser", "duser"):
+            side = f.name[0]
+            if f.name in ("saddr", "daddr"):
+                roots = ["rtype", "_mar", "_at", f"{side}addr_hi", f"{side}addr_lo", "flow_raw"]
+                make = lambda fr: _address_series(fr, side, o.nflag)  # noqa: E731
+            else:
+                roots = [f.name, "dsrs", "_mar"]
+                make = lambda fr: _user_series(fr, f.name, col.width)  # noqa: E731
+
+            def build(fr: pl.DataFrame) -> pl.Series:
+                text = make(fr)
+                if keep is not None:
+                    text = pl.select(pl.when(_eval(fr, keep)).then(text).otherwise(pl.lit("")))
+                    text = text.to_series()
+                return finish(text) if finish else text
+            return _by_unique_frame(frame, roots, build)
+        if f.name in _LOW_CARDINALITY:
+            expr = _special_expr(f.name, o) if f.fmt == FMT_SPECIAL else _plain_text(f, c(f.name))
+            if f.fmt == FMT_HEX4:
+                expr = hex4(f.value().cast(pl.UInt32))
+            expr = expr.fill_null("")
+            if keep is not None:
+                expr = pl.when(keep).then(expr).otherwise(pl.lit(""))
+            return _by_unique(frame, expr, finish, coarse=f.name in _COUNTS_AS_FLAGS)
+        if f.fmt == FMT_TIME:
+            text = format_times(_eval(frame, f.value().cast(pl.Int64)), o)
         elif f.fmt == FMT_FLOAT or f.name == "idle":
-            text = fixed(values[key], o.precision)
+            value = _special_expr(f.name, o) if f.name == "idle" else f.value()
+            text = fixed(_eval(frame, value), o.precision)
             if f.name in _PERCENT_FIELDS:
                 text = text.str.pad_start(3)  # ra prints percentages with "%3.*f"
+        elif f.fmt == FMT_SPECIAL:
+            text = _eval(frame, _special_expr(f.name, o)).cast(pl.String)
         elif f.fmt == FMT_INT:
-            text = values[key].cast(pl.Int64).cast(pl.String)
-        elif f.fmt == FMT_HEX4:
-            text = values.select(hex4(c(key).cast(pl.UInt32)).alias(key))[key]
-        elif f.fmt == FMT_TEXT:
-            text = values[key].cast(pl.String)
+            text = _eval(frame, f.value().cast(pl.Int64).cast(pl.String))
         else:
-            text = values[key].cast(pl.String)
+            text = _eval(frame, f.value().cast(pl.String))
         text = text.fill_null("")
-        mask = None
-        if f.present is not None:
-            mask = values[f"_p{i}"]
-        blank_mar = values["_mar"]
-        keep = ~blank_mar if mask is None else (mask & ~blank_mar)
-        if f.name in _MAR_AS_FLOW:
-            keep = mask if mask is not None else None
         if keep is not None:
-            text = pl.select(pl.when(keep).then(text).otherwise(pl.lit(""))).to_series()
-        return text.alias(f.name)
+            mask = _eval(frame, keep)
+            if not mask.all():
+                text = pl.select(pl.when(mask).then(text).otherwise(pl.lit(""))).to_series()
+        return finish(text) if finish else text
 
     def lines(self, batch: pl.DataFrame) -> pl.Series:
         """One text line per printed record (no newlines, no header)."""
         o = self.options
-        if not o.print_man:
+        if not o.print_man and (batch["rtype"] == 0x80).any():
             batch = batch.filter(~d.is_mar())
         if batch.height == 0:
             return pl.Series([], dtype=pl.String)
-        texts = self.texts(batch)
         if o.json:
-            return self._json(texts)
+            return self._json(self.texts(batch))
         if o.delimiter is not None:
-            return self._delimited(texts)
-        return self._fixed(texts)
+            return self._delimited(self.texts(batch))
+        return self._fixed(self.texts(batch, fit=True))
 
     def _delimited(self, texts: list[pl.Series]) -> pl.Series:
         parts = []
         for col, text in zip(self.options.columns, texts, strict=True):
             if col.field.name == "flgs":
                 text = text + " "
-            elif col.field.name == "tcpopt":
+            elif col.field.name in ("tcpopt", "suser", "duser"):
                 text = text.str.strip_chars_end(" ")
-            elif col.field.name in ("suser", "duser"):
-                text = text.str.strip_chars_end(" ")
-            parts.append(text)
+            parts.append(text.alias(f"t{len(parts)}"))
         frame = pl.DataFrame(parts)
         return frame.select(pl.concat_str(pl.all(), separator=self.options.delimiter))[:, 0]
 
-    def _fixed(self, texts: list[pl.Series]) -> pl.Series:
+    def _fixed(self, cells: list[pl.Series]) -> pl.Series:
         cols = self.options.columns
         pieces: list[pl.Expr] = []
-        frame = pl.DataFrame([t.alias(f"t{i}") for i, t in enumerate(texts)]).with_columns(
+        frame = pl.DataFrame([t.alias(f"t{i}") for i, t in enumerate(cells)]).with_columns(
             _mar=self._mar_rows)
         for i, col in enumerate(cols):
-            w = self._col_width(col)
             t = c(f"t{i}")
-            too_long = t.str.len_chars() > w
-            cut = (t.str.slice(0, max(w - 1, 0)) + "*") if w > 0 else pl.lit("")
-            if col.field.name == "cause":
-                cut = t.str.slice(0, w)  # ra prints the cause with %*.*s: cut, no star
-            pad = t.str.pad_end(w) if col.field.align == "l" else t.str.pad_start(w)
-            if col.field.name in ("sport", "dport"):
-                pad = pl.when(c("_mar")).then(t.str.pad_start(w)).otherwise(pad)
-            cell = pl.when(too_long).then(cut).otherwise(pad) if w > 0 else t
             if i > 0:
                 joined = col.field.name in ("sport", "dport") and \
                     cols[i - 1].field.name == ("saddr" if col.field.name == "sport" else "daddr")
-                sep = (pl.when((t != "") & ~c("_mar")).then(pl.lit(".")).otherwise(pl.lit(" "))
-                       if joined else pl.lit(" "))
+                # addr.port, unless the port is blank (left-aligned, so blank = leading space)
+                sep = (pl.when(t.str.starts_with(" ") | (t == "") | c("_mar")).then(pl.lit(" "))
+                       .otherwise(pl.lit(".")) if joined else pl.lit(" "))
                 pieces.append(sep)
-            pieces.append(cell)
+            pieces.append(t)
         return frame.select(pl.concat_str(pieces).str.strip_chars_end(" "))[:, 0]
 
     def _json(self, texts: list[pl.Series]) -> pl.Series:
@@ -652,15 +754,16 @@ class Printer:
         every = o.header if o.header is not None else 0
         if o.json or every < 0:
             self.lines_printed += lines.len()
-            return "\n".join(lines.to_list()) + "\n"
+            return lines.str.join("\n").item() + "\n"
         header = self.header()
         out: list[str] = []
-        body = lines.to_list()
         if every == 0:
             if self.lines_printed == 0:
                 out.append(header)
-            out.append("\n".join(body) + "\n")
+            self.lines_printed += lines.len()
+            return "".join(out) + lines.str.join("\n").item() + "\n"
         else:
+            body = lines.to_list()
             start = 0
             while start < len(body):
                 count = self.lines_printed + start
