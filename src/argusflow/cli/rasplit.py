@@ -207,9 +207,25 @@ def raise_terminated(signum: int, frame_: FrameType | None) -> None:
     raise Terminated()
 
 
-def install_signal_handlers() -> None:
+def install_signal_handlers() -> dict[int, object]:
+    """SIGTERM/SIGHUP raise Terminated; returns the handlers to put back afterwards."""
+    previous: dict[int, object] = {}
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, raise_terminated)
+        previous[sig] = signal.signal(sig, raise_terminated)
+    return previous
+
+
+def restore_signal_handlers(previous: dict[int, object]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def retry_delay() -> float:
+    """Seconds between write attempts (ARGUSFLOW_RETRY_DELAY; tests make it short)."""
+    try:
+        return float(os.environ.get("ARGUSFLOW_RETRY_DELAY", "1"))
+    except ValueError:
+        return 1.0
 
 
 def rasplit(argv: list[str]) -> int:
@@ -220,20 +236,18 @@ def rasplit(argv: list[str]) -> int:
         return EXIT_MATCHED
     session = ClientSession.from_args("rasplit", args)
     split = setup("rasplit", args, extra)
-    writer = SplitWriter(split.splitter)
-    install_signal_handlers()
+    writer = SplitWriter(split.splitter, retry_delay=retry_delay())
+    previous = install_signal_handlers()
     matched = 0
     try:
         for batch, start_mar in session.batches():
             matched += int((batch["rtype"] != RTYPE_MAR).sum())
             writer.write(batch, start_mar)
     except Terminated:
+        return EXIT_MATCHED  # SIGTERM/SIGHUP: the files so far are finished below
+    finally:
         writer.finish_all()
-        return EXIT_MATCHED
-    except BaseException:
-        writer.finish_all()
-        raise
-    writer.finish_all()
+        restore_signal_handlers(previous)
     sys.stdout.flush()
     return session.exit_code(matched)
 

@@ -25,6 +25,8 @@ from argusflow.cli.rasplit import (
     SplitWriter,
     Terminated,
     install_signal_handlers,
+    restore_signal_handlers,
+    retry_delay,
     setup,
     take_long_options,
 )
@@ -114,9 +116,9 @@ def rastream(argv: list[str]) -> int:
     session = ClientSession.from_args("rastream", args)
     split = setup("rastream", args, extra)
     post = PostProcessor(args.value("f"))
-    writer = SplitWriter(split.splitter, on_close=post)
+    writer = SplitWriter(split.splitter, on_close=post, retry_delay=retry_delay())
     clock = StreamClock(writer, hold_seconds(args.value("B")), live=bool(session.sources))
-    install_signal_handlers()
+    previous = install_signal_handlers()
     ticker = threading.Thread(target=clock.run_wall_clock, daemon=True) if clock.live else None
     if ticker is not None:
         ticker.start()
@@ -134,6 +136,7 @@ def rastream(argv: list[str]) -> int:
         with clock.lock:
             writer.finish_all()
         post.wait()
+        restore_signal_handlers(previous)
     return session.exit_code(matched) if not session.sources else EXIT_MATCHED
 
 

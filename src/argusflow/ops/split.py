@@ -108,16 +108,15 @@ def has_letter_suffix(template: str, mode: SplitMode) -> bool:
 
 
 def letter_suffix(index: int, length: int) -> str:
-    """`aa`, `ab`, ... `zz`, then one more letter (`zaaa`...), as the real RaSplitFilename grows."""
+    """`aa` ... `yz`, then `zaa` ... `zyz`, `zzaa` ...: the real tool appends a letter as soon
+    as the first suffix letter reaches 'z', and keeps counting in the last `length` letters."""
+    block = 25 * 26 ** (length - 1)
+    prefix, n = divmod(index, block)
     letters = []
-    n = index
     for _ in range(length):
         letters.append(chr(ord("a") + n % 26))
         n //= 26
-    if n == 0:
-        return "".join(reversed(letters))
-    # Past 'zz' the real tool appends a letter to the name that ended in z's.
-    return "z" + letter_suffix(index - 26**length, length + 1)
+    return "z" * prefix + "".join(reversed(letters))
 
 
 FIELD_RE = re.compile(r"\$([a-zA-Z][a-zA-Z0-9]*)")
@@ -361,6 +360,8 @@ def _cut_rows(batch: pl.DataFrame, times: pl.DataFrame, p: Pieces
         piece_app = _with_remainder(np.floor(share * app_mean).astype(np.int64), app, p, last)
         lo = np.maximum(start, p.lo)
         hi = np.minimum(end, p.hi)
+        cols[f"{side}tcp_retrans"] = _share_retrans(base[f"{side}tcp_retrans"].to_numpy(), share,
+                                                    pkts, p)
         cols[f"{side}pkts"] = share
         cols[f"{side}bytes"] = piece_bytes
         cols[f"{side}appbytes"] = piece_app
@@ -377,13 +378,36 @@ def _cut_rows(batch: pl.DataFrame, times: pl.DataFrame, p: Pieces
         cols[f"{side}start"] = np.where(none, 0, lo)
         cols[f"{side}last"] = np.where(none, 0, hi)
     keep = total > 0
+    # A piece without retransmissions of its own loses the direction's retransmission bit.
+    status = base["tcp_status"].to_numpy().astype(np.int64)
+    for side, bit in (("s", 0x100), ("d", 0x200)):
+        gone = (base[f"{side}tcp_retrans"].to_numpy() > 0) & (cols[f"{side}tcp_retrans"] == 0)
+        status = np.where(gone, status & ~bit, status)
     out = base.with_columns(
+        tcp_status=pl.Series(status).cast(pl.UInt32),
         sstart=pl.Series(cols["sstart"]), slast=pl.Series(cols["slast"]),
         dstart=pl.Series(cols["dstart"]), dlast=pl.Series(cols["dlast"]),
+        stcp_retrans=pl.Series(cols["stcp_retrans"]).cast(pl.UInt32),
+        dtcp_retrans=pl.Series(cols["dtcp_retrans"]).cast(pl.UInt32),
         **{name: pl.Series(cols[name]).cast(pl.UInt64)
            for name in ("spkts", "dpkts", "sbytes", "dbytes", "sappbytes", "dappbytes")},
     )
     return (out.filter(pl.Series(keep)) if not keep.all() else out), keep
+
+
+def _share_retrans(retrans: np.ndarray, share: np.ndarray, pkts: np.ndarray, p: Pieces
+                   ) -> np.ndarray:
+    """Retransmissions follow the packets: the cumulative share, rounded (as measured)."""
+    groups = np.cumsum(p.k == 0) - 1
+    cum = np.cumsum(share)
+    offsets = np.concatenate([[0], np.bincount(groups, weights=share).cumsum()[:-1]])
+    cum_in_record = cum - offsets[groups]
+    retrans = retrans.astype(np.int64)
+    ratio = np.where(pkts > 0, retrans / np.maximum(pkts, 1), 0.0)
+    cum_retrans = np.floor(ratio * cum_in_record + 0.5).astype(np.int64)
+    before = np.concatenate([[0], cum_retrans[:-1]])
+    before = np.where(p.k == 0, 0, before)
+    return np.maximum(cum_retrans - before, 0)
 
 
 def _with_remainder(values: np.ndarray, totals: np.ndarray, p: Pieces, last: np.ndarray) -> np.ndarray:
@@ -480,7 +504,8 @@ class Splitter:
             # The records that fit in the current file, found by one search per output file.
             written = self.current_size + np.cumsum(sizes[i:]) - sizes[i:]  # before each record
             # The header goes out at once, the records through a 4 KiB stdio buffer.
-            body = np.maximum(written - self.header_size, 0)
+            # A full buffer is only written out when the next record does not fit.
+            body = np.maximum(written - self.header_size - 1, 0)
             on_disk = self.header_size + body // STDIO_BLOCK * STDIO_BLOCK
             over = on_disk + sizes[i:] > limit
             if fresh or not self.current_has_records:
