@@ -588,3 +588,18 @@ def test_fields_match_tshark(name: str) -> None:
                 assert t["ip.src"][1] == ipv4_text(d.q_src_lo[i])
             checked += 1
     assert checked == sum(len(b) for b in batches) or name == "tcpdump__HDLC.pcap"
+
+
+@needs_corpus
+@pytest.mark.parametrize("path", CAPTURES, ids=[p.name for p in CAPTURES])
+def test_byte_counts_match_argus(path: Path, corpus_manifest: dict[str, dict[str, str]]) -> None:
+    """Where real argus counted every packet, it counted wirelen - link_len bytes in all."""
+    row = corpus_manifest.get(path.name)
+    batches, decoded = decode_file(path)
+    packets = sum(len(b) for b in batches)
+    if row is None or row["argus_exit"] != "0" or row["argus_pkts"] != str(packets) or packets == 0:
+        pytest.skip("real argus did not count every packet of this capture")
+    ours = sum(
+        int((b.wirelen.astype(np.int64) - d.link_len).sum()) for b, d in zip(batches, decoded, strict=True)
+    )
+    assert ours == int(row["argus_bytes"])

@@ -19,6 +19,12 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("status", "u1", "codes.Status: ok / truncated / malformed"),
     ("reason", "u1", "codes.Reason of the first problem found"),
     ("encaps", "u4", "encapsulation bits seen (spec §6.6)"),
+    (
+        "link_len",
+        "u2",
+        "leading bytes argus leaves out of its byte counts: SLL/NULL/PPP/C-HDLC/NFLOG "
+        "headers, radiotap (not the 802.11 header); 0 for Ethernet, raw IP, FDDI",
+    ),
     ("dst_mac", "u8", "48-bit destination MAC (802.11: the DA)"),
     ("src_mac", "u8", "48-bit source MAC (SLL: the sender address when 6 bytes)"),
     ("vlan_count", "u1", "802.1Q/802.1ad tags seen"),

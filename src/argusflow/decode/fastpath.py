@@ -34,7 +34,7 @@ U1_WSCALE, U1_ICMP_TYPE, U1_ICMP_CODE = SLOT["tcp_wscale"], SLOT["icmp_type"], S
 U2_VLAN_OUTER, U2_VLAN_INNER, U2_ETHERTYPE = SLOT["vlan_outer"], SLOT["vlan_inner"], SLOT["ethertype"]
 U2_FRAG_OFFSET, U2_SPORT, U2_DPORT = SLOT["frag_offset"], SLOT["sport"], SLOT["dport"]
 U2_TCP_FLAGS, U2_TCP_WIN, U2_TCP_MSS = SLOT["tcp_flags"], SLOT["tcp_win"], SLOT["tcp_mss"]
-U2_ICMP_ID, U2_ICMP_SEQ = SLOT["icmp_id"], SLOT["icmp_seq"]
+U2_ICMP_ID, U2_ICMP_SEQ, U2_LINK_LEN = SLOT["icmp_id"], SLOT["icmp_seq"], SLOT["link_len"]
 U4_ENCAPS, U4_IP6_FLOW, U4_IP_ID, U4_IP_LEN = SLOT["encaps"], SLOT["ip6_flow"], SLOT["ip_id"], SLOT["ip_len"]
 U4_SEQ, U4_ACK, U4_TCP_OPTS = SLOT["tcp_seq"], SLOT["tcp_ack"], SLOT["tcp_opts"]
 U4_TSVAL, U4_TSECR, U4_ICMP_REST = SLOT["tcp_tsval"], SLOT["tcp_tsecr"], SLOT["icmp_rest"]
@@ -139,6 +139,7 @@ def _fast(
                 slow[i] = True
                 continue
             off = hdr
+            u2[U2_LINK_LEN, i] = hdr
             encaps = ENC_SLL
         elif lt == 101 or lt == 12 or lt == 14 or lt == 228 or lt == 229:  # raw IP
             version = (int(buf[p]) >> 4) if cl >= 1 else 0

@@ -44,6 +44,7 @@ def ipv6(cur: Cursor, idx: np.ndarray) -> None:
 def _family(cur: Cursor, idx: np.ndarray, fam: np.ndarray, ok: np.ndarray) -> None:
     """BSD address families: 2 is IPv4; 24, 28 and 30 are IPv6 on the various BSDs/macOS."""
     cur.off[idx] += 4
+    cur.out.link_len[idx] = 4
     nxt = np.where(fam == 2, ET_IPV4, np.where(np.isin(fam, (10, 24, 28, 30)), ET_IPV6, 0))
     cur.nxt[idx] = nxt
     cur.flag(idx[~ok], Status.TRUNCATED, Reason.LINK_TRUNCATED)
@@ -76,6 +77,7 @@ def ppp(cur: Cursor, idx: np.ndarray) -> None:
     compressed = (g.b0 & 1) == 1  # protocol-field compression: a 1-byte protocol number
     proto = np.where(compressed, g.b0, g.proto)
     cur.off[idx] += np.where(compressed, 1, 2)
+    cur.out.link_len[idx] = cur.off[idx]
     _ppp_proto(cur, idx, proto)
     cur.flag(idx[~g.complete], Status.TRUNCATED, Reason.LINK_TRUNCATED)
 
@@ -83,6 +85,7 @@ def ppp(cur: Cursor, idx: np.ndarray) -> None:
 def cisco_hdlc(cur: Cursor, idx: np.ndarray) -> None:
     g = cur.gather(idx, h.CISCO_HDLC)
     cur.out.encaps[idx] |= c.ENC_CHDLC
+    cur.out.link_len[idx] = 4
     cur.off[idx] += 4
     cur.nxt[idx] = np.where(g.proto == 0x8035, 0, g.proto)  # 0x8035 is SLARP here, not RARP
     cur.flag(idx[~g.complete], Status.TRUNCATED, Reason.LINK_TRUNCATED)
@@ -98,6 +101,7 @@ def linux_sll(cur: Cursor, idx: np.ndarray) -> None:
     g = cur.gather(idx, h.LINUX_SLL)
     cur.out.encaps[idx] |= c.ENC_SLL
     cur.out.src_mac[idx] = np.where(g.halen == 6, g.addr, 0)
+    cur.out.link_len[idx] = 16
     cur.off[idx] += 16
     cur.nxt[idx] = _sll_proto(g.proto, g.hatype)
     cur.flag(idx[~g.complete], Status.TRUNCATED, Reason.LINK_TRUNCATED)
@@ -107,6 +111,7 @@ def linux_sll2(cur: Cursor, idx: np.ndarray) -> None:
     g = cur.gather(idx, h.LINUX_SLL2)
     cur.out.encaps[idx] |= c.ENC_SLL
     cur.out.src_mac[idx] = np.where(g.halen == 6, g.addr, 0)
+    cur.out.link_len[idx] = 20
     cur.off[idx] += 20
     cur.nxt[idx] = _sll_proto(g.proto, g.hatype)
     cur.flag(idx[~g.complete], Status.TRUNCATED, Reason.LINK_TRUNCATED)
@@ -126,6 +131,7 @@ def radiotap(cur: Cursor, idx: np.ndarray) -> None:
     """Radiotap, then 802.11: only unprotected data frames carry an LLC header we follow."""
     rt = cur.gather(idx, h.RADIOTAP)
     cur.off[idx] += rt.length
+    cur.out.link_len[idx] = np.minimum(rt.length, 0xFFFF)
     w = cur.gather(idx, h.IEEE802_11)
     a4 = cur.gather(idx, h.IEEE802_11_A4).a4
     out = cur.out
@@ -160,6 +166,7 @@ def nflog(cur: Cursor, idx: np.ndarray) -> None:
         cur.off[idx[active[go]]] += step[go]
         active = active[go]
     cur.nxt[idx] = np.where(fam == 2, ET_IPV4, np.where(fam == 10, ET_IPV6, 0))
+    cur.out.link_len[idx] = np.minimum(cur.off[idx], 0xFFFF)
     cur.flag(idx[~found], Status.TRUNCATED, Reason.LINK_TRUNCATED)
 
 

@@ -24,7 +24,7 @@ from argusflow.decode.fields import gather
 MAX_DEPTH = 3
 # columns that describe the outer frame and survive decapsulation
 OUTER_COLUMNS = frozenset(
-    "encaps dst_mac src_mac vlan_count vlan_outer vlan_inner mpls_count mpls_top mpls_bottom "
+    "encaps link_len dst_mac src_mac vlan_count vlan_outer vlan_inner mpls_count mpls_top mpls_bottom "
     "llc_dsap llc_ssap ethertype".split()
 )
 OFFSET_COLUMNS = ("l4_off", "payload_off")  # 0 means absent; l3_off is always set
