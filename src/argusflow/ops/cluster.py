@@ -186,6 +186,7 @@ SWAP_BITS = np.array([(_IX[col], a, b) for col, pairs in derive._SWAP_BITS.items
 
 # Column indices the kernel uses (numba reads module globals as constants).
 DSRS, SRCID, SRCID_TYPE, FQUAL = _IX["dsrs"], _IX["srcid"], _IX["srcid_type"], _IX["flow_qual"]
+FSUB = _IX["flow_subtype"]
 SHI, SLO, DHI, DLO = _IX["saddr_hi"], _IX["saddr_lo"], _IX["daddr_hi"], _IX["daddr_lo"]
 PROTO, SPORT, DPORT, SMASK, DMASK = _IX["proto"], _IX["sport"], _IX["dport"], _IX["smask"], _IX["dmask"]
 SSTART, SLAST, DSTART, DLAST = _IX["sstart"], _IX["slast"], _IX["dstart"], _IX["dlast"]
@@ -272,6 +273,17 @@ def _prefix64(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
 def _merge_flow(s: np.ndarray, r: np.ndarray) -> None:
     """Flow key fields outside the model: common prefix for addresses, equal-or-zero else."""
     st, rt = s[FQUAL] & 0x1F, r[FQUAL] & 0x1F
+    ip = (st == ADDR_IPV4 or st == ADDR_IPV6) and (rt == ADDR_IPV4 or rt == ADDR_IPV6)
+    if (s[FSUB] & 0x3F) != (r[FSUB] & 0x3F) or (st != rt and not ip):
+        # Different kinds of flow key: nothing of the key survives.
+        s[SHI] = 0
+        s[SLO] = 0
+        s[DHI] = 0
+        s[DLO] = 0
+        s[PROTO] = 0
+        s[SPORT] = 0
+        s[DPORT] = 0
+        return
     if st == ADDR_IPV4:
         if rt == ADDR_IPV4:
             m = min(s[SMASK], r[SMASK])
@@ -660,8 +672,9 @@ def key_frame(batch: pl.DataFrame, model: Model, correct: bool) -> pl.DataFrame:
     cols: list[pl.Expr] = []
     names = model.columns
     extra = {"_soui": c("smac") // (1 << 24), "_doui": c("dmac") // (1 << 24)}
+    # racluster keys on the model's fields only: with -m, IPv4, IPv6 and non-IP flows can merge.
     kind = [(c("flow_subtype") & 0x3F).alias("_kt"), derive.addr_type().alias("_ka")] \
-        if model.words else []
+        if model.default else []
     if not (correct and model.default):
         for name in names:
             cols.append((extra[name] if name in extra else c(name)).alias(f"_k_{name}"))
