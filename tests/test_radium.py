@@ -315,7 +315,7 @@ def test_slow_client_is_dropped_alone(procs: Procs, tmp_path: Path) -> None:
     data, records = make_records(n_records)
     (tmp_path / "big.argus").write_bytes(data)
     port = free_port()
-    conf = radium_conf(tmp_path, RADIUM_START_CLIENTS=2, RADIUM_CLIENT_BACKLOG=1 << 20)
+    conf = radium_conf(tmp_path, RADIUM_START_CLIENTS=2, RADIUM_CLIENT_BACKLOG=2 << 20)
     rad = procs.start([OUR_BIN / "radium", "-X", "-f", conf, "-r", tmp_path / "big.argus",
                        "-P", port, "-B", HOST], "radium")
     wait_listening(port, rad)

@@ -14,8 +14,9 @@ Signals: SIGTERM/SIGINT send the STOP MAR to clients and files and exit; SIGHUP 
 output files (logrotate).  Configuration variables (radium.conf, `-f`): RADIUM_MONITOR_ID,
 RADIUM_ACCESS_PORT, RADIUM_BIND_IP, RADIUM_ARGUS_SERVER, RADIUM_OUTPUT_FILE, RADIUM_FILTER,
 RADIUM_DAEMON, RADIUM_MAR_STATUS_INTERVAL, and our RADIUM_ACCESS_ALLOW, RADIUM_MAX_CLIENTS,
-RADIUM_CLIENT_BACKLOG (bytes), RADIUM_PID_FILE, RADIUM_START_CLIENTS (with -r and -P: wait for
-that many started clients before reading the files, default 1).
+RADIUM_CLIENT_BACKLOG (bytes queued per client, at least 2 MiB), RADIUM_PID_FILE,
+RADIUM_START_CLIENTS (with -r and -P: wait for that many started clients before reading the
+files, default 1).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ log = logging.getLogger("radium")
 DEFAULT_FILES = ("/etc/radium.conf",)
 LONG_OPTIONS = {"--allow": "RADIUM_ACCESS_ALLOW", "--pidfile": "RADIUM_PID_FILE",
                 "--max-clients": "RADIUM_MAX_CLIENTS"}
-FILE_CHUNK = 256 << 10  # -r files are fed in slices so clients can keep up
+FILE_CHUNK = 1 << 20  # -r files are fed in slices so clients can keep up (decoding costs per slice)
+MIN_BACKLOG = 2 * FILE_CHUNK
 BACKOFF_FIRST, BACKOFF_MAX = 0.25, 30.0
 
 
@@ -274,11 +276,11 @@ class Radium:
             try:
                 why = await stream_records(source, self.ingest, filter_text=remote,
                                            on_hello=lambda _m: log.info("%s: connected", source))
-                log.warning("%s: %s; reconnecting in %.2f s", source, why, backoff)
             except (NetworkError, CorruptInput) as err:
-                log.warning("%s; reconnecting in %.2f s", err, backoff)
+                why = str(err).removeprefix(f"{source}: ")
             if time.monotonic() - began > 10 * BACKOFF_FIRST:
-                backoff = BACKOFF_FIRST
+                backoff = BACKOFF_FIRST  # it had been up for a while: retry quickly
+            log.warning("%s: %s; reconnecting in %.2f s", source, why, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
@@ -294,8 +296,10 @@ class Radium:
             except (CorruptInput, ArgusflowError) as err:
                 log.error("%s", err)
             log.info("%s: done", path)
+        if self.server is not None:
+            await self.server.drained()  # a file's last records must reach the clients
 
-    async def drain(self, wait_s: float = 0.2) -> None:
+    async def drain(self, wait_s: float = 1.0) -> None:
         """A file can wait for readers: give slow clients a moment before the next slice."""
         await asyncio.sleep(0)
         if self.server is None:
@@ -317,8 +321,10 @@ class Radium:
         loop.add_signal_handler(signal.SIGHUP, self.reopen_outputs)
         if self.s.port is not None:
             allow = parse_networks(self.s.allow) if self.s.allow else None
+            # One batch (a file slice, one upstream read) must fit in a client's queue.
+            backlog = max(self.s.backlog, MIN_BACKLOG)
             self.server = RecordServer(self.start_mar, allow=allow, max_clients=self.s.max_clients,
-                                       max_backlog=self.s.backlog)
+                                       max_backlog=backlog)
             await self.server.listen(self.s.port, self.s.binds or None)
             log.info("listening on %s port %d", ",".join(self.s.binds) or "*", self.s.port)
         tasks = [asyncio.create_task(self.follow(src)) for src in self.s.sources]

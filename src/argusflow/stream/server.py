@@ -125,6 +125,18 @@ class RecordServer:
         for peer in list(self.peers.values()):
             peer.flush()
 
+    async def drained(self, stall_timeout: float = 10.0) -> None:
+        """Wait until every started peer has taken what was sent to it; give up on peers that
+        take nothing for `stall_timeout` seconds (they are then dropped by stop())."""
+        loop = asyncio.get_running_loop()
+        last, since = self.waiting_bytes(), loop.time()
+        while last and loop.time() - since < stall_timeout:
+            await asyncio.sleep(0.01)
+            now_waiting = self.waiting_bytes()
+            if now_waiting < last:
+                since = loop.time()
+            last = now_waiting
+
     async def stop(self, stop_mar: bytes, drain_timeout: float = 2.0) -> None:
         """Shutdown: started peers get the STOP MAR, every socket is closed."""
         for server in self.servers:
