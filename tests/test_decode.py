@@ -603,3 +603,14 @@ def test_byte_counts_match_argus(path: Path, corpus_manifest: dict[str, dict[str
         int((b.wirelen.astype(np.int64) - d.link_len).sum()) for b, d in zip(batches, decoded, strict=True)
     )
     assert ours == int(row["argus_bytes"])
+
+
+def test_radiotap_control_and_management_frames(compiled: bool) -> None:
+    rt = struct.pack("<BBHI", 0, 0, 8, 0)
+    ack = rt + bytes([0xD4, 0, 0, 0]) + MAC_B + b"\1\2\3\4"  # ACK: receiver only, then FCS
+    rts = rt + bytes([0xB4, 0, 0, 0]) + MAC_B + MAC_A
+    beacon = rt + bytes([0x80, 0, 0, 0]) + b"\xff" * 6 + MAC_A + MAC_A + b"\0\0" + b"\0" * 12
+    d = decode([ack, rts, beacon, ack[:12]], 127)
+    assert d.status.tolist() == [Status.OK, Status.OK, Status.OK, Status.TRUNCATED]
+    assert (d.dst_mac[0], d.src_mac[0], d.src_mac[1], d.dst_mac[2]) == (u64(MAC_B), 0, u64(MAC_A), 2**48 - 1)
+    assert (d.link_len == 8).all() and (d.ethertype == 0).all() and (d.encaps == c.ENC_80211).all()

@@ -139,12 +139,15 @@ def radiotap(cur: Cursor, idx: np.ndarray) -> None:
     ds = w.ds  # bit 0 ToDS, bit 1 FromDS
     out.dst_mac[idx] = np.where((ds & 1) == 1, w.a3, w.a1)
     out.src_mac[idx] = np.select([ds == 0, ds == 1, ds == 2], [w.a2, w.a2, w.a3], a4)
-    qos = (w.subtype & 0x8) != 0
+    qos = (w.type == 2) & ((w.subtype & 0x8) != 0)  # QoS data frames have 2 more bytes
     hdr = 24 + np.where(ds == 3, 6, 0) + np.where(qos, 2, 0) + np.where(qos & (w.order == 1), 4, 0)
     has_body = (w.type == 2) & ((w.subtype & 0x4) == 0) & (w.protected == 0)
     cur.off[idx] += hdr
     cur.nxt[idx] = np.where(has_body, NXT_LLC, 0)
-    bad = ~(rt.complete & w.complete) | ((ds == 3) & ~cur.gather(idx, h.IEEE802_11_A4).complete)
+    # control frames are short: ACK and CTS carry only the receiver address, others two
+    need = np.where(w.type == 1, np.where((w.subtype == 12) | (w.subtype == 13), 10, 16), 24)
+    need = need + np.where(ds == 3, 6, 0)
+    bad = ~rt.complete | (cur.caplen[idx] - (cur.off[idx] - hdr) < need)
     cur.flag(idx[bad], Status.TRUNCATED, Reason.LINK_TRUNCATED)
 
 
