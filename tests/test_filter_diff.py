@@ -221,35 +221,50 @@ def test_reader_gaps_still_open(name: str, frames, real_results) -> None:
 
 # ---------------------------------------------------------------- expressions from the grammar
 
-ADDRESSES = ["10.0.0.1", "10.0.0.2", "127.0.0.1", "192.168.10.1", "fd00::1", "10.0.0.0/8"]
+ADDRESSES = ["10.0.0.1", "10.0.0.2", "127.0.0.1", "192.168.10.1", "192.168.1.104", "fd00::1",
+             "10.0.0.0/8", "192.168.0.0/16", "fe80::/10", "172.16.0.0 mask 255.255.0.0"]
 DIRS = ["", "src ", "dst ", "src or dst ", "src and dst "]
 OPS = ["", "gt ", "lt ", "gte ", "lte ", "eq ", ">= ", "<= "]
-VALUED = {"ttl": [0, 1, 64, 255], "tos": [0, 16], "pkts": [0, 1, 2, 5, 100], "bytes": [0, 60, 1000],
-          "appbytes": [0, 10], "port": [0, 53, 80, 443, 8080], "vid": [0, 10, 4095],
-          "mid": [0, 29], "ipid": [0, 1], "seq": [0, 1, 3], "base": [0, 1], "trans": [0, 1, 2]}
+VALUED = {"ttl": [0, 1, 64, 128, 255], "tos": [0, 16], "dsb": [0, 46], "pkts": [0, 1, 2, 5, 100],
+          "bytes": [0, 60, 1000], "appbytes": [0, 10], "port": [0, 53, 80, 443, 8080, 5355],
+          "tcp port": [80, 443], "udp port": [53, 1900], "vid": [0, 5, 10, 4095], "vpri": [0, 15],
+          "mid": [0, 29, 1048575], "ipid": [0, 1], "seq": [0, 1, 3], "base": [0, 1],
+          "trans": [0, 1, 2], "spi": [0, 1], "nstroke": [0], "as": [0]}
+# Primitives that take no direction or operator.
+PLAIN = {"proto": [1, 6, 17, 58], "ether proto": [2048, 2054, 34525], "srcid": [0, 167772161],
+         "inode": [0]}
 FLOATS = {"dur": ["0", "0.001", "0.5", "1", "2.5"], "rate": ["0", "0.5", "10"],
           "load": ["0", "100", "5000.5"], "pcr": ["0", "0.5", "-0.5"], "jit": ["0.0", "1.5"],
-          "intpkt": ["0.0", "2.0"]}
-NAMES = ["tcp", "udp", "icmp", "igmp", "arp", "ip", "ipv6", "est", "con", "normal", "synack",
-         "finack", "man", "far", "start", "stop", "echo", "unreach", "mss", "secn", "multicast",
-         "vlan", "mpls", "cocode", "timeout", "src dup", "dst syn", "src frag", "tcp src fin",
-         "src or dst syn", "src ack", "dst rst", "src and dst push", "dst ecn", "src retrans",
-         "src or dst winshut", "dst frag", "src or dst multipath", "src or dst outoforder"]
+          "intpkt": ["0.0", "2.0"], "intpktidle": ["0.0", "5.0"], "jitact": ["0.0", "0.5"],
+          "ploss": ["0", "1"]}
+NAMES = ["tcp", "udp", "icmp", "igmp", "arp", "rarp", "ip", "ipv4", "ipv6", "est", "con", "normal",
+         "wait", "synack", "finack", "man", "far", "start", "stop", "status", "echo", "unreach",
+         "redirect", "timexed", "rtr", "mbr", "mss", "wscale", "selackok", "tcptimestamp", "secn",
+         "decn", "tcpopt", "multicast", "ip broadcast", "ether broadcast", "vlan", "mpls",
+         "cocode", "timeout", "src dup", "dst syn", "src frag", "tcp src fin", "src or dst syn",
+         "src ack", "dst rst", "src and dst push", "dst ecn", "src retrans", "src or dst winshut",
+         "dst frag", "src or dst multipath", "src or dst outoforder", "encaps eth",
+         "src encaps 802q", "ether src 00:11:22:33:44:01", "ether host ff:ff:ff:ff:ff:ff",
+         "co us", "dsb ef", "inbound", "outbound", "len = 384", "1 > 2"]
+PLAIN_NAMES = [f"{k} {v}" for k, values in PLAIN.items() for v in values]
 
 
 @st.composite
 def primitive(draw: st.DrawFn) -> str:
     kind = draw(st.sampled_from(["name", "host", "valued", "float"]))
     if kind == "name":
-        return draw(st.sampled_from(NAMES))
+        return draw(st.sampled_from(NAMES + PLAIN_NAMES))
     direction = draw(st.sampled_from(DIRS))
     if kind == "host":
-        word = "net" if "/" in (addr := draw(st.sampled_from(ADDRESSES))) else "host"
+        addr = draw(st.sampled_from(ADDRESSES))
+        word = "net" if "/" in addr or "mask" in addr else "host"
         return f"{direction}{word} {addr}"
     if kind == "valued":
         field = draw(st.sampled_from(sorted(VALUED)))
         op = draw(st.sampled_from(OPS))
-        first = f"{direction}{field} {op}{draw(st.sampled_from(VALUED[field]))}"
+        proto, _, name = field.rpartition(" ")  # `tcp port`: the protocol comes first
+        head = f"{proto} {direction}{name}" if proto else f"{direction}{name}"
+        first = f"{head} {op}{draw(st.sampled_from(VALUED[field]))}"
         if draw(st.booleans()):  # the bare-operand rule: `ttl 1 or 64`, `port 80 and gt 1000`
             join = draw(st.sampled_from([" and ", " or ", " and not "]))
             return f"{first}{join}{draw(st.sampled_from(OPS))}{draw(st.sampled_from(VALUED[field]))}"

@@ -178,8 +178,12 @@ class Parser:
         if kind in ("LEN", "NUM") or (kind in PNAMES and self.peek().kind == "["):
             return self.relation(), None
         if kind == "(":
-            if self.paren_is_arith():
-                return self.relation(), None
+            if self.paren_is_arith():  # `(len - 1) > 3`, unless it is `(len > 3)`
+                start = self.pos
+                try:
+                    return self.relation(), None
+                except FilterError:
+                    self.pos = start
             self.take()
             node, _ = self.expr(q)
             self.expect(")", "')'")
@@ -374,10 +378,10 @@ class Parser:
             raise FilterError(col, "'gateway' requires a name")
         if addr in ("co", "encaps"):
             raise FilterError(col, f"expected a name after '{addr}'")
-        if addr in FLOAT_KINDS:
-            return self.float_prim(q, float(value), str(value), op, col)
         if addr == "asn":
             return Prim("asn", dir=q.dir or EITHER, op=op, value=u32, col=col)
+        if addr in FLOAT_KINDS:
+            return self.float_prim(q, float(value), str(value), op, col)
         if addr == "dsb":
             return Prim("dsb", dir=q.dir or EITHER, op=op, value=(u32 << 2) & 0xFF, col=col)
         return Prim(addr, dir=q.dir or EITHER, op=op, value=u32, col=col)
