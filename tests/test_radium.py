@@ -503,13 +503,16 @@ def test_radium_merges_two_radiums(procs: Procs, tmp_path: Path, samples_dir: Pa
     rb = procs.start([OUR_BIN / "radium", "-X", "-r", *b_files, "-P", pb, "-B", HOST], "b")
     wait_listening(pa, ra_)
     wait_listening(pb, rb)
+    udp_only = tmp_path / "udp.argus"
     merger = procs.start([OUR_BIN / "radium", "-X", "-e", "2435", "-S", f"{HOST}:{pa}",
-                          f"argus://{HOST}:{pb}", "-w", archive], "merger")
+                          f"argus://{HOST}:{pb}", "-w", archive, "-w", udp_only, "udp"], "merger")
     assert wait_exit(ra_, 60) == 0 and wait_exit(rb, 60) == 0  # each served the merger, then left
     time.sleep(0.5)
     assert procs.end(merger) == 0
     got = sorted(flow_lines(real_ra_print(["-r", archive])))
     assert got == sorted(flow_lines(real_ra_print(["-r", *a_files, *b_files])))
+    udp = sorted(flow_lines(real_ra_print(["-r", udp_only])))
+    assert udp and udp == sorted(line for line in got if line.split("|")[7] == "udp")
     start = read_bytes(archive.read_bytes())["mar_raw"][0]
     assert start[120:124] == (2435).to_bytes(4, "big"), "the archive starts with our -e id"
     assert "reconnecting" in procs.err("merger")

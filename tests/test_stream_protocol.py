@@ -359,3 +359,37 @@ def test_client_survives_any_bytes(chunks: list[bytes]) -> None:
         client.receive_data(chunk)
         client.data_to_send()
     assert client.state is p.State.CLOSED
+
+
+PIECES = [b"START: ", b"START:", b"STA", b"RT: ", b"FILTER: tcp", b"FILTER: man or (udp)",
+          b"FILTER: ((", b"FILT", b"ER: icmp", b"DONE: ", b"DO", b"\x00", b"\n", b"FILE: x",
+          b"MODEL: "]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(PIECES), st.binary(max_size=40)), max_size=10),
+       st.booleans())
+def test_server_command_sequences(chunks: list[bytes], publish: bool) -> None:
+    """Commands and fragments in any order: START happens at most once, nothing follows a
+    close, records reach the peer only after START, replies are only OK/SY/ER."""
+    batch = read_bytes(SAMPLE.read_bytes()).slice(1, 3)
+    data = encode_batch(batch, synthesise_agr=False)
+    conn = p.ServerConnection(HELLO)
+    assert conn.data_to_send() == HELLO
+    starts, closed_at = 0, None
+    for i, chunk in enumerate(chunks):
+        was_started = conn.started
+        events = conn.receive_data(chunk, now=float(i))
+        if closed_at is not None:
+            assert events == []
+        starts += names(events).count("Started")
+        if any(isinstance(e, p.Closed) for e in events):
+            closed_at = i
+        if publish:
+            conn.send_records(data)
+        out = conn.data_to_send()
+        replies = out.replace(data, b"") if was_started or conn.started else out
+        assert replies in (b"", b"OK", b"SY", b"ER", b"OKOK", b"OKSY", b"OKER")
+        if not (was_started or conn.started):
+            assert data not in out
+    assert starts <= 1
