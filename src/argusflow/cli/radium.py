@@ -195,6 +195,7 @@ class Radium:
         self.last_seq = 0
         self.records = 0
         self.records_period = 0
+        self.failed_batches = 0
         self.input_filter = compile_or_none(s.filter_text)
         self.outputs = [Output(path, f, ArgusOutput(path, synthesise_agr=False), compile_or_none(f))
                         for path, f in s.outputs]
@@ -227,7 +228,16 @@ class Radium:
     # -- the pipeline
 
     def ingest(self, batch: pl.DataFrame) -> None:
-        """Records from any source: drop upstream START MARs, filter, re-encode, distribute."""
+        """Records from any source; a batch we cannot relay is logged, never fatal."""
+        try:
+            self._ingest(batch)
+        except Exception as err:  # noqa: BLE001 - one bad batch must not stop a daemon
+            self.failed_batches += 1
+            log.error("dropped a batch of %d records: %s: %s", batch.height,
+                      type(err).__name__, err, exc_info=self.s.debug)
+
+    def _ingest(self, batch: pl.DataFrame) -> None:
+        """Drop upstream START MARs, filter, re-encode, distribute."""
         upstream_start = (batch["rtype"] == RTYPE_MAR) & ((batch["cause"] & 0xF0) == 0x10)
         if upstream_start.any():
             batch = batch.filter(~upstream_start)
@@ -311,7 +321,10 @@ class Radium:
     async def status_loop(self) -> None:
         while True:
             await asyncio.sleep(self.s.mar_interval)
-            self.own_mar(self.status_mar())
+            try:
+                self.own_mar(self.status_mar())
+            except Exception as err:  # noqa: BLE001 - keep the daemon up, say why
+                log.error("status record: %s: %s", type(err).__name__, err)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
