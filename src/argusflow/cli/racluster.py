@@ -103,6 +103,9 @@ def load_conf(path: str, modes: set[str]) -> tuple[list[Rule], dict[str, str]]:
             raise UsageError(f"{path}: line {number}: expected filter=, grep=, model=, status=, "
                              f"idle=, label= or cont, found '{line}'")
         model = parse_model(words["model"].split()) if words.get("model") else Model()
+        # racluster 3.0.8 turns field preservation on for its first aggregator only.
+        model.preserve = not rules or settings.get("RACLUSTER_PRESERVE_FIELDS", "no").lower() \
+            in ("yes", "1")
         clusterer = Clusterer(model=model, correct="nocorrect" not in modes,
                               report=_report(settings, modes), label=words.get("label") or None,
                               sort=False)

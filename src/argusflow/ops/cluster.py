@@ -89,6 +89,7 @@ class Model:
     imask: int | None = None
     matrix: bool = False
     default: bool = True
+    preserve: bool = True      # False: flow key fields outside the model are cleared first
 
     @property
     def columns(self) -> list[str]:
@@ -652,6 +653,15 @@ def apply_model(batch: pl.DataFrame, model: Model, rmon: bool) -> pl.DataFrame:
     if model.imask is not None:
         m4 = (0xFFFFFFFF << (32 - min(model.imask, 32))) & 0xFFFFFFFF
         exprs.append((c("icmpmap_osrc") & m4).alias("icmpmap_osrc"))
+    if not model.preserve and not model.default:
+        # racluster.conf models re-key each record: what the model does not name is cleared.
+        cleared = {"saddr": ("saddr_hi", "saddr_lo"), "daddr": ("daddr_hi", "daddr_lo"),
+                   "proto": ("proto",), "sport": ("sport",), "dport": ("dport",)}
+        named = set(model.columns)
+        for cols in cleared.values():
+            for col in cols:
+                if col not in named and not any(e.meta.output_name() == col for e in exprs):
+                    exprs.append(pl.lit(0, SCHEMA[col]).alias(col))
     if exprs:
         batch = batch.with_columns(exprs)
         if model.smask is not None or model.dmask is not None:
