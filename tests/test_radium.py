@@ -516,3 +516,55 @@ def test_radium_merges_two_radiums(procs: Procs, tmp_path: Path, samples_dir: Pa
     start = read_bytes(archive.read_bytes())["mar_raw"][0]
     assert start[120:124] == (2435).to_bytes(4, "big"), "the archive starts with our -e id"
     assert "reconnecting" in procs.err("merger")
+
+
+def make_certs(tmp: Path) -> dict[str, Path]:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate."""
+    def run(*args: str | Path) -> None:
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
+
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *key, "-keyout", tmp / "ca.key", "-out", tmp / "ca.pem", "-days", "1",
+        "-subj", "/CN=argusflow-test-ca")
+    (tmp / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name, ext in (("server", ["-extfile", tmp / "san.ext"]), ("client", [])):
+        run("req", *key, "-keyout", tmp / f"{name}.key", "-out", tmp / f"{name}.csr",
+            "-subj", f"/CN={name}")
+        run("x509", "-req", "-in", tmp / f"{name}.csr", "-CA", tmp / "ca.pem", "-CAkey",
+            tmp / "ca.key", "-CAcreateserial", "-out", tmp / f"{name}.pem", "-days", "1", *ext)
+    return {n: tmp / n for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+def test_tls_extension(procs: Procs, tmp_path: Path) -> None:
+    """argus+tls://: the client verifies the server; the server requires a client certificate."""
+    if not Path("/usr/bin/openssl").exists():
+        pytest.skip("openssl not installed")
+    certs = make_certs(tmp_path)
+    data, records = make_records(300)
+    (tmp_path / "f.argus").write_bytes(data)
+    port = free_port()
+    rad = procs.start([OUR_BIN / "radium", "-X", "-r", tmp_path / "f.argus", "-P", port, "-B", HOST,
+                       "--tls-cert", certs["server.pem"], "--tls-key", certs["server.key"],
+                       "--tls-client-ca", certs["ca.pem"]], "radium")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "listening" not in procs.err("radium"):
+        time.sleep(0.05)
+    url = f"argus+tls://{HOST}:{port}"
+    no_ca = tmp_path / "no_ca.rc"
+    no_ca.write_text(f"RA_TLS_CERT={certs['client.pem']}\nRA_TLS_KEY={certs['client.key']}\n")
+    no_cert = tmp_path / "no_cert.rc"
+    no_cert.write_text(f"RA_TLS_CA={certs['ca.pem']}\n")
+    full = tmp_path / "full.rc"
+    full.write_text(no_ca.read_text() + no_cert.read_text())
+    for name, rc in (("unverified", no_ca), ("anonymous", no_cert)):
+        ra = procs.start([OUR_BIN / "ra", "-X", "-F", rc, "-s", "seq", "-S", url], name)
+        assert wait_exit(ra, 60) == 2
+        # Unverified: the client refuses the server.  Anonymous: with TLS 1.3 the server's
+        # refusal of the missing certificate reaches the client as a close.
+        assert "CERTIFICATE_VERIFY_FAILED" in procs.err(name) or (
+            name == "anonymous" and "before its start record" in procs.err(name)), procs.err(name)
+        assert rad.poll() is None
+    ra = procs.start([OUR_BIN / "ra", "-X", "-F", full, "-s", "seq", "-S", url], "ra")
+    assert wait_exit(ra, 60) == 0
+    assert list(map(int, procs.out("ra").split()[1:])) == records["seq"].to_list()
+    assert wait_exit(rad, 30) == 0

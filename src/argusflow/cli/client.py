@@ -126,7 +126,13 @@ class ClientSession:
     def _stream_batches(self) -> Iterator[tuple[pl.DataFrame, bytes | None]]:
         from argusflow.stream.client import StreamFeed
 
-        feed = StreamFeed(self.sources, self.remote_filter(), self.duration)
+        tls = None
+        if any(source.tls for source in self.sources):
+            from argusflow.stream.client import tls_client_context
+
+            c = self.conf
+            tls = tls_client_context(c.get("RA_TLS_CA"), c.get("RA_TLS_CERT"), c.get("RA_TLS_KEY"))
+        feed = StreamFeed(self.sources, self.remote_filter(), self.duration, tls=tls)
         try:
             for item in feed:
                 if isinstance(item, str):

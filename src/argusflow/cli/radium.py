@@ -3,6 +3,7 @@
     radium [-S HOST[:PORT]|argus://HOST[:PORT] ...] [-r FILE ...] [-P PORT] [-B ADDR[,ADDR]]
            [-w FILE [FILTER]] ... [-e SRCID] [-d] [-f radium.conf] [-X] [- FILTER]
            [--allow NET[,NET]] [--pidfile PATH] [--max-clients N]
+           [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]] [--tls-ca PEM]
 
 Pipeline: stream sources (reconnected with backoff) and Argus files -> input filter ->
 client re-encoding (records.writer, radium mode) -> the record server (`-P`) and `-w` files,
@@ -17,6 +18,11 @@ RADIUM_DAEMON, RADIUM_MAR_STATUS_INTERVAL, and our RADIUM_ACCESS_ALLOW, RADIUM_M
 RADIUM_CLIENT_BACKLOG (bytes queued per client, at least 2 MiB), RADIUM_PID_FILE,
 RADIUM_START_CLIENTS (with -r and -P: wait for that many started clients before reading the
 files, default 1).
+
+TLS (our extension; Argus 3.0.8 speaks plain TCP, which stays the default): `--tls-cert/--tls-key`
+(RADIUM_TLS_CERT/KEY) serve TLS, `--tls-client-ca` (RADIUM_TLS_CLIENT_CA) requires client
+certificates signed by it; `-S argus+tls://host:port` sources are verified against `--tls-ca`
+(RADIUM_TLS_CA, else the system CAs) and are shown our certificate when one is given.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import logging
 import logging.handlers
 import os
 import signal
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,14 +49,16 @@ from argusflow.records.output import ArgusOutput
 from argusflow.records.schema import RTYPE_MAR
 from argusflow.records.source import iter_batches
 from argusflow.records.writer import encode_batch
-from argusflow.stream.client import Source, parse_source, stream_records
-from argusflow.stream.server import RecordServer, parse_networks
+from argusflow.stream.client import Source, parse_source, stream_records, tls_client_context
+from argusflow.stream.server import RecordServer, parse_networks, tls_server_context
 
 log = logging.getLogger("radium")
 
 DEFAULT_FILES = ("/etc/radium.conf",)
 LONG_OPTIONS = {"--allow": "RADIUM_ACCESS_ALLOW", "--pidfile": "RADIUM_PID_FILE",
-                "--max-clients": "RADIUM_MAX_CLIENTS"}
+                "--max-clients": "RADIUM_MAX_CLIENTS", "--tls-cert": "RADIUM_TLS_CERT",
+                "--tls-key": "RADIUM_TLS_KEY", "--tls-client-ca": "RADIUM_TLS_CLIENT_CA",
+                "--tls-ca": "RADIUM_TLS_CA"}
 FILE_CHUNK = 1 << 20  # -r files are fed in slices so clients can keep up (decoding costs per slice)
 MIN_BACKLOG = 2 * FILE_CHUNK
 BACKOFF_FIRST, BACKOFF_MAX = 0.25, 30.0
@@ -80,6 +89,7 @@ class Settings:
     mar_interval: float = 60.0
     start_clients: int = 1
     debug: bool = False
+    tls: dict[str, str] = field(default_factory=dict)
 
 
 def split_long_options(argv: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -179,6 +189,7 @@ def settings_from_argv(argv: list[str]) -> Settings:
         if conf.get(key):
             setattr(s, attr, number(conf[key], key, kind))
     s.debug = args.given("D")
+    s.tls = {k: v for k, v in conf.items() if k.startswith("RADIUM_TLS_") and v}
     if not s.sources and not s.files:
         raise UsageError("no input: give -S HOST[:PORT] ... or -r FILE ...")
     if s.port is None and not s.outputs:
@@ -275,16 +286,31 @@ class Radium:
             except ArgusflowError as err:
                 log.error("%s", err)
 
+    def server_tls(self) -> ssl.SSLContext | None:
+        tls = self.s.tls
+        if not tls.get("RADIUM_TLS_CERT"):
+            return None
+        return tls_server_context(tls["RADIUM_TLS_CERT"], tls.get("RADIUM_TLS_KEY"),
+                                  tls.get("RADIUM_TLS_CLIENT_CA"))
+
+    def source_tls(self) -> ssl.SSLContext | None:
+        tls = self.s.tls
+        if not any(source.tls for source in self.s.sources):
+            return None
+        return tls_client_context(tls.get("RADIUM_TLS_CA"), tls.get("RADIUM_TLS_CERT"),
+                                  tls.get("RADIUM_TLS_KEY"))
+
     # -- tasks
 
     async def follow(self, source: Source) -> None:
         """One upstream server, reconnected with exponential backoff for as long as we run."""
         remote = f"man or ({self.s.filter_text})" if self.s.filter_text else None
+        tls = self.source_tls()
         backoff = BACKOFF_FIRST
         while True:
             began = time.monotonic()
             try:
-                why = await stream_records(source, self.ingest, filter_text=remote,
+                why = await stream_records(source, self.ingest, filter_text=remote, tls=tls,
                                            on_hello=lambda _m: log.info("%s: connected", source))
             except (NetworkError, CorruptInput) as err:
                 why = str(err).removeprefix(f"{source}: ")
@@ -337,7 +363,7 @@ class Radium:
             # One batch (a file slice, one upstream read) must fit in a client's queue.
             backlog = max(self.s.backlog, MIN_BACKLOG)
             self.server = RecordServer(self.start_mar, allow=allow, max_clients=self.s.max_clients,
-                                       max_backlog=backlog)
+                                       max_backlog=backlog, tls=self.server_tls())
             await self.server.listen(self.s.port, self.s.binds or None)
             log.info("listening on %s port %d", ",".join(self.s.binds) or "*", self.s.port)
         tasks = [asyncio.create_task(self.follow(src)) for src in self.s.sources]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:/]*))(?::(?P<port>\
 class Source:
     host: str
     port: int = DEFAULT_PORT
+    tls: bool = False  # argus+tls:// (our extension; plain TCP is what Argus 3.0.8 speaks)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -44,32 +46,52 @@ class Source:
 def parse_source(text: str) -> Source:
     """`host`, `host:port`, `[v6]:port`, `argus://host:port`, `argus-tcp://...` (port 561)."""
     spec = text.strip()
-    for scheme in ("argus://", "argus-tcp://"):
+    tls = False
+    for scheme in ("argus://", "argus-tcp://", "argus+tls://"):
         if spec.startswith(scheme):
             spec = spec[len(scheme):]
+            tls = scheme == "argus+tls://"
             break
     else:
         if "://" in spec:
-            raise UsageError(f"-S {text}: only argus:// (TCP) sources are supported")
+            raise UsageError(f"-S {text}: only argus:// (TCP) and argus+tls:// are supported")
     spec = spec.split("//", 1)[0]  # radium's host:port//file form: the path is not supported
     if spec.count(":") > 1 and not spec.startswith("["):
-        return Source(spec, DEFAULT_PORT)  # a bare IPv6 address
+        return Source(spec, DEFAULT_PORT, tls)  # a bare IPv6 address
     found = _HOST_PORT.match(spec)
     if not found or not (found["v6"] or found["host"]):
         raise UsageError(f"-S {text}: expected HOST[:PORT] or argus://HOST[:PORT]")
     port = int(found["port"]) if found["port"] else DEFAULT_PORT
     if not 0 < port < 65536:
         raise UsageError(f"-S {text}: port {port} out of range")
-    return Source(found["v6"] or found["host"], port)
+    return Source(found["v6"] or found["host"], port, tls)
+
+
+def tls_client_context(ca: str | None = None, cert: str | None = None,
+                       key: str | None = None) -> ssl.SSLContext:
+    """Verify the server against `ca` (else the system's CAs); `cert`/`key`: our certificate."""
+    try:
+        context = ssl.create_default_context(cafile=ca or None)
+        if cert:
+            context.load_cert_chain(cert, key or None)
+    except (OSError, ssl.SSLError) as err:
+        raise UsageError(f"TLS: {err}") from None
+    return context
 
 
 async def stream_records(source: Source, on_batch: Callable[[pl.DataFrame], None], *,
                          filter_text: str | None = None, connect_timeout: float = 10.0,
-                         on_hello: Callable[[bytes], None] | None = None) -> str:
+                         on_hello: Callable[[bytes], None] | None = None,
+                         tls: ssl.SSLContext | None = None) -> str:
     """Read one server until it closes; returns why it ended (normal end of stream)."""
+    context = (tls or tls_client_context()) if source.tls else None
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(source.host, source.port, limit=READ_BYTES), connect_timeout)
+            asyncio.open_connection(source.host, source.port, limit=READ_BYTES, ssl=context,
+                                    server_hostname=source.host if context else None),
+            connect_timeout)
+    except ssl.SSLError as err:
+        raise NetworkError(f"{source}: TLS: {err.reason or err}") from None
     except (TimeoutError, OSError) as err:
         why = "timed out" if isinstance(err, TimeoutError) else (
             os.strerror(err.errno) if err.errno else str(err))
@@ -79,6 +101,8 @@ async def stream_records(source: Source, on_batch: Callable[[pl.DataFrame], None
         while True:
             try:
                 data = await reader.read(READ_BYTES)
+            except ssl.SSLError as err:
+                raise NetworkError(f"{source}: TLS: {err.reason or err}") from None
             except OSError as err:
                 raise NetworkError(f"{source}: {err.strerror or err}") from None
             for event in conn.receive_data(data):
@@ -91,6 +115,8 @@ async def stream_records(source: Source, on_batch: Callable[[pl.DataFrame], None
                 elif isinstance(event, Corrupt):
                     raise event.error
                 elif isinstance(event, Closed):
+                    if conn.start_mar is None:  # not even the start record: a failed connect
+                        raise NetworkError(f"{source}: {event.reason}")
                     return event.reason
                 if on_hello is not None and conn.start_mar is not None:
                     on_hello(conn.start_mar)
@@ -99,6 +125,9 @@ async def stream_records(source: Source, on_batch: Callable[[pl.DataFrame], None
             if out:
                 writer.write(out)
             if not data:
+                if conn.start_mar is None:
+                    raise NetworkError(f"{source}: server closed the connection before its start "
+                                       "record")
                 return "server closed the connection"
     finally:
         conn.close()
@@ -126,13 +155,15 @@ class StreamFeed:
     _END = object()
 
     def __init__(self, sources: list[Source], filter_text: str | None = None,
-                 duration: float | None = None, depth: int = 64) -> None:
+                 duration: float | None = None, depth: int = 64,
+                 tls: ssl.SSLContext | None = None) -> None:
         import queue
         import threading
 
         self.sources = sources
         self.filter_text = filter_text
         self.duration = duration
+        self.tls = tls
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -198,6 +229,6 @@ class StreamFeed:
 
         try:
             await stream_records(source, on_batch, filter_text=self.filter_text,
-                                 on_hello=start.append)
+                                 on_hello=start.append, tls=self.tls)
         except (NetworkError, CorruptInput) as err:
             self._put(str(err))

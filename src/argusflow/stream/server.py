@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import ssl
 from collections.abc import Callable, Iterable
 
 import polars as pl
@@ -52,6 +53,21 @@ def parse_networks(text: str | Iterable[str]) -> list[Network]:
     return out
 
 
+def tls_server_context(cert: str, key: str | None = None,
+                       client_ca: str | None = None) -> ssl.SSLContext:
+    """Our TLS extension: serve with `cert`/`key`; with `client_ca`, require client certificates
+    signed by it."""
+    try:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key or None)
+        if client_ca:
+            context.load_verify_locations(client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as err:
+        raise UsageError(f"TLS: {err}") from None
+    return context
+
+
 def allowed(address: str, networks: list[Network] | None) -> bool:
     if networks is None:
         return True
@@ -74,8 +90,10 @@ class RecordServer:
     def __init__(self, hello: Callable[[], bytes], *, allow: list[Network] | None = None,
                  max_clients: int = 4096, start_timeout: float = START_TIMEOUT_S,
                  max_backlog: int = MAX_BACKLOG_BYTES,
-                 compile_filter: Callable[[str], object] = default_compile) -> None:
+                 compile_filter: Callable[[str], object] = default_compile,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.hello = hello
+        self.tls = tls
         self.allow = allow
         self.max_clients = max_clients
         self.start_timeout = start_timeout
@@ -93,7 +111,7 @@ class RecordServer:
         loop = asyncio.get_running_loop()
         for host in hosts or [None]:  # type: ignore[list-item]
             try:
-                server = await loop.create_server(lambda: _Peer(self), host, port,
+                server = await loop.create_server(lambda: _Peer(self), host, port, ssl=self.tls,
                                                   reuse_address=True, backlog=1024)
             except OSError as err:
                 where = f"{host or '*'}:{port}"
