@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from argusflow.decode.codes import Status
+from argusflow.decode.codes import ENC_ETHER, Status
 from argusflow.decode.columns import DecodedBatch
 
 KIND_NONE, KIND_IPV4, KIND_IPV6, KIND_ARP, KIND_ETHER = 0, 1, 2, 3, 4
@@ -70,7 +70,9 @@ def packet_keys(d: DecodedBatch) -> PacketKeys:
     kind[ok & (ver == 6)] = KIND_IPV6
     arp = ok & ((etype == ETH_ARP) | (etype == ETH_RARP)) & (ver == 0)
     kind[arp] = KIND_ARP
-    ether = ok & (ver == 0) & ~arp & (etype != ETH_IPV4) & (etype != ETH_IPV6)
+    # Non-IP frames become flows only when they have MAC addresses (argus keys them by MACs).
+    has_macs = (d.encaps & ENC_ETHER) != 0
+    ether = ok & has_macs & (ver == 0) & ~arp & (etype != ETH_IPV4) & (etype != ETH_IPV6)
     kind[ether] = KIND_ETHER
 
     proto = d.proto.astype(np.int64)

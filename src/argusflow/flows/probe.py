@@ -18,12 +18,14 @@ import numpy as np
 import polars as pl
 
 from argusflow.capture.batch import PacketBatch
+from argusflow.capture.linktype import C_HDLC, LINUX_SLL, PPP
 from argusflow.decode.columns import DecodedBatch
 from argusflow.flows import kernel
-from argusflow.flows.fields import N_FLOW_FIELDS, N_PACKET_FIELDS, PACKET_FIELDS
+from argusflow.flows.fields import N_FLOW_FIELDS, N_PACKET_FIELDS, PACKET_FIELDS, P
 from argusflow.flows.keys import P_TCP, P_UDP, packet_keys
 from argusflow.flows.records import Config, build_records
 
+P_LEN = P["len"]
 SECOND = 1_000_000
 FRAG_CACHE = 1 << 14  # first fragments remembered (direct-mapped by fragment hash)
 # argus 3.0.8 defaults (features.md §1.4): IP, TCP, ICMP, IGMP, FRAG, ARP, OTHER idle timeouts.
@@ -82,6 +84,8 @@ class FlowProbe:
         keys = packet_keys(d)
         P = packet_matrix(d, keys, None if packets is None else packets.data,
                           None if packets is None else packets.offset)
+        if packets is not None:
+            P[P_LEN] -= link_header_not_counted(packets.linktype)
         K = np.stack([keys.a_hi, keys.a_lo, keys.b_hi, keys.b_lo, keys.w4, keys.w5])
         OUT, OK = self._out(n + 64)
         start, n_out = 0, 0
@@ -152,6 +156,16 @@ class FlowProbe:
         OUT2[:, : OUT.shape[1]] = OUT
         OK2[:, : OK.shape[1]] = OK
         return OUT2, OK2
+
+
+# Link headers argus leaves out of the byte counts (corpus): it counts Ethernet frames whole,
+# but not the Linux cooked (SLL) pseudo header nor the PPP / Cisco HDLC header.
+UNCOUNTED_LINK_BYTES = np.zeros(1 << 16, dtype=np.int64)
+UNCOUNTED_LINK_BYTES[[LINUX_SLL, PPP, C_HDLC, 50]] = (16, 4, 4, 4)  # 50: PPP in HDLC framing
+
+
+def link_header_not_counted(linktype: np.ndarray) -> np.ndarray:
+    return UNCOUNTED_LINK_BYTES[linktype]
 
 
 def rtp_like(d: DecodedBatch, data: np.ndarray | None, offset: np.ndarray | None) -> np.ndarray:

@@ -191,6 +191,9 @@ def build_records(OUT: np.ndarray, OK: np.ndarray, cfg: Config) -> pl.DataFrame:
     return out
 
 
+_BOUNDS = {pl.UInt8: 0xFF, pl.UInt16: 0xFFFF, pl.UInt32: 0xFFFFFFFF}
+
+
 def frame(cols: dict[str, np.ndarray], m: int) -> pl.DataFrame:
     """A frame with every schema column: given ones cast, the rest zero / empty."""
     series = []
@@ -199,6 +202,9 @@ def frame(cols: dict[str, np.ndarray], m: int) -> pl.DataFrame:
             values = cols[name]
             if dtype == pl.UInt64 and values.dtype != np.uint64:
                 values = values.astype(np.uint64)
+            elif dtype in _BOUNDS and values.dtype != np.uint64:
+                # Out-of-order captures can make time differences negative: keep to the field.
+                values = np.clip(values, 0, _BOUNDS[dtype])
             series.append(pl.Series(name, values).cast(dtype))
         elif dtype in (pl.Binary, pl.String):
             series.append(pl.repeat(b"" if dtype == pl.Binary else "", m, dtype=dtype,
