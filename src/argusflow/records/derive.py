@@ -207,7 +207,7 @@ def sstime_us() -> pl.Expr:
 def sltime_us() -> pl.Expr:
     """Without dst timestamps ra splits a one-packet-each-way record at its two times."""
     return (pl.when(_src_moved()).then(0)
-            .when(_no_dst_times() & _one_each()).then(c("sstart"))
+            .when(_no_dst_times() & (c("spkts") == 1)).then(c("sstart"))
             .otherwise(_slast_eff()))
 
 
@@ -230,7 +230,12 @@ def stime_us() -> pl.Expr:
 
 
 def ltime_us() -> pl.Expr:
-    return pl.max_horizontal(c("slast"), c("dlast"), c("sstart"), c("dstart"))
+    """Latest end time; an end the time DSR did not carry (direction bits) does not count."""
+    dirs = (c("time_subtype") & 0x78) != 0
+    s_end = pl.when(~dirs | ((c("time_subtype") & 0x10) != 0)).then(c("slast")).otherwise(0)
+    d_end = pl.when(~dirs | ((c("time_subtype") & 0x40) != 0)).then(c("dlast")).otherwise(0)
+    ends = pl.max_horizontal(s_end, d_end)
+    return pl.when(ends != 0).then(ends).otherwise(pl.max_horizontal(c("sstart"), c("dstart")))
 
 
 def seconds(us: pl.Expr) -> pl.Expr:
@@ -244,7 +249,9 @@ def span(start: pl.Expr, last: pl.Expr) -> pl.Expr:
 
 
 def dur() -> pl.Expr:
-    return span(stime_us(), ltime_us())
+    """ra's duration runs to the latest timestamp of any kind (not always LastTime)."""
+    latest = pl.max_horizontal(c("slast"), c("dlast"), c("sstart"), c("dstart"))
+    return span(stime_us(), latest)
 
 
 def sdur() -> pl.Expr:

@@ -385,7 +385,7 @@ def _address_series(frame: pl.DataFrame, side: str, nflag: int) -> pl.Series:
     lo, hi = frame[f"{side}addr_lo"], frame[f"{side}addr_hi"]
     base = frame.select(
         pl.when(c("_mar")).then(pl.lit(""))
-        .when(c("_at").is_in([ADDR_ETHER, ADDR_RARP])).then(mac(c(f"{side}addr_lo"), numeric=nflag != 0))
+        .when(c("_at").is_in([ADDR_ETHER, ADDR_RARP])).then(mac(c(f"{side}addr_lo"), numeric=True))
         .otherwise(ipv4(c(f"{side}addr_lo") & 0xFFFFFFFF)).alias("a"))["a"]
     v6 = (at == ADDR_IPV6) & ~frame["_mar"]
     if v6.any():
@@ -398,7 +398,7 @@ def _address_series(frame: pl.DataFrame, side: str, nflag: int) -> pl.Series:
         start = 6 if side == "s" else 0
         raws = frame["flow_raw"].gather(idx).to_list()
         values = [int.from_bytes(r[start:start + 6].ljust(6, b"\0"), "big") for r in raws]
-        texts = pl.select(mac(pl.Series(values, dtype=pl.UInt64), numeric=nflag != 0)).to_series()
+        texts = pl.select(mac(pl.Series(values, dtype=pl.UInt64), numeric=True)).to_series()
         base = base.scatter(idx, texts)
     return base
 
