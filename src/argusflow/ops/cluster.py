@@ -518,7 +518,8 @@ def _merge_one(s: np.ndarray, r: np.ndarray) -> None:
     if (sd & B_METRIC) and (rd & B_METRIC):
         for k in range(COUNTERS.shape[0]):
             s[COUNTERS[k]] += r[COUNTERS[k]]
-    if (sd & B_NET) and (rd & B_NET):
+    # An empty network DSR (UDP and other flows) is no object to merge: the client drops it.
+    if (sd & B_NET) and (rd & B_NET) and s[NETSUB] != 0 and r[NETSUB] != 0:
         _merge_net(s, r)
     if (sd & B_ATTR) and (rd & B_ATTR):
         _merge_attr_side(s, r, 0x01, 0x04, 0x10, ATTR_S)
@@ -723,13 +724,13 @@ def client_form_times(batch: pl.DataFrame) -> pl.DataFrame:
 
 
 def _to_u64(batch: pl.DataFrame) -> np.ndarray:
-    exprs = []
-    for name in MERGED:
-        dtype = SCHEMA[name]
-        e = c(name)
-        exprs.append(e.reinterpret(signed=False) if dtype == pl.Int64
-                     else e.cast(pl.UInt64, strict=False).fill_null(0))
-    return batch.select(exprs).to_numpy(order="c")
+    """The merging columns as one u64 matrix (one row per record), column by column."""
+    # Filled column-major (each column a contiguous run), then transposed in one blocked copy.
+    cols = np.empty((NCOLS, batch.height), dtype=np.uint64)
+    for j, name in enumerate(MERGED):
+        values = batch.get_column(name).to_numpy()
+        cols[j] = values.view(np.uint64) if values.dtype == np.int64 else values
+    return np.ascontiguousarray(cols.T)
 
 
 @dataclass
