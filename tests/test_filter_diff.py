@@ -144,8 +144,13 @@ def filter_files(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path,
 
 def run_ra(path: Path, text: str) -> tuple[set[int] | None, int]:
     """(offsets ra prints, exit code); None when ra rejects the expression."""
-    done = subprocess.run([RA, "-X", "-r", path, "-n", "-u", "-c", ",", "-s", "offset", "-", text],
-                          capture_output=True, text=True, timeout=60)
+    for _ in range(5):
+        done = subprocess.run([RA, "-X", "-r", path, "-n", "-u", "-c", ",", "-s", "offset", "-", text],
+                              capture_output=True, text=True, timeout=60)
+        # ra compiles the filter in a child process and gives up on it after a short wait,
+        # which a loaded machine can exceed: that is not an answer about the filter.
+        if "timed out" not in done.stderr:
+            break
     if done.returncode != 0 and done.stderr.strip():
         return None, done.returncode
     return {int(line) for line in done.stdout.splitlines()[1:] if line.strip()}, done.returncode
@@ -168,7 +173,7 @@ def frames(filter_files: dict[str, Path]) -> dict[str, pl.DataFrame]:
 @pytest.fixture(scope="session")
 def real_results(filter_files: dict[str, Path]) -> dict[tuple[str, str], tuple[set[int] | None, int]]:
     jobs = [(name, text) for name in ("samples", "corpus", "corpus-rich") for text in EXPRESSIONS]
-    with ThreadPoolExecutor(4) as pool:
+    with ThreadPoolExecutor(3) as pool:
         results = pool.map(lambda job: run_ra(filter_files[job[0]], job[1]), jobs)
         return dict(zip(jobs, results, strict=True))
 
@@ -217,6 +222,15 @@ def test_selection_matches_ra(name: str, frames, real_results) -> None:
 def test_reader_gaps_still_open(name: str, frames, real_results) -> None:
     wrong = disagreements(name, frames, real_results)
     assert {text: why for text, why in wrong.items() if text in READER_GAPS} == {}
+
+
+def test_ra_optimizer_bug_is_a_deviation(filter_files, frames) -> None:
+    """3.0.8 selects nothing for `not mpls and dur gte 1`; we select what both parts select."""
+    path = filter_files["samples"]
+    both = run_ra(path, "not mpls")[0] & run_ra(path, "dur gte 1")[0]
+    assert both
+    assert run_ra(path, "not mpls and dur gte 1")[0] == set()
+    assert run_ours(frames["samples"], "not mpls and dur gte 1")[0] == both
 
 
 # ---------------------------------------------------------------- expressions from the grammar

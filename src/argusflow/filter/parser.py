@@ -592,10 +592,10 @@ class Parser:
     def arith(self, min_prec: float) -> tuple[int, list[Node]]:
         value, checks = self.arith_primary()
         while self.tok.kind in ARITH_OPS and ARITH_OPS[self.tok.kind] >= min_prec:
-            op = self.take().kind
-            right, more = self.arith(ARITH_OPS[op] + 0.01)
+            op = self.take()
+            right, more = self.arith(ARITH_OPS[op.kind] + 0.01)
             checks += more
-            value = _apply(op, value, right, self.tok.col)
+            value = _apply(op.kind, value, right, op.col)
         return value, checks
 
     def arith_primary(self) -> tuple[int, list[Node]]:
