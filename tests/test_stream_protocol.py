@@ -369,11 +369,11 @@ PIECES = [b"START: ", b"START:", b"STA", b"RT: ", b"FILTER: tcp", b"FILTER: man 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(st.sampled_from(PIECES), st.binary(max_size=40)), max_size=10),
        st.booleans())
-def test_server_command_sequences(chunks: list[bytes], publish: bool) -> None:
+def test_server_command_sequences(sample: tuple[pl.DataFrame, bytes], chunks: list[bytes],
+                                  publish: bool) -> None:
     """Commands and fragments in any order: START happens at most once, nothing follows a
     close, records reach the peer only after START, replies are only OK/SY/ER."""
-    batch = read_bytes(SAMPLE.read_bytes()).slice(1, 3)
-    data = encode_batch(batch, synthesise_agr=False)
+    data = sample[1]
     conn = p.ServerConnection(HELLO)
     assert conn.data_to_send() == HELLO
     starts, closed_at = 0, None

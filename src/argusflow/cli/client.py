@@ -64,10 +64,10 @@ class ClientSession:
     def from_args(cls, program: str, args: ParsedArgs) -> ClientSession:
         conf = load_rarc(args.all("F"), skip_defaults=args.flag("X") > 0)
         inputs = args.all("r") + expand_directories(args.all("R"))
-        if not inputs and not args.all("S"):
-            raise UsageError("no input: give -r FILE ..., -R DIR ... or -S HOST[:PORT]")
         session = cls(program, args, conf, inputs)
         session.add_stream_sources(args, conf)
+        if not inputs and not session.sources:
+            raise UsageError("no input: give -r FILE ..., -R DIR ... or -S HOST[:PORT]")
         # The filter is compiled before any input is read: a bad one stops us at once.
         filter_text = args.filter or conf.get("RA_FILTER") or None
         if filter_text:
