@@ -131,8 +131,8 @@ def make_rules(args: ParsedArgs, modes: set[str]) -> list[Rule]:
             return rules
     model = parse_model(args.all("m"))
     if "rmon" in modes and model.default:
-        # racluster's rmon model: the host, its port and its peer (the peer's port is not kept).
-        model = Model(words=("srcid", "proto", "saddr", "sport", "daddr"), default=False)
+        # racluster's rmon model: the host and its port (peers merge by common prefix).
+        model = Model(words=("srcid", "proto", "saddr", "sport"), default=False)
     correct = "nocorrect" not in modes and "rmon" not in modes
     return [Rule(Clusterer(model=model, correct=correct, rmon="rmon" in modes,
                            report="norep" not in modes))]

@@ -589,6 +589,10 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, relrev: np.ndarray, fresh: np.
                 flipped[g] ^= True
             else:
                 _swap(row, pairs, bits)
+                if row[PROTO] == 1 or row[PROTO] == 58:  # ICMP type/code and id stay put
+                    t = row[SPORT]
+                    row[SPORT] = row[DPORT]
+                    row[DPORT] = t
         _merge_agr(g, first_dur, np.float64(np.float32(dur[i])), state[g], count, n, stats,
                    rcount[i], rn[i], rstats[i])
         _merge_one(state[g], row)
@@ -613,9 +617,11 @@ def _masked(hi: str, lo: str, plen: int | None, v6: pl.Expr) -> list[pl.Expr]:
 def reverse(batch: pl.DataFrame, rows: pl.Expr) -> pl.DataFrame:
     """The batch with the `rows` reversed (every src/dst pair swapped), as ArgusReverseRecord."""
     swaps = []
+    icmp = derive.is_icmp4() | derive.is_icmp6()
     for a, b in derive._SWAP_PAIRS:
-        swaps.append(pl.when(rows).then(c(b)).otherwise(c(a)).alias(a))
-        swaps.append(pl.when(rows).then(c(a)).otherwise(c(b)).alias(b))
+        turn = rows & ~icmp if a == "sport" else rows  # ICMP type/code and id stay put
+        swaps.append(pl.when(turn).then(c(b)).otherwise(c(a)).alias(a))
+        swaps.append(pl.when(turn).then(c(a)).otherwise(c(b)).alias(b))
     for column, pairs in derive._SWAP_BITS.items():
         swaps.append(pl.when(rows).then(derive._swap_bits(column, pairs)).otherwise(c(column))
                      .alias(column))
