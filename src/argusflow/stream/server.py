@@ -4,6 +4,11 @@ Everything the protocol decides (commands, filters, deadlines, backlog bounds) i
 `stream.protocol`; this module accepts sockets, applies the bind list and the allow-list of
 client networks, and shuttles bytes between sockets and `ServerConnection`s.
 
+    server = RecordServer(lambda: mar.start_mar(srcid, startime_us=t0, now_us=now()))
+    await server.listen(561, ["127.0.0.1", "::1"])        # argus/radium -P 561 -B ...
+    server.publish(batch, data)       # each record batch (and STATUS MAR) with its wire bytes
+    await server.stop(mar.stop_mar(srcid, ...))             # STOP MAR, then close everyone
+
 Flow control: records are pushed to a peer's socket only while asyncio has not paused writing
 to it; otherwise they wait in the connection's bounded backlog, and a peer whose backlog
 overflows is aborted alone (the others never wait for it).
@@ -26,6 +31,7 @@ from argusflow.stream.protocol import (
     START_TIMEOUT_S,
     TOO_MANY_CLIENTS,
     Closed,
+    Fanout,
     FilterAccepted,
     FilterRefused,
     Ignored,
@@ -99,8 +105,6 @@ class RecordServer:
         self.start_timeout = start_timeout
         self.max_backlog = max_backlog
         self.compile_filter = compile_filter
-        from argusflow.stream.protocol import Fanout
-
         self.fanout = Fanout()
         self.peers: dict[ServerConnection, _Peer] = {}
         self.servers: list[asyncio.base_events.Server] = []
