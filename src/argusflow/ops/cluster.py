@@ -617,9 +617,10 @@ def _masked(hi: str, lo: str, plen: int | None, v6: pl.Expr) -> list[pl.Expr]:
 def reverse(batch: pl.DataFrame, rows: pl.Expr) -> pl.DataFrame:
     """The batch with the `rows` reversed (every src/dst pair swapped), as ArgusReverseRecord."""
     swaps = []
-    icmp = derive.is_icmp4() | derive.is_icmp6()
+    # Ports stay put for ICMP (type/code and id) and, as racluster 3.0.8 does it, for IPv6.
+    still = derive.is_icmp4() | (derive.addr_type() == ADDR_IPV6)
     for a, b in derive._SWAP_PAIRS:
-        turn = rows & ~icmp if a == "sport" else rows  # ICMP type/code and id stay put
+        turn = rows & ~still if a == "sport" else rows
         swaps.append(pl.when(turn).then(c(b)).otherwise(c(a)).alias(a))
         swaps.append(pl.when(turn).then(c(a)).otherwise(c(b)).alias(b))
     for column, pairs in derive._SWAP_BITS.items():
