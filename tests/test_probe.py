@@ -86,26 +86,29 @@ def test_samples_match_real_argus(name: str, options: list[str], tmp_path: Path)
         assert real_only == 0 and ours_only == 0, f"{name} {what}: {result}"
 
 
-def corpus_small(limit: int = 6) -> list[Path]:
-    if not CORPUS.is_dir():
-        return []
-    files = sorted(p for p in CORPUS.iterdir() if p.suffix in (".pcap", ".pcapng"))
-    return sorted(files, key=lambda p: p.stat().st_size)[:limit]
+# Small corpus captures the real argus reads cleanly, with flows of many kinds: the ones in
+# EXACT agree on every merged flow; the others on at least 90% (their known differences are
+# listed in docs/probe-differences, see the report of issue 4).
+EXACT = ["ndpi__quic.pcap", "zeek__wikipedia.pcap", "zeek__ntp-NTP_sync.pcap", "tcpdump__HDLC.pcap",
+         "zeek__communityid-arp.pcap", "tcpdump__pptp.pcap", "zeek__mixed-vlan-mpls.pcap",
+         "ndpi__http_ipv6.pcap", "zeek__dhcp-dhcp.pcap", "tcpdump__tcp-handshake-nano.pcap",
+         "zeek__pcapng-multi-interface.pcapng", "ndpi__googledns_android10.pcap"]
+MOSTLY = ["ndpi__KakaoTalk_chat.pcap", "ndpi__1kxun.pcap"]
 
 
 @needs_real
 @pytest.mark.skipif(not CORPUS.is_dir(), reason=f"{CORPUS} is absent")
-@pytest.mark.parametrize("capture", corpus_small(), ids=lambda p: p.name)
-def test_small_corpus_captures(capture: Path, tmp_path: Path) -> None:
-    """Never a traceback; flows agree with the real argus on at least 90% of merged lines
-    (the corpus-wide figure is reported by the bench script)."""
-    try:
-        result = compare(capture, tmp_path, [])
-    except subprocess.CalledProcessError:
-        pytest.skip("the real argus fails on this capture")
+@pytest.mark.parametrize("name", EXACT + MOSTLY)
+def test_corpus_captures(name: str, tmp_path: Path) -> None:
+    capture = CORPUS / name
+    if not capture.exists():
+        pytest.skip(f"{capture} is absent")
+    result = compare(capture, tmp_path, [])
     common, real_only, ours_only = result["merged"]
-    total = common + max(real_only, ours_only)
-    assert total == 0 or common / total >= 0.9, result
+    if name in EXACT:
+        assert real_only == 0 and ours_only == 0, result
+    else:
+        assert common / (common + max(real_only, ours_only)) >= 0.9, result
 
 
 @needs_real
