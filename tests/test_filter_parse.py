@@ -189,6 +189,8 @@ ACCEPTED = [
     "len > 3", "len = 384", "1 > 0", "(1) > 0", "((1)) = 1", "1 = (1)", "1 + 1 = 2", "(1 + 1) = 2",
     "7 / 2 = 3", "6 & 3 = 2", "1 << 2 = 4", "8 >> 1 = 4", "0 - 1 < 0", "3 != 4", "4 <= 3",
     "1 | 2 = 3", "1 eq 1", "ip[0] = 0", "tcp[0] > 1", "ether[0] = 0", "tcp and 1 > 0",
+    "ttl 10.0.0.1", "base 10.0.0.1", "dur fd00::1", "mid fd00::1", "tcp and (len = 384)",
+    "tcp && ! (not udp)",
 ]
 
 REJECTED = [
@@ -201,7 +203,7 @@ REJECTED = [
     "bytes gt 1.5", "ttl 1.5", "gateway foo", "broadcast", "anon and tcp", "tcp and anon",
     "not anon", "fragonly and tcp", "not fragonly", "tcp broadcast and udp",
     "host (10.0.0.1 or tcp)", "ttl (gt 5)", "ip 1", "co 1", "1 gt 0", "tcp[0]",
-    "host 0:1:2:3:4:5", "tcp and $",
+    "host 0:1:2:3:4:5", "tcp and $", "ttl 10.0.0.0/8", "co 10.0.0.1",
 ]
 
 # Accepted by us on purpose although 3.0.8 rejects them (see filter.DEVIATIONS).

@@ -437,10 +437,9 @@ class Parser:
             if q.addr != "net":
                 raise FilterError(tok.col, "mask syntax is for networks only")
             return self.host4(q, addr & mask, mask, tok.col), q
-        if q.addr in ("srcid", "inode"):
-            return Prim(q.addr, value=addr, col=tok.col), q
         if q.addr not in ("", "host", "net"):
-            raise FilterError(tok.col, f"an address is not a value for '{q.addr}'")
+            # ra takes the address as a number: `ttl 10.0.0.1` compares ttl with 0x0A000001.
+            return self.int_prim(q, addr, EQ, tok.col), q
         return self.host4(q, addr, 0xFFFFFFFF, tok.col), q
 
     def masked(self, q: Qual, family: int, addr: int, bits: int, tok: Token) -> Node:
@@ -468,7 +467,7 @@ class Parser:
             bits = self.take().value
             return self.masked(q, 6, addr, bits, tok), q
         if q.addr not in ("", "host", "net"):
-            raise FilterError(tok.col, f"an address is not a value for '{q.addr}'")
+            return self.int_prim(q, 0, EQ, tok.col), q  # ra's number for an IPv6 operand is 0
         return self.host6(q, addr, (1 << 128) - 1, tok.col), q
 
     def ether(self, q: Qual, mac: bytes, tok: Token) -> Node:
