@@ -3,8 +3,8 @@
 The kernel copies a flow's state column into OUT when it reports a record; this module turns a
 block of such columns into the polars frame the writer and the printer take.  The flow key is
 rebuilt from the normalised key words and the flow's orientation (its first packet), the time
-DSR follows argus's default form (spec §6.3 (a): start = first source packet, for ICMP the first
-packet either way; last = last packet), and the DSRs present follow spec §7.
+DSR follows argus's default form (spec §6.3 (a): start = first source packet unless a reply came
+a whole second earlier; last = last packet), and the DSRs present follow spec §7.
 """
 
 from __future__ import annotations
@@ -113,11 +113,11 @@ def build_records(OUT: np.ndarray, OK: np.ndarray, cfg: Config) -> pl.DataFrame:
     if cfg.appbytes:
         cols["sappbytes"], cols["dappbytes"] = row("sapp"), row("dapp")
     cols["metric_subtype"] = np.full(m, 4 if cfg.appbytes else 1)
-    start = np.where(spk > 0, row("sfirst"), row("dfirst"))
-    # ICMP flows start at their first packet either way; the others at the first source packet
-    # (bench capture: TCP and UDP records opened by a reply still start at the source's packet).
-    both = (spk > 0) & (dpk > 0) & (icmp4 | icmp6)
-    start = np.where(both, np.minimum(row("sfirst"), row("dfirst")), start)
+    # argus reports the source's first packet time unless the destination's first packet lies
+    # in an earlier second (it compares whole seconds only: bench and medium captures).
+    sfirst, dfirst = row("sfirst"), row("dfirst")
+    dst_earlier = (dpk > 0) & (dfirst // 1_000_000 < sfirst // 1_000_000)
+    start = np.where((spk > 0) & ~dst_earlier, sfirst, dfirst)
     last = np.maximum(np.maximum(row("slast"), row("dlast")), row("imap_ts"))
     cols["sstart"], cols["slast"] = start, last
     cols["time_subtype"] = np.full(m, 0x02)
