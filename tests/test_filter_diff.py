@@ -233,6 +233,15 @@ def test_ra_optimizer_bug_is_a_deviation(filter_files, frames) -> None:
     assert run_ours(frames["samples"], "not mpls and dur gte 1")[0] == both
 
 
+@pytest.mark.parametrize("text", ["intpkt gt 1", "jit gt 0", "src intpkt gt 10", "src jitidle lt 5"])
+def test_jitter_with_whole_numbers_is_a_deviation(text: str, filter_files, frames) -> None:
+    """3.0.8 compares the wrong slot for `intpkt gt 1`; ours means `intpkt gt 1.0`."""
+    as_float = text + ".0"
+    ours = run_ours(frames["corpus-rich"], text)
+    assert ours == run_ours(frames["corpus-rich"], as_float)
+    assert ours == run_ra(filter_files["corpus-rich"], as_float)
+
+
 # ---------------------------------------------------------------- expressions from the grammar
 
 ADDRESSES = ["10.0.0.1", "10.0.0.2", "127.0.0.1", "192.168.10.1", "192.168.1.104", "fd00::1",

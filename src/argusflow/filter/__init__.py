@@ -50,6 +50,9 @@ DEVIATIONS: dict[str, str] = {
     "avgdur": "3.0.8 compares 8 bytes of an unset slot of its in-memory record (no flow record "
               "matches `avgdur gt 0`); ours is the mean duration of the merged records (Argus 5), "
               "the record's duration when it was not merged.",
+    "jitter integers": "with a whole-number operand (`intpkt gt 1`, `jit gt 0`) 3.0.8 hands its "
+                       "code generator the operand type instead of the field and compares an "
+                       "unrelated slot; we compare the field, as 3.0.8 does for `intpkt gt 1.0`.",
     "optimizer": "3.0.8's filter optimizer mis-compiles some combinations: `not mpls and dur gte 1` "
                  "selects nothing, `not tcp and not pkts lt 3` selects fewer records than "
                  "`not tcp and pkts gte 3`. We select what the expression says: the logical "
