@@ -393,3 +393,21 @@ def test_server_command_sequences(sample: tuple[pl.DataFrame, bytes], chunks: li
         if not (was_started or conn.started):
             assert data not in out
     assert starts <= 1
+
+
+def test_filter_sent_byte_by_byte_costs_few_compilations() -> None:
+    calls: list[str] = []
+
+    def counting(text: str) -> object:
+        calls.append(text)
+        return compile_filter(text)
+
+    conn = p.ServerConnection(HELLO, compile_filter=counting)
+    # No prefix of it compiles (a prefix that did would be taken: there is no terminator).
+    command = b"FILTER: " + b"(" * 2000 + b"tcp"
+    for byte in command:
+        conn.receive_data(bytes([byte]))
+    assert len(calls) < 30  # not one per byte
+    events = conn.tick(10.0)
+    assert names(events) == ["FilterRefused", "Closed"]
+    assert conn.data_to_send()[-2:] in (b"SY", b"ER")

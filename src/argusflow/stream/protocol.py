@@ -50,6 +50,7 @@ MAX_COMMAND_BYTES = 16 << 10  # one FILTER: expression; ra's own buffer is small
 MAX_JUNK_BYTES = 64 << 10  # unknown commands / bytes after START: before we close
 START_TIMEOUT_S = 5.0  # argus 3.0.8: a peer that has not sent START: within 5 s is dropped
 FILTER_GRACE_S = 1.0  # a FILTER: that does not compile may still be arriving
+FILTER_QUICK_TRIES = 4  # compilations of a growing FILTER: fragment before we slow down
 MAX_BACKLOG_BYTES = 8 << 20
 
 
@@ -157,6 +158,8 @@ class ServerConnection:
         self._filter_error: Exception | None = None
         self._filter_grace = filter_grace
         self._filter_deadline: float | None = None
+        self._filter_tried = 0  # length of the FILTER: fragment last compiled
+        self._filter_attempts = 0
         self._now = now
         self.records_bytes = 0
 
@@ -179,7 +182,7 @@ class ServerConnection:
         if self.state is not State.HELLO:
             return []
         if self._filter_deadline is not None and now >= self._filter_deadline:
-            return self._refuse_filter()
+            return self._filter(final=True) or []
         if now >= self._start_deadline:
             return [self._close(f"no START: within {self._start_timeout:g} s")]
         return []
@@ -262,11 +265,23 @@ class ServerConnection:
         self._filter_deadline = None
         return [Started()]
 
-    def _filter(self) -> list[Event] | None:
+    def _filter(self, final: bool = False) -> list[Event] | None:
+        """FILTER: compile it; one that does not compile yet may still be arriving."""
         if self.state is State.STREAMING:
             # A reply now would land inside the record stream; argus clients never do this.
             return self._ignore()
         body, rest, terminated = split_filter(self._inbuf[len(FILTER):])
+        terminated = terminated or final
+        if not terminated and not body.strip():
+            return None  # "FILTER: " so far: the expression has not arrived yet
+        if not terminated and self._filter_attempts >= FILTER_QUICK_TRIES \
+                and len(body) < 2 * self._filter_tried:
+            # After a few tries, recompile a growing fragment only when it has doubled: a peer
+            # sending a filter byte by byte must not cost one compilation per byte (the
+            # deadline tries the whole of it last).
+            return None
+        self._filter_tried = len(body)
+        self._filter_attempts += 1
         text = body.decode("utf-8", "replace").strip()
         try:
             compiled = self._compile(text) if text else None
@@ -281,13 +296,12 @@ class ServerConnection:
             return self._refuse_filter(text)
         self._inbuf = rest
         self._filter_deadline = None
+        self._filter_tried = self._filter_attempts = 0
         self.filter, self.filter_text = compiled, (text or None)
         self._queue(OK)
         return [FilterAccepted(text)]
 
-    def _refuse_filter(self, text: str | None = None) -> list[Event]:
-        if text is None:
-            text = split_filter(self._inbuf[len(FILTER):])[0].decode("utf-8", "replace").strip()
+    def _refuse_filter(self, text: str) -> list[Event]:
         err = self._filter_error
         self._inbuf = b""
         self._filter_deadline = None
