@@ -411,3 +411,22 @@ def test_filter_sent_byte_by_byte_costs_few_compilations() -> None:
     events = conn.tick(10.0)
     assert names(events) == ["FilterRefused", "Closed"]
     assert conn.data_to_send()[-2:] in (b"SY", b"ER")
+
+
+@pytest.mark.parametrize(("text", "host", "port", "tls"), [
+    ("h", "h", 561, False), ("h:1", "h", 1, False), ("[::1]:5", "::1", 5, False),
+    ("::1", "::1", 561, False), ("argus://a:7", "a", 7, False), ("argus-tcp://x", "x", 561, False),
+    ("argus+tls://[::1]", "::1", 561, True)])
+def test_parse_source(text: str, host: str, port: int, tls: bool) -> None:
+    from argusflow.stream.client import Source, parse_source
+
+    assert parse_source(text) == Source(host, port, tls)
+
+
+@pytest.mark.parametrize("text", ["h:0", "h:x", "udp://h", "h:1//f", ""])
+def test_parse_source_errors(text: str) -> None:
+    from argusflow.errors import UsageError
+    from argusflow.stream.client import parse_source
+
+    with pytest.raises(UsageError):
+        parse_source(text)

@@ -55,7 +55,8 @@ def parse_source(text: str) -> Source:
     else:
         if "://" in spec:
             raise UsageError(f"-S {text}: only argus:// (TCP) and argus+tls:// are supported")
-    spec = spec.split("//", 1)[0]  # radium's host:port//file form: the path is not supported
+    if "//" in spec:
+        raise UsageError(f"-S {text}: the host:port//file form is not supported; use -r FILE")
     if spec.count(":") > 1 and not spec.startswith("["):
         return Source(spec, DEFAULT_PORT, tls)  # a bare IPv6 address
     found = _HOST_PORT.match(spec)
