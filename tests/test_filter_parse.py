@@ -333,3 +333,17 @@ def test_deviation_avgdur_is_the_mean_duration() -> None:
     assert selected("avgdur gt 1", frame) == [1]
     assert selected("avgdur lt 1", frame) == [2]
     assert selected("avgdur gt 1", frame) == selected("dur gt 1", frame)
+
+
+def test_record_filter_api() -> None:
+    from argusflow.records.schema import empty_batch
+
+    f = compile_filter("udp and src pkts gt 1")
+    assert f.text == "udp and src pkts gt 1"
+    assert f.tree == And(Prim("udp"), Prim("pkts", SRC, op=GT, value=1))
+    frame = batch(offset=[1, 2, 3], rtype=[0x10, 0x10, 0x80], flow_qual=[1, 1, 0], proto=[17, 6, 0],
+                  dsrs=[FLOW_BITS, FLOW_BITS, 0], spkts=[2, 5, 0])
+    assert f.mask(frame).to_list() == [True, False, False]
+    assert f.apply(frame)["offset"].to_list() == [1]
+    assert f.apply(empty_batch()).height == 0
+    assert frame.lazy().filter(f.expr).collect()["offset"].to_list() == [1]  # usable lazily too
