@@ -134,25 +134,16 @@ def _swap_bits(column: str, pairs: list[tuple[int, int]]) -> pl.Expr:
 
 
 def reverse_mask(numeric_ports: bool, services: dict[int, str]) -> pl.Expr:
-    """Rows ra's TCP correction (§9.7 rule 1) reverses."""
-    status = c("tcp_status")
-    sflags, dflags = c("stcp_flags"), c("dtcp_flags")
-    candidate = is_tcp() & (addr_type() == ADDR_IPV4) & ~bit("flow_qual", 0x20) & has("net")
-    synack_only = bit("tcp_status", SAW_SYN_SENT) & ~bit("tcp_status", SAW_SYN)
-    sflag_syn = (sflags & TH_SYN) != 0
-    rule_a = synack_only & (
-        ((c("net_subtype") == NET_TCP_INIT) & sflag_syn)
-        | (c("net_subtype").is_in([NET_TCP_STATUS, NET_TCP_PERF])
-           & ((status & (CON_ESTABLISHED | NORMAL_CLOSE | FIN | FIN_ACK)) != 0))
-        | (sflag_syn & ((dflags & TH_RST) == 0) & (c("spkts") > 5) & (c("dpkts") > 5))
-        | (sflag_syn & ((sflags & TH_FIN) != 0) & (c("dpkts") == 0) & (c("spkts") > 0)
-           & (c("sbytes") > c("spkts") * 60))
-    )
-    # The spec's port rule for flows without any SYN (§9.7 1b) never fires in ra 3.0.8 -X over
-    # the samples and the corpus (samples/misc.argus keeps 10.0.0.7:443 as source), so it is
-    # left out; `numeric_ports` and `services` stay in the signature for it.
-    rule_b = pl.lit(False) if numeric_ports or not services else pl.lit(False)
-    return candidate & (rule_a | rule_b)
+    """Rows ra's TCP correction (§9.7) would reverse: none, as observed with ra 3.0.8 -X.
+
+    The spec describes two rules (SYN-ACK seen without the SYN; well-known port as Dport), but
+    over the samples and the 66-file corpus `ra -X` prints every TCP record in the orientation
+    the reader gives (zeek__wikipedia: a TCP_INIT SYN-ACK stays server -> client; misc.argus
+    keeps 10.0.0.7:443 as source), and applying either rule made 10 files differ.  The hook stays
+    so that a later finding can switch a rule back on.
+    """
+    del numeric_ports, services
+    return pl.lit(False)
 
 
 def orient(batch: pl.DataFrame, numeric_ports: bool) -> pl.DataFrame:
@@ -207,7 +198,7 @@ def sstime_us() -> pl.Expr:
 def sltime_us() -> pl.Expr:
     """Without dst timestamps ra splits a one-packet-each-way record at its two times."""
     return (pl.when(_src_moved()).then(0)
-            .when(_no_dst_times() & (c("spkts") == 1)).then(c("sstart"))
+            .when(_no_dst_times() & _one_each()).then(c("sstart"))
             .otherwise(_slast_eff()))
 
 
@@ -580,6 +571,15 @@ def _gap(side: str) -> pl.Expr:
     gap = (c(p + "seq").cast(pl.Int64) - c(p + "seqbase").cast(pl.Int64)
            - c(p + "bytes").cast(pl.Int64) - 1)
     return ok & (gap > 0)
+
+
+def gap_bytes(side: str) -> pl.Expr:
+    """Sequence space not covered by payload: seq - isn - bytes - 1, when nothing was resent."""
+    p = f"{side}tcp_"
+    gap = (c(p + "seq").cast(pl.Int64) - c(p + "seqbase").cast(pl.Int64)
+           - c(p + "bytes").cast(pl.Int64) - 1)
+    ok = (c(p + "retrans") == 0) & (c(p + "seq") != 0)
+    return pl.when(ok & (gap > 0)).then(gap).otherwise(0)
 
 
 def _flag_loss() -> pl.Expr:

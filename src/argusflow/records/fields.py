@@ -131,8 +131,8 @@ _f("dretrans", "DstRetrans", 8, FMT_INT, "net", SUM, lambda: pl.lit(0))
 _f("pretrans", "pRetrans", 7, FMT_FLOAT, "net", NONE, lambda: pl.lit(0.0))
 _f("spretrans", "pSrcRetrans", 8, FMT_FLOAT, "net", NONE, lambda: pl.lit(0.0))
 _f("dpretrans", "pDstRetrans", 8, FMT_FLOAT, "net", NONE, lambda: pl.lit(0.0))
-_f("sgap", "SrcGap", 8, FMT_INT, "net", SUM, lambda: pl.lit(0), present=d.is_tcp_net)
-_f("dgap", "DstGap", 8, FMT_INT, "net", SUM, lambda: pl.lit(0), present=d.is_tcp_net)
+_f("sgap", "SrcGap", 8, FMT_INT, "net", SUM, lambda: d.gap_bytes("s"), present=d.is_tcp_net)
+_f("dgap", "DstGap", 8, FMT_INT, "net", SUM, lambda: d.gap_bytes("d"), present=d.is_tcp_net)
 
 # --- IP attributes -------------------------------------------------------------------------------
 def _hops(ttl: pl.Expr) -> pl.Expr:
@@ -190,8 +190,9 @@ _f("dpktsz", "dPktSz", 12, FMT_SPECIAL, "psize", NONE, _col("dpktsz_hist"), _HIS
 # --- jitter ---------------------------------------------------------------------------------------
 for _s, _S in (("s", "S"), ("d", "D")):
     _src = "Src" if _s == "s" else "Dst"
+    # ra prints SIntPkt whenever there is a jitter DSR, DIntPkt only with destination blocks
     _f(f"{_s}intpkt", f"{_S}IntPkt", 12, FMT_FLOAT, "jitter", NONE,
-       lambda s=_s: d.intpkt(s), lambda s=_s: d.jit_present(s))
+       lambda s=_s: d.intpkt(s), _has("jitter") if _s == "s" else (lambda s=_s: d.jit_present(s)))
     for _b, _B in (("act", "Act"), ("idl", "Idl")):
         _f(f"{_s}intpkt{_b}", f"{_S}IntPkt{_B}", 12, FMT_FLOAT, "jitter", NONE,
            lambda s=_s, b=_b: d.intpkt(s, b), _has("jitter"))
