@@ -53,15 +53,32 @@ RICH = ("ndpi__ocs.pcap", "ndpi__netflix.pcap", "ndpi__wechat.pcap", "ndpi__1kxu
         "zeek__tunnels-gre-sample.pcap", "ndpi__googledns_android10.pcap", "zeek__dhcp-dhcp.pcap")
 
 _TIME = "a record's times when one packet went each way and the first record had none back"
+_TCP = "TCP objects merged from different connections (base sequence numbers, gaps)"
+_ICMP = "ICMP flows merged across echo request and reply"
 KNOWN_DIFFERENT: dict[tuple[str, str], str] = {
     ("default", "tcpdump__arp-oobr.pcap"): "ARP keys (merging of ARP flow keys not done yet)",
     ("default", "zeek__arp-leak.pcap"): "ARP keys (merging of ARP flow keys not done yet)",
     ("default", "tcpdump__timestamp_invalid_nano.pcap"): "nanosecond times as 3.0.8 reads them",
     ("default", "zeek__ipv6-fragmented-dns.pcap"): _TIME,
     ("default", "ndpi__dns_fragmented.pcap"): _TIME,
+    **{("saddr_daddr", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__KakaoTalk_chat.pcap",
+                                           "ndpi__ocs.pcap", "ndpi__wechat.pcap")},
+    ("saddr_daddr", "ndpi__icmp-tunnel.pcap"): _ICMP,
+    **{("proto_dport", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__KakaoTalk_chat.pcap",
+                                           "ndpi__netflix.pcap", "ndpi__wechat.pcap",
+                                           "zeek__tunnels-gre-sample.pcap")},
+    ("proto_dport", "ndpi__icmp-tunnel.pcap"): _ICMP,
+    **{("saddr24", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__wechat.pcap")},
+    ("saddr24", "ndpi__icmp-tunnel.pcap"): _ICMP,
+    **{("matrix", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__KakaoTalk_chat.pcap",
+                                      "ndpi__netflix.pcap", "ndpi__ocs.pcap",
+                                      "ndpi__wechat.pcap")},
+    ("matrix", "ndpi__icmp-tunnel.pcap"): _ICMP,
+    **{("rmon", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__KakaoTalk_chat.pcap",
+                                    "ndpi__netflix.pcap", "ndpi__ocs.pcap", "ndpi__wechat.pcap")},
+    **{("conf3", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__KakaoTalk_chat.pcap",
+                                     "ndpi__wechat.pcap")},
 }
-# Modes whose agreement is still partial on the rich files (see the closing report).
-PARTIAL_MODES = {"saddr_daddr", "proto_dport", "saddr24", "matrix", "srcid", "rmon", "conf3"}
 
 
 def ours(argv: list[str]) -> tuple[int, str, str]:
@@ -116,8 +133,6 @@ def compare_written(run_real, src: Path, opts: list[str], tmp: Path) -> None:
 
 def _mark(mode: str, name: str, request: pytest.FixtureRequest) -> None:
     reason = KNOWN_DIFFERENT.get((mode, name))
-    if reason is None and mode in PARTIAL_MODES:
-        reason = "aggregation with a changed key is not yet identical on every file"
     if reason:
         request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
 
@@ -148,10 +163,8 @@ def test_modes_on_rich_files(mode, name, status_argus_files, run_real, conf3, tm
     compare_written(run_real, status_argus_files[name], options(mode, conf3), tmp_path)
 
 
-@pytest.mark.parametrize("mode", ["default", "saddr_daddr", "proto_dport", "srcid"])
-def test_samples(mode, sample_argus_files, run_real, conf3, tmp_path, request) -> None:
-    if mode in PARTIAL_MODES:
-        request.applymarker(pytest.mark.xfail(reason="changed keys: partial", strict=False))
+@pytest.mark.parametrize("mode", ["default", "saddr_daddr", "proto_dport", "srcid", "rmon"])
+def test_samples(mode, sample_argus_files, run_real, conf3, tmp_path) -> None:
     for path in sample_argus_files:
         sub = tmp_path / path.stem
         sub.mkdir()

@@ -69,6 +69,7 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "sco": ("sco",), "dco": ("dco",), "sas": ("sas",), "das": ("das",), "ias": ("ias",),
     "none": (),
 }
+FLOW_KEY_COLUMNS = {"saddr_hi", "saddr_lo", "daddr_hi", "daddr_lo", "proto", "sport", "dport"}
 # The default model: the flow key and the probe (racluster's 5-tuple + srcid).
 DEFAULT_KEYS = ("srcid", "proto", "saddr", "sport", "daddr", "dport")
 # Words of -m that also name a sort algorithm: racluster sorts its output by them (in order).
@@ -536,16 +537,10 @@ def _merge_one(s: np.ndarray, r: np.ndarray) -> None:
     if (sd & B_ENCAPS) and (rd & B_ENCAPS):
         s[SENC] |= r[SENC]
         s[DENC] |= r[DENC]
-    if sd & B_MAC:
-        if rd & B_MAC:
-            if s[SMAC] != r[SMAC]:
-                s[SMAC] = 0
-            if s[DMAC] != r[DMAC]:
-                s[DMAC] = 0
-            if s[METYPE] != r[METYPE]:
-                s[METYPE] = 0
-        else:
-            s[DSRS] &= ~np.uint64(B_MAC)
+    # MAC addresses: racluster 3.0.8.2 keeps the first record's (samples *_rich, mix), and drops
+    # them when a record without any is merged in.
+    if (sd & B_MAC) and not (rd & B_MAC):
+        s[DSRS] &= ~np.uint64(B_MAC)
     if rd & B_ICMPMAP:
         if sd & B_ICMPMAP:
             if (s[IMQUAL] & 0x07) and (r[IMQUAL] & 0x07) and (s[FQUAL] & 0x1F) == ADDR_IPV4:
@@ -619,8 +614,9 @@ def reverse(batch: pl.DataFrame, rows: pl.Expr) -> pl.DataFrame:
     swaps = []
     # Ports stay put for ICMP (type/code and id) and, as racluster 3.0.8 does it, for IPv6.
     still = derive.is_icmp4() | (derive.addr_type() == ADDR_IPV6)
+    esp = (derive.addr_type() == ADDR_IPV4) & (c("proto") == 50)  # SPI bytes in the masks
     for a, b in derive._SWAP_PAIRS:
-        turn = rows & ~still if a == "sport" else rows
+        turn = rows & ~still if a == "sport" else rows & ~esp if a == "smask" else rows
         swaps.append(pl.when(turn).then(c(b)).otherwise(c(a)).alias(a))
         swaps.append(pl.when(turn).then(c(a)).otherwise(c(b)).alias(b))
     for column, pairs in derive._SWAP_BITS.items():
@@ -691,11 +687,14 @@ def key_frame(batch: pl.DataFrame, model: Model, correct: bool) -> pl.DataFrame:
     names = model.columns
     extra = {"_soui": c("smac") // (1 << 24), "_doui": c("dmac") // (1 << 24)}
     # racluster keys on the model's fields only: with -m, IPv4, IPv6 and non-IP flows can merge.
+    # A flow key field keys on where the field lies in the key, so on the kind of key too.
     kind = [(c("flow_subtype") & 0x3F).alias("_kt"), derive.addr_type().alias("_ka")] \
-        if model.default else []
+        if model.default or set(names) & FLOW_KEY_COLUMNS else []
     if not (correct and model.default):
         for name in names:
             cols.append((extra[name] if name in extra else c(name)).alias(f"_k_{name}"))
+        if not cols and not kind:
+            cols.append(pl.lit(0, pl.UInt8).alias("_k_none"))  # -m none: one group
         return batch.select(*kind, *cols, pl.lit(True).alias("_fwd"))
     # Default key with correction: the flow key in both orientations.
     icmp = derive.is_icmp4()
@@ -767,8 +766,10 @@ class Clusterer:
         """Merge a batch of (selected) records; MARs and events are not aggregated."""
         # racluster 3.0.8 cannot re-key LAYER_3_MATRIX flow keys ("buf 12 not big enough") and
         # drops those records; so do we.
-        batch = batch.filter(((c("rtype") == 0x10) | (c("rtype") == 0x30))
-                             & ((c("flow_subtype") & 0x3F) != 0x03))
+        far = (c("rtype") == 0x10) | (c("rtype") == 0x30)
+        if self.model.default or set(self.model.columns) & FLOW_KEY_COLUMNS:
+            far = far & ((c("flow_subtype") & 0x3F) != 0x03)
+        batch = batch.filter(far)
         if batch.height == 0:
             return
         batch = batch.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_seq"))
@@ -910,6 +911,12 @@ def sort_output(out: pl.DataFrame, model: Model) -> pl.DataFrame:
             by.append(c(word) // 4096)
         elif word in ("stcpb", "dtcpb"):
             by.append(c(f"{word[0]}tcp_seqbase"))
+        elif word in ("sport", "dport"):
+            # Only TCP and UDP ports sort; other flows compare equal and keep their order.
+            ports = derive.is_ip() & c("proto").is_in([6, 17])
+            by.append(pl.when(ports).then(c(word)).otherwise(0))
+        elif word == "proto":
+            by.append(pl.when(derive.is_ip()).then(c("proto")).otherwise(0))  # non-IP last
         else:
             by.append(c(word))
         desc.append(word == "proto")  # racluster lists protocols from the highest number down
