@@ -415,3 +415,33 @@ def sample_argus_file(request: pytest.FixtureRequest, shared_dir: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} absent")
     return path
+
+
+# ---------------------------------------------------------------- known differences, in one place
+
+KNOWN_DIFFERENCES = REPO_ROOT / "tests" / "known_differences.txt"
+
+
+def load_known_differences() -> dict[str, str]:
+    """{test node id: why it differs today} from tests/known_differences.txt.
+
+    Each line is `node-id  # reason`. These are open fidelity gaps against the real tools,
+    listed where a reader sees all of them at once; a listed test still runs (xfail, not
+    strict), so fixing one shows up as XPASS and the line can be deleted.
+    """
+    known: dict[str, str] = {}
+    if not KNOWN_DIFFERENCES.is_file():
+        return known
+    for line in KNOWN_DIFFERENCES.read_text().splitlines():
+        node, _, reason = line.partition("#")
+        if node.strip():
+            known[node.strip()] = reason.strip() or "known difference"
+    return known
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    known = load_known_differences()
+    for item in items:
+        reason = known.get(item.nodeid)
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
