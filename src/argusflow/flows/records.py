@@ -195,20 +195,21 @@ _BOUNDS = {pl.UInt8: 0xFF, pl.UInt16: 0xFFFF, pl.UInt32: 0xFFFFFFFF}
 
 
 def frame(cols: dict[str, np.ndarray], m: int) -> pl.DataFrame:
-    """A frame with every schema column: given ones cast, the rest zero / empty."""
-    series = []
-    for name, dtype in SCHEMA.items():
-        if name in cols:
-            values = cols[name]
-            if dtype == pl.UInt64 and values.dtype != np.uint64:
-                values = values.astype(np.uint64)
-            elif dtype in _BOUNDS and values.dtype != np.uint64:
-                # Out-of-order captures can make time differences negative: keep to the field.
-                values = np.clip(values, 0, _BOUNDS[dtype])
-            series.append(pl.Series(name, values).cast(dtype))
-        elif dtype in (pl.Binary, pl.String):
-            series.append(pl.repeat(b"" if dtype == pl.Binary else "", m, dtype=dtype,
-                                    eager=True).alias(name))
-        else:
-            series.append(pl.zeros(m, dtype=dtype, eager=True).alias(name))
-    return pl.DataFrame(series)
+    """A frame with every schema column: given ones cast, the rest zero / empty (broadcast
+    literals: building ~150 zero columns per batch as arrays cost more than the engine)."""
+    given = []
+    for name, values in cols.items():
+        dtype = SCHEMA[name]
+        if dtype == pl.UInt64 and values.dtype != np.uint64:
+            values = values.astype(np.uint64)
+        elif dtype in _BOUNDS and values.dtype != np.uint64:
+            # Out-of-order captures can make time differences negative: keep to the field.
+            values = np.clip(values, 0, _BOUNDS[dtype])
+        given.append(pl.Series(name, values).cast(dtype))
+    out = pl.DataFrame(given, height=m) if given else pl.DataFrame(height=m)
+    missing = [pl.lit(_ZERO.get(dtype, 0), dtype=dtype).alias(name)
+               for name, dtype in SCHEMA.items() if name not in cols]
+    return out.with_columns(missing).select(list(SCHEMA))
+
+
+_ZERO = {pl.Binary: b"", pl.String: ""}
