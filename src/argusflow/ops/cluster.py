@@ -901,10 +901,10 @@ def sort_output(out: pl.DataFrame, model: Model) -> pl.DataFrame:
     desc: list[bool] = []
     for word in words:
         if word in ("saddr", "daddr"):
-            # IPv4 addresses sort numerically and before IPv6 ones, which keep their order.
+            # Addresses sort by kind, then IPv4 ones numerically; others keep their order.
             at = derive.addr_type()
             v4 = pl.when(at == ADDR_IPV4).then(c(f"{word[0]}addr_lo")).otherwise(0)
-            by += [pl.when(at == ADDR_IPV4).then(0).otherwise(1), v4]
+            by += [at, v4]  # IPv4, IPv6, Ethernet, ARP, ...
             desc += [False, False]
             continue
         if word in ("smpls", "dmpls"):
