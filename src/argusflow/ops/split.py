@@ -43,6 +43,7 @@ SIZE_UNITS = {"b": 10**9, "g": 10**9, "m": 10**6, "k": 10**3}  # 3.0.8: 'b' mean
 STDIO_BLOCK = 4096
 DEFAULT_COUNT = 10000
 DEFAULT_TIME_SUFFIX = "%Y.%m.%d.%H.%M.%S"
+MAX_PIECES = 100_000  # bins one record may be cut into
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,10 @@ def cut_at_boundaries(batch: pl.DataFrame, mode: SplitMode, utc: bool = False) -
     first_bin = bin_start(t0 // 1_000_000, mode, utc)
     first_end = bin_end(first_bin, mode, utc) * 1_000_000
     spans = flows & (t1 >= first_end) & (t1 > t0)
+    # A damaged record can claim to last for years: past MAX_PIECES bins it is filed whole.
+    shortest = {"M": 28 * 86400, "y": 365 * 86400}.get(mode.unit, mode.seconds)
+    bins = (t1 - first_bin * 1_000_000) // (shortest * 1_000_000) + 1
+    spans &= bins <= MAX_PIECES
     if not spans.any():
         return batch
     rows = np.flatnonzero(spans)
