@@ -653,23 +653,31 @@ def services(proto: str) -> dict[int, str]:
     return names
 
 
+# ra 3.0.8's own IP protocol names (IANA keywords as the ra binary spells them), 0-133; other
+# numbers up to 252 print as "unas" (checked: 165, 249), the rest as numbers.
+_IP_PROTOCOLS = (
+    "ip icmp igmp ggp ipip st2 tcp cbt egp igp bbn-rcc nvp pup argus emcon xnet chaos udp mux dcn "
+    "hmp prm xns-idp trunk-1 trunk-2 leaf-1 leaf-2 rdp irtp iso-tp4 netblt mfe-nsp merit-inp sep "
+    "3pc idpr xtp ddp idpr-cmtp tp++ il ipv6 sdrp ipv6-route ipv6-frag idrp rsvp gre mhrp bna esp "
+    "ah i-nlsp swipe narp mobile tlsp skip ipv6-icmp ipv6-no ipv6-opts any cftp any sat-expak "
+    "kryptolan rvd ippc any sat-mon visa ipcv cpnx cphb wsn pvp br-sat-mon sun-nd wb-mon "
+    "wb-expak iso-ip vmtp secure-vmtp vines ttp nsfnet-igp dgp tcf eigrp ospf sprite-rpc larp "
+    "mtp ax.25 ipip micp aes-sp3-d etherip encap pri-enc gmtp ifmp pnni pim aris scps qnx a/n "
+    "ipcomp snp compaq-peer ipx-n-ip vrrp pgm any l2tp ddx iatp stp srp uti smp sm ptp isis fire "
+    "crtp crudp sccopmce iplt sps pipe sctp fc").split()
+
+
 @functools.cache
 def protocols() -> dict[int, str]:
-    """IP protocol number -> name (first entry of /etc/protocols), with ra's own fallbacks."""
-    names: dict[int, str] = {0: "ip", 1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 41: "ipv6",
-                             47: "gre", 50: "esp", 51: "ah", 58: "ipv6-icmp", 132: "sctp"}
-    path = Path("/etc/protocols")
-    if path.exists():
-        for line in path.read_text(errors="replace").splitlines():
-            words = line.split("#", 1)[0].split()
-            if len(words) >= 2 and words[1].isdigit():
-                names.setdefault(int(words[1]), words[0])
+    """IP protocol number -> the name ra prints."""
+    names = dict(enumerate(_IP_PROTOCOLS))
+    names.update({n: "unas" for n in range(len(_IP_PROTOCOLS), 253)})
     return names
 
 
 # Ether types ra names; anything else prints "unknown" unless -n.
 ETHER_TYPES = {0x0800: "ip", 0x0806: "arp", 0x8035: "rarp", 0x86DD: "ipv6", 0x8100: "802.1q",
-               0x8847: "mpls", 0x8848: "mpls-mc", 0x8863: "pppoed", 0x8864: "pppoes",
+               0x8847: "mpls", 0x8848: "mpls-mc", 0x8863: "pppoe", 0x8864: "pppoe",
                0x888E: "eapol", 0x88CC: "lldp", 0x9000: "loopback"}
 LLC_SAPS = {0x00: "null", 0x02: "isap", 0x03: "gsap", 0x04: "sna", 0x05: "sna", 0x06: "ip",
             0x0E: "proway", 0x42: "stp", 0x4E: "mms", 0x5E: "isi", 0x7E: "x25", 0x80: "xns",
