@@ -906,6 +906,14 @@ def sort_output(out: pl.DataFrame, model: Model) -> pl.DataFrame:
             v4 = pl.when(at == ADDR_IPV4).then(c(f"{word[0]}addr_lo")).otherwise(0)
             by += [at, v4]  # IPv4, IPv6, Ethernet, ARP, ...
             desc += [False, False]
+            # IPv6 addresses compare as four 32-bit words read in host (little-endian) order.
+            for half, shift in ((f"{word[0]}addr_hi", 32), (f"{word[0]}addr_hi", 0),
+                                (f"{word[0]}addr_lo", 32), (f"{word[0]}addr_lo", 0)):
+                w = (c(half) // (1 << shift)) % (1 << 32)
+                le = ((w % 256) * (1 << 24) + ((w // 256) % 256) * (1 << 16)
+                      + ((w // 65536) % 256) * 256 + w // (1 << 24))
+                by.append(pl.when(at == ADDR_IPV6).then(le).otherwise(0))
+                desc.append(False)
             continue
         if word in ("smpls", "dmpls"):
             by.append(c(word) // 4096)
