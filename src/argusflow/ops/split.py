@@ -356,7 +356,9 @@ def _cut_rows(batch: pl.DataFrame, times: pl.DataFrame, p: Pieces
         app = base[f"{side}appbytes"].to_numpy().astype(np.int64)
         span = (end - start).astype(np.float64)
         upto = np.minimum(p.hi, end)
-        frac = np.where(span > 0, (upto - start) / np.where(span > 0, span, 1.0), 1.0)
+        # A direction with no duration (one packet) lies wholly in the piece that holds its time.
+        point = np.where(start < p.hi, 1.0, 0.0)
+        frac = np.where(span > 0, (upto - start) / np.where(span > 0, span, 1.0), point)
         frac = np.clip(frac, 0.0, 1.0)
         share = _share(pkts, frac, last, first)
         mean = np.where(pkts > 0, byts / np.maximum(pkts, 1), 0.0)
