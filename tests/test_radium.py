@@ -37,7 +37,7 @@ SAMPLES = REPO.parent / "shared" / "spec" / "samples"
 RA, RADIUM, ARGUS = Path("/usr/bin/ra"), Path("/usr/sbin/radium"), Path("/usr/sbin/argus")
 FIELDS = ("srcid seq stime ltime dur trans flgs proto saddr sport dir daddr dport spkts dpkts "
           "sbytes dbytes state stos dtos sttl dttl swin dwin tcprtt synack ackdat").split()
-SAMPLE_NAMES = ("tcp", "udp", "icmp", "arp", "vlan", "mpls", "misc", "tcp_rich", "udp_rich")
+SAMPLE_NAMES = ("tcp", "udp", "icmp", "ipv6", "arp", "vlan", "mpls", "misc", "tcp_rich", "udp_rich")
 HOST = "127.0.0.1"
 
 
@@ -568,3 +568,4 @@ def test_tls_extension(procs: Procs, tmp_path: Path) -> None:
     assert wait_exit(ra, 60) == 0
     assert list(map(int, procs.out("ra").split()[1:])) == records["seq"].to_list()
     assert wait_exit(rad, 30) == 0
+

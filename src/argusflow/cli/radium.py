@@ -14,7 +14,7 @@ RADIUM_MAR_STATUS_INTERVAL seconds and a STOP MAR when it stops.
 Signals: SIGTERM/SIGINT send the STOP MAR to clients and files and exit; SIGHUP reopens the
 output files (logrotate).  Configuration variables (radium.conf, `-f`): RADIUM_MONITOR_ID,
 RADIUM_ACCESS_PORT, RADIUM_BIND_IP, RADIUM_ARGUS_SERVER, RADIUM_OUTPUT_FILE, RADIUM_FILTER,
-RADIUM_DAEMON, RADIUM_MAR_STATUS_INTERVAL, and our RADIUM_ACCESS_ALLOW, RADIUM_MAX_CLIENTS,
+RADIUM_DAEMON, RADIUM_MAR_STATUS_INTERVAL, and our RADIUM_SYSLOG, RADIUM_ACCESS_ALLOW, RADIUM_MAX_CLIENTS,
 RADIUM_CLIENT_BACKLOG (bytes queued per client, at least 2 MiB), RADIUM_PID_FILE,
 RADIUM_START_CLIENTS (with -r and -P: wait for that many started clients before reading the
 files, default 1).
@@ -82,6 +82,7 @@ class Settings:
     filter_text: str | None = None
     srcid: str | None = None
     daemon: bool = False
+    syslog: bool = False
     allow: str | None = None
     pidfile: str | None = None
     max_clients: int = 4096
@@ -180,6 +181,7 @@ def settings_from_argv(argv: list[str]) -> Settings:
     s.filter_text = args.filter or conf.get("RADIUM_FILTER") or None
     s.srcid = args.value("e") or conf.get("RADIUM_MONITOR_ID") or None
     s.daemon = bool(args.flag("d")) or is_yes(conf.get("RADIUM_DAEMON"))
+    s.syslog = is_yes(conf.get("RADIUM_SYSLOG"))
     s.allow = conf.get("RADIUM_ACCESS_ALLOW") or None
     s.pidfile = conf.get("RADIUM_PID_FILE") or None
     for key, attr, kind in (("RADIUM_MAX_CLIENTS", "max_clients", int),
@@ -406,9 +408,10 @@ def now_us() -> int:
     return int(time.time() * 1_000_000)
 
 
-def setup_logging(daemon: bool, debug: bool) -> None:
+def setup_logging(daemon: bool, debug: bool, syslog: bool = False) -> None:
+    """Daemons (or RADIUM_SYSLOG=yes) log to syslog when there is one; otherwise stderr."""
     handler: logging.Handler
-    if daemon and os.path.exists("/dev/log"):
+    if (daemon or syslog) and os.path.exists("/dev/log"):
         handler = logging.handlers.SysLogHandler(address="/dev/log")
         handler.setFormatter(logging.Formatter("radium[%(process)d]: %(message)s"))
     else:
@@ -478,7 +481,7 @@ def radium(argv: list[str]) -> int:
         daemonize(pidfile or default_pidfile(s))
     elif pidfile:
         write_pidfile(pidfile)
-    setup_logging(s.daemon, s.debug)
+    setup_logging(s.daemon, s.debug, s.syslog)
     raise_fd_limit()
     try:
         return asyncio.run(Radium(s).run())
