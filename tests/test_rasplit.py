@@ -307,3 +307,27 @@ def test_unwritable_directory_is_one_line(bundled_sample: Path, tmp_path: Path,
     assert lines[-1].startswith("rasplit: ") and "cannot open for writing" in lines[-1]
     assert any("retrying" in line for line in lines[:-1])
     assert "Traceback" not in err
+
+
+def test_stdout_stream_marks_each_part(corpus_argus_files, tmp_path: Path) -> None:
+    """-w -: one stream, each part between a START MAR and a STOP MAR (man rasplit).  The real
+    3.0.8 writes only the first part there; we follow the manual."""
+    from argusflow.records.codec import read_bytes
+
+    source = corpus_file(corpus_argus_files, "ndpi__wechat.pcap")
+    out = io.BytesIO()
+
+    class Stdout(io.TextIOWrapper):
+        pass
+
+    wrapper = Stdout(out, write_through=True)
+    with contextlib.redirect_stdout(wrapper):
+        code, err = ours_inproc(["-X", "-r", str(source), "-M", "count", "100", "-w", "-"], tmp_path)
+    wrapper.flush()
+    assert code == 0, err
+    batch = read_bytes(out.getvalue())
+    causes = [raw[1] & 0xF0 for raw, t in zip(batch["mar_raw"], batch["rtype"], strict=True)
+              if t == 0x80]
+    assert causes == [0x10, 0x30] * 4
+    whole = read_file(str(source))
+    assert batch.filter(batch["rtype"] != 0x80).height == whole.filter(whole["rtype"] != 0x80).height

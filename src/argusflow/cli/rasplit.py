@@ -46,7 +46,8 @@ USAGE = """usage: rasplit [options] [- filter-expression]
   -M time N[smhdwMy]  one file per time bin; records spanning a boundary are split
   -M flow "FILTER"    a new file at each record that matches FILTER
   -w NAME             output name: strftime codes (%Y%m%d...) and $field (any printable field);
-                      default prefix 'x', suffix 'aa' 'ab' ... or %Y.%m.%d.%H.%M.%S
+                      default prefix 'x', suffix 'aa' 'ab' ... or %Y.%m.%d.%H.%M.%S;
+                      '-' is one stream on stdout, each part between a START and a STOP MAR
   -a LEN              suffix length (default 2)
   --utc / --tz ZONE   file names and bins in UTC / in this time zone (default: local time)
   -t RANGE, -N RANGE, -n, -X, -F FILE, -D N   as ra"""
@@ -91,6 +92,7 @@ class SplitSetup:
     mode: SplitMode
     splitter: Splitter
     utc: bool
+    to_stdout: bool = False
 
 
 def setup(program: str, args: ParsedArgs, extra: dict[str, str]) -> SplitSetup:
@@ -107,16 +109,14 @@ def setup(program: str, args: ParsedArgs, extra: dict[str, str]) -> SplitSetup:
     words = [w for w in args.all("M") if w.lower() not in ("nomodify",)]
     mode = parse_mode(words)
     out = args.value("w")
-    if out == "-":
-        raise UsageError("-w -: a single stream with START/STOP markers is not supported; "
-                         "give a file name")
-    template = name_template(out, mode, suffix_len)
+    # -w -: one stream on stdout; the split points become STOP/START MAR pairs.
+    template = name_template(None if out == "-" else out, mode, suffix_len)
     flow_filter = None
     if mode.kind == "flow":
         flow_filter = compile_record_filter(mode.filter_text).expr  # type: ignore[attr-defined]
     splitter = Splitter(mode, template, suffix_len, utc, nflag=args.flag("n"),
                         flow_filter=flow_filter)
-    return SplitSetup(mode, splitter, utc)
+    return SplitSetup(mode, splitter, utc, to_stdout=out == "-")
 
 
 @dataclass
@@ -127,6 +127,7 @@ class SplitWriter:
     on_close: Callable[[str], None] | None = None
     retries: int = RETRIES
     retry_delay: float = 1.0
+    to_stdout: bool = False  # -w -: blocks on stdout instead of files
     outputs: OrderedDict[str, ArgusOutput] = field(default_factory=OrderedDict)
     bin_ends: dict[str, int] = field(default_factory=dict)  # time mode: end (s) of each file's bin
     records: int = 0
@@ -164,10 +165,13 @@ class SplitWriter:
         if out is not None:
             self.outputs.move_to_end(name)
             return out
-        if self.splitter.mode.kind != "time":
+        if self.splitter.mode.kind != "time" or self.to_stdout:
             self.finish_all()  # count, size and flow never return to an earlier file
-        out = ArgusOutput(name, synthesise_agr=True, atomic=True, stop_mar=True,
-                          retries=self.retries, retry_delay=self.retry_delay)
+        if self.to_stdout:
+            out = ArgusOutput("-", synthesise_agr=True, stop_mar=True)
+        else:
+            out = ArgusOutput(name, synthesise_agr=True, atomic=True, stop_mar=True,
+                              retries=self.retries, retry_delay=self.retry_delay)
         self.outputs[name] = out
         while len(self.outputs) > OPEN_FILES:
             oldest, sink = self.outputs.popitem(last=False)
@@ -236,7 +240,7 @@ def rasplit(argv: list[str]) -> int:
         return EXIT_MATCHED
     session = ClientSession.from_args("rasplit", args)
     split = setup("rasplit", args, extra)
-    writer = SplitWriter(split.splitter, retry_delay=retry_delay())
+    writer = SplitWriter(split.splitter, retry_delay=retry_delay(), to_stdout=split.to_stdout)
     previous = install_signal_handlers()
     matched = 0
     try:

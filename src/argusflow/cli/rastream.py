@@ -116,7 +116,8 @@ def rastream(argv: list[str]) -> int:
     session = ClientSession.from_args("rastream", args)
     split = setup("rastream", args, extra)
     post = PostProcessor(args.value("f"))
-    writer = SplitWriter(split.splitter, on_close=post, retry_delay=retry_delay())
+    writer = SplitWriter(split.splitter, on_close=None if split.to_stdout else post,
+                         retry_delay=retry_delay(), to_stdout=split.to_stdout)
     clock = StreamClock(writer, hold_seconds(args.value("B")), live=bool(session.sources))
     previous = install_signal_handlers()
     ticker = threading.Thread(target=clock.run_wall_clock, daemon=True) if clock.live else None
