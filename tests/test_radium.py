@@ -569,3 +569,24 @@ def test_tls_extension(procs: Procs, tmp_path: Path) -> None:
     assert list(map(int, procs.out("ra").split()[1:])) == records["seq"].to_list()
     assert wait_exit(rad, 30) == 0
 
+
+
+def test_real_ra_reads_a_corpus_capture_through_our_radium(procs: Procs, tmp_path: Path) -> None:
+    """Thousands of varied real records (argus on a corpus capture) survive radium's relay."""
+    need(RA, ARGUS)
+    pcap = REPO.parent / "shared" / "corpus" / "ndpi__1kxun.pcap"
+    if not pcap.exists():
+        pytest.skip(f"needs {pcap}")
+    made = tmp_path / "corpus.argus"
+    subprocess.run([str(ARGUS), "-X", "-r", str(pcap), "-w", str(made)], check=True, timeout=120,
+                   capture_output=True)
+    port = free_port()
+    rad = procs.start([OUR_BIN / "radium", "-X", "-r", made, "-P", port, "-B", HOST], "radium")
+    wait_listening(port, rad)
+    ra = procs.start([RA, "-X", "-n", "-u", "-c", "|", "-s", *FIELDS, "-S", f"{HOST}:{port}"], "ra")
+    assert wait_exit(rad, 60) == 0
+    time.sleep(0.5)
+    procs.end(ra)
+    want = flow_lines(real_ra_print(["-r", made]))
+    assert len(want) > 200
+    assert flow_lines(procs.out("ra")) == want
