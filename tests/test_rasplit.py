@@ -331,3 +331,29 @@ def test_stdout_stream_marks_each_part(corpus_argus_files, tmp_path: Path) -> No
     assert causes == [0x10, 0x30] * 4
     whole = read_file(str(source))
     assert batch.filter(batch["rtype"] != 0x80).height == whole.filter(whole["rtype"] != 0x80).height
+
+
+def test_time_zone_and_utc_names(corpus_argus_files, run_real, tmp_path: Path, monkeypatch) -> None:
+    """--tz ZONE names files as the real rasplit does under TZ=ZONE; --utc names them in UTC."""
+    import time as _time
+
+    source = corpus_file(corpus_argus_files, "ndpi__wechat.pcap")
+    real_dir, our_dir, utc_dir = tmp_path / "real", tmp_path / "ours", tmp_path / "utc"
+    for d in (real_dir, our_dir, utc_dir):
+        d.mkdir()
+    run_real(["/usr/bin/rasplit", "-X", "-r", source, "-M", "time", "1h", "-w", "a.%d.%H"],
+             cwd=real_dir, env={"TZ": "Asia/Tokyo"})
+    try:
+        code, err = ours_inproc(["-X", "-r", str(source), "-M", "time", "1h", "-w", "a.%d.%H",
+                                 "--tz", "Asia/Tokyo"], our_dir)
+        assert code == 0, err
+        monkeypatch.setenv("TZ", "Asia/Tokyo")
+        _time.tzset()
+        code, err = ours_inproc(["-X", "-r", str(source), "-M", "time", "1h", "-w", "a.%d.%H",
+                                 "--utc"], utc_dir)
+        assert code == 0, err
+    finally:
+        os.environ["TZ"] = "UTC"
+        _time.tzset()
+    assert tree(our_dir) == tree(real_dir) and tree(our_dir)[0] == "a.14.19"
+    assert tree(utc_dir)[0] == "a.14.10"  # the first record is at 10:55 UTC
