@@ -37,6 +37,7 @@ import polars as pl
 from argusflow.errors import UsageError
 from argusflow.records import derive
 from argusflow.records.schema import (
+    ADDR_ETHER,
     ADDR_IPV4,
     ADDR_IPV6,
     DSR_BITS,
@@ -903,7 +904,14 @@ def sort_output(out: pl.DataFrame, model: Model) -> pl.DataFrame:
         if word in ("saddr", "daddr"):
             # Addresses sort by kind, then IPv4 ones numerically; others keep their order.
             at = derive.addr_type()
-            v4 = pl.when(at == ADDR_IPV4).then(c(f"{word[0]}addr_lo")).otherwise(0)
+            # Ethernet keys compare the key's first (saddr) or second (daddr) 4 bytes, read in
+            # host order, as if they were IPv4 addresses: dmac[0:4], dmac[4:6] + smac[0:2].
+            raw = ((c("daddr_lo") // 65536) % (1 << 32) if word == "saddr" else
+                   (c("daddr_lo") % 65536) * 65536 + (c("saddr_lo") // (1 << 32)) % 65536)
+            ether = ((raw % 256) * (1 << 24) + ((raw // 256) % 256) * (1 << 16)
+                     + ((raw // 65536) % 256) * 256 + raw // (1 << 24))
+            v4 = (pl.when(at == ADDR_IPV6).then(0).when(at == ADDR_ETHER).then(ether)
+                  .otherwise(c(f"{word[0]}addr_lo")))
             by += [at, v4]  # IPv4, IPv6, Ethernet, ARP, ...
             desc += [False, False]
             # IPv6 addresses compare as four 32-bit words read in host (little-endian) order.
