@@ -18,9 +18,22 @@ the writer groups rows by key, keeping their order.  What the real rasplit does,
   piece while more than one is left for the pieces after it), bytes follow the packets at the
   record's mean size, and the last piece takes what is left.  A direction with a single packet
   in a piece has no duration: the piece's time collapses to a point.
+  Retransmissions follow the packets (cumulative share, rounded) and a piece left without any
+  loses its direction's retransmission status bit.
+* MARs: the first input START MAR heads every file (a copy); later MARs are records like the
+  others (time mode files them by their `now` time, as the real tool does).
 * `$field` in a name is the field as ra prints it (trimmed); `%` codes are strftime of the bin
   start (time mode).  With `$`/`%` in a count-mode name no suffix is added and the count does
-  not split (the real tool crashes there; we write one file per name).
+  not split (the real tool crashes there; we write one file per name).  MARs stay out of `$field`
+  files (the real tool aborts on the first one).
+
+Known differences from the real tool (time mode only, measured on the corpus at 1 s bins: 80% of
+cut directions agree byte for byte): the real tool's byte shares are sometimes one byte off the
+record's mean size (a float rounding we could not reproduce), and for a record with two source
+packets and one destination packet the real tool places the destination packet by a rule we
+could not derive (ra's own dstime/dltime for such records vary the same way).  Records that
+claim to span more than MAX_PIECES bins are filed whole (the real tool keeps the pieces that got
+packets).
 """
 
 from __future__ import annotations
