@@ -230,3 +230,26 @@ def test_sigterm_finishes_the_open_file(corpus_argus_files, tmp_path: Path) -> N
     assert tree(out) == ["all.aa"]
     assert ends_with_stop_mar(out / "all.aa")
     assert printed(out / "all.aa") == printed(source)
+
+
+def test_quiet_live_stream_finishes_its_bin_in_real_time(corpus_argus_files, tmp_path: Path
+                                                         ) -> None:
+    """A live source that goes quiet: the clock runs on from the last record, so the open time
+    bin is finished (and handed to -f) about -B seconds after its end, without more records."""
+    source = source_file(corpus_argus_files, "ndpi__synscan.pcap")
+    log = tmp_path / "post.log"
+    post = tmp_path / "post.sh"
+    post.write_text(f'#!/bin/sh\necho "$2" >> "{log}"\n')
+    post.chmod(0o755)
+    with quiet_server(source.read_bytes()) as port:
+        out = tmp_path / "live"
+        with started([OUR_BIN / "rastream", "-X", "-S", f"{HOST}:{port}", "-M", "time", "2s",
+                      "-B", "1", "-f", post, "-w", f"{out}/s.%H%M%S"], tmp_path, "rastream") as stream:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (log.exists() and
+                                                       len(log.read_text().split()) == len(tree(out))
+                                                       and tree(out) and not list(out.glob(".*"))):
+                time.sleep(0.2)
+            assert stream.poll() is None
+            assert tree(out) and not list(out.glob(".*")), "every bin finished while still connected"
+    assert sorted(log.read_text().split()) == sorted(str(out / n) for n in tree(out))

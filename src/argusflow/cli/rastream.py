@@ -5,7 +5,7 @@
 
 Pipeline: argus stream -> selection -> ops.split -> one ArgusOutput per name, as rasplit.  What
 rastream adds is *when* a file is finished: in time mode, once the stream's clock (the latest
-record time; for a live stream also the wall clock) has passed the end of the file's bin by
+record time, running on in real time while a live stream is quiet) has passed the end of the file's bin by
 -B seconds, so that late records still reach their file; in the other modes when the next file
 starts.  A finished file is renamed into place and then `PROGRAM -r /full/path/FILE` runs.
 """
@@ -83,16 +83,23 @@ class StreamClock:
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
 
+    seen_us: int = 0  # the latest record time, and the wall clock when it arrived
+    seen_at: float = 0.0
+
     def after_batch(self) -> None:
+        if self.writer.latest_us != self.seen_us:
+            self.seen_us, self.seen_at = self.writer.latest_us, time.monotonic()
         if self.writer.splitter.mode.kind == "time":
             self.writer.finish_bins_before(self.writer.latest_us / 1e6 - self.hold_s)
 
     def run_wall_clock(self) -> None:
-        """Live streams can go quiet: the wall clock finishes their files too."""
+        """Live streams can go quiet: their clock then runs on from the last record's time, in
+        real time (a replayed old stream keeps its own time, not today's)."""
         while not self.stop.wait(WALL_CLOCK_TICK_S):
             with self.lock:
-                if self.writer.splitter.mode.kind == "time":
-                    self.writer.finish_bins_before(time.time() - self.hold_s)
+                if self.writer.splitter.mode.kind == "time" and self.seen_us:
+                    now_s = self.seen_us / 1e6 + (time.monotonic() - self.seen_at)
+                    self.writer.finish_bins_before(now_s - self.hold_s)
 
 
 def hold_seconds(text: str | None) -> float:
