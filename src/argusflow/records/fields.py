@@ -167,7 +167,8 @@ _f("stcpb", "SrcTCPBase", 12, FMT_INT, "net", FIRST, _col("stcp_seqbase"),
 _f("dtcpb", "DstTCPBase", 12, FMT_INT, "net", FIRST, _col("dtcp_seqbase"),
    lambda: _PERF() & (c("dtcp_seqbase") != 0))
 _f("tcprtt", "TcpRtt", 12, FMT_FLOAT, "net", MAX,
-   lambda: (c("tcp_synack").cast(pl.Float64) + c("tcp_ackdat").cast(pl.Float64)) / 1e6)
+   lambda: ((c("tcp_synack").cast(pl.UInt64) + c("tcp_ackdat").cast(pl.UInt64)) % (1 << 32))
+   .cast(pl.Float64) / 1e6)  # ra adds the two u32 and wraps
 _f("synack", "SynAck", 12, FMT_FLOAT, "net", MAX, lambda: c("tcp_synack").cast(pl.Float64) / 1e6)
 _f("ackdat", "AckDat", 12, FMT_FLOAT, "net", MAX, lambda: c("tcp_ackdat").cast(pl.Float64) / 1e6)
 _f("tcpopt", "TcpOpt", 12, FMT_SPECIAL, "net", OR, _col("tcp_options"), align="l")

@@ -279,10 +279,15 @@ def proto_text(opts: PrintOptions) -> pl.Expr:
     at = d.addr_type()
     numeric = opts.nflag in (2,)
     ip_name = c("proto").cast(pl.String) if numeric else _name_or_number(c("proto"), d.protocols())
-    ether = (pl.when(c("proto") == 0).then(pl.lit("0" if opts.nflag == 2 else "llc"))
-             .otherwise(c("proto").cast(pl.String) if opts.nflag in (1, 2) else
-                        c("proto").cast(pl.Int64).replace_strict(d.ETHER_TYPES, default="unknown",
-                                                                 return_dtype=pl.String)))
+    etype = c("proto").cast(pl.Int64)
+    if opts.nflag == 2:
+        named = c("proto").cast(pl.String)
+    elif opts.nflag == 1:  # -n: known ether types by name, the others as numbers
+        named = etype.replace_strict(d.ETHER_TYPES, default=c("proto").cast(pl.String),
+                                     return_dtype=pl.String)
+    else:
+        named = etype.replace_strict(d.ETHER_TYPES, default="unknown", return_dtype=pl.String)
+    ether = pl.when(c("proto") == 0).then(pl.lit("0" if opts.nflag == 2 else "llc")).otherwise(named)
     return (pl.when(d.is_mar()).then(pl.lit("man"))
             .when(at == ADDR_ARP).then(pl.lit("2054" if numeric else "arp"))
             .when(at == ADDR_RARP).then(pl.lit("rarp"))
@@ -381,11 +386,12 @@ def _special_expr(name: str, opts: PrintOptions) -> pl.Expr | None:
 
 
 def _address_series(frame: pl.DataFrame, side: str, nflag: int) -> pl.Series:
+    """Address text.  ra 3.0.8 names the broadcast MAC of a layer-2 key only with exactly -n."""
     at = frame["_at"]
     lo, hi = frame[f"{side}addr_lo"], frame[f"{side}addr_hi"]
     base = frame.select(
         pl.when(c("_mar")).then(pl.lit(""))
-        .when(c("_at").is_in([ADDR_ETHER, ADDR_RARP])).then(mac(c(f"{side}addr_lo"), numeric=True))
+        .when(c("_at").is_in([ADDR_ETHER, ADDR_RARP])).then(mac(c(f"{side}addr_lo"), numeric=nflag != 1))
         .otherwise(ipv4(c(f"{side}addr_lo") & 0xFFFFFFFF)).alias("a"))["a"]
     v6 = (at == ADDR_IPV6) & ~frame["_mar"]
     if v6.any():
@@ -398,7 +404,7 @@ def _address_series(frame: pl.DataFrame, side: str, nflag: int) -> pl.Series:
         start = 6 if side == "s" else 0
         raws = frame["flow_raw"].gather(idx).to_list()
         values = [int.from_bytes(r[start:start + 6].ljust(6, b"\0"), "big") for r in raws]
-        texts = pl.select(mac(pl.Series(values, dtype=pl.UInt64), numeric=True)).to_series()
+        texts = pl.select(mac(pl.Series(values, dtype=pl.UInt64), numeric=nflag != 1)).to_series()
         base = base.scatter(idx, texts)
     return base
 
