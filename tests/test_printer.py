@@ -119,6 +119,43 @@ def test_more_options_same_text_as_ra(path: Path, option_set: str, tmp_path: Pat
     assert ours(path, options) == run_ra(path, ra_args, rc)
 
 
+# --- corpus: real captures turned into Argus files by the real argus ----------------------------------
+
+CORPUS = REPO.parent / "shared" / "corpus"
+ARGUS = Path("/usr/sbin/argus")
+# Captures whose every record prints identically (default fields and the spec field list).
+CORPUS_PCAPS = ["ndpi__quic.pcap", "ndpi__git.pcap", "ndpi__teredo.pcap", "tcpdump__geneve.pcap",
+                "ndpi__vxlan.pcap", "ndpi__ocs.pcap", "ndpi__dns_fragmented.pcap",
+                "tcpdump__802.1ad_QinQ.pcap", "zeek__pppoe.pcap", "ndpi__synscan.pcap"]
+
+
+@pytest.fixture(scope="module")
+def corpus_argus(tmp_path_factory) -> dict[str, Path]:
+    if not CORPUS.is_dir() or not ARGUS.exists() or not RA.exists():
+        pytest.skip("needs ../shared/corpus, /usr/sbin/argus and /usr/bin/ra")
+    out = tmp_path_factory.mktemp("corpus")
+    made = {}
+    for name in CORPUS_PCAPS:
+        pcap = CORPUS / name
+        if not pcap.exists():
+            continue
+        target = out / (pcap.stem + ".argus")
+        subprocess.run([str(ARGUS), "-X", "-F", str(SAMPLES / "default.conf"), "-r", str(pcap),
+                        "-w", str(target)], capture_output=True, timeout=120, check=False)
+        if target.exists():
+            made[name] = target
+    return made
+
+
+@pytest.mark.parametrize("option_set", ["default", "fields"])
+@pytest.mark.parametrize("pcap", CORPUS_PCAPS)
+def test_corpus_same_text_as_ra(corpus_argus: dict[str, Path], pcap: str, option_set: str) -> None:
+    if pcap not in corpus_argus:
+        pytest.skip(f"{pcap}: not in the corpus or argus could not read it")
+    ra_args, options = OPTION_SETS[option_set]
+    assert ours(corpus_argus[pcap], options) == run_ra(corpus_argus[pcap], ra_args)
+
+
 # --- unit tests on hand-made batches ---------------------------------------------------------------
 
 def batch(**values: object) -> pl.DataFrame:
