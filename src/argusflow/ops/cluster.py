@@ -273,6 +273,16 @@ def _prefix64(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
 
 
 @numba.njit(cache=True)
+def _bswap32(v: np.uint64) -> np.uint64:
+    u = np.uint64(v)
+    b0 = u & np.uint64(0xFF)
+    b1 = (u >> np.uint64(8)) & np.uint64(0xFF)
+    b2 = (u >> np.uint64(16)) & np.uint64(0xFF)
+    b3 = (u >> np.uint64(24)) & np.uint64(0xFF)
+    return (b0 << np.uint64(24)) | (b1 << np.uint64(16)) | (b2 << np.uint64(8)) | b3
+
+
+@numba.njit(cache=True)
 def _merge_flow(s: np.ndarray, r: np.ndarray) -> None:
     """Flow key fields outside the model: common prefix for addresses, equal-or-zero else."""
     st, rt = s[FQUAL] & 0x1F, r[FQUAL] & 0x1F
@@ -286,6 +296,12 @@ def _merge_flow(s: np.ndarray, r: np.ndarray) -> None:
         s[PROTO] = 0
         s[SPORT] = 0
         s[DPORT] = 0
+        return
+    if (s[FSUB] & 0x3F) == 0x03:
+        # LAYER_3_MATRIX keys hold their addresses byte-swapped: the prefix is of those bytes.
+        for col in (SLO, DLO):
+            v, _ = _prefix4(_bswap32(s[col]), _bswap32(r[col]), np.uint64(32))
+            s[col] = _bswap32(v)
         return
     if st == ADDR_IPV4:
         if rt == ADDR_IPV4:
@@ -768,7 +784,7 @@ class Clusterer:
         # racluster 3.0.8 cannot re-key LAYER_3_MATRIX flow keys ("buf 12 not big enough") and
         # drops those records; so do we.
         far = (c("rtype") == 0x10) | (c("rtype") == 0x30)
-        if self.model.default or set(self.model.columns) & FLOW_KEY_COLUMNS:
+        if self.model.default:
             far = far & ((c("flow_subtype") & 0x3F) != 0x03)
         batch = batch.filter(far)
         if batch.height == 0:
