@@ -146,23 +146,33 @@ def mar_bytes(buf: bytes, starts: np.ndarray, lengths: np.ndarray, rtype: np.nda
 
 
 def to_frame(columns: dict, n: int) -> pl.DataFrame:
-    """Assemble the batch in schema order; columns no DSR wrote are zeros (or empty)."""
-    data = {}
-    for name, dtype in SCHEMA.items():
-        values = columns.get(name)
-        if values is None:
-            values = EMPTY_VALUES[dtype](n)
-        data[name] = pl.Series(name, values, dtype=dtype)
-    return pl.DataFrame(data)
+    """Assemble the batch in schema order; columns no DSR wrote are zeros (or empty).
+
+    The absent columns are zero-copy slices of one cached all-zero frame, so a batch costs a
+    Series construction only for the columns its records really carry.
+    """
+    present = [pl.Series(name, columns[name], dtype=dtype)
+               for name, dtype in SCHEMA.items() if name in columns]
+    return zero_frame(n).with_columns(present)
+
+
+_ZERO_FRAME: list[pl.DataFrame] = []
+
+
+def zero_frame(n: int) -> pl.DataFrame:
+    """A frame of n rows with every schema column zero or empty (cached, grown on demand)."""
+    if not _ZERO_FRAME or _ZERO_FRAME[0].height < n:
+        rows = max(n, 1 << 16)
+        _ZERO_FRAME[:] = [pl.DataFrame([EMPTY_VALUES[dtype](name, rows) for name, dtype in SCHEMA.items()])]
+    return _ZERO_FRAME[0].slice(0, n)
 
 
 EMPTY_VALUES = {
-    pl.Binary: lambda n: pl.repeat(b"", n, dtype=pl.Binary, eager=True),
-    pl.String: lambda n: pl.repeat("", n, dtype=pl.String, eager=True),
-    **{dtype: (lambda n, t=numpy_type: np.zeros(n, dtype=t)) for dtype, numpy_type in (
-        (pl.UInt8, np.uint8), (pl.UInt16, np.uint16), (pl.UInt32, np.uint32),
-        (pl.UInt64, np.uint64), (pl.Int32, np.int32), (pl.Int64, np.int64),
-        (pl.Float32, np.float32), (pl.Float64, np.float64))},
+    pl.Binary: lambda name, n: pl.Series(name, [b""], dtype=pl.Binary).new_from_index(0, n),
+    pl.String: lambda name, n: pl.Series(name, [""], dtype=pl.String).new_from_index(0, n),
+    **{dtype: (lambda name, n, t=dtype: pl.zeros(n, dtype=t, eager=True).alias(name))
+       for dtype in (pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Int32, pl.Int64, pl.Float32,
+                     pl.Float64)},
 }
 
 
