@@ -711,7 +711,7 @@ def key_frame(batch: pl.DataFrame, model: Model, correct: bool) -> pl.DataFrame:
         for name in names:
             cols.append((extra[name] if name in extra else c(name)).alias(f"_k_{name}"))
         if not cols and not kind:
-            cols.append(pl.lit(0, pl.UInt8).alias("_k_none"))  # -m none: one group
+            cols.append((c("rtype") * 0).alias("_k_none"))  # -m none: one group
         return batch.select(*kind, *cols, pl.lit(True).alias("_fwd"))
     # Default key with correction: the flow key in both orientations.
     icmp = derive.is_icmp4()
@@ -793,6 +793,7 @@ class Clusterer:
         batch = apply_model(batch, self.model, self.rmon)
         use_correct = self.correct and self.model.default and not self.rmon
         keys = key_frame(batch, self.model, use_correct)
+        assert keys.height == batch.height
         gid, fresh = self._group_ids(keys.drop("_fwd"))
         fwd = keys["_fwd"].to_numpy()
         new_rows = np.flatnonzero(fresh)
