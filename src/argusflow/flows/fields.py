@@ -12,7 +12,7 @@ PACKET_FIELDS = (
     "ts", "len", "kind", "rev", "frag", "proto", "tflags", "tseq", "tack", "twin", "topts",
     "twscale", "plen", "ttl", "tos", "ipid", "enc", "vlanc", "vlan", "mplsc", "mpls", "smac",
     "dmac", "ipopts", "mf", "icmp_err", "ip_ver", "src_lo", "dst_lo", "itype",
-    "icode", "frev", "rtp",
+    "icode", "frev", "rtp", "reply",
 )
 
 # Flow state (rows of `F`): flow-level first, then the open record's accumulators, then TCP.

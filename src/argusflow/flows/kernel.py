@@ -25,7 +25,7 @@ from argusflow.flows.tcp import tcp_update
 (P_TS, P_LEN, P_KIND, P_REV, P_FRAG, P_PROTO, P_TFLAGS, P_TSEQ, P_TACK, P_TWIN, P_TOPTS,
  P_TWSCALE, P_PLEN, P_TTL, P_TOS, P_IPID, P_ENC, P_VLANC, P_VLAN, P_MPLSC, P_MPLS, P_SMAC,
  P_DMAC, P_IPOPTS, P_MF, P_ICMP_ERR, P_IP_VER, P_SRC_LO, P_DST_LO, P_ITYPE,
- P_ICODE, P_FREV, P_RTP) = range(len(PACKET_FIELDS))
+ P_ICODE, P_FREV, P_RTP, P_REPLY) = range(len(PACKET_FIELDS))
 
 _F = {name: i for i, name in enumerate(FLOW_FIELDS)}
 (USED, REV, SEQ, FIRST_TS, LAST_TS, TIMEOUT, NREC, KIND, PROTO, DIRQ) = (
@@ -155,6 +155,11 @@ def new_flow(F: np.ndarray, K: np.ndarray, H: np.ndarray, SLOTS: np.ndarray, f: 
     insert(H, SLOTS, f)
     F[USED, f] = 1
     F[REV, f] = P[P_REV, i]
+    if P[P_REPLY, i]:
+        # An echo flow first seen by its reply is still oriented requester -> responder, and
+        # marked as such (flow key DIRECTION bit, spec §6.2.3).
+        F[REV, f] = 1 - P[P_REV, i]
+        F[DIRQ, f] = 0x20
     F[FIRST_TS, f] = P[P_TS, i]
     F[KIND, f] = P[P_KIND, i]
     F[PROTO, f] = P[P_PROTO, i]
@@ -321,7 +326,7 @@ def run(P: np.ndarray, keys: np.ndarray, hashes: np.ndarray, fhashes: np.ndarray
             counters[1] += 1
             continue
         f = -1
-        if P[P_FRAG, i]:
+        if P[P_FRAG, i] and P[P_KIND, i] == KIND_IPV4:
             f = fragment_flow(F, FRAGH, FRAGF, fhashes[i])
         if f < 0:
             f = find(K, H, SLOTS, keys, hashes[i], i)
@@ -341,7 +346,7 @@ def run(P: np.ndarray, keys: np.ndarray, hashes: np.ndarray, fhashes: np.ndarray
             n_out = emit(F, K, f, OUT, OK, n_out, counters)
         d = 0 if P[P_REV, i] == F[REV, f] else 1
         add_packet(F, f, d, P, i, now)
-        if P[P_MF, i] and not P[P_FRAG, i]:
+        if P[P_MF, i] and not P[P_FRAG, i] and P[P_KIND, i] == KIND_IPV4:
             remember_fragment(F, FRAGH, FRAGF, fhashes[i], f)
             # Fragments that came before their first fragment wait in a flow of their own.
             g = find(K, H, SLOTS, fkeys, fhashes[i], i)

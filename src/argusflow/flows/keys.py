@@ -32,6 +32,7 @@ P_ICMP, P_TCP, P_UDP, P_ESP, P_ICMP6 = 1, 6, 17, 50, 58
 # ICMP types (v4) whose key carries something from the quoted packet or the message.
 ICMP_ECHO_REPLY, ICMP_UNREACH, ICMP_REDIRECT, ICMP_ECHO = 0, 3, 5, 8
 ICMP6_ECHO, ICMP6_ECHO_REPLY = 128, 129
+ND_ROUTER_SOLICIT, ND_ROUTER_ADVERT, ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT = 133, 134, 135, 136
 
 U64 = np.uint64
 
@@ -46,6 +47,7 @@ class PacketKeys:
     w4: np.ndarray
     w5: np.ndarray
     rev: np.ndarray  # bool
+    reply: np.ndarray  # bool: an ICMP echo reply (a flow it starts is oriented requester first)
     hash: np.ndarray  # u64
     frag: np.ndarray  # bool: a non-first fragment (no transport header; joined by IP id)
     fhash: np.ndarray  # u64: hash of the fragment key (addresses, protocol, IP id)
@@ -106,6 +108,9 @@ def packet_keys(d: DecodedBatch) -> PacketKeys:
 
     # Order the endpoints: smaller (address, port) first.
     s_gt = (s_hi > t_hi) | ((s_hi == t_hi) & ((s_lo > t_lo) | ((s_lo == t_lo) & (sport > dport))))
+    # argus 3.0.8 does not join the two directions of an IPv6 flow between equal addresses
+    # (corpus: QUIC over ::1 gives two one-way flows).
+    s_gt &= ~((kind == KIND_IPV6) & (s_hi == t_hi) & (s_lo == t_lo))
     a_hi, b_hi = np.where(s_gt, t_hi, s_hi), np.where(s_gt, s_hi, t_hi)
     a_lo, b_lo = np.where(s_gt, t_lo, s_lo), np.where(s_gt, s_lo, t_lo)
     pa, pb = np.where(s_gt, dport, sport), np.where(s_gt, sport, dport)
@@ -121,7 +126,10 @@ def packet_keys(d: DecodedBatch) -> PacketKeys:
     fhash = _hash(fa_hi, fa_lo, fb_hi, fb_lo, fw4, frag_extra)
     quoted, qhash = quoted_keys(d, kind)
     fkey = np.stack([fa_hi, fa_lo, fb_hi, fb_lo, fw4, frag_extra])
-    return PacketKeys(kind, a_hi, a_lo, b_hi, b_lo, w4, extra, s_gt, h, frag, fhash, fkey,
+    itype = d.icmp_type
+    reply = ip & ~frag & (((proto == P_ICMP) & (kind == KIND_IPV4) & (itype == ICMP_ECHO_REPLY))
+                          | ((proto == P_ICMP6) & (kind == KIND_IPV6) & (itype == ICMP6_ECHO_REPLY)))
+    return PacketKeys(kind, a_hi, a_lo, b_hi, b_lo, w4, extra, s_gt, reply, h, frag, fhash, fkey,
                       s_gt_addr, quoted, qhash)
 
 
@@ -168,6 +176,9 @@ def _icmp_extra(d: DecodedBatch, kind: np.ndarray, frag: np.ndarray, extra: np.n
     icmp6 = (kind == KIND_IPV6) & ~frag & (proto == P_ICMP6)
     ktype = np.where(icmp4 & (t == ICMP_ECHO_REPLY), ICMP_ECHO, t)
     ktype = np.where(icmp6 & (t == ICMP6_ECHO_REPLY), ICMP6_ECHO, ktype)
+    # Neighbour discovery: advertisements join the solicitation's flow (corpus).
+    ktype = np.where(icmp6 & (t == ND_NEIGHBOR_ADVERT), ND_NEIGHBOR_SOLICIT, ktype)
+    ktype = np.where(icmp6 & (t == ND_ROUTER_ADVERT), ND_ROUTER_SOLICIT, ktype)
     echo = icmp4 & (ktype == ICMP_ECHO)
     slot = np.zeros(len(t), dtype=np.int64)  # bytes 16-19 of the key, as a number
     slot = np.where(echo, d.icmp_id.astype(np.int64) << 16 | d.icmp_seq, slot)

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from argusflow.capture.batch import PacketBatch
-from argusflow.capture.linktype import C_HDLC, LINUX_SLL, PPP
+from argusflow.capture.linktype import C_HDLC, LINUX_SLL, LOOP, NULL, PPP
 from argusflow.decode.columns import DecodedBatch
 from argusflow.flows import kernel
 from argusflow.flows.fields import N_FLOW_FIELDS, N_PACKET_FIELDS, PACKET_FIELDS, P
@@ -161,9 +161,10 @@ class FlowProbe:
 
 
 # Link headers argus leaves out of the byte counts (corpus): it counts Ethernet frames whole,
-# but not the Linux cooked (SLL) pseudo header nor the PPP / Cisco HDLC header.
+# but not the Linux cooked (SLL) pseudo header, the PPP / Cisco HDLC header or the 4-byte
+# address family of BSD loopback captures.
 UNCOUNTED_LINK_BYTES = np.zeros(1 << 16, dtype=np.int64)
-UNCOUNTED_LINK_BYTES[[LINUX_SLL, PPP, C_HDLC, 50]] = (16, 4, 4, 4)  # 50: PPP in HDLC framing
+UNCOUNTED_LINK_BYTES[[LINUX_SLL, PPP, C_HDLC, 50, NULL, LOOP]] = (16, 4, 4, 4, 4, 4)  # 50: PPP/HDLC
 
 
 def link_header_not_counted(linktype: np.ndarray) -> np.ndarray:
@@ -201,7 +202,7 @@ def packet_matrix(d: DecodedBatch, keys, data: np.ndarray | None = None,  # noqa
         "dmac": d.dst_mac, "ipopts": d.ip_opts, "mf": d.frag_flags & 1,
         "icmp_err": d.q_ip_version, "ip_ver": d.ip_version, "src_lo": d.src_lo,
         "dst_lo": d.dst_lo, "itype": d.icmp_type, "icode": d.icmp_code, "frev": keys.frev,
-        "rtp": rtp_like(d, data, offset),
+        "rtp": rtp_like(d, data, offset), "reply": keys.reply,
     }
     for row, name in enumerate(PACKET_FIELDS):
         P[row] = values[name]

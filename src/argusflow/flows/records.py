@@ -98,7 +98,7 @@ def build_records(OUT: np.ndarray, OK: np.ndarray, cfg: Config) -> pl.DataFrame:
     cols["smask"] = np.where(esp, (spi >> 8) & 0xFF, 0)
     cols["dmask"] = np.where(esp, spi & 0xFF, 0)
     addr_type = np.select([kind == KIND_IPV4, kind == KIND_IPV6, ether, arp], [1, 2, 3, 4], 0)
-    cols["flow_qual"] = addr_type
+    cols["flow_qual"] = addr_type | row("dirq")
     cols["flow_subtype"] = np.where(arp, 0x06, 0x01)
     cols["arp_hrd"] = np.where(arp, 1, 0)
     cols["arp_pro"] = np.where(arp, 0x0800, 0)
