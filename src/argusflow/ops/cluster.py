@@ -781,10 +781,10 @@ class Clusterer:
 
     def add(self, batch: pl.DataFrame) -> None:
         """Merge a batch of (selected) records; MARs and events are not aggregated."""
-        # racluster 3.0.8 cannot re-key LAYER_3_MATRIX flow keys ("buf 12 not big enough") and
-        # drops those records; so do we.
+        # racluster 3.0.8 cannot re-key the addresses of LAYER_3_MATRIX flow keys ("buf 12 not
+        # big enough") and drops those records; so do we.
         far = (c("rtype") == 0x10) | (c("rtype") == 0x30)
-        if self.model.default:
+        if self.model.default or {"saddr_lo", "daddr_lo"} & set(self.model.columns):
             far = far & ((c("flow_subtype") & 0x3F) != 0x03)
         batch = batch.filter(far)
         if batch.height == 0:
