@@ -182,6 +182,13 @@ def _one_each() -> pl.Expr:
     return (c("spkts") == 1) & (c("dpkts") == 1)
 
 
+def _split_single() -> pl.Expr:
+    """One side sent a single packet, the other more, and the record spans a second boundary:
+    ra 3.0.8 then gives the single-packet side the start time only (observed on the corpus)."""
+    unbalanced = (c("spkts") == 1) != (c("dpkts") == 1)
+    return _no_dst_times() & unbalanced & ((c("sstart") // 1_000_000) != (_slast_eff() // 1_000_000))
+
+
 def _slast_eff() -> pl.Expr:
     return pl.when(c("slast") == 0).then(c("sstart")).otherwise(c("slast"))
 
@@ -199,6 +206,7 @@ def sltime_us() -> pl.Expr:
     """Without dst timestamps ra splits a one-packet-each-way record at its two times."""
     return (pl.when(_src_moved()).then(0)
             .when(_no_dst_times() & _one_each()).then(c("sstart"))
+            .when(_split_single() & (c("spkts") == 1)).then(c("sstart"))
             .otherwise(_slast_eff()))
 
 
@@ -211,6 +219,7 @@ def dstime_us() -> pl.Expr:
 
 def dltime_us() -> pl.Expr:
     return (pl.when(c("dpkts") == 0).then(0)
+            .when(_split_single() & (c("dpkts") == 1)).then(c("sstart"))
             .when(_no_dst_times()).then(_slast_eff())
             .when(c("dlast") == 0).then(c("dstart"))
             .otherwise(c("dlast")))
