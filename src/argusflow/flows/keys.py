@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from argusflow.decode.codes import ENC_ETHER, Status
+from argusflow.decode.codes import ENC_ETHER, Reason, Status
 from argusflow.decode.columns import DecodedBatch
 
 KIND_NONE, KIND_IPV4, KIND_IPV6, KIND_ARP, KIND_ETHER = 0, 1, 2, 3, 4
@@ -35,6 +35,10 @@ ICMP6_ECHO, ICMP6_ECHO_REPLY = 128, 129
 ND_ROUTER_SOLICIT, ND_ROUTER_ADVERT, ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT = 133, 134, 135, 136
 
 U64 = np.uint64
+IP_REASONS = np.array([Reason.IP_TRUNCATED, Reason.IP_BAD_HEADER_LENGTH, Reason.IP_BAD_TOTAL_LENGTH,
+                       Reason.IP_OPTIONS_TRUNCATED], dtype=np.uint8)
+L4_REASONS = np.array([Reason.L4_TRUNCATED, Reason.TCP_BAD_OFFSET, Reason.TCP_OPTIONS_TRUNCATED],
+                      dtype=np.uint8)
 
 
 @dataclass
@@ -67,14 +71,19 @@ def packet_keys(d: DecodedBatch) -> PacketKeys:
     ok = d.status == Status.OK
     ver = d.ip_version
     etype = d.ethertype.astype(np.int64)
+    # argus keys a packet whose transport header is damaged by what it could read, and one whose
+    # IP header is damaged as a non-IP frame of that ether type (corpus).
+    l4_damaged = ~ok & np.isin(d.reason, L4_REASONS)
+    ip_damaged = ~ok & np.isin(d.reason, IP_REASONS)
     kind = np.zeros(n, dtype=np.uint8)
-    kind[ok & (ver == 4)] = KIND_IPV4
-    kind[ok & (ver == 6)] = KIND_IPV6
+    kind[(ok | l4_damaged) & (ver == 4)] = KIND_IPV4
+    kind[(ok | l4_damaged) & (ver == 6)] = KIND_IPV6
     arp = ok & ((etype == ETH_ARP) | (etype == ETH_RARP)) & (ver == 0)
     kind[arp] = KIND_ARP
     # Non-IP frames become flows only when they have MAC addresses (argus keys them by MACs).
     has_macs = (d.encaps & ENC_ETHER) != 0
     ether = ok & has_macs & (ver == 0) & ~arp & (etype != ETH_IPV4) & (etype != ETH_IPV6)
+    ether |= ip_damaged & has_macs
     kind[ether] = KIND_ETHER
 
     proto = d.proto.astype(np.int64)

@@ -60,7 +60,9 @@ def build_records(OUT: np.ndarray, OK: np.ndarray, cfg: Config) -> pl.DataFrame:
         return OUT[F[name]]
 
     kind = row("kind")
-    flow_rev = row("rev") != 0
+    # Ethernet keys keep the normalised order (smaller MAC first) whatever the first packet:
+    # ra shows them so from argus's files (corpus: a truncated IP frame), counters as seen.
+    flow_rev = (row("rev") != 0) & (kind != KIND_ETHER)
     a_hi, a_lo, b_hi, b_lo, w4, w5 = OK
     pa = ((w4 >> U64(16)) & U64(0xFFFF)).astype(np.int64)
     pb = (w4 & U64(0xFFFF)).astype(np.int64)
