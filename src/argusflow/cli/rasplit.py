@@ -35,7 +35,7 @@ from argusflow.ops.split import (
     record_start_us,
 )
 from argusflow.records.framing import frame
-from argusflow.records.output import ArgusOutput
+from argusflow.records.output import ArgusOutput, compression_suffix
 from argusflow.records.schema import RTYPE_MAR
 from argusflow.records.writer import encode_batch
 
@@ -171,7 +171,8 @@ class SplitWriter:
             out = ArgusOutput("-", synthesise_agr=True, stop_mar=True)
         else:
             out = ArgusOutput(name, synthesise_agr=True, atomic=True, stop_mar=True,
-                              retries=self.retries, retry_delay=self.retry_delay)
+                              retries=self.retries, retry_delay=self.retry_delay,
+                              compression=compression_suffix(self.splitter.template))
         self.outputs[name] = out
         while len(self.outputs) > OPEN_FILES:
             oldest, sink = self.outputs.popitem(last=False)

@@ -61,12 +61,13 @@ COMPRESSORS = {
 }
 
 
-def compressor_for(path: str) -> Compressor | None:
-    """The compressor a -w name asks for by its suffix, or None for plain output."""
-    for suffix, make in COMPRESSORS.items():
-        if path.endswith(suffix):
-            return make()  # type: ignore[return-value]
-    return None
+def compression_suffix(path: str) -> str | None:
+    """The compression a -w name asks for by its suffix ('.gz' ...), or None for plain output."""
+    return next((suffix for suffix in COMPRESSORS if path.endswith(suffix)), None)
+
+
+def compressor_for(suffix: str | None) -> Compressor | None:
+    return COMPRESSORS[suffix]() if suffix else None  # type: ignore[return-value]
 
 
 def temporary_name(path: str) -> str:
@@ -77,8 +78,12 @@ def temporary_name(path: str) -> str:
 
 class ArgusOutput:
     def __init__(self, path: str, synthesise_agr: bool = True, *, atomic: bool = False,
-                 stop_mar: bool = False, retries: int = 0, retry_delay: float = 1.0) -> None:
+                 stop_mar: bool = False, retries: int = 0, retry_delay: float = 1.0,
+                 compression: str | None = "auto") -> None:
+        """`compression`: "auto" (by the name's suffix), None (plain) or a suffix ('.gz' ...):
+        rasplit decides by its -w template, since a made-up name may end in 'zst' by chance."""
         self.path = path
+        self.compression = compression_suffix(path) if compression == "auto" else compression
         self.synthesise_agr = synthesise_agr
         self.atomic = atomic and path != "-"
         self.stop_mar = stop_mar
@@ -172,7 +177,7 @@ class ArgusOutput:
             self._needs_header = True
             self._compressor = None
             return self._stream
-        self._compressor = compressor_for(self.path)
+        self._compressor = compressor_for(self.compression)
         self._with_retries(self._open_file, "cannot open for writing")
         assert self._stream is not None
         return self._stream
