@@ -3,8 +3,12 @@
     racluster [-f racluster.conf] [-m KEY ...] [-M MODE ...] [ra options] [- FILTER]
 
 Pipeline: argus-file source -> selection (filter, -t) -> ops.cluster (one aggregator per model)
--> text printer or Argus writer.  Deviation from 3.0.8: `-m none` really collapses every record
-into one (3.0.8 does not).
+-> text printer or Argus writer.
+
+Deviations from 3.0.8: `-m none` really collapses every record into one (3.0.8 does not).
+Not done yet: `-%` (percentages), the rmon column labels (Host, OutPkts, InPkts) and `-M norep`'s
+Trans of 0 in printed text (both need printer support), racluster.conf `status=`/`idle=` timers
+(parsed, not applied), ARP flow keys merged as 3.0.8 merges them.
 """
 
 from __future__ import annotations
