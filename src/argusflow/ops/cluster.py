@@ -619,10 +619,11 @@ def _masked(hi: str, lo: str, plen: int | None, v6: pl.Expr) -> list[pl.Expr]:
     m4 = (0xFFFFFFFF << (32 - min(plen, 32))) & 0xFFFFFFFF
     hi_mask = ((1 << 64) - 1) ^ ((1 << (64 - min(plen, 64))) - 1) if plen < 64 else (1 << 64) - 1
     lo_mask = ((1 << 64) - 1) ^ ((1 << (128 - plen)) - 1) if plen > 64 else 0
+    v4 = derive.addr_type() == ADDR_IPV4  # only IP addresses are cut (not MACs, ARP keys)
     return [
         pl.when(v6).then(c(hi) & pl.lit(hi_mask, pl.UInt64)).otherwise(c(hi)).alias(hi),
         pl.when(v6).then(c(lo) & pl.lit(lo_mask, pl.UInt64))
-        .otherwise(c(lo) & pl.lit(m4, pl.UInt64)).alias(lo),
+        .when(v4).then(c(lo) & pl.lit(m4, pl.UInt64)).otherwise(c(lo)).alias(lo),
     ]
 
 
@@ -665,12 +666,11 @@ def apply_model(batch: pl.DataFrame, model: Model, rmon: bool) -> pl.DataFrame:
         batch = reverse(batch, later)
     exprs = _masked("saddr_hi", "saddr_lo", model.smask, v6) + _masked(
         "daddr_hi", "daddr_lo", model.dmask, v6)
-    if model.smask is not None:
-        exprs.append(pl.when(v6).then(pl.lit(model.smask)).otherwise(min(model.smask, 32))
-                     .cast(pl.UInt16).alias("smask"))
-    if model.dmask is not None:
-        exprs.append(pl.when(v6).then(pl.lit(model.dmask)).otherwise(min(model.dmask, 32))
-                     .cast(pl.UInt16).alias("dmask"))
+    v4 = at == ADDR_IPV4
+    for name, plen in (("smask", model.smask), ("dmask", model.dmask)):
+        if plen is not None:
+            exprs.append(pl.when(v6).then(pl.lit(plen)).when(v4).then(min(plen, 32))
+                         .otherwise(c(name)).cast(pl.UInt16).alias(name))
     if model.imask is not None:
         m4 = (0xFFFFFFFF << (32 - min(model.imask, 32))) & 0xFFFFFFFF
         exprs.append((c("icmpmap_osrc") & m4).alias("icmpmap_osrc"))
