@@ -66,7 +66,6 @@ KNOWN_DIFFERENT: dict[tuple[str, str], str] = {
     **{("proto_dport", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__KakaoTalk_chat.pcap",
                                            "ndpi__netflix.pcap", "ndpi__wechat.pcap")},
     ("proto_dport", "ndpi__icmp-tunnel.pcap"): _ICMP,
-    ("saddr24", "ndpi__icmp-tunnel.pcap"): _ICMP,
     **{("matrix", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__KakaoTalk_chat.pcap",
                                       "ndpi__netflix.pcap", "ndpi__ocs.pcap",
                                       "ndpi__wechat.pcap")},
