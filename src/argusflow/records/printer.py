@@ -385,13 +385,14 @@ def _special_expr(name: str, opts: PrintOptions) -> pl.Expr | None:
     return None
 
 
-def _address_series(frame: pl.DataFrame, side: str, nflag: int) -> pl.Series:
-    """Address text.  ra 3.0.8 names the broadcast MAC of a layer-2 key only with exactly -n."""
+def _address_series(frame: pl.DataFrame, side: str, named: bool) -> pl.Series:
+    """Address text.  `named`: show the broadcast MAC of a layer-2 key as "Broadcast" (ra 3.0.8
+    does so only in delimited output without -nn)."""
     at = frame["_at"]
     lo, hi = frame[f"{side}addr_lo"], frame[f"{side}addr_hi"]
     base = frame.select(
         pl.when(c("_mar")).then(pl.lit(""))
-        .when(c("_at").is_in([ADDR_ETHER, ADDR_RARP])).then(mac(c(f"{side}addr_lo"), numeric=nflag != 1))
+        .when(c("_at").is_in([ADDR_ETHER, ADDR_RARP])).then(mac(c(f"{side}addr_lo"), numeric=not named))
         .otherwise(ipv4(c(f"{side}addr_lo") & 0xFFFFFFFF)).alias("a"))["a"]
     v6 = (at == ADDR_IPV6) & ~frame["_mar"]
     if v6.any():
@@ -404,7 +405,7 @@ def _address_series(frame: pl.DataFrame, side: str, nflag: int) -> pl.Series:
         start = 6 if side == "s" else 0
         raws = frame["flow_raw"].gather(idx).to_list()
         values = [int.from_bytes(r[start:start + 6].ljust(6, b"\0"), "big") for r in raws]
-        texts = pl.select(mac(pl.Series(values, dtype=pl.UInt64), numeric=nflag != 1)).to_series()
+        texts = pl.select(mac(pl.Series(values, dtype=pl.UInt64), numeric=not named)).to_series()
         base = base.scatter(idx, texts)
     return base
 
@@ -653,7 +654,8 @@ class Printer:
             side = f.name[0]
             if f.name in ("saddr", "daddr"):
                 roots = ["rtype", "_mar", "_at", f"{side}addr_hi", f"{side}addr_lo", "flow_raw"]
-                make = lambda fr: _address_series(fr, side, o.nflag)  # noqa: E731
+                named = o.delimiter is not None and o.nflag < 2
+                make = lambda fr: _address_series(fr, side, named)  # noqa: E731
             else:
                 roots = [f.name, "dsrs", "_mar"]
                 make = lambda fr: _user_series(fr, f.name, col.width)  # noqa: E731
