@@ -226,6 +226,8 @@ MAX_WINDOW = 65536
 # Column of `result()`: the group's first record carried statistics already (racluster output).
 AGR_FROM_INPUT = "_agr_in"
 
+SLICE_ROWS = 8192  # rows of the merging-column matrix built at once
+
 # Aggregation statistics per group: float32 min, mean, stdev, max (racluster keeps C floats).
 A_MIN, A_MEAN, A_STDEV, A_MAX = range(4)
 
@@ -810,10 +812,16 @@ class Clusterer:
             c("agr_act_n").cast(pl.Int64))
         rstats = batch.select("agr_act_min", "agr_act_mean", "agr_act_stdev", "agr_act_max") \
             .to_numpy().astype(np.float32)
-        merge_batch(_to_u64(batch), gid, relrev, fresh, durations, self._state, self._first_dur,
-                    self._count, self._n, self._stats, self._flipped, self._last, self.seen,
-                    SWAP_PAIRS, SWAP_BITS, agr.to_series(0).to_numpy(),
-                    agr.to_series(1).to_numpy(), np.ascontiguousarray(rstats))
+        rcount, rn = agr.to_series(0).to_numpy(), agr.to_series(1).to_numpy()
+        rstats = np.ascontiguousarray(rstats)
+        # The merging columns are gathered a slice at a time: memory stays small per batch.
+        for lo in range(0, batch.height, SLICE_ROWS):
+            hi = min(lo + SLICE_ROWS, batch.height)
+            merge_batch(_to_u64(batch.slice(lo, hi - lo)), gid[lo:hi], relrev[lo:hi],
+                        fresh[lo:hi], durations[lo:hi], self._state, self._first_dur,
+                        self._count, self._n, self._stats, self._flipped, self._last,
+                        self.seen + lo, SWAP_PAIRS, SWAP_BITS, rcount[lo:hi], rn[lo:hi],
+                        rstats[lo:hi])
         self.seen += batch.height
 
     def _group_ids(self, keys: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
