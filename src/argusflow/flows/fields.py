@@ -49,11 +49,21 @@ RECORD_END = F["t_status"]
 
 
 def _check_cache() -> None:
+    """Compiled kernels call each other (kernel.run inlines tcp.tcp_update): a cached kernel
+    is stale when the layout or any compiled module changed, not only its own file."""
     import os
 
     from argusflow.flows.jit import drop_stale_cache
 
-    drop_stale_cache(os.path.dirname(__file__), repr((PACKET_FIELDS, FLOW_FIELDS)))
+    here = os.path.dirname(__file__)
+    sources = []
+    for name in ("kernel.py", "tcp.py", "keys.py", "jit.py"):
+        try:
+            with open(os.path.join(here, name), "rb") as f:
+                sources.append(f.read().hex())
+        except OSError:
+            sources.append(name)
+    drop_stale_cache(here, repr((PACKET_FIELDS, FLOW_FIELDS)) + "".join(sources))
 
 
 _check_cache()

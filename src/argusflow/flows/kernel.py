@@ -218,7 +218,7 @@ def add_packet(F: np.ndarray, f: int, d: int, P: np.ndarray, i: int, now: int) -
         F[STTL + side, f] = P[P_TTL, i]
         F[STOS + side, f] = P[P_TOS, i]
         F[SIPID + side, f] = P[P_IPID, i]
-        F[SOPTS + side, f] |= P[P_IPOPTS, i]
+        F[SOPTS + side, f] = P[P_IPOPTS, i]  # attributes are those of the last packet
         F[ATTRQ, f] |= 1 << d
         if P[P_FRAG, i] or P[P_MF, i]:
             F[SFRAG + side, f] = 1

@@ -56,7 +56,9 @@ def tcp_update(st: np.ndarray, f: int, d: int, ts: int, flags: int, seq: int, ac
     first_in_dir = st[SEEN + o, f] == 0
     st[SEEN + o, f] += 1
     if first_in_dir:
-        st[SEQBASE + o, f] = seq if syn else (seq - 1) & M32
+        # The base is the sequence number before the first byte: a SYN's own number, else one
+        # less when the packet carries data (samples: misc.pcap, tcp_states.pcap).
+        st[SEQBASE + o, f] = (seq - 1) & M32 if (plen > 0 and not syn) else seq
         st[SEQ + o, f] = seq
     end = (seq + plen + (1 if syn else 0) + (1 if flags & TH_FIN else 0)) & M32
     if syn:
@@ -115,7 +117,8 @@ def tcp_update(st: np.ndarray, f: int, d: int, ts: int, flags: int, seq: int, ac
                 st[STATE, f] = TCPS_TIME_WAIT
     if win == 0 and not syn and (flags & TH_RST) == 0:
         status |= WINDOW_SHUT << d
-    st[WIN + o, f] = win
+    if (flags & TH_RST) == 0:  # a reset's window is not an advertisement (samples: ipv6.pcap)
+        st[WIN + o, f] = win
     st[BYTES + o, f] += plen
     st[LAST + o, f] = ts
     st[STATUS, f] = status
