@@ -145,3 +145,19 @@ def test_small_chunks_through_iter_batches(tmp_path: Path) -> None:
     path.write_bytes(data)
     batch = pl.concat(list(iter_batches(str(path), chunk_bytes=37)))
     assert batch.equals(read_bytes(data))
+
+
+def test_compiled_and_plain_kernels_agree() -> None:
+    """Small inputs decode without numba, big ones with it: both must give the same batch."""
+    from argusflow.capture import jit
+
+    saved = jit.FORCE
+    try:
+        for path in sample_files():
+            data = path.read_bytes()
+            jit.FORCE = False
+            plain = read_bytes(data)
+            jit.FORCE = True
+            assert read_bytes(data).equals(plain), path.name
+    finally:
+        jit.FORCE = saved

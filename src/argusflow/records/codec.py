@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from argusflow.capture import jit
 from argusflow.errors import CorruptInput
 from argusflow.records import dsr_decode
 from argusflow.records.framing import BAD_MAR_LENGTH, OK, Frame, frame
@@ -25,6 +26,8 @@ COOKIE_V3_SWAPPED = 0xCB2D71E5
 COOKIE_V5 = 0xE57150CB
 COOKIE_V2 = 0xE5617ACB
 MAR_BYTES = 128
+# For choosing numba or not (capture/jit.py): argus flow records are 100-350 bytes.
+AVERAGE_RECORD_BYTES = 150
 KNOWN_RTYPES = frozenset({0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80})
 
 
@@ -62,8 +65,8 @@ class RecordReader:
                 self._fail(0, problem)
                 return empty()
             self.start_mar = buf[:MAR_BYTES]
-        data = dsr_decode.ByteBuffer(buf)
-        found = frame(data.u8[:len(buf)])
+        data = dsr_decode.ByteBuffer(buf, compiled=jit.wanted(len(buf) // AVERAGE_RECORD_BYTES))
+        found = frame(data.u8[:len(buf)], data.compiled)
         batch = decode_records(data, found, self._consumed)
         self.records_read += len(found.starts)
         end = found.end

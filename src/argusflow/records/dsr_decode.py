@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from argusflow.capture.jit import Kernel
 from argusflow.records.framing import Frame
 from argusflow.records.schema import (
     ADDR_ETHER,
@@ -32,11 +33,6 @@ from argusflow.records.schema import (
     RTYPE_MAR,
     SCHEMA,
 )
-
-try:
-    import numba
-except ImportError:  # pragma: no cover - numba is a declared dependency
-    numba = None
 
 GATHER_PAD = 512  # zero bytes after the data: a base offset plus a field offset stays inside
 ABSENT = 1 << 40  # a base offset that no DSR size reaches: the field reads as 0
@@ -85,7 +81,10 @@ def _times(u8, rec, pos, size, sub, qual, out):  # noqa: ANN001, ANN202
         has = (st & 0x08 != 0, st & 0x10 != 0, st & 0x20 != 0, st & 0x40 != 0)
         if has[0] or has[2]:
             present = (has[0], has[1] and has[0], has[2], has[3] and has[2])
-            count = present[0] + present[1] + present[2] + present[3]
+            count = 0
+            for k in range(4):
+                if present[k]:  # counted, not summed: numpy bools add as a logical or
+                    count += 1
             relative = count > (words - 1) // 2 and (count == 1 or words == count + 2)
             slot = 0
             first = _timestamp(u8, p + 4, nsec)
@@ -139,21 +138,37 @@ def _metrics(u8, rec, pos, size, sub, qual, out):  # noqa: ANN001, ANN202
                 at += width
 
 
-if numba is not None:
-    _read = numba.njit(cache=True, inline="always")(_read)
-    _timestamp = numba.njit(cache=True, inline="always")(_timestamp)
-    _gather = numba.njit(cache=True, nogil=True)(_gather)
-    _times = numba.njit(cache=True, nogil=True)(_times)
-    _metrics = numba.njit(cache=True, nogil=True)(_metrics)
+GATHER = Kernel(_gather, deps=("_read",))
+TIMES = Kernel(_times, deps=("_read", "_timestamp"))
+METRICS = Kernel(_metrics, deps=("_read",))
+
+
+def gather_numpy(u8, rec, pos, size, base, offsets, widths, little, out):  # noqa: ANN001, ANN201
+    """`_gather` for small inputs without numba: one vectorised pass per field."""
+    for k in range(len(offsets)):
+        at = base + offsets[k]
+        ok = at + widths[k] <= size
+        if not ok.any():
+            continue
+        where = pos[ok] + at[ok]
+        value = np.zeros(len(where), dtype=np.uint64)
+        for b in range(widths[k]):
+            byte = u8[where + (widths[k] - 1 - b if little[k] else b)]
+            value = (value << np.uint64(8)) | byte.astype(np.uint64)
+        out[rec[ok], k] = value
 
 
 # --- buffers, DSR sets and columns -----------------------------------------------------------
 
 class ByteBuffer:
-    """The bytes being decoded, zero-padded so that no gather leaves the array."""
+    """The bytes being decoded, zero-padded so that no gather leaves the array.
 
-    def __init__(self, raw: bytes) -> None:
+    `compiled` says whether this buffer is decoded with numba's kernels or with numpy/Python.
+    """
+
+    def __init__(self, raw: bytes, compiled: bool = False) -> None:
         self.raw = raw
+        self.compiled = compiled
         self.u8 = np.zeros(len(raw) + GATHER_PAD, dtype=np.uint8)
         self.u8[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
 
@@ -224,7 +239,8 @@ def gather(cols: Columns, buf: ByteBuffer, d: Dsrs, layout: Layout, prefix: str 
     widths = np.array([f[2] for f in layout], dtype=np.int64)
     little = np.array([f[3] == LE for f in layout], dtype=np.bool_)
     out = np.zeros((cols.n, len(layout)), dtype=np.uint64)  # a record's fields side by side
-    _gather(buf.u8, d.rec, d.pos, d.size, bases, offsets, widths, little, out)
+    kernel = GATHER.jit() if buf.compiled else gather_numpy
+    kernel(buf.u8, d.rec, d.pos, d.size, bases, offsets, widths, little, out)
     for k, (name, _, _, _, kind) in enumerate(layout):
         cols.merge(prefix + name, out[:, k], kind)
 
@@ -455,7 +471,7 @@ def decode_time(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("time_subtype", d.rec, d.sub)
     cols.put("time_qual", d.rec, d.qual)
     out = np.zeros((4, cols.n), dtype=np.int64)
-    _times(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual, out)
+    (TIMES.jit() if buf.compiled else TIMES.py)(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual, out)
     for k, name in enumerate(("sstart", "slast", "dstart", "dlast")):
         cols.merge(name, out[k].view(np.uint64))
 
@@ -463,7 +479,8 @@ def decode_time(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
 def decode_metric(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("metric_subtype", d.rec, d.sub)
     out = np.zeros((6, cols.n), dtype=np.uint64)
-    _metrics(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual, out)
+    (METRICS.jit() if buf.compiled else METRICS.py)(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual,
+                                                     out)
     for k, name in enumerate(("spkts", "sbytes", "sappbytes", "dpkts", "dbytes", "dappbytes")):
         cols.merge(name, out[k])
 

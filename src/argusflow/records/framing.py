@@ -1,8 +1,9 @@
 """Framing: find the records in a buffer and the DSRs inside each flow record.
 
 This is the one inherently sequential step of reading Argus data (each header gives the next
-one's position), so it is one small kernel compiled with numba; everything after it is
-vectorised per DSR type.  Without numba the same source runs as plain Python (slow, correct).
+one's position), so it is one small kernel, compiled with numba for inputs big enough to repay
+numba's start-up (capture/jit.py) and run as plain Python otherwise; everything after it is
+vectorised per DSR type.
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-try:
-    import numba
-except ImportError:  # pragma: no cover - numba is a declared dependency
-    numba = None
+from argusflow.capture.jit import Kernel
 
 # Status codes of the kernel.
 OK, BAD_HEADER, BAD_MAR_LENGTH = 0, 1, 2
@@ -69,8 +67,7 @@ def _frame(buf, n, starts, lengths, drec, dpos, dsize, dkind, dsub, dqual, dbad)
     return nrec, ndsr, pos, status
 
 
-if numba is not None:
-    _frame = numba.njit(cache=True, nogil=True)(_frame)
+FRAME = Kernel(_frame)
 
 
 @dataclass
@@ -90,7 +87,8 @@ class Frame:
     bad_dsrs: np.ndarray  # per record: DSRs that could not be framed
 
 
-def frame(buf: np.ndarray) -> Frame:
+def frame(buf: np.ndarray, compiled: bool) -> Frame:
+    """Frame `buf`; `compiled` chooses numba's version of the kernel (see capture/jit.py)."""
     n = len(buf)
     cap = n // 4 + 1
     starts = np.empty(cap, dtype=np.int64)
@@ -102,7 +100,8 @@ def frame(buf: np.ndarray) -> Frame:
     dsub = np.empty(cap, dtype=np.uint8)
     dqual = np.empty(cap, dtype=np.uint8)
     dbad = np.zeros(cap, dtype=np.int64)
-    nrec, ndsr, end, status = _frame(buf, n, starts, lengths, drec, dpos, dsize, dkind, dsub,
+    kernel = FRAME.jit() if compiled else FRAME.py
+    nrec, ndsr, end, status = kernel(buf, n, starts, lengths, drec, dpos, dsize, dkind, dsub,
                                      dqual, dbad)
     return Frame(starts[:nrec].copy(), lengths[:nrec].copy(), int(end), int(status),
                  drec[:ndsr].copy(), dpos[:ndsr].copy(), dsize[:ndsr].copy(),
