@@ -21,6 +21,7 @@ from types import FrameType
 import numpy as np
 import polars as pl
 
+from argusflow.capture import jit
 from argusflow.cli.client import ClientSession, compile_record_filter
 from argusflow.cli.options import ParsedArgs, parse_argv
 from argusflow.cli.runner import EXIT_MATCHED, entry
@@ -141,8 +142,7 @@ class SplitWriter:
         if batch.height == 0:
             return
         data = encode_batch(batch, synthesise_agr=True)
-        found = frame(np.frombuffer(data, dtype=np.uint8))
-        starts, lengths = found.starts, found.lengths
+        starts, lengths = record_bounds(data)
         names = self.splitter.names(batch, lengths).to_numpy()
         times = record_start_us(batch)
         self.latest_us = max(self.latest_us, int(times.max()))
@@ -206,6 +206,13 @@ class SplitWriter:
         sink.close()
         if was_open and self.on_close is not None:
             self.on_close(name)
+
+
+def record_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Start and length of every record of an encoded batch (the framing kernel)."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    found = frame(buf, jit.wanted(len(buf) // 128))
+    return found.starts, found.lengths
 
 
 def raise_terminated(signum: int, frame_: FrameType | None) -> None:
