@@ -198,7 +198,9 @@ def packet_matrix(d: DecodedBatch, keys, data: np.ndarray | None = None,  # noqa
         "twin": d.tcp_win, "topts": d.tcp_opts, "twscale": d.tcp_wscale,
         "plen": np.where(transport, np.maximum(d.payload_len, 0), 0),
         # IPv6: argus 3.0.8 takes the "tos" from the wrong bits of the first header word (§6.13).
-        "ttl": d.ttl, "tos": np.where(d.ip_version == 6, (d.ip6_flow >> 4) & 0xFF, d.tos), "ipid": d.ip_id, "enc": d.encaps, "vlanc": d.vlan_count,
+        "ttl": d.ttl,
+        "tos": np.where(d.ip_version == 6, (d.ip6_flow >> 4) & 0xFF, d.tos),
+        "ipid": d.ip_id, "enc": d.encaps, "vlanc": d.vlan_count,
         "vlan": d.vlan_outer, "mplsc": d.mpls_count, "mpls": d.mpls_top, "smac": d.src_mac,
         "dmac": d.dst_mac, "ipopts": d.ip_opts, "mf": d.frag_flags & 1,
         "icmp_err": d.q_ip_version, "ip_ver": d.ip_version, "src_lo": d.src_lo,
