@@ -99,6 +99,13 @@ EXPRESSIONS: list[str] = [
     'co us', 'abr gt 0', 'spi 5', 'deldur gt 1', 'delstime gt 1', 'delltime gt 1', 'dsb 10', 'asn 100',
     'as 100', 'dst fragonly', 'hello', 'len > 3', 'ttl gte 64', 'ttl >= 64', 'ttl <= 64',
     'ttl 64 or 128', 'dst bytes lt 100', 'data gt 0', 'byte gt 0', 'pkt gt 0',
+    # qualifier threading found by fuzzing (bare operands take the operand type in force)
+    'net 10.0.0.0/8 or 1', 'net 10.0.0.0/8 or 0', 'net 192.168.0.0/16 and not 192',
+    'proto 1 and 10.0.0.1 and not lt 100', 'src host 10.0.0.1 and rst', 'dst port 443 and (fin)',
+    'host 10.0.0.1 and (tcp and rst)', 'ttl 64 and (1)', 'ttl 64 and (1 or 64)', 'net 10.0.0',
+    'net foo', 'host 10.0.0.1 or ! 10.0.0.2 and ! 10.0.0.7', 'src port 53 or gt 1000 and lt 2000',
+    'tcp && ! (not udp)', 'tcp and (len = 384)', 'ttl 10.0.0.1', 'dur fd00::1', 'man', 'stop',
+    'man and dur 0', 'man and dur gt 0', 'man and not vid 4095',
 ]
 
 # Expressions whose disagreement on the corpus comes from the record reader, not the filter:
@@ -110,6 +117,7 @@ READER_GAPS: dict[str, str] = {
     "dur gte 0": "end time with usec > 999999", "dur lte 0": "end time with usec > 999999",
     "dur gt 0.5": "end time with usec > 999999", "dur 1": "end time with usec > 999999",
     "dur gt 1": "end time with usec > 999999", "rate gt 0.5": "end time with usec > 999999",
+    "dur fd00::1": "end time with usec > 999999 (the operand is 0)",
 }
 
 

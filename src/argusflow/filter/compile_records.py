@@ -64,6 +64,7 @@ from argusflow.records.schema import (
 col, lit = pl.col, pl.lit
 Expr = pl.Expr
 
+HOST6_WORD = 46  # host value family: an IPv4-sized number ra compares with IPv6 keys only
 ADDR_ISIS = 0x06  # flow key qualifier ra uses for IS-IS keys (none in argus 3.0.8 output)
 NET_RTCP, NET_RTP, NET_UDT = 0x09, 0x0A, 0x0D
 RTYPE_EVENT, RTYPE_INDEX = 0x40, 0x20
@@ -265,18 +266,9 @@ def sides(direction: str, one: Callable[[str], Expr], default: str = EITHER) -> 
 
 # ---------------------------------------------------------------- derived values (spec §9)
 
-def mar_time(offset: int) -> Expr:
-    """A MAR's (seconds, microseconds) pair at `offset` as microseconds."""
-    mar = pl.when(is_type(RTYPE_MAR)).then(col("mar_raw"))
-    both = mar.bin.slice(offset, 8).bin.reinterpret(dtype=pl.UInt64, endianness="big")
-    both = both.fill_null(0).cast(pl.Int64)
-    return (both // 2**32) * 1_000_000 + (both % 2**32)
-
-
 def duration() -> Expr:
-    """Record duration (field `dur`); a MAR's is its reporting period, start time to now."""
-    period = (mar_time(32) - mar_time(24)).cast(pl.Float64) / 1e6
-    return pl.when(is_type(RTYPE_MAR)).then(period).otherwise(FIELDS["dur"].value())
+    """Record duration (field `dur`); ra's filter sees 0 for a management record."""
+    return pl.when(is_type(RTYPE_MAR)).then(0.0).otherwise(FIELDS["dur"].value())
 
 
 def side_rate(side: str, load: bool) -> Expr:
@@ -349,11 +341,14 @@ class Compiler:
         if mask:  # only the first address word is compared, as ra does
             word = lambda side: ((col(f"{side[0]}addr_hi") // 2**32) & mask) == (addr & mask)  # noqa: E731
             ipv6 = ipv6 & sides(p.dir, word)
-        untyped = family == 0
+        # Family 0: the operand type was unset (both IP versions compared); HOST6_WORD: an IPv4
+        # number where ra's operand type says IPv6 (only IPv6 keys compared, first word).
+        v4_too, v6_too = family in (0, 4), family in (0, HOST6_WORD)
+        families = [e for e, on in ((ipv4, v4_too), (ipv6, v6_too)) if on]
         if p.proto == "":
-            return arp | ipv4 | ipv6 if untyped else arp | ipv4
+            return pl.any_horizontal(arp, *families)
         if p.proto == "ip":
-            return ipv4 | ipv6 if untyped else ipv4
+            return pl.any_horizontal(*families)
         if p.proto == "ipv6":
             return ipv6
         if p.proto == "arp":
@@ -783,10 +778,16 @@ SWAP_KINDS = {"ttl", "tos", "dsb", "ipid", "vid", "vpri", "mid", "pkts", "bytes"
               "interidle", "jitter", "jitact", "jitidle", "multipath", "frag"}
 
 
+def stream_header() -> Expr:
+    """The management record that opens a file or stream: ra reads it as the stream's header
+    and never puts it to the filter, so no filter selects it."""
+    return is_type(RTYPE_MAR) & (col("offset") == 0)
+
+
 def compile_node(node: Node) -> Expr:
     """The boolean polars expression selecting the records `node` accepts."""
     plain = Compiler().compile(node)
-    if not any(isinstance(p, Prim) and p.kind in SWAP_KINDS for p in node.walk()):
-        return plain.fill_null(False)
-    swapped = Compiler(swap=True).compile(node)
-    return pl.when(arp_reversed()).then(swapped).otherwise(plain).fill_null(False)
+    if any(isinstance(p, Prim) and p.kind in SWAP_KINDS for p in node.walk()):
+        swapped = Compiler(swap=True).compile(node)
+        plain = pl.when(arp_reversed()).then(swapped).otherwise(plain)
+    return plain.fill_null(False) & ~stream_header()

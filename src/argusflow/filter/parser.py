@@ -35,6 +35,7 @@ from argusflow.filter.ast import (
 )
 from argusflow.filter.lexer import Token, tokenize
 
+HOST6_WORD = 46  # see compile_records: an IPv4-sized host value ra compares with IPv6 keys only
 # ra's compiled-in size of its in-memory record, which is what `len` loads.
 RECORD_LEN = 384
 
@@ -365,8 +366,12 @@ class Parser:
         if addr in ("", "host", "net"):
             if q.proto == "ether":
                 raise FilterError(col, "a number is not an ethernet address")
+            if q.type == "ipv4" and addr == "net":  # `net 10.0.0.0/8 and 192`: 192.0.0.0/8
+                return self.host4(q, *names.left_justify(u32), col)
             if q.type == "ipv4":  # after `host 1.2.3.4 and`, a number is an address
                 return self.host4(q, u32, 0xFFFFFFFF, col)
+            if q.type == "ipv6":  # ra crashes parsing a number as an IPv6 address
+                raise FilterError(col, "a number is not an IPv6 address")
             return self.host4(q, 0, 0, col, family=0)  # ra compares nothing: any IP/ARP record
         if addr in ("srcid", "inode"):
             return Prim(addr, value=u32, col=col)
@@ -412,8 +417,8 @@ class Parser:
             raise FilterError(col, "rarp does not encapsulate another protocol")
         if q.proto not in ("", "ip", "ipv4", "ipv6", "arp", "ether"):
             raise FilterError(col, f"illegal qualifier '{q.proto}' of 'proto'")
-        return Prim("proto", proto=q.proto, value=number & 0xFFFF if q.proto == "ether"
-                    else number & 0xFF, col=col)
+        # ra compares the whole number with the key's byte (or ether type): 262 never matches.
+        return Prim("proto", proto=q.proto, value=number & 0xFFFFFFFF, col=col)
 
     def host4(self, q: Qual, addr: int, mask: int, col: int, family: int = 4) -> Node:
         proto = q.proto
@@ -483,9 +488,11 @@ class Parser:
             name = name[1:-1]
         addr, col = q.addr, tok.col
         if addr == "net":
-            # ra's operand type is unset here, so IPv6 keys are compared too (first word only).
+            # With the operand type unset ra compares IPv4 and IPv6 keys (first word only); after
+            # an IPv6 address (`... and net NAME`) only IPv6 ones.
             addr, mask = names.left_justify(names.network_number(name))
-            return self.host4(q, addr, mask, col, family=0)
+            family = {"ipv4": 4, "ipv6": HOST6_WORD}.get(q.type, 0)
+            return self.host4(q, addr, mask, col, family=family)
         if addr in ("", "host"):
             if q.proto == "ether":
                 mac = names.ether_host(name)
