@@ -78,9 +78,9 @@ class FlowProbe:
             return build_records(*self._empty_out(), self.cfg)
         self.packets += n
         self.bytes += int(d.wirelen.sum(dtype=np.int64))
-        if self.first_ts == 0:
-            self.first_ts = int(d.ts_us[0])
-        self.last_ts = int(d.ts_us[-1])
+        lo, hi = int(d.ts_us.min()), int(d.ts_us.max())
+        self.first_ts = lo if self.first_ts == 0 else min(self.first_ts, lo)
+        self.last_ts = max(self.last_ts, hi)
         keys = packet_keys(d)
         P = packet_matrix(d, keys, None if packets is None else packets.data,
                           None if packets is None else packets.offset)
