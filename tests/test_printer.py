@@ -252,10 +252,17 @@ def test_deviations_documented() -> None:
 @pytest.mark.skipif(shutil.which("true") is None, reason="no coreutils")
 def test_speed_346k_records() -> None:
     import time
-    big = pl.concat([batch(**TCP)] * 1000)
-    big = pl.concat([big] * 346)
-    start = time.perf_counter()
+    import resource
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    rows = [batch(**TCP), batch(**{**TCP, "sport": 5353, "proto": 17, "spkts": 1, "dpkts": 0}),
+            batch(**{**TCP, "saddr_lo": 0x0A000009, "dport": 443, "sstart": TCP["sstart"] + 7})]
+    big = pl.concat([pl.concat(rows)] * 115_334).rechunk()
+    start = cpu()
     out = Printer(PrintOptions()).render(big)
-    elapsed = time.perf_counter() - start
-    assert out.count("\n") == 346_001
-    assert elapsed < 3.0  # well under 1 s on the dev box; generous for CI
+    elapsed = cpu() - start  # CPU seconds: wall time depends on the machine's other load
+    assert out.count("\n") == big.height + 1
+    assert elapsed < 2.5  # about 0.8 s CPU on the shared 2-core dev box
