@@ -251,7 +251,6 @@ def test_deviations_documented() -> None:
 
 @pytest.mark.skipif(shutil.which("true") is None, reason="no coreutils")
 def test_speed_346k_records() -> None:
-    import time
     import resource
 
     def cpu() -> float:
