@@ -1,15 +1,26 @@
 """ra's text output: a batch of records in, lines of text out, byte-identical to ra 3.0.8 `-X`.
 
-Usage::
+Public API (what the CLI calls)::
 
-    printer = Printer(PrintOptions(columns=parse_field_list(["+dur", "sbytes:14"])))
-    sys.stdout.write(printer.render(batch))      # header (per -L) + one line per record
+    columns = parse_field_list(["+dur", "-flgs", "sbytes:14"])   # -s edits; UsageError if unknown
+    printer = Printer(PrintOptions(columns=columns, nflag=1, delimiter=",", epoch=True,
+                                   precision=3, header=0, zflag=None, time_format=None,
+                                   print_man=False, json=False))
+    sys.stdout.write(printer.render(batch))   # header (per -L, across calls) + one line per record
+    printer.lines(batch)                      # the record lines only, as a polars String Series
+    printer.header()                          # the header line
+    format_batch(batch, options)              # one-shot convenience
 
-Each requested field becomes one text column, computed for the whole batch with polars string
-expressions (no loop over records; IPv6 addresses are formatted per distinct value).  Fixed-width
-output pads each value to its width (a longer value is cut and ends in `*`), joins a port to the
-address before it as `addr.port`, and strips trailing blanks; `-c` output joins the natural values
-with the delimiter.  JSON output (`-M json`, as in Argus 5) prints one object per record.
+Each field becomes one text column computed over the whole batch with polars expressions;
+columns with few distinct inputs (flags, state, names, addresses, ports) are formatted once per
+distinct input and spread back (no loop over records).  Fixed-width output pads each value to
+its width (a longer value is cut and ends in `*`), joins a port to the address before it as
+`addr.port` and strips trailing blanks; `-c` output joins the natural values with the delimiter.
+MARs print as ra's `man` lines when `print_man`; JSON output (`-M json`, as in Argus 5) prints
+one object per record with the field names as keys.
+
+Known differences from ra 3.0.8 (see the report / tests): the pooled jitter of a direction that
+has both active and idle blocks can differ in the 6th decimal.
 """
 
 from __future__ import annotations
