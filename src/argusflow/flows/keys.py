@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from argusflow.decode.codes import ENC_ETHER, Reason, Status
+from argusflow.decode.codes import ENC_ETHER, ENC_PPP, Reason, Status
 from argusflow.decode.columns import DecodedBatch
 
 KIND_NONE, KIND_IPV4, KIND_IPV6, KIND_ARP, KIND_ETHER = 0, 1, 2, 3, 4
-ETH_IPV4, ETH_IPV6, ETH_ARP, ETH_RARP = 0x0800, 0x86DD, 0x0806, 0x8035
+ETH_IPV4, ETH_IPV6, ETH_ARP, ETH_RARP, ETH_PPPOE_SESSION = 0x0800, 0x86DD, 0x0806, 0x8035, 0x8864
 P_ICMP, P_TCP, P_UDP, P_ESP, P_ICMP6 = 1, 6, 17, 50, 58
 
 # ICMP types (v4) whose key carries something from the quoted packet or the message.
@@ -108,6 +108,9 @@ def packet_keys(d: DecodedBatch) -> PacketKeys:
     # Only IPv4 keys carry the DNS transaction id (the IPv6 key has no room for it).
     dns = udp & (kind == KIND_IPV4) & ((sport == 53) | (dport == 53)) & (d.dns_id >= 0)
     extra[dns] = _u64(d.dns_id[dns]) | U64(1 << 32)
+    # PPPoE session frames that carry no IP (LCP, ...) are keyed by the PPPoE ether type.
+    pppoe = ether & ((d.encaps & ENC_PPP) != 0) & (etype == 0)
+    etype = np.where(pppoe, ETH_PPPOE_SESSION, etype)
     extra = np.where(ether, _u64(etype) << U64(16), extra)
     extra = _icmp_extra(d, kind, frag, extra)
     esp = ip & ~frag & (proto == P_ESP)
