@@ -130,7 +130,12 @@ def test_random_bytes_after_a_good_start(junk: bytes) -> None:
     assert batch.height >= read_bytes(good).height or reader.error is not None
 
 
-@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
+def zstd_compress(data: bytes) -> bytes:
+    zstandard = pytest.importorskip("zstandard")
+    return zstandard.ZstdCompressor().compress(data)
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress, zstd_compress])
 def test_compressed_inputs_by_magic(tmp_path: Path, compress) -> None:
     data = rich_bytes()
     path = tmp_path / "records.bin"  # no telling extension: the magic number decides

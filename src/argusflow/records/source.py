@@ -29,6 +29,7 @@ MAGICS: list[tuple[bytes, str]] = [
     (b"\x1f\x9d", "compress"),
     (b"BZh", "bzip2"),
     (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
 ]
 
 
@@ -59,7 +60,17 @@ def open_input(path: str) -> BinaryIO:
         return lzma.LZMAFile(peekable)  # type: ignore[return-value]
     if kind == "compress":
         return decompress_with_gzip(peekable, path)
+    if kind == "zstd":
+        return open_zstd(peekable, path)
     return peekable  # type: ignore[return-value]
+
+
+def open_zstd(stream: BinaryIO, path: str) -> BinaryIO:
+    try:
+        import zstandard
+    except ImportError:
+        raise InputError(f"{path}: zstd-compressed, and the zstandard package is not installed") from None
+    return zstandard.ZstdDecompressor().stream_reader(stream)  # type: ignore[return-value]
 
 
 def decompress_with_gzip(stream: BinaryIO, path: str) -> BinaryIO:
@@ -74,7 +85,7 @@ def read_chunks(stream: BinaryIO, path: str, size: int = CHUNK_BYTES) -> Iterato
     while True:
         try:
             chunk = stream.read(size)
-        except (OSError, EOFError, lzma.LZMAError, ValueError) as err:
+        except (OSError, EOFError, lzma.LZMAError, ValueError, RuntimeError) as err:
             raise InputError(f"{path}: cannot decompress: {err}") from None
         if not chunk:
             return
