@@ -18,7 +18,7 @@ import polars as pl
 from argusflow.capture import jit
 from argusflow.errors import CorruptInput
 from argusflow.records import dsr_decode
-from argusflow.records.framing import BAD_MAR_LENGTH, OK, Frame, frame
+from argusflow.records.framing import AVERAGE_RECORD_BYTES, BAD_MAR_LENGTH, OK, Frame, frame
 from argusflow.records.schema import RTYPE_MAR, SCHEMA
 
 COOKIE_V3 = 0xE5712DCB
@@ -26,8 +26,6 @@ COOKIE_V3_SWAPPED = 0xCB2D71E5
 COOKIE_V5 = 0xE57150CB
 COOKIE_V2 = 0xE5617ACB
 MAR_BYTES = 128
-# For choosing numba or not (capture/jit.py): argus flow records are 100-350 bytes.
-AVERAGE_RECORD_BYTES = 150
 KNOWN_RTYPES = frozenset({0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80})
 
 

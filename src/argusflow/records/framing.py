@@ -12,7 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from argusflow.capture import jit
 from argusflow.capture.jit import Kernel
+
+# For choosing numba or not (capture/jit.py): argus flow records are 100-350 bytes.
+AVERAGE_RECORD_BYTES = 150
 
 # Status codes of the kernel.
 OK, BAD_HEADER, BAD_MAR_LENGTH = 0, 1, 2
@@ -87,9 +91,12 @@ class Frame:
     bad_dsrs: np.ndarray  # per record: DSRs that could not be framed
 
 
-def frame(buf: np.ndarray, compiled: bool) -> Frame:
-    """Frame `buf`; `compiled` chooses numba's version of the kernel (see capture/jit.py)."""
+def frame(buf: np.ndarray, compiled: bool | None = None) -> Frame:
+    """Frame `buf`; `compiled` chooses numba's version of the kernel (None: decide by size,
+    see capture/jit.py)."""
     n = len(buf)
+    if compiled is None:
+        compiled = jit.wanted(n // AVERAGE_RECORD_BYTES)
     cap = n // 4 + 1
     starts = np.empty(cap, dtype=np.int64)
     lengths = np.empty(cap, dtype=np.int64)
