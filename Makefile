@@ -24,7 +24,7 @@ endif
 .PHONY: run test lint bench deps clean help
 
 help:
-	@echo "make run    install into .venv and print the bundled sample with our ra"
+	@echo "make run    install into .venv; our argus turns samples/mix.pcap into records, our ra prints them"
 	@echo "make test   also install test deps (and, as root, the real Argus tools); run pytest"
 	@echo "make lint   ruff over src, tests, bench"
 	@echo "make bench  ours/real timing table (BENCH_ARGS='--sizes small,medium,large')"
@@ -48,12 +48,11 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@ $(VENV)/.installed-run
 
-# The main job on the bundled sample.  Until src/argusflow/cli/ra.py exists this says so
-# in one line instead of showing a traceback.
+# The main job on the bundled sample: our probe turns the capture into Argus records and our ra
+# prints them (the article's `argus -r ... -w - | ra -r -`).
+CAPTURE := samples/mix.pcap
 run: $(VENV)/.installed-run
-	@err=$$($(PY) -c 'import argusflow.cli.ra' 2>&1) || { \
-	    echo "make run: our ra cannot start yet: $$(printf '%s\n' "$$err" | tail -n 1)" >&2; exit 2; }
-	$(VENV)/bin/ra $(RA_ARGS) -r $(SAMPLE)
+	$(VENV)/bin/argus -X -r $(CAPTURE) -w - | $(VENV)/bin/ra $(RA_ARGS) -r -
 
 # Real Argus tools (and tcpreplay, ip for the live tests): installed when missing and we are
 # root.  argus-server's postinst starts argus.service under systemd; a policy-rc.d that
