@@ -726,7 +726,8 @@ class Printer:
         for col, text in zip(self.options.columns, texts, strict=True):
             if col.field.name == "flgs":
                 text = text + " "
-            elif col.field.name in ("tcpopt", "suser", "duser"):
+            elif col.field.name in ("tcpopt", "suser", "duser", "dir"):
+                # ra trims trailing blanks of these in delimited output ("  <? " -> "  <?").
                 text = text.str.strip_chars_end(" ")
             parts.append(text.alias(f"t{len(parts)}"))
         frame = pl.DataFrame(parts)
