@@ -36,8 +36,12 @@ class RecordReader:
     (true for files and for the stream a server sends after accept).
     """
 
-    def __init__(self, source: str = "<stream>", require_start_mar: bool = True) -> None:
+    def __init__(self, source: str = "<stream>", require_start_mar: bool = True,
+                 expected_bytes: int | None = None) -> None:
         self.source = source
+        # How much input to expect (None: unknown, e.g. a stream): decides whether numba's
+        # compiled kernels repay their start-up (capture/jit.py), once for the whole input.
+        self.expected_bytes = expected_bytes
         self.require_start_mar = require_start_mar
         self._pending = b""
         self._consumed = 0  # bytes of the stream before self._pending
@@ -63,7 +67,9 @@ class RecordReader:
                 self._fail(0, problem)
                 return empty()
             self.start_mar = buf[:MAR_BYTES]
-        data = dsr_decode.ByteBuffer(buf, compiled=jit.wanted(len(buf) // AVERAGE_RECORD_BYTES))
+        expected = None if self.expected_bytes is None else max(self.expected_bytes, len(buf))
+        records = None if expected is None else expected // AVERAGE_RECORD_BYTES
+        data = dsr_decode.ByteBuffer(buf, compiled=jit.wanted(records))
         found = frame(data.u8[:len(buf)], data.compiled)
         batch = decode_records(data, found, self._consumed)
         self.records_read += len(found.starts)
@@ -179,7 +185,7 @@ EMPTY_VALUES = {
 
 def read_bytes(data: bytes, source: str = "<bytes>") -> pl.DataFrame:
     """Decode a whole in-memory Argus file; raises CorruptInput on damage."""
-    reader = RecordReader(source)
+    reader = RecordReader(source, expected_bytes=len(data))
     batch = reader.feed(data)
     error = reader.finish()
     if error is not None:

@@ -92,11 +92,13 @@ class Frame:
 
 
 def frame(buf: np.ndarray, compiled: bool | None = None) -> Frame:
-    """Frame `buf`; `compiled` chooses numba's version of the kernel (None: decide by size,
-    see capture/jit.py)."""
+    """Frame `buf`; `compiled` chooses numba's version of the kernel (see capture/jit.py).
+
+    None means the caller cannot tell how much input follows (a stream): compiled.
+    """
     n = len(buf)
     if compiled is None:
-        compiled = jit.wanted(n // AVERAGE_RECORD_BYTES)
+        compiled = jit.wanted(None)
     cap = n // 4 + 1
     starts = np.empty(cap, dtype=np.int64)
     lengths = np.empty(cap, dtype=np.int64)

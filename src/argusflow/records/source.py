@@ -22,7 +22,7 @@ import polars as pl
 from argusflow.errors import ArgusflowError, CorruptInput
 from argusflow.records.codec import RecordReader
 
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 4 << 20
 
 MAGICS: list[tuple[bytes, str]] = [
     (b"\x1f\x8b", "gzip"),
@@ -81,6 +81,16 @@ def decompress_with_gzip(stream: BinaryIO, path: str) -> BinaryIO:
     return proc.stdout  # type: ignore[return-value]
 
 
+def input_size(path: str) -> int | None:
+    """Bytes a file holds (compressed files hold at least that much); None for stdin or pipes."""
+    if path == "-":
+        return None
+    try:
+        return os.path.getsize(path) if os.path.isfile(path) else None
+    except OSError:
+        return None
+
+
 def read_chunks(stream: BinaryIO, path: str, size: int = CHUNK_BYTES) -> Iterator[bytes]:
     while True:
         try:
@@ -96,7 +106,7 @@ def iter_batches(path: str, source: str | None = None,
                  chunk_bytes: int = CHUNK_BYTES) -> Iterator[pl.DataFrame]:
     """Yield the records of one input as batches; raise CorruptInput at the first damage."""
     name = source or ("stdin" if path == "-" else path)
-    reader = RecordReader(name)
+    reader = RecordReader(name, expected_bytes=input_size(path))
     stream = open_input(path)
     try:
         for chunk in read_chunks(stream, name, chunk_bytes):
