@@ -8,7 +8,7 @@ import pytest
 from argusflow.records.fields import DEFAULT_FIELDS, FIELDS, NONE, field
 from argusflow.records.schema import SCHEMA, empty_batch
 
-MERGES = {"sum", "min", "max", "first", "last", "or", NONE}
+MERGES = {"sum", "min", "max", "first", "last", "or", "equal", "prefix", "min-nonzero", NONE}
 FORMATS = {"int", "float", "time", "hex4", "text", "special"}
 
 

@@ -32,6 +32,9 @@ FMT_SPECIAL = "special"  # printed by a dedicated printer function (addresses, p
 
 # Merge rules for racluster.
 SUM, MIN, MAX, FIRST, LAST, OR, NONE = "sum", "min", "max", "first", "last", "or", "none"
+# As racluster 3.0.8 merges (checked against it): kept only when every record agrees, else 0;
+# addresses keep their longest common prefix; TTLs keep the smallest non-zero value.
+EQUAL, PREFIX, MIN_NONZERO = "equal", "prefix", "min-nonzero"
 
 
 @dataclass(frozen=True)
@@ -91,16 +94,16 @@ _f("sdur", "SrcDur", 10, FMT_FLOAT, "time", NONE, d.sdur)
 _f("ddur", "DstDur", 10, FMT_FLOAT, "time", NONE, d.ddur)
 _f("trans", "Trans", 6, FMT_INT, "agr", SUM, d.trans)
 _f("flgs", "Flgs", 9, FMT_SPECIAL, None, NONE, d.flgs, align="l")
-_f("cause", "Cause", 7, FMT_SPECIAL, None, LAST, _col("cause"))
+_f("cause", "Cause", 7, FMT_SPECIAL, None, FIRST, _col("cause"))
 
 # --- flow key -----------------------------------------------------------------------------------
-_f("proto", "Proto", 6, FMT_SPECIAL, "flow", FIRST, _col("proto"))
-_f("saddr", "SrcAddr", 18, FMT_SPECIAL, "flow", FIRST, _col("saddr_lo"))
-_f("daddr", "DstAddr", 18, FMT_SPECIAL, "flow", FIRST, _col("daddr_lo"))
-_f("sport", "Sport", 6, FMT_SPECIAL, "flow", FIRST, _col("sport"), align="l")
-_f("dport", "Dport", 6, FMT_SPECIAL, "flow", FIRST, _col("dport"), align="l")
+_f("proto", "Proto", 6, FMT_SPECIAL, "flow", EQUAL, _col("proto"))
+_f("saddr", "SrcAddr", 18, FMT_SPECIAL, "flow", PREFIX, _col("saddr_lo"))
+_f("daddr", "DstAddr", 18, FMT_SPECIAL, "flow", PREFIX, _col("daddr_lo"))
+_f("sport", "Sport", 6, FMT_SPECIAL, "flow", EQUAL, _col("sport"), align="l")
+_f("dport", "Dport", 6, FMT_SPECIAL, "flow", EQUAL, _col("dport"), align="l")
 _f("dir", "Dir", 5, FMT_SPECIAL, None, NONE, d.dir_)
-_f("state", "State", 5, FMT_SPECIAL, "net", LAST, lambda: d.state())
+_f("state", "State", 5, FMT_SPECIAL, "net", OR, lambda: d.state())
 
 # --- counters -----------------------------------------------------------------------------------
 _f("pkts", "TotPkts", 8, FMT_INT, "metric", SUM, d.pkts)
@@ -143,12 +146,12 @@ def _hops(ttl: pl.Expr) -> pl.Expr:
     return out
 
 
-_f("sttl", "sTtl", 4, FMT_INT, "attr", LAST, _col("sttl"), _attr(0x01))
-_f("dttl", "dTtl", 4, FMT_INT, "attr", LAST, _col("dttl"), _attr(0x02))
+_f("sttl", "sTtl", 4, FMT_INT, "attr", MIN_NONZERO, _col("sttl"), _attr(0x01))
+_f("dttl", "dTtl", 4, FMT_INT, "attr", MIN_NONZERO, _col("dttl"), _attr(0x02))
 _f("shops", "sHops", 5, FMT_INT, "attr", LAST, lambda: _hops(c("sttl").cast(pl.Int32)), _attr(0x01))
 _f("dhops", "dHops", 5, FMT_INT, "attr", LAST, lambda: _hops(c("dttl").cast(pl.Int32)), _attr(0x02))
-_f("stos", "sTos", 5, FMT_INT, "attr", LAST, _col("stos"), _attr(0x01))
-_f("dtos", "dTos", 5, FMT_INT, "attr", LAST, _col("dtos"), _attr(0x02))
+_f("stos", "sTos", 5, FMT_INT, "attr", EQUAL, _col("stos"), _attr(0x01))
+_f("dtos", "dTos", 5, FMT_INT, "attr", EQUAL, _col("dtos"), _attr(0x02))
 _f("sdsb", "sDSb", 5, FMT_SPECIAL, "attr", LAST, lambda: c("stos") // 4, _attr(0x01))
 _f("ddsb", "dDSb", 5, FMT_SPECIAL, "attr", LAST, lambda: c("dtos") // 4, _attr(0x02))
 _f("sipid", "sIpId", 7, FMT_HEX4, "attr", LAST, _col("sipid"), _attr(0x01))
@@ -166,12 +169,12 @@ _f("stcpb", "SrcTCPBase", 12, FMT_INT, "net", FIRST, _col("stcp_seqbase"),
    lambda: _PERF() & (c("stcp_seqbase") != 0))
 _f("dtcpb", "DstTCPBase", 12, FMT_INT, "net", FIRST, _col("dtcp_seqbase"),
    lambda: _PERF() & (c("dtcp_seqbase") != 0))
-_f("tcprtt", "TcpRtt", 12, FMT_FLOAT, "net", MAX,
+_f("tcprtt", "TcpRtt", 12, FMT_FLOAT, "net", LAST,
    lambda: ((c("tcp_synack").cast(pl.UInt64) + c("tcp_ackdat").cast(pl.UInt64)) % (1 << 32))
    .cast(pl.Float64) / 1e6)  # ra adds the two u32 and wraps
-_f("synack", "SynAck", 12, FMT_FLOAT, "net", MAX, lambda: c("tcp_synack").cast(pl.Float64) / 1e6)
-_f("ackdat", "AckDat", 12, FMT_FLOAT, "net", MAX, lambda: c("tcp_ackdat").cast(pl.Float64) / 1e6)
-_f("tcpopt", "TcpOpt", 12, FMT_SPECIAL, "net", OR, _col("tcp_options"), align="l")
+_f("synack", "SynAck", 12, FMT_FLOAT, "net", LAST, lambda: c("tcp_synack").cast(pl.Float64) / 1e6)
+_f("ackdat", "AckDat", 12, FMT_FLOAT, "net", LAST, lambda: c("tcp_ackdat").cast(pl.Float64) / 1e6)
+_f("tcpopt", "TcpOpt", 12, FMT_SPECIAL, "net", LAST, _col("tcp_options"), align="l")
 
 # --- packet sizes -------------------------------------------------------------------------------
 _f("smeansz", "sMeanPktSz", 12, FMT_FLOAT, "metric", NONE, lambda: d.meansz("s"))
