@@ -105,6 +105,21 @@ class FlowProbe:
                 OUT, OK = self._more_out(OUT, OK)
         return build_records(OUT[:, :n_out], OK[:, :n_out], self.cfg)
 
+    def advance(self, now_us: int) -> pl.DataFrame:
+        """Live capture: move the clock to wall-clock `now_us` without a packet, reporting the
+        status records and idle timeouts that fall due (argus's timer does this when the link
+        is quiet).  At most one table scan per second, like a packet's tick in the kernel."""
+        if self.clock[0] == 0 or now_us < self.clock[0]:
+            return build_records(*self._empty_out(), self.cfg)
+        self.clock[1] = max(int(self.clock[1]), now_us)
+        OUT, OK = self._out(self.F.shape[1] + 1)
+        self.nfree, n_out = kernel.scan(self.F, self.K, self.H, self.SLOTS, self.FREE,
+                                        self.nfree, now_us, self.interval, OUT, OK, 0,
+                                        self.counters, False)
+        kernel.rehash(self.H, self.F, self.SLOTS)
+        self.clock[0] = (now_us // SECOND + 1) * SECOND
+        return build_records(OUT[:, :n_out], OK[:, :n_out], self.cfg)
+
     def finish(self) -> pl.DataFrame:
         """Report every flow still open (end of input: causes as usual, spec §3)."""
         OUT, OK = self._out(self.F.shape[1] + 1)
