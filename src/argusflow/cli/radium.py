@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import logging.handlers
 import os
 import signal
 import ssl
-import sys
 import time
 from dataclasses import dataclass, field
 
 import polars as pl
 
+from argusflow.cli import daemon
 from argusflow.cli.options import parse_argv
 from argusflow.cli.rarc import is_yes, load_rarc
 from argusflow.cli.runner import EXIT_MATCHED, entry
@@ -408,63 +407,8 @@ def now_us() -> int:
     return int(time.time() * 1_000_000)
 
 
-def setup_logging(daemon: bool, debug: bool, syslog: bool = False) -> None:
-    """Daemons (or RADIUM_SYSLOG=yes) log to syslog when there is one; otherwise stderr."""
-    handler: logging.Handler
-    if (daemon or syslog) and os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler(address="/dev/log")
-        handler.setFormatter(logging.Formatter("radium[%(process)d]: %(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
-            "radium[%(process)d]: %(asctime)s %(message)s", "%H:%M:%S"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
-
-
-def daemonize(pidfile: str) -> None:
-    """The classic double fork; the parent returns to the shell once the pid file exists."""
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    os.chdir("/")
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
-    if os.path.exists("/dev/log"):
-        os.dup2(devnull, 2)
-    write_pidfile(pidfile)
-
-
-def write_pidfile(path: str) -> None:
-    try:
-        with open(path, "w") as fh:
-            fh.write(f"{os.getpid()}\n")
-    except OSError as err:
-        raise UsageError(f"pid file {path}: {err.strerror or err}") from None
-
-
 def default_pidfile(s: Settings) -> str:
-    name = f"radium.{s.port or 0}.pid"
-    for directory in ("/var/run", "/run", "/tmp"):
-        if os.access(directory, os.W_OK):
-            return os.path.join(directory, name)
-    return name
-
-
-def raise_fd_limit() -> None:
-    """A thousand clients need more than the usual 1024 descriptors."""
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft < hard:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ImportError, ValueError, OSError):
-        pass
+    return daemon.default_pidfile(f"radium.{s.port or 0}.pid")
 
 
 def radium(argv: list[str]) -> int:
@@ -478,19 +422,15 @@ def radium(argv: list[str]) -> int:
         # A daemon runs in /: relative paths given on the command line must keep their meaning.
         s.files = [os.path.abspath(f) for f in s.files]
         s.outputs = [(f if f == "-" else os.path.abspath(f), flt) for f, flt in s.outputs]
-        daemonize(pidfile or default_pidfile(s))
+        daemon.daemonize(pidfile or default_pidfile(s))
     elif pidfile:
-        write_pidfile(pidfile)
-    setup_logging(s.daemon, s.debug, s.syslog)
-    raise_fd_limit()
+        daemon.write_pidfile(pidfile)
+    daemon.setup_logging("radium", s.daemon, s.debug, s.syslog)
+    daemon.raise_fd_limit()
     try:
         return asyncio.run(Radium(s).run())
     finally:
-        if pidfile:
-            try:
-                os.unlink(pidfile)
-            except OSError:
-                pass
+        daemon.remove_pidfile(pidfile)
 
 
 def main() -> None:
