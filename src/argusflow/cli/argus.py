@@ -1,7 +1,9 @@
-"""argus: the probe for capture files (man argus, 3.0.8): packets in, Argus flow records out.
+"""argus: the probe (man argus, 3.0.8): packets in, Argus flow records out.
 
     argus -r FILE... [-w FILE|-] [-S secs] [-M secs] [-e srcid] [-A] [-J] [-Z] [-m] [-U bytes]
           [-F conf]... [-X] [-D N]
+    argus -i IFACE[/SRCID] [-i IFACE2 ...] [-P PORT] [-B ADDR[,ADDR]] [-w FILE] [-s SNAPLEN]
+          [-p] [-d] [-S secs] [-M secs] ...      (live capture: cli/argus_live.py)
 
 Pipeline: capture source (capture/) -> packet decoding (decode/) -> flow engine (flows/) ->
 Argus file sink (records/output.py) or the text printer when there is no -w.
@@ -11,12 +13,17 @@ command-line options.  MAR times are packet times (the real argus stamps wall-cl
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
 from pathlib import Path
 
 import polars as pl
 
 from argusflow.capture import open_capture
+from argusflow.capture.live import DEFAULT_RING, DEFAULT_SNAPLEN
+from argusflow.cli import daemon
+from argusflow.cli.argus_live import LiveOptions, LiveProbe
 from argusflow.cli.options import parse_argv
 from argusflow.cli.runner import EXIT_MATCHED, entry
 from argusflow.decode import decode_capture
@@ -30,6 +37,9 @@ from argusflow.records.schema import SCHEMA
 SYSTEM_CONF = "/etc/argus.conf"
 USAGE = """usage: argus -r FILE... [options] [- capture-filter]
   -r FILE ...  read pcap/pcapng captures ('-' is stdin; gzip/bzip2/xz by magic number)
+  -i IFACE[/SRCID]  capture live on IFACE (Linux, root; several -i allowed)
+  -P PORT      serve records to clients (ra -S, radium)   -B ADDR[,ADDR]  bind addresses
+  -s BYTES     snap length (default 96)   -p  not promiscuous   -d  run as a daemon
   -w FILE      write Argus records (appends; '-' is stdout); without -w records are printed
   -S SECS      flow status interval (ARGUS_FLOW_STATUS_INTERVAL, default 5)
   -M SECS      MAR status interval (ARGUS_MAR_STATUS_INTERVAL, default 60)
@@ -118,8 +128,31 @@ class TextOut:
         sys.stdout.flush()
 
 
+def split_interfaces(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`-i IFACE` words, taken out first: the shared parser knows -i only as a client switch."""
+    rest: list[str] = []
+    found: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in ("-", "--"):
+            rest.extend(argv[i:])
+            break
+        if word.startswith("-i") and not word.startswith("--"):
+            value = word[2:] or (argv[i + 1] if i + 1 < len(argv) else "")
+            if not value:
+                raise UsageError("option -i needs an interface")
+            found.append(value)
+            i += 1 if word[2:] else 2
+            continue
+        rest.append(word)
+        i += 1
+    return rest, found
+
+
 def argus(argv: list[str]) -> int:
-    args = parse_argv(argv, "argus", flags=set("AJZmXd"), one_value=set("ie"))
+    argv, interfaces = split_interfaces(argv)
+    args = parse_argv(argv, "argus", flags=set("AJZmXdp"), one_value=set("e"))
     if args.flag("h"):
         print(USAGE)
         return EXIT_MATCHED
@@ -129,9 +162,15 @@ def argus(argv: list[str]) -> int:
     for path in args.all("F"):
         conf.update(read_conf(path))
     inputs = sorted(args.all("r"))  # argus reads its files in lexicographic order
-    if not inputs:
-        raise UsageError("no input: give capture files with -r (live capture is not supported)")
+    if not interfaces and not inputs and conf.get("ARGUS_INTERFACE"):
+        interfaces = conf["ARGUS_INTERFACE"].split()
+    if interfaces and inputs:
+        raise UsageError("give either -r files or -i interfaces, not both")
+    if not inputs and not interfaces:
+        raise UsageError("no input: give capture files with -r or interfaces with -i")
     settings, srcid, mar_interval = settings_from(conf, args)
+    if interfaces:
+        return run_live(args, conf, interfaces, settings, srcid, mar_interval)
     out_path = args.value("w") or (conf.get("ARGUS_OUTPUT_FILE") if not args.flag("X") else None)
     sink = ProbeOutput(out_path) if out_path else TextOut()
     probe = FlowProbe(settings)
@@ -167,6 +206,54 @@ def argus(argv: list[str]) -> int:
         sink.close()
     for err in errors:
         print(f"argus: {err}", file=sys.stderr)
+    return EXIT_MATCHED
+
+
+def ring_bytes(text: str | None) -> int:
+    """ARGUS_PCAP_BUF_SIZE: bytes, or with a K/M/G suffix."""
+    if not text:
+        return DEFAULT_RING
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1].upper(), 1)
+    return int(number(text.rstrip("kKmMgG"), "ARGUS_PCAP_BUF_SIZE", 0) * scale) or DEFAULT_RING
+
+
+def live_options(args, conf: dict[str, str], interfaces: list[str],  # noqa: ANN001
+                 srcid: SourceId, mar_interval: int) -> LiveOptions:
+    port = args.value("P") or conf.get("ARGUS_ACCESS_PORT")
+    binds = args.value("B") or conf.get("ARGUS_BIND_IP") or ""
+    promisc = not args.flag("p") and conf.get("ARGUS_GO_PROMISCUOUS", "yes").lower() != "no"
+    return LiveOptions(
+        interfaces=interfaces, srcid=srcid, promisc=promisc,
+        snaplen=int(number(args.value("s"), "-s", DEFAULT_SNAPLEN)),
+        ring_bytes=ring_bytes(conf.get("ARGUS_PCAP_BUF_SIZE")),
+        port=int(number(port, "-P", 0)) or None,
+        binds=[b for b in binds.replace(",", " ").split() if b],
+        allow=conf.get("ARGUS_ACCESS_ALLOW"), mar_interval=mar_interval,
+        filter_text=args.filter)
+
+
+def run_live(args, conf: dict[str, str], interfaces: list[str],  # noqa: ANN001
+             settings: ProbeSettings, srcid: SourceId, mar_interval: int) -> int:
+    """argus -i: open the rings (as root, before detaching), then serve until SIGTERM."""
+    opts = live_options(args, conf, interfaces, srcid, mar_interval)
+    out_path = args.value("w") or (conf.get("ARGUS_OUTPUT_FILE") if not args.flag("X") else None)
+    as_daemon = bool(args.flag("d")) or yes(conf.get("ARGUS_DAEMON"))
+    if as_daemon and out_path and out_path != "-":
+        out_path = os.path.abspath(out_path)  # a daemon runs in /
+    sink = ProbeOutput(out_path) if out_path else (None if opts.port else TextOut())
+    probe = LiveProbe(settings, opts, sink)
+    pidfile = conf.get("ARGUS_PID_FILE") or (
+        daemon.default_pidfile(f"argus.{opts.port or 0}.pid") if as_daemon else None)
+    if as_daemon:
+        daemon.daemonize(os.path.abspath(pidfile))
+    elif pidfile:
+        daemon.write_pidfile(pidfile)
+    daemon.setup_logging("argus", as_daemon, bool(args.value("D")))
+    daemon.raise_fd_limit()
+    try:
+        asyncio.run(probe.run())
+    finally:
+        daemon.remove_pidfile(pidfile)
     return EXIT_MATCHED
 
 
