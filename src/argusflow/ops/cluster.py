@@ -11,9 +11,11 @@ How it works, with memory bounded by the number of groups (not records):
    known keys; the key of a new group is remembered in first-appearance order, with the first
    record itself as the group's base row (its columns that never merge are kept as they are).
 3. A compiled kernel (numba) then runs the merge of the real ArgusMergeRecords over the batch in
-   input order, on a numpy matrix of the merging columns: counters add, times widen, TCP state
-   bits OR, TTLs keep the smallest, TOS/ports/protocol survive only when equal, addresses keep
-   their longest common prefix, and the aggregation statistics (count, min/mean/stdev/max of
+   input order, on a numpy matrix of the merging columns.  Per-field rules come from the one
+   field table (records.fields `merge`: SUM, MIN, MAX, EQUAL, MIN_NONZERO; see `rule_columns`);
+   what is per-DSR structure rather than per-field stays here: times widen, TCP objects merge as
+   racluster merges them, addresses keep their longest common prefix, and the aggregation
+   statistics (count, min/mean/stdev/max of
    the record durations) follow racluster's running float32 formulas, quirks included.  The
    kernel is sequential because racluster's results depend on the order of the merges
    (direction correction, running statistics); it is compiled, so no Python runs per record.
@@ -36,6 +38,7 @@ import polars as pl
 
 from argusflow.errors import UsageError
 from argusflow.records import derive
+from argusflow.records import fields as field_table
 from argusflow.records.schema import (
     ADDR_ETHER,
     ADDR_IPV4,
@@ -194,10 +197,36 @@ SHI, SLO, DHI, DLO = _IX["saddr_hi"], _IX["saddr_lo"], _IX["daddr_hi"], _IX["dad
 PROTO, SPORT, DPORT, SMASK, DMASK = _IX["proto"], _IX["sport"], _IX["dport"], _IX["smask"], _IX["dmask"]
 SSTART, SLAST, DSTART, DLAST = _IX["sstart"], _IX["slast"], _IX["dstart"], _IX["dlast"]
 SPKTS, DPKTS = _IX["spkts"], _IX["dpkts"]
-COUNTERS = np.array([_IX[k] for k in ("spkts", "sbytes", "sappbytes", "dpkts", "dbytes",
-                                       "dappbytes")], dtype=np.int64)
-PSQ, SMAX, SMIN, DMAX, DMIN = (_IX[k] for k in ("psize_qual", "smaxsz", "sminsz", "dmaxsz",
-                                                  "dminsz"))
+
+
+def rule_columns(rule: str, dsr: str | None = None, side: str = "") -> np.ndarray:
+    """(merging column, DSR bit) of every field that merges by `rule` in records.fields.
+
+    The field table is the one place per-field merge rules are written; the kernel applies a
+    rule to a column when both records carry the field's DSR.  Derived fields (pkts, dur ...)
+    follow from their columns and are skipped.  `side` keeps the "s" or "d" fields only.
+    """
+    out = []
+    for f in field_table.FIELDS.values():
+        if f.merge != rule or f.dsr is None or (dsr is not None and f.dsr != dsr):
+            continue
+        expr = f.value()
+        name = expr.meta.output_name() if expr.meta.is_column() else None
+        if name in _IX and name.startswith(side):
+            out.append((_IX[name], DSR_BITS[f.dsr]))
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
+# The rules of the field table as the kernel reads them: counters add, packet sizes widen,
+# TTLs keep the smallest non-zero value, TOS and the flow's protocol and ports survive only
+# when every record agrees.
+SUMS = rule_columns(field_table.SUM)
+MAXES, MINS = rule_columns(field_table.MAX), rule_columns(field_table.MIN)
+FLOW_EQUAL = rule_columns(field_table.EQUAL, "flow")[:, 0].copy()
+ATTR_EQUAL_S = rule_columns(field_table.EQUAL, "attr", "s")[:, 0].copy()
+ATTR_EQUAL_D = rule_columns(field_table.EQUAL, "attr", "d")[:, 0].copy()
+ATTR_MINNZ_S = rule_columns(field_table.MIN_NONZERO, "attr", "s")[:, 0].copy()
+ATTR_MINNZ_D = rule_columns(field_table.MIN_NONZERO, "attr", "d")[:, 0].copy()
 SENC, DENC = _IX["sencaps"], _IX["dencaps"]
 NETSUB, TSTATUS, TSTATE, TOPT = _IX["net_subtype"], _IX["tcp_status"], _IX["tcp_state"], \
     _IX["tcp_options"]
@@ -285,6 +314,14 @@ def _bswap32(v: np.uint64) -> np.uint64:
 
 
 @numba.njit(cache=True)
+def _keep_equal(s: np.ndarray, r: np.ndarray, cols: np.ndarray) -> None:
+    """The EQUAL rule: a value survives only while every merged record has it."""
+    for k in range(cols.shape[0]):
+        if s[cols[k]] != r[cols[k]]:
+            s[cols[k]] = 0
+
+
+@numba.njit(cache=True)
 def _merge_flow(s: np.ndarray, r: np.ndarray) -> None:
     """Flow key fields outside the model: common prefix for addresses, equal-or-zero else."""
     st, rt = s[FQUAL] & 0x1F, r[FQUAL] & 0x1F
@@ -323,16 +360,9 @@ def _merge_flow(s: np.ndarray, r: np.ndarray) -> None:
             s[SLO] = 0
             s[DLO] = 0
             if rt == ADDR_IPV6:
-                if s[PROTO] != r[PROTO]:
-                    s[PROTO] = 0
-                if s[SPORT] != r[SPORT]:
-                    s[SPORT] = 0
-                if s[DPORT] != r[DPORT]:
-                    s[DPORT] = 0
+                _keep_equal(s, r, FLOW_EQUAL)
             else:
-                s[PROTO] = 0
-                s[SPORT] = 0
-                s[DPORT] = 0
+                s[FLOW_EQUAL] = 0
     elif st == ADDR_IPV6:
         if rt == ADDR_IPV6:
             for hi, lo, mk in ((SHI, SLO, SMASK), (DHI, DLO, DMASK)):
@@ -349,12 +379,7 @@ def _merge_flow(s: np.ndarray, r: np.ndarray) -> None:
             s[SLO] = 0
             s[DHI] = 0
             s[DLO] = 0
-        if s[PROTO] != r[PROTO]:
-            s[PROTO] = 0
-        if s[SPORT] != r[SPORT]:
-            s[SPORT] = 0
-        if s[DPORT] != r[DPORT]:
-            s[DPORT] = 0
+        _keep_equal(s, r, FLOW_EQUAL)
 
 
 @numba.njit(cache=True)
@@ -451,13 +476,16 @@ def _merge_net(s: np.ndarray, r: np.ndarray) -> None:
 
 @numba.njit(cache=True)
 def _merge_attr_side(s: np.ndarray, r: np.ndarray, bit: int, opt_bit: int, frag_bit: int,
-                     cols: np.ndarray) -> None:
-    ttl, tos, opts = cols[0], cols[1], cols[3]
+                     cols: np.ndarray, equal: np.ndarray, minnz: np.ndarray) -> None:
+    opts = cols[3]
     if (s[AQUAL] & bit) and (r[AQUAL] & bit):
-        if s[tos] != r[tos]:
-            s[tos] = 0
-        if s[ttl] != r[ttl] and r[ttl] > 0 and s[ttl] > r[ttl]:
-            s[ttl] = r[ttl]
+        for k in range(equal.shape[0]):
+            if s[equal[k]] != r[equal[k]]:
+                s[equal[k]] = 0
+        for k in range(minnz.shape[0]):
+            x = minnz[k]
+            if r[x] > 0 and s[x] > r[x]:
+                s[x] = r[x]
         s[opts] ^= r[opts]
         if r[AQUAL] & frag_bit:
             s[AQUAL] |= frag_bit
@@ -535,24 +563,23 @@ def _merge_one(s: np.ndarray, r: np.ndarray) -> None:
         _merge_flow(s, r)
     if (sd & B_TIME) and (rd & B_TIME):
         _merge_time(s, r)
-    if (sd & B_METRIC) and (rd & B_METRIC):
-        for k in range(COUNTERS.shape[0]):
-            s[COUNTERS[k]] += r[COUNTERS[k]]
+    for k in range(SUMS.shape[0]):
+        if sd & rd & SUMS[k, 1]:
+            s[SUMS[k, 0]] += r[SUMS[k, 0]]
     # An empty network DSR (UDP and other flows) is no object to merge: the client drops it.
     if (sd & B_NET) and (rd & B_NET) and s[NETSUB] != 0 and r[NETSUB] != 0:
         _merge_net(s, r)
     if (sd & B_ATTR) and (rd & B_ATTR):
-        _merge_attr_side(s, r, 0x01, 0x04, 0x10, ATTR_S)
-        _merge_attr_side(s, r, 0x02, 0x08, 0x20, ATTR_D)
-    if (sd & B_PSIZE) and (rd & B_PSIZE):
-        if r[SMAX] > s[SMAX]:
-            s[SMAX] = r[SMAX]
-        if r[SMIN] < s[SMIN]:
-            s[SMIN] = r[SMIN]
-        if r[DMAX] > s[DMAX]:
-            s[DMAX] = r[DMAX]
-        if r[DMIN] < s[DMIN]:
-            s[DMIN] = r[DMIN]
+        _merge_attr_side(s, r, 0x01, 0x04, 0x10, ATTR_S, ATTR_EQUAL_S, ATTR_MINNZ_S)
+        _merge_attr_side(s, r, 0x02, 0x08, 0x20, ATTR_D, ATTR_EQUAL_D, ATTR_MINNZ_D)
+    for k in range(MAXES.shape[0]):
+        x = MAXES[k, 0]
+        if (sd & rd & MAXES[k, 1]) and r[x] > s[x]:
+            s[x] = r[x]
+    for k in range(MINS.shape[0]):
+        x = MINS[k, 0]
+        if (sd & rd & MINS[k, 1]) and r[x] < s[x]:
+            s[x] = r[x]
     if (sd & B_ENCAPS) and (rd & B_ENCAPS):
         s[SENC] |= r[SENC]
         s[DENC] |= r[DENC]
