@@ -18,7 +18,7 @@ import polars as pl
 from argusflow.capture import jit
 from argusflow.errors import CorruptInput
 from argusflow.records import dsr_decode
-from argusflow.records.framing import AVERAGE_RECORD_BYTES, BAD_MAR_LENGTH, OK, Frame, frame
+from argusflow.records.framing import BAD_MAR_LENGTH, OK, Frame, frame
 from argusflow.records.schema import RTYPE_MAR, SCHEMA
 
 COOKIE_V3 = 0xE5712DCB
@@ -67,9 +67,9 @@ class RecordReader:
                 self._fail(0, problem)
                 return empty()
             self.start_mar = buf[:MAR_BYTES]
-        expected = None if self.expected_bytes is None else max(self.expected_bytes, len(buf))
-        records = None if expected is None else expected // AVERAGE_RECORD_BYTES
-        data = dsr_decode.ByteBuffer(buf, compiled=jit.wanted(records))
+        # numba's kernels only when numba is loaded already (by the probe, or forced by tests):
+        # importing it costs more than the numpy decoders spend on a large file.
+        data = dsr_decode.ByteBuffer(buf, compiled=jit.active())
         found = frame(data.u8[:len(buf)], data.compiled)
         batch = decode_records(data, found, self._consumed)
         self.records_read += len(found.starts)

@@ -143,19 +143,105 @@ TIMES = Kernel(_times, deps=("_read", "_timestamp"))
 METRICS = Kernel(_metrics, deps=("_read",))
 
 
-def gather_numpy(u8, rec, pos, size, base, offsets, widths, little, out):  # noqa: ANN001, ANN201
-    """`_gather` for small inputs without numba: one vectorised pass per field."""
+def read_numpy(u8: np.ndarray, at: np.ndarray, width: int, little: bool = False,
+               words: np.ndarray | None = None) -> np.ndarray:
+    """The `width`-byte unsigned integers at byte offsets `at`, as u64.
+
+    Big-endian fields that fit in two words are cut out of the buffer's big-endian words
+    (`words`, from ByteBuffer.words): one gather of u32 per field instead of one per byte.
+    """
+    if width == 1:
+        return u8[at].astype(np.uint64)
+    if words is not None and not little:
+        lead = at & 3
+        if width <= 4 and int(lead.max(initial=0)) + width <= 4:
+            value = words[at >> 2] >> (8 * (4 - lead - width)).astype(np.uint32)
+            return (value & np.uint32((1 << (8 * width)) - 1)).astype(np.uint64)
+        if int(lead.max(initial=0)) + width <= 8:
+            i = at >> 2
+            pair = words[i].astype(np.uint64) << np.uint64(32) | words[i + 1]
+            value = pair >> (8 * (8 - lead - width)).astype(np.uint64)
+            return value if width == 8 else value & np.uint64((1 << (8 * width)) - 1)
+    span = width if width in (2, 4, 8) else 8
+    raw = u8[at[:, None] + np.arange(span)].view(f"{'<' if little else '>'}u{span}").ravel()
+    value = raw.astype(np.uint64)
+    if span == width:
+        return value
+    return value & np.uint64((1 << (8 * width)) - 1) if little else value >> np.uint64(8 * (span - width))
+
+
+def gather_numpy(u8, rec, pos, size, base, offsets, widths, little, out,  # noqa: ANN001, ANN201
+                 words=None):  # noqa: ANN001
+    """`_gather` without numba: one vectorised read per field."""
     for k in range(len(offsets)):
         at = base + offsets[k]
         ok = at + widths[k] <= size
-        if not ok.any():
-            continue
-        where = pos[ok] + at[ok]
-        value = np.zeros(len(where), dtype=np.uint64)
-        for b in range(widths[k]):
-            byte = u8[where + (widths[k] - 1 - b if little[k] else b)]
-            value = (value << np.uint64(8)) | byte.astype(np.uint64)
-        out[rec[ok], k] = value
+        if ok.all():
+            out[rec, k] = read_numpy(u8, pos + at, int(widths[k]), bool(little[k]), words)
+        elif ok.any():
+            out[rec[ok], k] = read_numpy(u8, pos[ok] + at[ok], int(widths[k]), bool(little[k]),
+                                         words)
+
+
+def timestamps_numpy(u8: np.ndarray, at: np.ndarray, nsec: np.ndarray,
+                     words: np.ndarray | None = None) -> np.ndarray:
+    """`_timestamp` for many positions: seconds, then the fraction (ns or us), in us."""
+    sec = read_numpy(u8, at, 4, words=words).astype(np.int64)
+    frac = read_numpy(u8, at + 4, 4, words=words).astype(np.int64)
+    frac = np.where(nsec, frac // 1000, frac)
+    return sec * 1_000_000 + np.minimum(frac, 999_999)
+
+
+def times_numpy(u8, rec, pos, size, sub, qual, out, words=None):  # noqa: ANN001, ANN201
+    """`_times` without numba: the same reader algorithm, one step per time slot."""
+    nwords, nsec, end = size // 4, qual == 0x19, pos + size
+    has = [(sub & bit) != 0 for bit in (0x08, 0x10, 0x20, 0x40)]
+    ranged = has[0] | has[2]
+    present = [has[0] & ranged, has[1] & has[0], has[2], has[3] & has[2]]
+    count = sum(p.astype(np.int64) for p in present)
+    relative = (count > (nwords - 1) // 2) & ((count == 1) | (nwords == count + 2))
+    first = timestamps_numpy(u8, pos + 4, nsec, words)
+    slot = np.zeros(len(rec), dtype=np.int64)
+    for k in range(4):
+        rel = relative & (slot > 0)
+        at_rel = pos + 12 + 4 * (slot - 1)
+        delta = read_numpy(u8, np.maximum(at_rel, pos), 4, words=words).astype(np.uint32).view(np.int32)
+        ok = present[k] & rel & (at_rel + 4 <= end)
+        out[k, rec[ok]] = (first + delta)[ok]
+        at_abs = pos + 4 + 8 * slot
+        ok = present[k] & ~rel & (at_abs + 8 <= end)
+        out[k, rec[ok]] = timestamps_numpy(u8, at_abs[ok], nsec[ok], words)
+        slot += present[k]
+    plain = ~ranged
+    for k in range(4):
+        ok = plain & (nwords >= 3 + 2 * k)
+        out[k, rec[ok]] = timestamps_numpy(u8, pos[ok] + 4 + 8 * k, nsec[ok], words)
+    ok = plain & ((sub & 0x07) == 0x03) & (nwords >= 4)  # ABSOLUTE_RELATIVE_RANGE
+    delta = read_numpy(u8, pos[ok] + 12, 4, words=words).astype(np.uint32).view(np.int32)
+    out[1, rec[ok]] = out[0, rec[ok]] + delta
+    out[1] = np.where(out[1] == 0, out[0], out[1])
+    out[3] = np.where(out[3] == 0, out[2], out[3])
+
+
+METRIC_WIDTHS = np.array([0, 1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 0, 0, 0], dtype=np.int64)
+
+
+def metrics_numpy(u8, rec, pos, size, sub, qual, out, words=None):  # noqa: ANN001, ANN201
+    """`_metrics` without numba: one read per counter slot and width."""
+    code = qual & 0x0F
+    width = METRIC_WIDTHS[code]
+    counters = np.where(sub == 0x04, 3, 2)
+    has_src = (code >= 1) & (code <= 8)
+    has_dst = (width > 0) & ((code <= 4) | (code >= 9))
+    dst_at = 4 + np.where(has_src, counters * width, 0)
+    for side, (here, start) in enumerate(((has_src, 4), (has_dst, dst_at))):
+        for k in range(3):
+            at = start + k * width
+            live = here & (k < counters) & (at + width <= size)
+            for w in (1, 2, 4, 8):
+                ok = live & (width == w)
+                if ok.any():
+                    out[3 * side + k, rec[ok]] = read_numpy(u8, pos[ok] + at[ok], w, words=words)
 
 
 # --- buffers, DSR sets and columns -----------------------------------------------------------
@@ -169,8 +255,16 @@ class ByteBuffer:
     def __init__(self, raw: bytes, compiled: bool = False) -> None:
         self.raw = raw
         self.compiled = compiled
-        self.u8 = np.zeros(len(raw) + GATHER_PAD, dtype=np.uint8)
+        self.u8 = np.zeros((len(raw) + GATHER_PAD) // 4 * 4, dtype=np.uint8)
         self.u8[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+        self._words: np.ndarray | None = None
+
+    @property
+    def words(self) -> np.ndarray:
+        """The buffer as native u32 holding its big-endian words (the numpy readers' source)."""
+        if self._words is None:
+            self._words = self.u8.view(">u4").astype(np.uint32)
+        return self._words
 
 
 @dataclass
@@ -238,9 +332,12 @@ def gather(cols: Columns, buf: ByteBuffer, d: Dsrs, layout: Layout, prefix: str 
     offsets = np.array([f[1] for f in layout], dtype=np.int64)
     widths = np.array([f[2] for f in layout], dtype=np.int64)
     little = np.array([f[3] == LE for f in layout], dtype=np.bool_)
-    out = np.zeros((cols.n, len(layout)), dtype=np.uint64)  # a record's fields side by side
-    kernel = GATHER.jit() if buf.compiled else gather_numpy
-    kernel(buf.u8, d.rec, d.pos, d.size, bases, offsets, widths, little, out)
+    if buf.compiled:
+        out = np.zeros((cols.n, len(layout)), dtype=np.uint64)  # a record's fields side by side
+        GATHER.jit()(buf.u8, d.rec, d.pos, d.size, bases, offsets, widths, little, out)
+    else:  # one field's column contiguous: cheaper to fill and to take
+        out = np.zeros((len(layout), cols.n), dtype=np.uint64).T
+        gather_numpy(buf.u8, d.rec, d.pos, d.size, bases, offsets, widths, little, out, buf.words)
     for k, (name, _, _, _, kind) in enumerate(layout):
         cols.merge(prefix + name, out[:, k], kind)
 
@@ -471,7 +568,10 @@ def decode_time(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("time_subtype", d.rec, d.sub)
     cols.put("time_qual", d.rec, d.qual)
     out = np.zeros((4, cols.n), dtype=np.int64)
-    (TIMES.jit() if buf.compiled else TIMES.py)(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual, out)
+    if buf.compiled:
+        TIMES.jit()(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual, out)
+    else:
+        times_numpy(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual, out, buf.words)
     for k, name in enumerate(("sstart", "slast", "dstart", "dlast")):
         cols.merge(name, out[k].view(np.uint64))
 
@@ -479,8 +579,10 @@ def decode_time(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
 def decode_metric(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("metric_subtype", d.rec, d.sub)
     out = np.zeros((6, cols.n), dtype=np.uint64)
-    (METRICS.jit() if buf.compiled else METRICS.py)(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual,
-                                                     out)
+    if buf.compiled:
+        METRICS.jit()(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual, out)
+    else:
+        metrics_numpy(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual, out, buf.words)
     for k, name in enumerate(("spkts", "sbytes", "sappbytes", "dpkts", "dbytes", "dappbytes")):
         cols.merge(name, out[k])
 

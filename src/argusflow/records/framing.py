@@ -92,13 +92,16 @@ class Frame:
 
 
 def frame(buf: np.ndarray, compiled: bool | None = None) -> Frame:
-    """Frame `buf`; `compiled` chooses numba's version of the kernel (see capture/jit.py).
+    """Frame `buf`; `compiled` chooses numba's kernel, else the numpy framer (same result).
 
-    None means the caller cannot tell how much input follows (a stream): compiled.
+    None means the caller cannot tell how much input follows (a stream): numba if it is loaded
+    already, since importing it costs more than the numpy framer (capture/jit.py).
     """
-    n = len(buf)
     if compiled is None:
-        compiled = jit.wanted(None)
+        compiled = jit.active()
+    if not compiled:
+        return frame_numpy(buf)
+    n = len(buf)
     cap = n // 4 + 1
     starts = np.empty(cap, dtype=np.int64)
     lengths = np.empty(cap, dtype=np.int64)
@@ -109,9 +112,109 @@ def frame(buf: np.ndarray, compiled: bool | None = None) -> Frame:
     dsub = np.empty(cap, dtype=np.uint8)
     dqual = np.empty(cap, dtype=np.uint8)
     dbad = np.zeros(cap, dtype=np.int64)
-    kernel = FRAME.jit() if compiled else FRAME.py
-    nrec, ndsr, end, status = kernel(buf, n, starts, lengths, drec, dpos, dsize, dkind, dsub,
-                                     dqual, dbad)
+    nrec, ndsr, end, status = FRAME.jit()(buf, n, starts, lengths, drec, dpos, dsize, dkind, dsub,
+                                          dqual, dbad)
     return Frame(starts[:nrec].copy(), lengths[:nrec].copy(), int(end), int(status),
                  drec[:ndsr].copy(), dpos[:ndsr].copy(), dsize[:ndsr].copy(),
                  dkind[:ndsr].copy(), dsub[:ndsr].copy(), dqual[:ndsr].copy(), dbad[:nrec].copy())
+
+
+# --- the numpy framer: the kernel's result without a per-record loop -------------------------
+
+def header_status(buf: np.ndarray, pos: int) -> int | None:
+    """The kernel's verdict on the record header at `pos`: None for a good record that fits."""
+    n = len(buf)
+    if pos + 4 > n:
+        return OK
+    b0 = int(buf[pos])
+    kind = b0 & 0xF0
+    length = (int(buf[pos + 2]) << 8 | int(buf[pos + 3])) * 4
+    if length == 0 or b0 & 0x0F != 3 or kind == 0 or kind > 0x80:
+        return BAD_HEADER
+    if kind == 0x80 and length not in (128, 4):
+        return BAD_MAR_LENGTH
+    return OK if pos + length > n else None
+
+
+def chain(nxt: np.ndarray, stop: int) -> np.ndarray:
+    """[0, nxt[0], nxt[nxt[0]], ...] up to `stop`, by pointer doubling: log2(records) numpy
+    passes instead of one Python step per record.  `nxt[stop]` must be `stop`."""
+    path = np.zeros(1, dtype=np.int64)  # J^i(0) for i < len(path); jump is J^len(path)
+    jump = nxt
+    while True:
+        ahead = jump[path]
+        ahead = ahead[ahead != stop]  # the chain ends inside this stretch: keep its head
+        path = np.concatenate([path, ahead])
+        if len(ahead) < len(path) - len(ahead) or len(ahead) == 0:
+            return path
+        jump = jump[jump]
+
+
+def record_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Starts, lengths, end and status of the records of `buf`, as the kernel finds them.
+
+    Records start on word boundaries, so every word that holds a good header is a candidate
+    whose successor is the word after it; the records are the chain of candidates from 0.
+    """
+    n = len(buf)
+    first = header_status(buf, 0)
+    if first is not None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), 0, first
+    nw = n // 4
+    b0 = buf[: nw * 4: 4]
+    kind = b0 & 0xF0
+    # Cheap byte tests first: few words pass them, and only those get a length.
+    cand = np.flatnonzero(((b0 & 0x0F) == 3) & (kind != 0) & (kind <= 0x80))
+    at = cand * 4
+    length = (buf[at + 2].astype(np.int64) << 8 | buf[at + 3]) * 4
+    good = (length > 0) & (at + length <= n)
+    good &= (kind[cand] != 0x80) | (length == 128) | (length == 4)
+    cand, length = cand[good], length[good]
+    stop = len(cand)
+    number = np.full(nw + 1, stop, dtype=np.int64)  # word -> candidate number (stop: none)
+    number[cand] = np.arange(stop)
+    nxt = np.append(number[cand + length // 4], stop)
+    path = chain(nxt, stop)
+    starts, lengths = cand[path] * 4, length[path]
+    end = int(starts[-1] + lengths[-1])
+    status = header_status(buf, end)
+    return starts, lengths, end, OK if status is None else status
+
+
+def frame_numpy(buf: np.ndarray) -> Frame:
+    """`frame` without numba: records by pointer doubling, then the DSRs of all flow records
+    walked side by side, one numpy step per DSR rank (a record holds a few dozen at most)."""
+    starts, lengths, end, status = record_bounds(buf)
+    bad = np.zeros(len(starts), dtype=np.int64)
+    flows = np.flatnonzero((buf[starts] & 0xF0) != 0x80)
+    cur, stop = starts[flows] + 4, starts[flows] + lengths[flows]
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    while len(flows):
+        live = cur + 4 <= stop
+        flows, cur, stop = flows[live], cur[live], stop[live]
+        t, st = buf[cur], buf[cur + 1]
+        q, last = buf[cur + 2].astype(np.int64), buf[cur + 3].astype(np.int64)
+        words = np.where(t & 0x80, 1, np.where(st & 0x80, q << 8 | last, last))
+        size = words * 4
+        broken = (words == 0) | (cur + size > stop)
+        bad[flows[broken]] += 1  # ra stops parsing the record here too
+        ok = ~broken
+        flows, cur, stop, size = flows[ok], cur[ok], stop[ok], size[ok]
+        found.append((flows, cur, size))
+        cur = cur + size
+    return dsr_frame(buf, starts, lengths, end, status, bad, found)
+
+
+def dsr_frame(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, end: int, status: int,
+              bad: np.ndarray, found: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Frame:
+    """Assemble the Frame.  DSRs come rank by rank (every record's first DSR, then every
+    second...), not in buffer order: within one record, a later DSR still comes later."""
+    if not found:
+        none = np.zeros(0, np.int64)
+        return Frame(starts, lengths, end, status, none, none, none, none.astype(np.uint8),
+                     none.astype(np.uint8), none.astype(np.uint8), bad)
+    rec = np.concatenate([f[0] for f in found])
+    pos = np.concatenate([f[1] for f in found])
+    size = np.concatenate([f[2] for f in found])
+    return Frame(starts, lengths, end, status, rec, pos, size, buf[pos] & 0x7F, buf[pos + 1],
+                 buf[pos + 2], bad)
