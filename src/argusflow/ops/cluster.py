@@ -598,23 +598,18 @@ def _merge_one(s: np.ndarray, r: np.ndarray) -> None:
 
 
 @numba.njit(cache=True)
-def merge_batch(rec: np.ndarray, gid: np.ndarray, relrev: np.ndarray, fresh: np.ndarray,
-                dur: np.ndarray, state: np.ndarray, first_dur: np.ndarray, count: np.ndarray,
-                n: np.ndarray, stats: np.ndarray, flipped: np.ndarray, last: np.ndarray,
-                seq0: int, pairs: np.ndarray, bits: np.ndarray, rcount: np.ndarray,
+def merge_batch(rec: np.ndarray, gid: np.ndarray, seq: np.ndarray, relrev: np.ndarray,
+                dur: np.ndarray, slot: np.ndarray, state: np.ndarray, first_dur: np.ndarray,
+                count: np.ndarray, n: np.ndarray, stats: np.ndarray, flipped: np.ndarray,
+                last: np.ndarray, pairs: np.ndarray, bits: np.ndarray, rcount: np.ndarray,
                 rn: np.ndarray, rstats: np.ndarray) -> None:
-    """Merge every record of a batch into its group, in input order."""
+    """Merge records (not their groups' first records) into their groups' state rows, in
+    input order."""
     row = np.empty(rec.shape[1], dtype=np.uint64)
     for i in range(rec.shape[0]):
         g = gid[i]
-        last[g] = seq0 + i
-        if fresh[i]:
-            state[g, :] = rec[i, :]
-            first_dur[g] = dur[i]
-            if rcount[i] > 0:
-                count[g], n[g] = rcount[i], rn[i]
-                stats[g, :] = rstats[i]
-            continue
+        st = state[slot[g]]
+        last[g] = seq[i]
         row[:] = rec[i, :]
         if row[DPKTS] == 0 and row[NETSUB] == NET_TCP_PERF:
             # A TCP record with no destination packets brings no destination window.
@@ -622,11 +617,11 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, relrev: np.ndarray, fresh: np.
         if row[SPKTS] == 0 and row[NETSUB] == NET_TCP_PERF:
             row[TCP_S[T_WIN]] = 0
         if relrev[i]:
-            s_syn = (state[g, TSTATUS] & SAW_SYN) != 0
+            s_syn = (st[TSTATUS] & SAW_SYN) != 0
             r_syn = (row[TSTATUS] & SAW_SYN) != 0
-            tcp = row[PROTO] == 6 and (state[g, DSRS] & B_NET) and (row[DSRS] & B_NET)
+            tcp = row[PROTO] == 6 and (st[DSRS] & B_NET) and (row[DSRS] & B_NET)
             if tcp and r_syn and not s_syn:
-                _swap(state[g], pairs, bits)
+                _swap(st, pairs, bits)
                 flipped[g] ^= True
             else:
                 _swap(row, pairs, bits)
@@ -634,9 +629,9 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, relrev: np.ndarray, fresh: np.
                     t = row[SPORT]
                     row[SPORT] = row[DPORT]
                     row[DPORT] = t
-        _merge_agr(g, first_dur, np.float64(np.float32(dur[i])), state[g], count, n, stats,
+        _merge_agr(g, first_dur, np.float64(np.float32(dur[i])), st, count, n, stats,
                    rcount[i], rn[i], rstats[i])
-        _merge_one(state[g], row)
+        _merge_one(st, row)
 
 
 # --- the model applied to a batch ------------------------------------------------------------
@@ -756,12 +751,14 @@ def key_frame(batch: pl.DataFrame, model: Model, correct: bool) -> pl.DataFrame:
     for a, b in reversed(list(zip(fwd, rev, strict=True))):
         le = (a < b) | ((a == b) & le)
     ip = derive.is_ip() & (derive.addr_type() == ADDR_IPV4) & (c("proto") != derive.IPPROTO_ESP)
-    le = le | ~ip
+    # Two steps: the orientation is computed once as a column, not inlined in every key column.
+    batch = batch.with_columns((le | ~ip).alias("_fwd"), rsport.alias("_rsport"))
+    rev = (*rev[:4], c("_rsport"), rev[5])
     names = ["saddr_hi", "saddr_lo", "daddr_hi", "daddr_lo", "sport", "dport"]
-    keyed = [pl.when(le).then(a).otherwise(b).alias(f"_k_{nm}")
+    keyed = [pl.when(c("_fwd")).then(a).otherwise(b).alias(f"_k_{nm}")
              for nm, a, b in zip(names, fwd, rev, strict=True)]
     rest = [c(x).alias(f"_k_{x}") for x in ("srcid", "proto", "arp_sha", "flow_raw")]
-    return batch.select(*kind, *keyed, *rest, le.alias("_fwd"))
+    return batch.select(*kind, *keyed, *rest, c("_fwd"))
 
 
 # --- the aggregator ------------------------------------------------------------------------------
@@ -801,6 +798,9 @@ class Clusterer:
     _base: list[pl.DataFrame] = field(default_factory=list)
     _orient: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     _state: np.ndarray = field(default_factory=lambda: np.zeros((0, NCOLS), dtype=np.uint64))
+    _slot: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _used: int = 0
+    _base_rows: int = 0
     _first_dur: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _n: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -815,41 +815,83 @@ class Clusterer:
         far = (c("rtype") == 0x10) | (c("rtype") == 0x30)
         if self.model.default or {"saddr_lo", "daddr_lo"} & set(self.model.columns):
             far = far & ((c("flow_subtype") & 0x3F) != 0x03)
-        batch = batch.filter(far)
+        keep = batch.select(far).to_series()
+        if not keep.all():  # the usual batch has only flow records: no copy then
+            batch = batch.filter(keep)
         if batch.height == 0:
             return
         batch = batch.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_seq"))
         batch = apply_model(batch, self.model, self.rmon)
         use_correct = self.correct and self.model.default and not self.rmon
         keys = key_frame(batch, self.model, use_correct)
-        assert keys.height == batch.height
         gid, fresh = self._group_ids(keys.drop("_fwd"))
         fwd = keys["_fwd"].to_numpy()
-        new_rows = np.flatnonzero(fresh)
         self._grow(self.groups)
-        self._orient[gid[new_rows]] = fwd[new_rows]
-        relrev = fwd != self._orient[gid]
-        if len(new_rows):
-            self._base.append(batch.drop("_seq")[new_rows])
         dur = ((derive.ltime_us() - derive.stime_us()).cast(pl.Float64) / 1e6)
         durations = batch.select(dur).to_series().to_numpy()
         batch = client_form_times(batch)
         agr = batch.select(
             pl.when(derive.has("agr")).then(c("agr_count")).otherwise(0).cast(pl.Int64),
             c("agr_act_n").cast(pl.Int64))
-        rstats = batch.select("agr_act_min", "agr_act_mean", "agr_act_stdev", "agr_act_max") \
-            .to_numpy().astype(np.float32)
         rcount, rn = agr.to_series(0).to_numpy(), agr.to_series(1).to_numpy()
-        rstats = np.ascontiguousarray(rstats)
-        # The merging columns are gathered a slice at a time: memory stays small per batch.
-        for lo in range(0, batch.height, SLICE_ROWS):
-            hi = min(lo + SLICE_ROWS, batch.height)
-            merge_batch(_to_u64(batch.slice(lo, hi - lo)), gid[lo:hi], relrev[lo:hi],
-                        fresh[lo:hi], durations[lo:hi], self._state, self._first_dur,
-                        self._count, self._n, self._stats, self._flipped, self._last,
-                        self.seen + lo, SWAP_PAIRS, SWAP_BITS, rcount[lo:hi], rn[lo:hi],
-                        rstats[lo:hi])
+        rstats = np.ascontiguousarray(batch.select(
+            "agr_act_min", "agr_act_mean", "agr_act_stdev", "agr_act_max").to_numpy()
+            .astype(np.float32))
+        seq = np.arange(self.seen, self.seen + batch.height, dtype=np.int64)
+        new_rows = np.flatnonzero(fresh)
+        if len(new_rows):
+            # A group's first record is its base row, and its whole state while nothing merges.
+            self._base.append(batch.drop("_seq")[new_rows])
+            self._base_rows += len(new_rows)
+            g = gid[new_rows]
+            self._orient[g] = fwd[new_rows]
+            self._first_dur[g] = durations[new_rows]
+            self._last[g] = seq[new_rows]
+            carried = new_rows[rcount[new_rows] > 0]
+            self._count[gid[carried]] = rcount[carried]
+            self._n[gid[carried]] = rn[carried]
+            self._stats[gid[carried]] = rstats[carried]
+        merging = np.flatnonzero(~fresh)
         self.seen += batch.height
+        if len(merging) == 0:
+            return
+        mg = gid[merging]
+        self._give_slots(np.unique(mg[self._slot[mg] < 0]))
+        relrev = fwd[merging] != self._orient[mg]
+        rows = batch.select(MERGED)[merging]
+        # The merging columns are gathered a slice at a time: memory stays small per batch.
+        for lo in range(0, len(merging), SLICE_ROWS):
+            hi = min(lo + SLICE_ROWS, len(merging))
+            ix = merging[lo:hi]
+            merge_batch(_to_u64(rows.slice(lo, hi - lo)), mg[lo:hi], seq[ix], relrev[lo:hi],
+                        durations[ix], self._slot, self._state, self._first_dur, self._count,
+                        self._n, self._stats, self._flipped, self._last, SWAP_PAIRS,
+                        SWAP_BITS, rcount[ix], rn[ix], rstats[ix])
+
+    def _bases(self) -> pl.DataFrame:
+        """The first record of every group, in group order (one frame)."""
+        if len(self._base) > 1:
+            self._base = [pl.concat(self._base)]
+        return self._base[0]
+
+    def _give_slots(self, groups: np.ndarray) -> None:
+        """State rows for groups about to merge for the first time, from their first records.
+        Groups that never merge (most flows of a file) cost no state row at all."""
+        if len(groups) == 0:
+            return
+        start = self._used
+        need = start + len(groups)
+        if need > len(self._state):
+            cap = max(need, len(self._state) * 3 // 2, 1024)
+            grown = np.zeros((cap, NCOLS), dtype=np.uint64)
+            grown[:start] = self._state[:start]
+            self._state = grown
+        self._slot[groups] = np.arange(start, need)
+        base = self._bases()
+        for lo in range(0, len(groups), SLICE_ROWS):
+            part = groups[lo:lo + SLICE_ROWS]
+            self._state[start + lo:start + lo + len(part)] = _to_u64(base[part])
+        self._used = need
 
     def _group_ids(self, keys: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Group id of every row (new keys numbered in order of appearance) and first rows."""
@@ -881,7 +923,8 @@ class Clusterer:
             return out
 
         self._orient = grown(self._orient)
-        self._state = grown(self._state)
+        self._slot = grown(self._slot)
+        self._slot[have:] = -1
         self._first_dur = grown(self._first_dur)
         self._count = grown(self._count)
         self._n = grown(self._n)
@@ -889,12 +932,29 @@ class Clusterer:
         self._flipped = grown(self._flipped)
         self._last = grown(self._last)
 
+    def _merged_columns(self, base: pl.DataFrame) -> list[pl.Series]:
+        """The merging columns of every group: the state row of groups that merged, the
+        first record's values (already in `base`) for the others."""
+        slot = self._slot[:self.groups]
+        merged = np.flatnonzero(slot >= 0)
+        if len(merged) == 0:
+            return []
+        state = self._state[slot[merged]]
+        cols = []
+        for i, name in enumerate(MERGED):
+            dtype = SCHEMA[name]
+            values = pl.Series(name, state[:, i])
+            values = values.reinterpret(signed=True) if dtype == pl.Int64 else values.cast(dtype)
+            cols.append(base[name].clone().scatter(merged, values))
+        return cols
+
     def result(self) -> pl.DataFrame:
         """The merged records in racluster's output order (a record batch of records.schema)."""
         g = self.groups
         if g == 0:
             return pl.DataFrame(schema={**SCHEMA, AGR_FROM_INPUT: pl.Boolean})
-        base = pl.concat(self._base)
+        base = self._bases()
+        self._base = []
         flipped = pl.Series(self._flipped[:g])
         if flipped.any():
             base = base.with_columns(flipped.alias("_flip"))
@@ -903,15 +963,9 @@ class Clusterer:
                 swaps += [pl.when(c("_flip")).then(c(b)).otherwise(c(a)).alias(a),
                           pl.when(c("_flip")).then(c(a)).otherwise(c(b)).alias(b)]
             base = base.with_columns(swaps).drop("_flip")
-        state = self._state[:g]
-        merged = {name: pl.Series(name, state[:, i]) for i, name in enumerate(MERGED)}
-        cols = []
-        for name in MERGED:
-            s = merged[name]
-            dtype = SCHEMA[name]
-            cols.append(s.reinterpret(signed=True) if dtype == pl.Int64 else s.cast(dtype))
         agr_in = (base["dsrs"] & DSR_BITS["agr"]) > 0
-        out = base.with_columns(cols).with_columns(agr_in.alias(AGR_FROM_INPUT))
+        out = base.with_columns(self._merged_columns(base)).with_columns(
+            agr_in.alias(AGR_FROM_INPUT))
         count = self._count[:g]
         agr = count > 1
         stats = self._stats[:g]
