@@ -103,6 +103,22 @@ def capture_filter(text: str | None):  # noqa: ANN201 - the filter engineer's pa
     return compile_packets.compile_packet_filter(text)
 
 
+# One TCP SYN (Ethernet, IPv4): enough to make numba compile the decoder and the flow kernel.
+WARM_UP_FRAME = bytes.fromhex(
+    "02000000000102000000000208004500002800010000400600000a0000010a000002"
+    "c0000050000000010000000050022000000000000000000000000000")
+
+
+def warm_up(settings: ProbeSettings) -> None:
+    """Compile (or load from numba's cache) the hot code before capture starts, so the first
+    packets and a SIGTERM are not kept waiting behind the compiler."""
+    batch = PacketBatch.from_packets([WARM_UP_FRAME], ts_us=[1_000_000])
+    probe = FlowProbe(settings)
+    probe.feed(decode_batch(batch), batch)
+    probe.advance(3_000_000)
+    probe.finish()
+
+
 class LiveProbe:
     def __init__(self, settings: ProbeSettings, opts: LiveOptions, sink: Sink | None) -> None:
         self.opts = opts
@@ -121,6 +137,7 @@ class LiveProbe:
         except ArgusflowError:
             self.close_captures()
             raise
+        warm_up(settings)
         self.started_us = self.last_mar_us = now_us()
         self.header = self.start_mar()
         self.server: RecordServer | None = None
