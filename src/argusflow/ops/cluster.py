@@ -767,6 +767,14 @@ def client_form_times(batch: pl.DataFrame) -> pl.DataFrame:
     """The four timestamps as the real client holds them after reading (records.writer's rule):
     racluster merges those, so a one-packet-each-way record is already split in two."""
     times = client_times(WriterBatch(batch), np.arange(batch.height))
+    # A record whose packets all went back, with its times in the source slots (argus's short
+    # form): the client gives the times to the destination and none stay with the source, so
+    # merging it cannot move the source's last time (racluster 3.0.8 on the bench capture).
+    gone = ((batch["spkts"] == 0) & (batch["dpkts"] > 0) & (batch["dstart"] == 0)
+            & (batch["sstart"] > 0)).to_numpy()
+    if gone.any():
+        times[0] = np.where(gone, 0, times[0])
+        times[1] = np.where(gone, 0, times[1])
     names = ("sstart", "slast", "dstart", "dlast")
     return batch.with_columns(pl.Series(n, t, dtype=pl.Int64) for n, t in zip(names, times,
                                                                               strict=True))
