@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -9,6 +11,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from argusflow.errors import UsageError
 from argusflow.records.fields import DEFAULT_FIELDS, FIELDS
@@ -18,6 +22,7 @@ from argusflow.records.printer import (
     PrintOptions,
     fixed,
     format_batch,
+    ipv6_series,
     parse_field_list,
 )
 from argusflow.records.schema import SCHEMA
@@ -98,13 +103,17 @@ def test_same_text_as_ra(path: Path, option_set: str) -> None:
 @needs_samples
 @pytest.mark.parametrize("option_set", sorted(OPTION_SETS))
 @pytest.mark.parametrize("path", sample_files(), ids=lambda p: p.name)
-def test_distinct_value_path_same_text(path: Path, option_set: str, monkeypatch) -> None:
-    """Big batches format low-cardinality columns once per distinct input: same bytes."""
-    from argusflow.records import printer
-    monkeypatch.setattr(printer, "_MIN_UNIQUE_ROWS", 0)
-    monkeypatch.setattr(printer, "_MAX_DISTINCT_SHARE", 1.0)
-    ra_args, options = OPTION_SETS[option_set]
-    assert ours(path, options) == run_ra(path, ra_args)
+def test_write_bytes_same_as_render(path: Path, option_set: str) -> None:
+    """The CLI's binary write path (polars writes the lines) gives render()'s bytes."""
+    _, options = OPTION_SETS[option_set]
+    os.environ["TZ"] = "UTC"
+    out = io.BytesIO()
+    batch = read_batch(path)
+    printer = Printer(PrintOptions(**options))
+    half = batch.height // 2
+    printer.write(batch[:half], out)
+    printer.write(batch[half:], out)
+    assert out.getvalue().decode("latin-1") == ours(path, options)
 
 
 @needs_samples
@@ -238,6 +247,18 @@ def test_fixed_matches_printf() -> None:
     got = fixed(pl.Series(values), 6).to_list()
     assert got == [f"{v:.6f}" for v in values]
     assert fixed(pl.Series([2.5, 3.5]), 0).to_list() == ["2", "4"]
+
+
+_GROUP = st.sampled_from([0, 0, 0, 1, 0xFFFF]) | st.integers(0, 0xFFFF)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_GROUP, min_size=8, max_size=8), min_size=1, max_size=40))
+def test_ipv6_text_as_ipaddress(groups: list[list[int]]) -> None:
+    values = [int.from_bytes(b"".join(g.to_bytes(2, "big") for g in row), "big") for row in groups]
+    hi = pl.Series([v >> 64 for v in values], dtype=pl.UInt64)
+    lo = pl.Series([v & (2**64 - 1) for v in values], dtype=pl.UInt64)
+    assert ipv6_series(hi, lo).to_list() == [str(ipaddress.IPv6Address(v)) for v in values]
 
 
 def test_every_field_has_label_and_width() -> None:

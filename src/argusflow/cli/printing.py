@@ -22,9 +22,15 @@ class TextSink:
         self.printer = printer
 
     def write(self, batch: pl.DataFrame) -> None:
-        text = self.printer.render(batch)
-        if text:
-            sys.stdout.write(text)
+        binary = getattr(sys.stdout, "buffer", None)
+        if binary is None:  # a text-only stream (redirected in-process): write text
+            text = self.printer.render(batch)
+            if text:
+                sys.stdout.write(text)
+            return
+        sys.stdout.flush()  # text written through sys.stdout goes first
+        # bytes straight to the binary stream: no Python str of the batch's lines
+        self.printer.write(batch, binary)
 
     def close(self) -> None:
         sys.stdout.flush()

@@ -25,13 +25,14 @@ has both active and idle blocks can differ in the 6th decimal.
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 import json
 import math
 import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import polars as pl
@@ -161,15 +162,24 @@ def fixed(values: pl.Series, precision: int) -> pl.Series:
     return text
 
 
-def _hex_table(digits: int) -> dict[int, str]:
-    return {i: format(i, f"0{digits}x") for i in range(256)}
+@functools.cache
+def _text_table(kind: str) -> pl.Series:
+    """Lookup tables gathered by value: 'hex2' (256 x "%02x"), 'hex' (65536 x "%x"),
+    'dotted' (65536 x "a.b", the two octets of 16 bits)."""
+    if kind == "hex2":
+        return pl.Series([format(i, "02x") for i in range(256)], dtype=pl.String)
+    if kind == "hex":
+        return pl.Series([format(i, "x") for i in range(65536)], dtype=pl.String)
+    i = pl.int_range(0, 65536, eager=True)
+    return (((i // 256).cast(pl.String) + ".") + (i % 256).cast(pl.String)).rename("")
 
 
-_HEX2 = _hex_table(2)
+def _lookup(table: str, index: pl.Expr) -> pl.Expr:
+    return pl.lit(_text_table(table)).gather(index)
 
 
 def _byte_hex(e: pl.Expr, shift: int) -> pl.Expr:
-    return ((e // (1 << shift)) & 0xFF).cast(pl.Int64).replace_strict(_HEX2, return_dtype=pl.String)
+    return _lookup("hex2", ((e // (1 << shift)) & 0xFF).cast(pl.UInt32))
 
 
 def hex4(e: pl.Expr) -> pl.Expr:
@@ -182,7 +192,8 @@ def hex8(e: pl.Expr) -> pl.Expr:
 
 def ipv4(e: pl.Expr) -> pl.Expr:
     e = e.cast(pl.UInt64)
-    return pl.concat_str([((e // (1 << s)) & 0xFF).cast(pl.String) for s in (24, 16, 8, 0)], separator=".")
+    halves = [_lookup("dotted", ((e // (1 << s)) & 0xFFFF).cast(pl.UInt32)) for s in (16, 0)]
+    return pl.concat_str(halves, separator=".")
 
 
 def mac(e: pl.Expr, numeric: bool = False) -> pl.Expr:
@@ -195,13 +206,26 @@ def mac(e: pl.Expr, numeric: bool = False) -> pl.Expr:
 
 
 def ipv6_series(hi: pl.Series, lo: pl.Series) -> pl.Series:
-    """IPv6 text, formatted once per distinct address."""
-    pairs = pl.DataFrame({"hi": hi, "lo": lo})
-    uniq = pairs.unique()
-    texts = [str(ipaddress.IPv6Address((int(h) << 64) | int(low)))
-             for h, low in zip(uniq["hi"].to_list(), uniq["lo"].to_list(), strict=True)]
-    table = uniq.with_columns(pl.Series("text", texts, dtype=pl.String))
-    return pairs.join(table, on=["hi", "lo"], how="left", maintain_order="left")["text"]
+    """IPv6 text as Python's ipaddress writes it (first longest run of 2+ zero groups -> "::")."""
+    h, low = hi.cast(pl.UInt64).to_numpy(), lo.cast(pl.UInt64).to_numpy()
+    groups = np.stack([(word >> np.uint64(s)) & np.uint64(0xFFFF)
+                       for word in (h, low) for s in (48, 32, 16, 0)], axis=1).astype(np.uint32)
+    run = np.zeros_like(groups)
+    acc = np.zeros(len(groups), dtype=np.uint32)
+    for j in range(8):  # length of the zero run ending at each group
+        acc = (acc + 1) * (groups[:, j] == 0)
+        run[:, j] = acc
+    longest, end = run.max(axis=1), run.argmax(axis=1)  # argmax: the first longest run
+    frame = pl.DataFrame({**{f"g{j}": groups[:, j] for j in range(8)},
+                          "first": (end - longest + 1).astype(np.int64), "end": end.astype(np.int64),
+                          "squeeze": longest >= 2})
+    hexes = [_lookup("hex", c(f"g{j}")) for j in range(8)]
+    left = pl.concat_str([pl.when(c("first") > j).then(g) for j, g in enumerate(hexes)],
+                         separator=":", ignore_nulls=True)
+    right = pl.concat_str([pl.when(c("end") < j).then(g) for j, g in enumerate(hexes)],
+                          separator=":", ignore_nulls=True)
+    full = pl.concat_str(hexes, separator=":")
+    return frame.select(pl.when(c("squeeze")).then(left + "::" + right).otherwise(full)).to_series()
 
 
 # --- time formatting ------------------------------------------------------------------------------------
@@ -437,74 +461,6 @@ def _user_series(frame: pl.DataFrame, name: str, width: int) -> pl.Series:
     return pl.select(pl.when(n > 0).then(prefix + body).otherwise(pl.lit(""))).to_series()
 
 
-# --- evaluating once per distinct input ----------------------------------------------------------------
-
-# Text fields whose value depends on few distinct inputs: formatted once per distinct input.
-_LOW_CARDINALITY = {"flgs", "state", "dir", "proto", "sport", "dport", "cause", "srcid", "tcpopt",
-                    "sdsb", "ddsb", "smac", "dmac", "inode", "spktsz", "dpktsz", "svlan", "dvlan",
-                    "sipid", "dipid", "label", "sco", "dco", "soui", "doui", "svpri", "dvpri",
-                    "sintdist", "dintdist", "sintdistact", "sintdistidl",
-                    "dintdistact", "dintdistidl", "srng", "erng"}
-_MIN_UNIQUE_ROWS = 4096
-_MAX_DISTINCT_SHARE = 0.25  # beyond this, formatting every row directly is cheaper
-
-
-def _plain_text(f: Field, _: pl.Expr) -> pl.Expr:
-    return f.value().cast(pl.String)
-
-
-def _distinct(frame: pl.DataFrame, roots: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(first row, inverse) of the distinct combinations of `roots`; None when not worth it."""
-    if frame.height < _MIN_UNIQUE_ROWS or not roots:
-        return None
-    key = frame.select(pl.struct(roots).hash(seed=7)).to_series().to_numpy()
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    if len(first) > frame.height * _MAX_DISTINCT_SHARE:
-        return None
-    return first, inverse
-
-
-# Fields that use the packet counters only as "this direction sent packets" (> 0) and "exactly one"
-_COUNTS_AS_FLAGS = {"state", "dir"}
-
-
-def _by_unique(frame: pl.DataFrame, expr: pl.Expr, finish, coarse: bool = False) -> pl.Series:
-    """Evaluate a text expression once per distinct combination of its input columns.
-
-    `coarse`: the expression looks at spkts/dpkts only through > 0 and == 1, so those flags
-    (not the counts) make the distinct key.
-    """
-    roots = sorted(set(expr.meta.root_names()))
-    if coarse:
-        flags = {k: pl.col(k).clip(upper_bound=2).alias(k) for k in ("spkts", "dpkts") if k in roots}
-        if flags:
-            keyed = frame.select([*[pl.col(r) for r in roots if r not in flags], *flags.values()])
-            distinct = _distinct(keyed, roots)
-            if distinct is not None:
-                first, inverse = distinct
-                small = _finish(_eval(frame.select(roots)[first], expr), finish)
-                return small.gather(inverse)
-    return _by_unique_frame(frame, roots, lambda fr: _finish(_eval(fr, expr), finish))
-
-
-def _eval(frame: pl.DataFrame, expr: pl.Expr) -> pl.Series:
-    """`expr` over the frame, literals broadcast to its height."""
-    return frame.with_columns(expr.alias("__value"))["__value"]
-
-
-def _finish(text: pl.Series, finish) -> pl.Series:
-    return finish(text) if finish else text
-
-
-def _by_unique_frame(frame: pl.DataFrame, roots: list[str], build) -> pl.Series:
-    distinct = _distinct(frame, roots)
-    if distinct is None:
-        return build(frame)
-    first, inverse = distinct
-    small = build(frame.select(roots)[first])
-    return small.gather(inverse)
-
-
 # --- management records (§4.5) ---------------------------------------------------------------------------
 
 _MAR_TIMES = {"stime": "now", "ltime": "start", "sstime": "start", "dstime": "start",
@@ -563,6 +519,7 @@ class Printer:
 
     options: PrintOptions = field(default_factory=PrintOptions)
     lines_printed: int = 0
+    _cached_plan: list | None = field(default=None, repr=False, compare=False)
 
     def header(self) -> str:
         """The header line (with its newline)."""
@@ -596,43 +553,130 @@ class Printer:
             return len(f"s[{col.width}]=") + col.width + 3
         return col.width
 
+    # --- cells: one text expression per column ----------------------------------------------------
+
+    def _plan(self) -> list[tuple[str, pl.Expr | None, pl.Expr | None]]:
+        """Per column: (kind, input or text expression, keep mask), built once per printer.
+
+        kind 'expr': the expression is the text.  'time'/'float': the expression is the numeric
+        value, formatted as a Series.  'addr'/'user': formatted from the frame as a Series.
+        """
+        if self._cached_plan is None:
+            self._cached_plan = [self._column_plan(col.field) for col in self.options.columns]
+        return self._cached_plan
+
+    def _column_plan(self, f: Field) -> tuple[str, pl.Expr | None, pl.Expr | None]:
+        o = self.options
+        keep = self._keep(f)
+        if f.name in ("saddr", "daddr"):
+            return "addr", None, keep
+        if f.name in ("suser", "duser"):
+            return "user", None, keep
+        if f.fmt == FMT_TIME:
+            return "time", f.value().cast(pl.Int64), keep
+        if f.fmt == FMT_FLOAT or f.name == "idle":
+            return "float", _special_expr(f.name, o) if f.name == "idle" else f.value(), keep
+        if f.fmt == FMT_HEX4:
+            expr = hex4(f.value().cast(pl.UInt32))
+        elif f.fmt == FMT_SPECIAL:
+            expr = _special_expr(f.name, o).cast(pl.String)
+        elif f.fmt == FMT_INT:
+            expr = f.value().cast(pl.Int64).cast(pl.String)
+        else:
+            expr = f.value().cast(pl.String)
+        expr = expr.fill_null("")
+        return "expr", expr if keep is None else pl.when(keep).then(expr).otherwise(pl.lit("")), None
+
+    def _prepare(self, batch: pl.DataFrame) -> pl.DataFrame:
+        # one contiguous chunk per column: polars string kernels are far slower on many chunks
+        frame = d.orient(batch.rechunk(), numeric_ports=self.options.nflag in (1, 2))  # no-op if done
+        return frame.with_columns(_mar=d.is_mar(), _at=d.addr_type())
+
+    def _cells(self, frame: pl.DataFrame, fit: bool) -> pl.DataFrame:
+        """The text of every column (`t0`, `t1`, ...) and `_mar`.
+
+        Texts that need Series work (times, floats, addresses, user data, MAR values) are computed
+        first and attached to the frame; the rest are expressions evaluated in one select, so that
+        polars runs the columns in parallel.  Fitting to widths is a second select over the texts.
+        """
+        o = self.options
+        plan = self._plan()
+        numeric = {f"_v{i}": e for i, (kind, e, _) in enumerate(plan) if kind in ("time", "float")}
+        values = frame.select(**numeric) if numeric else None
+        extra: dict[str, pl.Series] = {}
+        cells: list[pl.Expr] = []
+        for i, (col, (kind, expr, keep)) in enumerate(zip(o.columns, plan, strict=True)):
+            if kind != "expr":
+                extra[f"_s{i}"] = self._series_text(frame, values, col, kind, i)
+                expr = c(f"_s{i}")
+                if keep is not None:
+                    expr = pl.when(keep).then(expr).otherwise(pl.lit(""))
+            assert expr is not None
+            cells.append(expr.alias(f"t{i}"))
+        texts = frame.with_columns(**extra).select(*cells, c("_mar"))
+        if fit:
+            # most columns never overflow: then padding alone fits them (no cut, no '*')
+            longest = texts.select(c(f"t{i}").str.len_chars().max() for i in range(len(o.columns))).row(0)
+            texts = texts.with_columns(
+                self._fit_expr(c(f"t{i}"), col, overflow=(n or 0) > self._col_width(col)).alias(f"t{i}")
+                for i, (col, n) in enumerate(zip(o.columns, longest, strict=True)))
+        if texts["_mar"].any():
+            texts = self._with_mar_texts(frame, texts, fit)
+        return texts
+
+    def _with_mar_texts(self, frame: pl.DataFrame, texts: pl.DataFrame, fit: bool) -> pl.DataFrame:
+        """MAR rows print their own values in most columns (§4.5)."""
+        mars = mar_values(frame)
+        updates = []
+        for i, col in enumerate(self.options.columns):
+            if col.field.name in _MAR_AS_FLOW:
+                continue
+            mar_text = self._mar_text(mars, col)
+            if fit:
+                mar_text = self._fit(mar_text, replace(col, field=replace(col.field, align="r")))
+            updates.append(pl.when(c("_mar")).then(pl.lit(mar_text)).otherwise(c(f"t{i}")).alias(f"t{i}"))
+        return texts.with_columns(updates) if updates else texts
+
+    def _series_text(self, frame: pl.DataFrame, values: pl.DataFrame | None, col: Column, kind: str,
+                     i: int) -> pl.Series:
+        o = self.options
+        name = col.field.name
+        if kind == "addr":
+            return _address_series(frame, name[0], o.delimiter is not None and o.nflag < 2)
+        if kind == "user":
+            return _user_series(frame, name, col.width)
+        assert values is not None
+        if kind == "time":
+            return format_times(values[f"_v{i}"], o)
+        text = fixed(values[f"_v{i}"], o.precision)
+        return text.str.pad_start(3) if name in _PERCENT_FIELDS else text  # ra: "%3.*f"
+
     def texts(self, batch: pl.DataFrame, fit: bool = False) -> list[pl.Series]:
         """The text of every column for every record of the batch ('' = blank).
 
-        With `fit`, each text is already padded or cut to its column width (fixed-width output);
-        low-cardinality columns are formatted and padded once per distinct input.
+        With `fit`, each text is already padded or cut to its column width (fixed-width output).
         """
-        o = self.options
-        # one contiguous chunk per column: polars string kernels are far slower on many chunks
-        frame = d.orient(batch.rechunk(), numeric_ports=o.nflag in (1, 2))  # no-op if done
-        frame = frame.with_columns(_mar=d.is_mar(), _at=d.addr_type())
-        mar_rows = frame["_mar"]
-        mars = mar_values(frame) if mar_rows.any() else None
-        out = []
-        for col in o.columns:
-            finish = (lambda t, col=col: self._fit(t, col)) if fit else None
-            text = self._text(frame, col, finish)
-            if mars is not None and col.field.name not in _MAR_AS_FLOW:
-                mar_text = self._mar_text(mars, col)
-                if fit:
-                    right = replace(col, field=replace(col.field, align="r"))
-                    mar_text = self._fit(mar_text, right)
-                text = pl.select(pl.when(mar_rows).then(mar_text).otherwise(text)).to_series()
-            out.append(text.alias(col.field.name))
-        self._mar_rows = mar_rows
-        return out
+        cells = self._cells(self._prepare(batch), fit)
+        return [cells[:, i].alias(col.field.name) for i, col in enumerate(self.options.columns)]
 
-    def _fit(self, text: pl.Series, col: Column) -> pl.Series:
-        """Pad to the column width; a longer value is cut and marked with '*' (cause: just cut)."""
+    def _fit_expr(self, text: pl.Expr, col: Column, overflow: bool = True) -> pl.Expr:
+        """Pad to the column width; a longer value is cut and marked with '*' (cause: just cut).
+
+        `overflow` False: the caller knows no value is longer than the width.
+        """
         w = self._col_width(col)
-        if w <= 0 or text.len() == 0:
+        if w <= 0:
             return text
         pad = text.str.pad_end(w) if col.field.align == "l" else text.str.pad_start(w)
-        longest = text.str.len_chars().max()
-        if longest is None or longest <= w:
+        if not overflow:
             return pad
         cut = text.str.slice(0, w) if col.field.name == "cause" else text.str.slice(0, max(w - 1, 0)) + "*"
-        return pl.select(pl.when(text.str.len_chars() > w).then(cut).otherwise(pad)).to_series()
+        return pl.when(text.str.len_chars() > w).then(cut).otherwise(pad)
+
+    def _fit(self, text: pl.Series, col: Column) -> pl.Series:
+        if text.len() == 0:
+            return text
+        return pl.select(self._fit_expr(pl.lit(text), col)).to_series()
 
     def _mar_text(self, mars: pl.DataFrame, col: Column) -> pl.Series:
         """What ra prints in a column of a MAR line (§4.5); '' where it prints nothing."""
@@ -658,86 +702,35 @@ class Printer:
             return present
         return ~c("_mar") if present is None else (present & ~c("_mar"))
 
-    def _text(self, frame: pl.DataFrame, col: Column, finish) -> pl.Series:
-        f = col.field
-        o = self.options
-        keep = self._keep(f)
-        if f.name in ("saddr", "daddr", "suser", "duser"):
-            side = f.name[0]
-            if f.name in ("saddr", "daddr"):
-                roots = ["rtype", "_mar", "_at", f"{side}addr_hi", f"{side}addr_lo", "flow_raw"]
-                named = o.delimiter is not None and o.nflag < 2
-                make = lambda fr: _address_series(fr, side, named)  # noqa: E731
-            else:
-                roots = [f.name, "dsrs", "_mar"]
-                make = lambda fr: _user_series(fr, f.name, col.width)  # noqa: E731
-
-            def build(fr: pl.DataFrame) -> pl.Series:
-                text = make(fr)
-                if keep is not None:
-                    text = pl.select(pl.when(_eval(fr, keep)).then(text).otherwise(pl.lit("")))
-                    text = text.to_series()
-                return finish(text) if finish else text
-            return _by_unique_frame(frame, roots, build)
-        if f.name in _LOW_CARDINALITY:
-            expr = _special_expr(f.name, o) if f.fmt == FMT_SPECIAL else _plain_text(f, c(f.name))
-            if f.fmt == FMT_HEX4:
-                expr = hex4(f.value().cast(pl.UInt32))
-            expr = expr.fill_null("")
-            if keep is not None:
-                expr = pl.when(keep).then(expr).otherwise(pl.lit(""))
-            return _by_unique(frame, expr, finish, coarse=f.name in _COUNTS_AS_FLAGS)
-        if f.fmt == FMT_TIME:
-            text = format_times(_eval(frame, f.value().cast(pl.Int64)), o)
-        elif f.fmt == FMT_FLOAT or f.name == "idle":
-            value = _special_expr(f.name, o) if f.name == "idle" else f.value()
-            text = fixed(_eval(frame, value), o.precision)
-            if f.name in _PERCENT_FIELDS:
-                text = text.str.pad_start(3)  # ra prints percentages with "%3.*f"
-        elif f.fmt == FMT_SPECIAL:
-            text = _eval(frame, _special_expr(f.name, o)).cast(pl.String)
-        elif f.fmt == FMT_INT:
-            text = _eval(frame, f.value().cast(pl.Int64).cast(pl.String))
-        else:
-            text = _eval(frame, f.value().cast(pl.String))
-        text = text.fill_null("")
-        if keep is not None:
-            mask = _eval(frame, keep)
-            if not mask.all():
-                text = pl.select(pl.when(mask).then(text).otherwise(pl.lit(""))).to_series()
-        return finish(text) if finish else text
-
     def lines(self, batch: pl.DataFrame) -> pl.Series:
         """One text line per printed record (no newlines, no header)."""
         o = self.options
-        batch = batch.rechunk()
         if not o.print_man and (batch["rtype"] == 0x80).any():
             batch = batch.filter(~d.is_mar())
         if batch.height == 0:
             return pl.Series([], dtype=pl.String)
+        frame = self._prepare(batch)
         if o.json:
-            return self._json(self.texts(batch))
+            return self._json(self._cells(frame, fit=False))
         if o.delimiter is not None:
-            return self._delimited(self.texts(batch))
-        return self._fixed(self.texts(batch, fit=True))
+            return self._delimited(self._cells(frame, fit=False))
+        return self._fixed(self._cells(frame, fit=True))
 
-    def _delimited(self, texts: list[pl.Series]) -> pl.Series:
+    def _delimited(self, cells: pl.DataFrame) -> pl.Series:
         parts = []
-        for col, text in zip(self.options.columns, texts, strict=True):
+        for i, col in enumerate(self.options.columns):
+            text = c(f"t{i}")
             if col.field.name == "flgs":
                 text = text + " "
             elif col.field.name in ("tcpopt", "suser", "duser", "dir"):
                 # ra trims trailing blanks of these in delimited output ("  <? " -> "  <?").
                 text = text.str.strip_chars_end(" ")
-            parts.append(text.alias(f"t{len(parts)}"))
-        frame = pl.DataFrame(parts)
-        return frame.select(pl.concat_str(pl.all(), separator=self.options.delimiter))[:, 0]
+            parts.append(text)
+        return cells.select(pl.concat_str(parts, separator=self.options.delimiter))[:, 0]
 
-    def _fixed(self, cells: list[pl.Series]) -> pl.Series:
+    def _fixed(self, cells: pl.DataFrame) -> pl.Series:
         cols = self.options.columns
         pieces: list[pl.Expr] = []
-        frame = pl.DataFrame([t.alias(f"t{i}") for i, t in enumerate(cells)]).with_columns(
-            _mar=self._mar_rows)
         for i, col in enumerate(cols):
             t = c(f"t{i}")
             if i > 0:
@@ -748,13 +741,13 @@ class Printer:
                        .otherwise(pl.lit(".")) if joined else pl.lit(" "))
                 pieces.append(sep)
             pieces.append(t)
-        return frame.select(pl.concat_str(pieces).str.strip_chars_end(" "))[:, 0]
+        return cells.select(pl.concat_str(pieces).str.strip_chars_end(" "))[:, 0]
 
-    def _json(self, texts: list[pl.Series]) -> pl.Series:
+    def _json(self, cells: pl.DataFrame) -> pl.Series:
         items = []
-        for n, (col, text) in enumerate(zip(self.options.columns, texts, strict=True)):
+        for n, col in enumerate(self.options.columns):
             key = json.dumps(col.field.name)
-            value = text.str.strip_chars(" ")
+            value = c(f"t{n}").str.strip_chars(" ")
             numeric = col.field.fmt in (FMT_INT, FMT_FLOAT)
             if numeric:
                 rendered = pl.when(value == "").then(pl.lit("null")).otherwise(value)
@@ -765,36 +758,63 @@ class Printer:
             prefix = ("{" if n == 0 else ",") + key + ":"
             items.append(pl.concat_str([pl.lit(prefix), rendered]))
         items.append(pl.lit("}"))
-        return pl.select(pl.concat_str(items))[:, 0]
+        return cells.select(pl.concat_str(items))[:, 0]
 
     def render(self, batch: pl.DataFrame) -> str:
         """Header lines (per -L) and one line per record, each ending in a newline."""
         lines = self.lines(batch)
         if lines.len() == 0:
             return ""
+        return self._headers(lines) + lines.str.join("\n").item() + "\n" if self._plain(lines) \
+            else self._paginate(lines)
+
+    def write(self, batch: pl.DataFrame, out: BinaryIO) -> None:
+        """What `render` returns, written to a binary stream in one native write (no Python str)."""
+        lines = self.lines(batch)
+        if lines.len() == 0:
+            return
+        if not self._plain(lines):
+            out.write(self._paginate(lines).encode())
+            return
+        head = self._headers(lines)
+        if head:
+            out.write(head.encode())
+        out.flush()  # polars writes after what the stream holds
+        try:
+            lines.to_frame("line").write_csv(out, include_header=False, quote_style="never")
+        except OSError as err:
+            if "os error 32" in str(err):  # EPIPE, as polars reports it
+                raise BrokenPipeError(32, "Broken pipe") from None
+            raise
+
+    def _plain(self, lines: pl.Series) -> bool:
+        """True when no header falls inside this batch (at most one, before its first line)."""
         o = self.options
         every = o.header if o.header is not None else 0
-        if o.json or every < 0:
-            self.lines_printed += lines.len()
-            return lines.str.join("\n").item() + "\n"
+        return o.json or every <= 0
+
+    def _headers(self, lines: pl.Series) -> str:
+        """The header before the lines (none for JSON, -L -1, or after the first batch)."""
+        o = self.options
+        every = o.header if o.header is not None else 0
+        first = self.lines_printed == 0
+        self.lines_printed += lines.len()
+        return self.header() if every == 0 and first and not o.json else ""
+
+    def _paginate(self, lines: pl.Series) -> str:
+        """-L N: a header every N lines, counted across batches."""
+        every = self.options.header or 0
         header = self.header()
         out: list[str] = []
-        if every == 0:
-            if self.lines_printed == 0:
+        body = lines.to_list()
+        start = 0
+        while start < len(body):
+            count = self.lines_printed + start
+            room = every - (count % every)
+            if count % every == 0:
                 out.append(header)
-            self.lines_printed += lines.len()
-            return "".join(out) + lines.str.join("\n").item() + "\n"
-        else:
-            body = lines.to_list()
-            start = 0
-            while start < len(body):
-                count = self.lines_printed + start
-                room = every - (count % every)
-                if count % every == 0:
-                    out.append(header)
-                chunk = body[start:start + room]
-                out.append("\n".join(chunk) + "\n")
-                start += room
+            out.append("\n".join(body[start:start + room]) + "\n")
+            start += room
         self.lines_printed += len(body)
         return "".join(out)
 
