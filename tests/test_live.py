@@ -279,3 +279,39 @@ def test_radium_keeps_records_across_probe_restart(net: Net, captures: dict[str,
     # our radium -w re-encodes (records.writer): rtp reads back as udp, see the test above
     assert as_udp(flows(kept)) == as_udp(flows(captures["a.argus"], captures["b.argus"]))
     assert "reconnecting" in net.err("radium")
+
+
+def test_daemon_pidfile_sighup_and_clean_stop(net: Net, captures: dict[str, Path],
+                                              tmp_path: Path) -> None:
+    """-d detaches and writes the pid file; SIGHUP reopens -w (logrotate: the old file keeps
+    what came before); SIGTERM reports the rest, ends the file with a STOP MAR, removes the pid
+    file."""
+    conf, pidfile = tmp_path / "argus.conf", tmp_path / "argus.pid"
+    conf.write_text(f"ARGUS_PID_FILE={pidfile}\n")
+    out, rotated = tmp_path / "out.argus", tmp_path / "out.argus.1"
+    starter = net.start("argus", OUR_BIN / "argus", "-X", "-F", conf, "-d", "-S", "1",
+                        "-i", net.pairs[0][1], "-w", out)
+    assert starter.wait(120) == 0, net.err("argus")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().endswith("\n"), what="pid file")
+    pid = int(pidfile.read_text())
+    net.replay(captures["a"])
+    time.sleep(2.5)  # -S 1: every flow of the first capture has been written
+    out.rename(rotated)
+    os.kill(pid, signal.SIGHUP)
+    net.replay(captures["b"])
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=20, what="the daemon to stop")
+    assert not pidfile.exists()
+    assert flows(rotated) and flows(out)
+    assert flows(rotated, out) == flows(captures["a.argus"], captures["b.argus"])
+    last = subprocess.run([RA, "-X", "-n", "-M", "man", "-r", out, "-s", "stime"],
+                          capture_output=True, check=True)
+    assert out.read_bytes()[-128:][:2] == b"\x83\x30", "a STOP MAR ends the file"
+    assert last.returncode == 0
+
+
+def test_bad_interface_is_one_line(net: Net) -> None:
+    done = subprocess.run(["ip", "netns", "exec", net.cap, OUR_BIN / "argus", "-X", "-i",
+                           "nosuch0"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "argus: nosuch0: no such interface"

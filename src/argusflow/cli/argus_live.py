@@ -137,13 +137,16 @@ class LiveProbe:
         except ArgusflowError:
             self.close_captures()
             raise
-        warm_up(settings)
         self.started_us = self.last_mar_us = now_us()
-        self.header = self.start_mar()
+        self.header = marlib.start_mar(opts.srcid, startime_us=self.started_us,
+                                       now_us=self.started_us,
+                                       report_interval=int(settings.status_interval),
+                                       mar_interval=opts.mar_interval)
         self.server: RecordServer | None = None
         self.stopping: asyncio.Event | None = None
         self.period = np.zeros(3, dtype=np.int64)  # packets, bytes, records since the last MAR
         self.dropped_reported = 0
+        self.failed_packets = 0  # in batches the engine could not take: reported as drops
         self.records = 0
 
     # -- MARs
@@ -154,7 +157,7 @@ class LiveProbe:
                                 mar_interval=self.opts.mar_interval)
 
     def period_counters(self) -> marlib.MarCounters:
-        dropped = sum(cap.statistics()[1] for cap in self.caps)
+        dropped = sum(cap.statistics()[1] for cap in self.caps) + self.failed_packets
         pkts, nbytes, records = (int(v) for v in self.period)
         self.period[:] = 0
         counters = marlib.MarCounters(
@@ -205,14 +208,16 @@ class LiveProbe:
 
     def read_ready(self, k: int) -> None:
         """What interface k's ring holds now (called by the loop when its socket is readable)."""
-        try:
-            for _ in range(MAX_BLOCKS_PER_WAKE):
-                batch = self.caps[k].read()
-                if batch is None:
-                    return
+        for _ in range(MAX_BLOCKS_PER_WAKE):
+            batch = self.caps[k].read()
+            if batch is None:
+                return
+            try:
                 self.feed(k, batch)
-        except Exception as err:  # noqa: BLE001 - a bad batch must not stop a daemon
-            log.error("%s: dropped a batch: %s: %s", self.caps[k].ifname, type(err).__name__, err)
+            except Exception as err:  # noqa: BLE001 - a bad batch must not stop a daemon
+                self.failed_packets += len(batch)  # nothing lost silently: counted as drops
+                log.error("%s: dropped a batch of %d packets: %s: %s", self.caps[k].ifname,
+                          len(batch), type(err).__name__, err)
 
     def tick(self) -> None:
         for k in range(len(self.caps)):
@@ -226,6 +231,9 @@ class LiveProbe:
     # -- lifetime
 
     async def run(self) -> None:
+        # Here, not in __init__: a daemon forks after __init__, and polars' thread pool (which
+        # the warm-up starts) does not survive a fork.
+        warm_up(self.settings)
         loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
