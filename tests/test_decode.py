@@ -207,7 +207,7 @@ def test_icmpv6_echo_and_error(compiled: bool) -> None:
 
 def test_vlan_qinq_mpls_pppoe_llc(compiled: bool) -> None:
     inner = ipv4(tcp(), 6)
-    qinq = ether(struct.pack(">HH", 0x2064, 0x8100) + struct.pack(">HH", 0x0005, 0x0800) + inner, 0x88A8)
+    qinq = ether(struct.pack(">HH", 0x2064, 0x8100) + struct.pack(">HH", 0x0005, 0x0800) + inner, 0x8100)
     mpls = ether(struct.pack(">II", (1001 << 12) | 64, (2002 << 12) | 0x100 | 63) + inner, 0x8847)
     pppoe = ether(struct.pack(">BBHHH", 0x11, 0, 1, len(inner) + 2, 0x0021) + inner, 0x8864)
     snap = bytes([0xAA, 0xAA, 3, 0, 0, 0, 0x08, 0x00]) + inner
@@ -222,6 +222,13 @@ def test_vlan_qinq_mpls_pppoe_llc(compiled: bool) -> None:
     assert d.encaps[3] == c.ENC_ETHER | c.ENC_LLC and d.llc_dsap[3] == 0xAA
     assert (d.proto[:4] == 6).all() and (d.dport[:4] == 80).all() and (d.status[:4] == Status.OK).all()
     assert (d.ip_version[4], d.ethertype[4], d.llc_dsap[4], d.status[4]) == (0, 0, 0x42, Status.OK)
+
+
+def test_8021ad_service_tag_is_not_looked_into(compiled: bool) -> None:
+    # argus 3.0.8 makes a non-IP flow of ether type 0x88a8 (corpus: tcpdump__802.1ad_QinQ)
+    frame = ether(struct.pack(">HH", 0x2064, 0x0800) + ipv4(tcp(), 6), 0x88A8)
+    d = decode([frame])
+    assert (d.vlan_count[0], d.ethertype[0], d.ip_version[0]) == (0, 0x88A8, 0)
 
 
 def test_arp(compiled: bool) -> None:
@@ -421,7 +428,8 @@ def test_corpus_specific_decodes() -> None:
         return d
 
     d = one("tcpdump__802.1ad_QinQ.pcap")
-    assert (d.vlan_count == 2).all() and (d.ethertype == 0x0806).all()
+    # as argus 3.0.8: an 802.1ad service tag ends the decoding (a non-IP frame of that type)
+    assert (d.vlan_count == 0).all() and (d.ethertype == 0x88A8).all()
     d = one("zeek__mixed-vlan-mpls.pcap")
     assert (d.mpls_count > 0).any() and (d.vlan_count > 0).any() and (d.proto == 6).all()
     d = one("zeek__nflog-http.pcap")

@@ -67,7 +67,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("icmp_code", "u1", ""),
     ("icmp_id", "u2", "echo/timestamp/info identifier"),
     ("icmp_seq", "u2", "echo sequence"),
-    ("icmp_rest", "u4", "ICMP header bytes 4-7 of any type (redirect: gateway; unreachable: MTU)"),
+    ("icmp_rest", "u4", "ICMP header bytes 4-7 of any type (redirect: gateway; unreachable: MTU); "
+     "IGMP bytes 4-7 (group address)"),
     ("q_ip_version", "u1", "IP version of the packet quoted by an ICMP error (0: none)"),
     ("q_proto", "u1", "quoted protocol"),
     ("q_src_hi", "u8", ""),
@@ -125,6 +126,11 @@ class DecodedBatch:
 
     def __len__(self) -> int:
         return self.n
+
+    def take(self, idx: np.ndarray) -> DecodedBatch:
+        """The packets `idx` (an index array), as a new batch (the capture filter's selection)."""
+        groups = {dt: matrix[:, idx] for dt, matrix in self.groups.items()}
+        return DecodedBatch(len(idx), self.ts_us[idx], self.wirelen[idx], self.caplen[idx], groups)
 
     def columns(self) -> dict[str, np.ndarray]:
         cols = {"ts_us": self.ts_us, "wirelen": self.wirelen, "caplen": self.caplen}

@@ -18,7 +18,9 @@ ET_IPV4 = 0x0800
 ET_ARP = 0x0806
 ET_RARP = 0x8035
 ET_IPV6 = 0x86DD
-ET_VLAN = (0x8100, 0x88A8, 0x9100)
+# argus 3.0.8 does not look inside 802.1ad (0x88a8) service tags: such frames are non-IP flows
+# of that ether type (corpus: tcpdump__802.1ad_QinQ).
+ET_VLAN = (0x8100, 0x9100)
 ET_MPLS = (0x8847, 0x8848)
 ET_PPPOE_SESSION = 0x8864
 NXT_NONE = 0  # nothing more we can decode

@@ -157,7 +157,7 @@ def _fast(
             slow[i] = True
             continue
         nv = 0
-        while etype == 0x8100 or etype == 0x88A8 or etype == 0x9100:
+        while etype == 0x8100 or etype == 0x9100:  # not 0x88a8: see cursor.ET_VLAN
             if off + 4 > cl or nv >= 15:
                 nv = -1
                 break
@@ -283,6 +283,9 @@ def _fast(
                 u2[U2_ICMP_ID, i] = _be(buf, r + ICMP_ID, 2)
                 u2[U2_ICMP_SEQ, i] = _be(buf, r + ICMP_SEQ, 2)
             poff = l4 + 8
+        elif proto == 2:
+            if a4 >= 8:  # the IGMP group address (see transport.igmp)
+                u4[U4_ICMP_REST, i] = _be(buf, r + ICMP_REST, 4)
         elif proto == 132 or proto == 33 or proto == 50 or proto == 4 or proto == 41 or proto == 47:
             slow[i] = True
             continue

@@ -161,6 +161,13 @@ def icmp6(cur: Cursor, idx: np.ndarray) -> None:
     _quoted_ports(cur, err, q.next[ok], np.full(len(err), 48, dtype=np.int64))
 
 
+def igmp(cur: Cursor, idx: np.ndarray) -> None:
+    """IGMP: only bytes 4-7 (the group address; v3 reports: reserved + record count), which
+    argus 3.0.8 takes as the flow's destination when they are not zero (corpus: ndpi__wechat)."""
+    g = cur.gather(idx, h.ICMP)
+    cur.out.icmp_rest[idx[g.complete]] = g.rest[g.complete]
+
+
 def ip_in_ip(cur: Cursor, idx: np.ndarray) -> None:
     """Tunnelled IP is not followed yet; the bit tells the flow model it was there."""
     cur.out.encaps[idx] |= np.where(cur.out.proto[idx] == 41, c.ENC_IPV6, c.ENC_IPIP).astype(np.uint32)
@@ -175,6 +182,7 @@ DECODERS = {
     1: icmp,
     58: icmp6,
     50: esp,
+    2: igmp,
     4: ip_in_ip,
     41: ip_in_ip,
 }

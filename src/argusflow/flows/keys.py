@@ -27,7 +27,7 @@ from argusflow.decode.columns import DecodedBatch
 
 KIND_NONE, KIND_IPV4, KIND_IPV6, KIND_ARP, KIND_ETHER = 0, 1, 2, 3, 4
 ETH_IPV4, ETH_IPV6, ETH_ARP, ETH_RARP, ETH_PPPOE_SESSION = 0x0800, 0x86DD, 0x0806, 0x8035, 0x8864
-P_ICMP, P_TCP, P_UDP, P_ESP, P_ICMP6 = 1, 6, 17, 50, 58
+P_ICMP, P_IGMP, P_TCP, P_UDP, P_ESP, P_ICMP6 = 1, 2, 6, 17, 50, 58
 
 # ICMP types (v4) whose key carries something from the quoted packet or the message.
 ICMP_ECHO_REPLY, ICMP_UNREACH, ICMP_REDIRECT, ICMP_ECHO = 0, 3, 5, 8
@@ -92,10 +92,14 @@ def packet_keys(d: DecodedBatch) -> PacketKeys:
     ports = ip & ~frag & ((proto == P_TCP) | (proto == P_UDP) | (proto == 132) | (proto == 33))
     sport = np.where(ports, d.sport, 0).astype(np.int64)
     dport = np.where(ports, d.dport, 0).astype(np.int64)
+    sport, dport = _ipv6_fragment_ports(d, frag & (kind == KIND_IPV6), sport, dport)
 
     s_hi, s_lo = _u64(d.src_hi).copy(), _u64(d.src_lo).copy()
     t_hi, t_lo = _u64(d.dst_hi).copy(), _u64(d.dst_lo).copy()
     s_hi[~ip & ~arp] = 0
+    # argus 3.0.8 keys IGMP by the message's group field when it is set (v3 reports: 0.0.0.N).
+    igmp = (kind == KIND_IPV4) & ~frag & (proto == P_IGMP) & (d.icmp_rest != 0)
+    t_lo[igmp] = d.icmp_rest[igmp]
     t_hi[~ip & ~arp] = 0
     # Non-IP frames are keyed by their MAC addresses and saps.
     s_lo = np.where(ether, _u64(d.src_mac), s_lo)
@@ -143,6 +147,21 @@ def packet_keys(d: DecodedBatch) -> PacketKeys:
                           | ((proto == P_ICMP6) & (kind == KIND_IPV6) & (itype == ICMP6_ECHO_REPLY)))
     return PacketKeys(kind, a_hi, a_lo, b_hi, b_lo, w4, extra, s_gt, reply, h, frag, fhash, fkey,
                       s_gt_addr, quoted, qhash)
+
+
+def _ipv6_fragment_ports(d: DecodedBatch, v6frag: np.ndarray, sport: np.ndarray,
+                         dport: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """argus 3.0.8 keys a non-first IPv6 fragment by "ports" read from its fragment header's
+    identification field, each half in little-endian order, and swaps the two when the source
+    address is the larger (corpus: ndpi__dns_fragmented, zeek__ipv6-fragmented-dns)."""
+    if not v6frag.any():
+        return sport, dport
+    ident = d.ip_id.astype(np.int64)
+    hi, lo = (ident >> 16) & 0xFFFF, ident & 0xFFFF
+    hi, lo = ((hi & 0xFF) << 8) | (hi >> 8), ((lo & 0xFF) << 8) | (lo >> 8)
+    src_gt = (d.src_hi > d.dst_hi) | ((d.src_hi == d.dst_hi) & (d.src_lo > d.dst_lo))
+    fs, fd = np.where(src_gt, lo, hi), np.where(src_gt, hi, lo)
+    return np.where(v6frag, fs, sport), np.where(v6frag, fd, dport)
 
 
 def quoted_keys(d: DecodedBatch, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
