@@ -18,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from argusflow.capture import open_capture
@@ -28,6 +29,7 @@ from argusflow.cli.options import parse_argv
 from argusflow.cli.runner import EXIT_MATCHED, entry
 from argusflow.decode import decode_capture
 from argusflow.errors import UsageError
+from argusflow.filter.compile_packets import compile_capture_filter
 from argusflow.flows.probe import DEFAULT_TIMEOUTS, FlowProbe, ProbeSettings
 from argusflow.flows.probe_writer import ProbeOutput
 from argusflow.records.mar import MarCounters, SourceId, start_mar, stop_mar
@@ -172,6 +174,9 @@ def argus(argv: list[str]) -> int:
     if interfaces:
         return run_live(args, conf, interfaces, settings, srcid, mar_interval)
     out_path = args.value("w") or (conf.get("ARGUS_OUTPUT_FILE") if not args.flag("X") else None)
+    # The capture filter (` - tcp and port 80`, or ARGUS_FILTER) is compiled before any output.
+    filter_text = args.filter or conf.get("ARGUS_FILTER") or ""
+    capture_filter = compile_capture_filter(filter_text) if filter_text.strip() else None
     sink = ProbeOutput(out_path) if out_path else TextOut()
     probe = FlowProbe(settings)
     header: bytes | None = None
@@ -186,6 +191,9 @@ def argus(argv: list[str]) -> int:
                         header = start_mar(srcid, startime_us=t0, now_us=t0,
                                            report_interval=int(settings.status_interval),
                                            mar_interval=mar_interval)
+                    if capture_filter is not None:  # packets it rejects are never seen
+                        keep = np.flatnonzero(capture_filter.mask(decoded))
+                        decoded, packets = decoded.take(keep), packets.take(keep)
                     records = probe.feed(decoded, packets)
                     if records.height:
                         sink.write(records, header)

@@ -1,0 +1,194 @@
+"""The probe's capture filter (`argus -r F - tcp and port 80`): a tcpdump-syntax subset compiled
+into a numpy mask over decoded packet columns (decode.columns), applied before the flow engine.
+
+    >>> f = compile_capture_filter("tcp and not port 22")
+    >>> keep = f.mask(decoded)          # one bool per packet of a DecodedBatch
+
+The text is parsed by the record filter's parser (filter.parser, the same tree), after a few
+tcpdump spellings it lacks are rewritten (`ip6`, `icmp6`, `vlan N`, `portrange A-B`).  Primitives
+that describe flow records, not packets (`pkts`, `dur`, `syn`, `ttl` ...), are rejected with a
+one-line FilterError, as the real argus's libpcap rejects them.
+
+Packet semantics are libpcap's: `port` needs TCP/UDP/SCTP and no fragment offset; `host` and
+`net` match IPv4, IPv6 and ARP/RARP addresses; `proto N` looks at IPv4 and IPv6; `ip proto`,
+`ether proto`; and, as in BPF, a primitive only sees past VLAN tags (MPLS labels) when the
+expression has a `vlan` (`mpls`) primitive; tunnelled packets (GRE, PPPoE) match by their outer
+headers only, which our decoded columns do not keep, so they match no protocol primitive.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from argusflow.decode.codes import ENC_ETHER, ENC_GRE, ENC_PPP
+from argusflow.decode.columns import DecodedBatch
+from argusflow.errors import FilterError
+from argusflow.filter.ast import BOTH, DST, EQ, GE, GT, LE, LT, NE, SRC, And, Const, Node, Not, Or, Prim
+from argusflow.filter.parser import parse
+
+ETH_IPV4, ETH_IPV6, ETH_ARP, ETH_RARP = 0x0800, 0x86DD, 0x0806, 0x8035
+PROTO_KINDS = {"tcp": 6, "udp": 17, "icmp": 1, "igmp": 2}
+PORT_PROTOS = (6, 17, 132)
+M64 = (1 << 64) - 1
+OPS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+    EQ: np.equal, NE: np.not_equal, GT: np.greater, GE: np.greater_equal, LT: np.less,
+    LE: np.less_equal}
+PACKET_KINDS = {"ip", "ipv4", "ipv6", "arp", "rarp", "ether", "vlan", "mpls", "host", "port",
+                "proto", "ehost", "vid", *PROTO_KINDS}
+
+
+@dataclass(frozen=True)
+class CaptureFilter:
+    """A compiled capture filter: `.mask(decoded)` says which packets the probe sees."""
+
+    text: str
+    tree: Node = field(repr=False)
+    ranges: dict[int, tuple[int, int]] = field(repr=False, default_factory=dict)
+
+    def mask(self, d: DecodedBatch) -> np.ndarray:
+        return _Evaluator(d, self.tree, self.ranges).eval(self.tree)
+
+
+def compile_capture_filter(text: str) -> CaptureFilter:
+    """Parse a tcpdump-style capture filter once; FilterError (one line) when it is not one."""
+    if "[" in text:
+        raise FilterError(text.index("[") + 1, "packet byte loads (proto[offset]) are not "
+                          "supported in a capture filter")
+    rewritten, ranges = _tcpdump_spellings(text)
+    tree = parse(rewritten)
+    for node in tree.walk():
+        if isinstance(node, Const) and node is not tree:
+            raise FilterError(1, "this expression is not a capture filter (tcpdump syntax)")
+        if isinstance(node, Prim) and node.kind not in PACKET_KINDS:
+            raise FilterError(node.col, f"'{node.kind}' is not a capture-filter term (packets are "
+                              "filtered by host, net, port, portrange, proto, ip, ip6, arp, "
+                              "tcp, udp, icmp, vlan, ether host ...)")
+    return CaptureFilter(text, tree, ranges)
+
+
+def _tcpdump_spellings(text: str) -> tuple[str, dict[int, tuple[int, int]]]:
+    """Rewrite tcpdump words the record grammar lacks.  `portrange A-B` becomes `port gte A`,
+    padded to its own length so that later columns stay true; the returned map gives, by the
+    column of that A, the range the primitive really means."""
+    text = re.sub(r"\bip6\b", "ipv6", text)
+    text = re.sub(r"\bicmp6\b", "(ipv6 and proto 58)", text)
+    text = re.sub(r"\bvlan\s+(\d+)", r"vid \1", text)
+    ranges: dict[int, tuple[int, int]] = {}
+
+    def portrange(m: re.Match[str]) -> str:
+        lo, hi = int(m.group(1)), int(m.group(2))
+        new = f"port gte {lo}"
+        # keyed by the 1-based column of `gte`, which is where the parser places the primitive
+        ranges[m.start() + len("port ") + 1] = (min(lo, hi), max(lo, hi))
+        return new.ljust(len(m.group(0)))
+
+    text = re.sub(r"\bportrange\s+(\d+)\s*-\s*(\d+)", portrange, text)
+    return text, ranges
+
+
+class _Evaluator:
+    """One pass over the tree for one batch: each primitive is a few numpy comparisons."""
+
+    def __init__(self, d: DecodedBatch, tree: Node, ranges: dict[int, tuple[int, int]]) -> None:
+        self.d = d
+        self.ranges = ranges
+        kinds = {p.kind for p in tree.walk() if isinstance(p, Prim)}
+        # BPF reads fixed offsets: without `vlan`/`mpls` it does not look past a tag or label.
+        tagged = d.vlan_count > 0 if ("vlan" in kinds or "vid" in kinds) else d.vlan_count == 0
+        labelled = d.mpls_count > 0 if "mpls" in kinds else d.mpls_count == 0
+        tunnel = ((d.encaps & ENC_GRE) != 0) | (((d.encaps & ENC_PPP) != 0)
+                                                & ((d.encaps & ENC_ETHER) != 0))
+        self.visible = tagged & labelled & ~tunnel
+        et = d.ethertype
+        self.ip4 = self.visible & (et == ETH_IPV4) & (d.ip_version == 4)
+        self.ip6 = self.visible & (et == ETH_IPV6) & (d.ip_version == 6)
+        self.arp = self.visible & ((et == ETH_ARP) | (et == ETH_RARP))
+
+    def eval(self, node: Node) -> np.ndarray:
+        if isinstance(node, And):
+            return self.eval(node.left) & self.eval(node.right)
+        if isinstance(node, Or):
+            return self.eval(node.left) | self.eval(node.right)
+        if isinstance(node, Not):
+            return ~self.eval(node.child)
+        if isinstance(node, Const):
+            return np.full(len(self.d), node.value, dtype=bool)
+        assert isinstance(node, Prim)
+        return getattr(self, "p_" + node.kind, self.p_protocol)(node)
+
+    def _dirs(self, p: Prim, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        if p.dir == SRC:
+            return src
+        if p.dir == DST:
+            return dst
+        return src & dst if p.dir == BOTH else src | dst
+
+    def p_protocol(self, p: Prim) -> np.ndarray:
+        d, k = self.d, p.kind
+        if k in PROTO_KINDS:
+            return (self.ip4 | (self.ip6 & (k != "icmp"))) & (d.proto == PROTO_KINDS[k])
+        if k in ("ip", "ipv4"):
+            return self.ip4
+        if k == "ipv6":
+            return self.ip6
+        if k == "arp":
+            return self.arp & (d.ethertype == ETH_ARP)
+        if k == "rarp":
+            return self.arp & (d.ethertype == ETH_RARP)
+        if k == "vlan":
+            return d.vlan_count > 0
+        if k == "mpls":
+            return d.mpls_count > 0
+        return (d.encaps & ENC_ETHER) != 0  # "ether"
+
+    def p_host(self, p: Prim) -> np.ndarray:
+        d = self.d
+        version, addr, mask = p.value  # type: ignore[misc]
+        if version == 4:
+            fam = self.ip4 | (self.arp if p.proto in ("", "arp", "rarp") else False)
+            if p.proto in ("arp", "rarp"):
+                fam = self.arp
+            src = fam & ((d.src_lo & np.uint64(mask)) == np.uint64(addr))
+            dst = fam & ((d.dst_lo & np.uint64(mask)) == np.uint64(addr))
+            return self._dirs(p, src, dst)
+        hi, lo = np.uint64(addr >> 64), np.uint64(addr & M64)
+        mhi, mlo = np.uint64(mask >> 64), np.uint64(mask & M64)
+        src = self.ip6 & ((d.src_hi & mhi) == hi) & ((d.src_lo & mlo) == lo)
+        dst = self.ip6 & ((d.dst_hi & mhi) == hi) & ((d.dst_lo & mlo) == lo)
+        return self._dirs(p, src, dst)
+
+    def p_port(self, p: Prim) -> np.ndarray:
+        d = self.d
+        protos = (PROTO_KINDS[p.proto],) if p.proto in ("tcp", "udp") else PORT_PROTOS
+        ok = (self.ip4 | self.ip6) & np.isin(d.proto, protos) & (d.frag_offset == 0)
+        value = int(p.value)  # type: ignore[arg-type]
+        span = self.ranges.get(p.col)
+        if span is not None:
+            src = (d.sport >= span[0]) & (d.sport <= span[1])
+            dst = (d.dport >= span[0]) & (d.dport <= span[1])
+        else:
+            cmp = OPS[p.op]
+            src, dst = cmp(d.sport, value), cmp(d.dport, value)
+        return self._dirs(p, ok & src, ok & dst)
+
+    def p_proto(self, p: Prim) -> np.ndarray:
+        d, value = self.d, int(p.value)  # type: ignore[arg-type]
+        if p.proto == "ether":
+            return self.visible & (d.ethertype == value)
+        if p.proto in ("ip", "ipv4"):
+            return self.ip4 & (d.proto == value)
+        if p.proto == "ipv6":
+            return self.ip6 & (d.proto == value)
+        return (self.ip4 | self.ip6) & (d.proto == value)
+
+    def p_ehost(self, p: Prim) -> np.ndarray:
+        mac = np.uint64(int.from_bytes(bytes(p.value), "big"))  # type: ignore[arg-type]
+        return self._dirs(p, self.d.src_mac == mac, self.d.dst_mac == mac)
+
+    def p_vid(self, p: Prim) -> np.ndarray:
+        d = self.d
+        return (d.vlan_count > 0) & OPS[p.op](d.vlan_outer & 0x0FFF, int(p.value))  # type: ignore[arg-type]
