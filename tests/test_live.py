@@ -321,3 +321,17 @@ def test_bad_interface_is_one_line(net: Net) -> None:
                            "nosuch0"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip() == "argus: nosuch0: no such interface"
+
+
+def test_interface_going_away_ends_the_probe(net: Net, captures: dict[str, Path],
+                                             tmp_path: Path) -> None:
+    """The veth is deleted under the probe: it says so, reports what it had and exits (it
+    must not spin on the socket's error)."""
+    out = tmp_path / "gone.argus"
+    probe = our_probe(net, "argus", "-i", net.pairs[0][1], "-w", out)
+    net.replay(captures["a"])
+    time.sleep(0.5)
+    sh("ip", "-n", net.src, "link", "del", net.pairs[0][0])
+    wait_for(lambda: probe.poll() is not None, timeout=20, what="the probe to end by itself")
+    assert "the interface went away" in net.err("argus")
+    assert flows(out) == flows(captures["a.argus"])

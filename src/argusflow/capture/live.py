@@ -220,6 +220,20 @@ class LiveCapture:
             ifindex=np.full(n, self.position, dtype=np.uint16),
             offset=r[0].copy(), data=out)
 
+    def pending_error(self) -> str | None:
+        """The socket's error (read and cleared: the kernel flags e.g. ENETDOWN when the
+        interface goes down or away, and poll() keeps reporting it until it is read)."""
+        code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        return os.strerror(code) if code else None
+
+    def gone(self) -> bool:
+        """The interface no longer exists (deleted, or its namespace went away)."""
+        try:
+            socket.if_nametoindex(self.ifname)
+        except OSError:
+            return True
+        return False
+
     def statistics(self) -> tuple[int, int]:
         """(packets received, packets dropped by the kernel) since the capture started.  The
         kernel resets its counters on each read, so they are summed here."""

@@ -146,6 +146,7 @@ class LiveProbe:
         self.stopping: asyncio.Event | None = None
         self.period = np.zeros(3, dtype=np.int64)  # packets, bytes, records since the last MAR
         self.dropped_reported = 0
+        self.lost: set[int] = set()  # interfaces that went away
         self.failed_packets = 0  # in batches the engine could not take: reported as drops
         self.records = 0
 
@@ -206,18 +207,37 @@ class LiveProbe:
         self.period[1] += int(batch.wirelen.sum(dtype=np.int64))
         self.emit(self.probes[k].feed(decoded, batch))
 
-    def read_ready(self, k: int) -> None:
-        """What interface k's ring holds now (called by the loop when its socket is readable)."""
-        for _ in range(MAX_BLOCKS_PER_WAKE):
+    def on_readable(self, k: int) -> None:
+        """The loop's callback: the ring has blocks, or the socket reports an error."""
+        if self.read_ready(k):
+            return
+        cap = self.caps[k]
+        problem = cap.pending_error()
+        if problem is None:
+            return
+        log.warning("%s: %s", cap.ifname, problem)
+        if cap.gone():
+            log.error("%s: the interface went away; no longer capturing on it", cap.ifname)
+            asyncio.get_running_loop().remove_reader(cap.fileno())
+            self.lost.add(k)
+            if len(self.lost) == len(self.caps) and self.stopping is not None:
+                self.stopping.set()
+
+    def read_ready(self, k: int) -> int:
+        """What interface k's ring holds now; the number of batches read."""
+        if k in self.lost:
+            return 0
+        for done in range(MAX_BLOCKS_PER_WAKE):
             batch = self.caps[k].read()
             if batch is None:
-                return
+                return done
             try:
                 self.feed(k, batch)
             except Exception as err:  # noqa: BLE001 - a bad batch must not stop a daemon
                 self.failed_packets += len(batch)  # nothing lost silently: counted as drops
                 log.error("%s: dropped a batch of %d packets: %s: %s", self.caps[k].ifname,
                           len(batch), type(err).__name__, err)
+        return MAX_BLOCKS_PER_WAKE
 
     def tick(self) -> None:
         for k in range(len(self.caps)):
@@ -245,14 +265,15 @@ class LiveProbe:
             await self.server.listen(self.opts.port, self.opts.binds or None)
             log.info("listening on %s port %d", ",".join(self.opts.binds) or "*", self.opts.port)
         for k, cap in enumerate(self.caps):
-            loop.add_reader(cap.fileno(), self.read_ready, k)
+            loop.add_reader(cap.fileno(), self.on_readable, k)
             log.info("capturing on %s (snaplen %d%s)", cap.ifname, cap.snaplen,
                      "" if self.opts.promisc else ", not promiscuous")
         ticker = asyncio.create_task(self.tick_loop())
         await self.stopping.wait()
         ticker.cancel()
-        for cap in self.caps:
-            loop.remove_reader(cap.fileno())
+        for k, cap in enumerate(self.caps):
+            if k not in self.lost:
+                loop.remove_reader(cap.fileno())
         await self.shutdown()
 
     async def tick_loop(self) -> None:
