@@ -53,16 +53,12 @@ RICH = ("ndpi__ocs.pcap", "ndpi__netflix.pcap", "ndpi__wechat.pcap", "ndpi__1kxu
         "zeek__tunnels-gre-sample.pcap", "ndpi__googledns_android10.pcap", "zeek__dhcp-dhcp.pcap")
 
 _TCP = "TCP objects merged from different connections (base sequence numbers, gaps)"
-_ICMP = "ICMP flows merged across echo request and reply"
 KNOWN_DIFFERENT: dict[tuple[str, str], str] = {
-    ("default", "tcpdump__arp-oobr.pcap"): "ARP keys (merging of ARP flow keys not done yet)",
-    ("default", "zeek__arp-leak.pcap"): "ARP keys (merging of ARP flow keys not done yet)",
     ("default", "tcpdump__timestamp_invalid_nano.pcap"): "nanosecond times as 3.0.8 reads them",
     **{("saddr_daddr", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__KakaoTalk_chat.pcap",
                                            "ndpi__ocs.pcap", "ndpi__wechat.pcap")},
     **{("proto_dport", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__KakaoTalk_chat.pcap",
                                            "ndpi__netflix.pcap", "ndpi__wechat.pcap")},
-    ("proto_dport", "ndpi__icmp-tunnel.pcap"): _ICMP,
     **{("matrix", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__KakaoTalk_chat.pcap",
                                       "ndpi__netflix.pcap", "ndpi__ocs.pcap",
                                       "ndpi__wechat.pcap")},

@@ -40,9 +40,11 @@ from argusflow.errors import UsageError
 from argusflow.records import derive
 from argusflow.records import fields as field_table
 from argusflow.records.schema import (
+    ADDR_ARP,
     ADDR_ETHER,
     ADDR_IPV4,
     ADDR_IPV6,
+    ADDR_RARP,
     DSR_BITS,
     NET_ESP,
     NET_TCP_INIT,
@@ -341,6 +343,12 @@ def _merge_flow(s: np.ndarray, r: np.ndarray) -> None:
         for col in (SLO, DLO):
             v, _ = _prefix4(_bswap32(s[col]), _bswap32(r[col]), np.uint64(32))
             s[col] = _bswap32(v)
+        return
+    if st == ADDR_ARP or st == ADDR_RARP:
+        # ARP keys keep an address only while every record has it (no prefixes).
+        for col in (SLO, DLO):
+            if s[col] != r[col]:
+                s[col] = 0
         return
     if st == ADDR_IPV4:
         if rt == ADDR_IPV4:
@@ -729,7 +737,13 @@ def key_frame(batch: pl.DataFrame, model: Model, correct: bool) -> pl.DataFrame:
     extra = {"_soui": c("smac") // (1 << 24), "_doui": c("dmac") // (1 << 24)}
     # racluster keys on the model's fields only: with -m, IPv4, IPv6 and non-IP flows can merge.
     # A flow key field keys on where the field lies in the key, so on the kind of key too.
-    kind = [(c("flow_subtype") & 0x3F).alias("_kt"), derive.addr_type().alias("_ka")] \
+    # racluster builds the key of IPv4 and IPv6 flows field by field from the same masked
+    # fields, so without addresses in the model (-m proto dport) the two merge; addresses of
+    # different lengths never match.
+    at = derive.addr_type()
+    addresses = model.default or bool({"saddr_lo", "daddr_lo"} & set(names))
+    ip_kind = pl.when(at.is_in([ADDR_IPV4, ADDR_IPV6])).then(pl.lit(0, pl.UInt8)).otherwise(at)
+    kind = [(c("flow_subtype") & 0x3F).alias("_kt"), (at if addresses else ip_kind).alias("_ka")] \
         if model.default or set(names) & FLOW_KEY_COLUMNS else []
     if not (correct and model.default):
         for name in names:
