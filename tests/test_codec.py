@@ -195,3 +195,81 @@ def test_numpy_framer_finds_what_the_kernel_finds(data: st.DataObject) -> None:
     got = in_buffer_order(framing.frame_numpy(buf))
     for a, b in zip(want, got, strict=True):
         assert np.array_equal(a, b)
+
+
+def projected(data: bytes, columns: frozenset[str]) -> pl.DataFrame:
+    from argusflow.records import dsr_decode
+    from argusflow.records.codec import decode_records
+    from argusflow.records.framing import frame
+
+    buf = dsr_decode.ByteBuffer(data)
+    return decode_records(buf, frame(buf.u8[:len(data)], compiled=False), 0, columns)
+
+
+def test_projection_decodes_each_column_as_a_full_decode_does() -> None:
+    """A reader asked for one column (a filter's, say) gives exactly the full decode's values:
+    the DSR -> columns table and the helper columns (both sides of a reversed key) are right."""
+    from argusflow.records.schema import SCHEMA
+
+    files = sample_files()
+    if not files:
+        pytest.skip("no Argus sample files: ../shared/spec/samples is absent and samples/ is empty")
+    data = b"".join(path.read_bytes() for path in files)  # later START MARs are plain records
+    full = read_bytes(data)
+    for name in SCHEMA:
+        one = projected(data, frozenset({name}))
+        assert one[name].equals(full[name]), name
+        assert set(one.columns) == {name, "rtype", "offset", "mar_raw", "dsrs"}
+
+
+def test_two_step_selection_keeps_the_rows_a_filter_keeps() -> None:
+    """feed(select=...) judges records on a projection, then decodes the kept ones in full."""
+    data = rich_bytes()
+    full = read_bytes(data)
+    keep = (pl.col("proto") == 6) | (pl.col("rtype") == 0x80)
+
+    class Picker:
+        columns = frozenset({"proto"})
+
+        def __call__(self, probe: pl.DataFrame) -> np.ndarray:
+            return probe.with_row_index("i").filter(keep)["i"].to_numpy().astype(np.int64)
+
+    reader = RecordReader("two-step")
+    batch = reader.feed(data, Picker())
+    assert reader.finish() is None
+    assert batch.equals(full.filter(keep))
+
+
+def test_every_filter_selects_the_same_records_through_the_projection() -> None:
+    """ra and racluster select inside the reader on the filter's columns only (polars names
+    them): for every expression of the filter differential list, that selects what filtering
+    the fully decoded batch selects."""
+    from test_filter_diff import EXPRESSIONS
+
+    from argusflow.cli.client import RowPicker
+    from argusflow.errors import FilterError
+    from argusflow.filter import compile_filter
+
+    files = sample_files()
+    if not files:
+        pytest.skip("no Argus sample files: ../shared/spec/samples is absent and samples/ is empty")
+    data = b"".join(path.read_bytes() for path in files)
+    full = read_bytes(data)
+
+    class Session:  # what RowPicker needs of a ClientSession
+        def __init__(self, expr: pl.Expr) -> None:
+            self.expr = expr
+            self._start_mar = None
+
+        def select(self, batch: pl.DataFrame) -> pl.DataFrame:
+            return batch.filter(self.expr)
+
+    for text in EXPRESSIONS:
+        try:
+            expr = compile_filter(text).expr
+        except FilterError:
+            continue
+        picker = RowPicker(Session(expr), frozenset(expr.meta.root_names()))  # type: ignore[arg-type]
+        reader = RecordReader("projection")
+        got = reader.feed(data, picker)
+        assert got.equals(full.filter(expr)), text

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from argusflow.cli.options import ParsedArgs
@@ -59,6 +60,7 @@ class ClientSession:
     sources: list = field(default_factory=list)  # -S servers (stream.client.Source)
     duration: float | None = None  # -T secs: how long to read the servers
     _selector: pl.Expr | None = field(default=None, repr=False)
+    _start_mar: bytes | None = field(default=None, repr=False)  # of the input being read
 
     @classmethod
     def from_args(cls, program: str, args: ParsedArgs) -> ClientSession:
@@ -148,21 +150,35 @@ class ClientSession:
             feed.close()
 
     def _batches_of(self, path: str) -> Iterator[tuple[pl.DataFrame, bytes | None]]:
-        start_mar: bytes | None = None
+        picker = self.row_picker()
         try:
-            for batch in iter_batches(path):
-                if start_mar is None and batch.height and int(batch["offset"][0]) == 0 \
-                        and int(batch["rtype"][0]) == RTYPE_MAR:
-                    start_mar = batch["mar_raw"][0]
-                selected = self.select(batch)
+            for batch in iter_batches(path, select=picker):
+                # With a picker the reader has selected already (on a few columns), and the
+                # picker saw the START MAR even if the filter dropped it.
+                selected = self.select(batch) if picker is None else batch
+                if picker is None and picker_start_mar(batch) is not None:
+                    self._start_mar = picker_start_mar(batch)
                 if selected.height:
-                    yield selected, start_mar
+                    yield selected, self._start_mar
                 if self.done():
                     return
         except CorruptInput as err:
             self.report(str(err))
         except UsageError as err:
             self.report(str(err))
+        finally:
+            self._start_mar = None
+
+    def row_picker(self) -> RowPicker | None:
+        """Selection done inside the reader, on the columns it needs (None: nothing to select,
+        or a selector whose columns polars cannot name)."""
+        if self._selector is None and self.count_range is None:
+            return None
+        try:
+            roots = set(self._selector.meta.root_names()) if self._selector is not None else set()
+        except Exception:  # noqa: BLE001 - an expression polars cannot list: decode it all
+            return None
+        return RowPicker(self, frozenset(roots | {"rtype", "offset", "mar_raw"}))
 
     def select(self, batch: pl.DataFrame) -> pl.DataFrame:
         if self._selector is not None:
@@ -194,6 +210,28 @@ class ClientSession:
         if self.errors:
             return EXIT_ERROR
         return EXIT_MATCHED if matched else EXIT_NONE
+
+
+def picker_start_mar(batch: pl.DataFrame) -> bytes | None:
+    """The input's START MAR if `batch` opens the input with it."""
+    if batch.height and int(batch["offset"][0]) == 0 and int(batch["rtype"][0]) == RTYPE_MAR:
+        return batch["mar_raw"][0]
+    return None
+
+
+@dataclass
+class RowPicker:
+    """A session's selection (filter, -t, -N) as the reader's RowSelector (records.codec)."""
+
+    session: ClientSession
+    columns: frozenset[str]
+
+    def __call__(self, probe: pl.DataFrame) -> np.ndarray:
+        start_mar = picker_start_mar(probe)
+        if start_mar is not None:
+            self.session._start_mar = start_mar
+        kept = self.session.select(probe.with_row_index("_row"))
+        return kept["_row"].to_numpy().astype(np.int64)
 
 
 def compile_record_filter(text: str) -> object:

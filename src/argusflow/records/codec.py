@@ -12,6 +12,8 @@ type for the whole batch with the declarative layouts of `records.dsr_decode`.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import polars as pl
 
@@ -53,8 +55,13 @@ class RecordReader:
     def bytes_pending(self) -> int:
         return len(self._pending)
 
-    def feed(self, chunk: bytes) -> pl.DataFrame:
-        """Decode every complete record in what was fed so far."""
+    def feed(self, chunk: bytes, select: RowSelector | None = None) -> pl.DataFrame:
+        """Decode every complete record in what was fed so far.
+
+        With `select`, decoding is in two steps: only `select.columns` for every record, then
+        the whole record for the rows `select` keeps (a filter needs a few columns of many
+        records; the sink needs every column of the few it keeps).
+        """
         if self.error is not None:
             return empty()
         buf = self._pending + bytes(chunk) if self._pending else bytes(chunk)
@@ -71,7 +78,12 @@ class RecordReader:
         # importing it costs more than the numpy decoders spend on a large file.
         data = dsr_decode.ByteBuffer(buf, compiled=jit.active())
         found = frame(data.u8[:len(buf)], data.compiled)
-        batch = decode_records(data, found, self._consumed)
+        if select is None:
+            batch = decode_records(data, found, self._consumed)
+        else:
+            probe = decode_records(data, found, self._consumed, select.columns)
+            rows = select(probe)
+            batch = decode_records(data, found.take(rows), self._consumed) if len(rows) else empty()
         self.records_read += len(found.starts)
         end = found.end
         if found.status != OK:
@@ -92,6 +104,14 @@ class RecordReader:
 
     def _fail(self, offset: int, problem: str) -> None:
         self.error = CorruptInput(self.source, offset, problem, self.records_read)
+
+
+class RowSelector(Protocol):
+    """Which records of a batch to keep, judged on a projection of it (codec.feed)."""
+
+    columns: frozenset[str]  # what it reads (rtype, offset, mar_raw, dsrs are always there)
+
+    def __call__(self, probe: pl.DataFrame) -> np.ndarray: ...  # ascending row numbers
 
 
 def empty() -> pl.DataFrame:
@@ -133,14 +153,27 @@ def framing_problem(buf: bytes, pos: int, status: int) -> str:
     return f"record length {length} in a {kind} record"
 
 
-def decode_records(data: dsr_decode.ByteBuffer, found: Frame, base: int) -> pl.DataFrame:
-    """Decode the framed records into a batch; offsets are relative to the stream start."""
+def decode_records(data: dsr_decode.ByteBuffer, found: Frame, base: int,
+                   projection: frozenset[str] | None = None) -> pl.DataFrame:
+    """Decode the framed records into a batch; offsets are relative to the stream start.
+
+    With a projection the batch has only those columns, plus rtype, offset, mar_raw and dsrs.
+    """
     if len(found.starts) == 0:
-        return empty()
-    columns = dsr_decode.decode(data, found)
+        return empty() if projection is None else empty().select(wanted_columns(projection))
+    columns = dsr_decode.decode(data, found, projection)
     columns["offset"] = (found.starts + base).astype(np.uint64)
     columns["mar_raw"] = mar_bytes(data.raw, found.starts, found.lengths, columns["rtype"])
-    return to_frame(columns, len(found.starts))
+    if projection is None:
+        return to_frame(columns, len(found.starts))
+    return to_frame(columns, len(found.starts), wanted_columns(projection))
+
+
+ALWAYS = ("rtype", "offset", "mar_raw", "dsrs")
+
+
+def wanted_columns(projection: frozenset[str]) -> list[str]:
+    return [name for name in SCHEMA if name in projection or name in ALWAYS]
 
 
 def mar_bytes(buf: bytes, starts: np.ndarray, lengths: np.ndarray, rtype: np.ndarray) -> list:
@@ -152,35 +185,38 @@ def mar_bytes(buf: bytes, starts: np.ndarray, lengths: np.ndarray, rtype: np.nda
     return out
 
 
-def to_frame(columns: dict, n: int) -> pl.DataFrame:
-    """Assemble the batch in schema order; columns no DSR wrote are zeros (or empty).
+def to_frame(columns: dict, n: int, names: list[str] | None = None) -> pl.DataFrame:
+    """Assemble the batch in schema order (`names`: only those); columns no DSR wrote are zeros
+    (or empty).
 
-    The absent columns are zero-copy slices of one cached all-zero frame, so a batch costs a
+    The absent columns are zero-copy slices of cached all-zero columns, so a batch costs a
     Series construction only for the columns its records really carry.
     """
-    present = [pl.Series(name, columns[name], dtype=dtype)
-               for name, dtype in SCHEMA.items() if name in columns]
-    return zero_frame(n).with_columns(present)
+    keep = SCHEMA if names is None else names
+    return pl.DataFrame([pl.Series(name, columns[name], dtype=SCHEMA[name]) if name in columns
+                         else zero_column(name, n) for name in keep])
 
 
-_ZERO_FRAME: list[pl.DataFrame] = []
+_ZEROS: dict[str, pl.Series] = {}
 
 
-def zero_frame(n: int) -> pl.DataFrame:
-    """A frame of n rows with every schema column zero or empty (cached, grown on demand)."""
-    if not _ZERO_FRAME or _ZERO_FRAME[0].height < n:
-        rows = max(n, 1 << 16)
-        _ZERO_FRAME[:] = [pl.DataFrame([EMPTY_VALUES[dtype](name, rows) for name, dtype in SCHEMA.items()])]
-    return _ZERO_FRAME[0].slice(0, n)
+def zero_column(name: str, n: int) -> pl.Series:
+    """n zeros (or empty values) of a schema column: a slice of a cached column."""
+    column = _ZEROS.get(name)
+    if column is None or column.len() < n:
+        column = _ZEROS[name] = empty_values(name, max(n, 1 << 16))
+    return column.slice(0, n)
 
 
-EMPTY_VALUES = {
-    pl.Binary: lambda name, n: pl.Series(name, [b""], dtype=pl.Binary).new_from_index(0, n),
-    pl.String: lambda name, n: pl.Series(name, [""], dtype=pl.String).new_from_index(0, n),
-    **{dtype: (lambda name, n, t=dtype: pl.zeros(n, dtype=t, eager=True).alias(name))
-       for dtype in (pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Int32, pl.Int64, pl.Float32,
-                     pl.Float64)},
-}
+def empty_values(name: str, n: int) -> pl.Series:
+    dtype = SCHEMA[name]
+    if dtype in (pl.Binary, pl.String):
+        return pl.Series(name, [b"" if dtype == pl.Binary else ""], dtype=dtype).new_from_index(0, n)
+    return pl.Series(name, np.zeros(n, dtype=NUMPY_OF[dtype]))
+
+
+NUMPY_OF = {pl.UInt8: np.uint8, pl.UInt16: np.uint16, pl.UInt32: np.uint32, pl.UInt64: np.uint64,
+            pl.Int32: np.int32, pl.Int64: np.int64, pl.Float32: np.float32, pl.Float64: np.float64}
 
 
 def read_bytes(data: bytes, source: str = "<bytes>") -> pl.DataFrame:

@@ -284,14 +284,20 @@ class Dsrs:
 class Columns(dict):
     """Columns of a batch as u64 bit containers; `typed()` casts them to the schema."""
 
-    def __init__(self, n: int, raw: bytes = b"") -> None:
+    def __init__(self, n: int, raw: bytes = b"", wanted: frozenset[str] | None = None) -> None:
         super().__init__()
         self.n = n
         self.raw = raw  # the undecoded bytes, for the few DSRs kept as byte strings
         self.kinds: dict[str, str] = {}
+        self.wanted = wanted  # a projection (with_helpers): the only columns to build
+
+    def wants(self, name: str) -> bool:
+        return self.wanted is None or name in self.wanted
 
     def merge(self, name: str, values: np.ndarray, kind: str = U) -> None:
         """Add a column; a column written by several DSR variants is OR-ed (one writer per row)."""
+        if not self.wants(name):
+            return
         values = values.astype(np.uint64, copy=False)
         if name in self:
             self[name] = self[name] | values
@@ -300,6 +306,8 @@ class Columns(dict):
         self.kinds[name] = kind
 
     def put(self, name: str, rows: np.ndarray, values: np.ndarray) -> None:
+        if not self.wants(name):
+            return
         column = np.zeros(self.n, dtype=np.uint64)
         column[rows] = np.asarray(values).astype(np.int64).astype(np.uint64)
         self.merge(name, column)
@@ -326,7 +334,9 @@ Layout = list[tuple[str, int, int, str, str]]
 def gather(cols: Columns, buf: ByteBuffer, d: Dsrs, layout: Layout, prefix: str = "",
            base: np.ndarray | int = 0) -> None:
     """Read every field of `layout` for all DSRs `d` (at `base` + offset) into the columns."""
-    if not len(d.rec):
+    if cols.wanted is not None:
+        layout = [f for f in layout if prefix + f[0] in cols.wanted]
+    if not len(d.rec) or not layout:
         return
     bases = np.broadcast_to(np.asarray(base, dtype=np.int64), d.rec.shape).copy()
     offsets = np.array([f[1] for f in layout], dtype=np.int64)
@@ -421,10 +431,15 @@ JITTER_BLOCK: Layout = [
 
 # --- the decoder -------------------------------------------------------------------------------
 
-def decode(buf: ByteBuffer, found: Frame) -> dict[str, np.ndarray]:
-    """Decode every record framing found; returns schema-typed column arrays."""
+def decode(buf: ByteBuffer, found: Frame,
+           columns: frozenset[str] | None = None) -> dict[str, np.ndarray]:
+    """Decode every record framing found; returns schema-typed column arrays.
+
+    `columns` (a projection) limits the work to the DSR kinds that carry those columns
+    (DSR_COLUMNS); the record header columns, `dsrs` and `unknown_dsrs` are always there.
+    """
     starts, lengths = found.starts, found.lengths
-    cols = Columns(len(starts), buf.raw)
+    cols = Columns(len(starts), buf.raw, None if columns is None else with_helpers(columns))
     rtype = buf.u8[starts] & 0xF0
     cols["rtype"] = rtype.astype(np.uint64)
     cols["cause"] = buf.u8[starts + 1].astype(np.uint64)
@@ -443,13 +458,47 @@ def decode(buf: ByteBuffer, found: Frame) -> dict[str, np.ndarray]:
             np.add.at(unknown, rec[lo:hi], 1)
             continue
         d = Dsrs(rec[lo:hi], pos[lo:hi], size[lo:hi], sub[lo:hi], qual[lo:hi])
-        DECODERS[name](cols, buf, d)
-        if name != "user":
+        if columns is None or not columns.isdisjoint(DSR_COLUMNS[name]):
+            DECODERS[name](cols, buf, d)
+        if name == "user":
+            present |= user_bits(d, cols.n)
+        else:
             present[d.rec] |= np.uint64(DSR_BITS[name])
-    cols.merge("dsrs", present | cols.pop("dsrs_user", np.uint64(0)))
+    cols["dsrs"] = present
     cols["unknown_dsrs"] = np.minimum(unknown, 255).astype(np.uint64)
-    decode_mar_ids(cols, buf, starts, lengths, rtype)
+    if columns is None or not columns.isdisjoint(("srcid", "srcid_type")):
+        decode_mar_ids(cols, buf, starts, lengths, rtype)
     return cols.typed()
+
+
+# Columns a decoder needs to build a wanted one: both sides of what un-reversing swaps (and the
+# key's protocol and IPv6 halves it looks at), the parts that are combined into one column.
+PARTNERS = [
+    ({"saddr_hi", "daddr_hi", "saddr_lo", "daddr_lo", "sport", "dport", "smask", "dmask"},
+     {"saddr_hi", "daddr_hi", "saddr_lo", "daddr_lo", "sport", "dport", "smask", "dmask", "proto"}),
+    ({"flowlabel"}, {"flowlabel_word"}),
+    ({"stcp_last"}, {"stcp_last_sec", "stcp_last_usec"}),
+    ({"dtcp_last"}, {"dtcp_last_sec", "dtcp_last_usec"}),
+]
+
+
+def with_helpers(columns: frozenset[str]) -> frozenset[str]:
+    """A projection plus the columns its decoders need on the way (PARTNERS)."""
+    out = set(columns) | {"rtype", "cause"}
+    for trigger, needs in PARTNERS:
+        if not out.isdisjoint(trigger):
+            out |= needs
+    return frozenset(out)
+
+
+def user_bits(d: Dsrs, n: int) -> np.ndarray:
+    """The `dsrs` bits of user-data DSRs: one per direction (suser, duser)."""
+    direction = np.where(d.sub & 0x80, d.sub, d.qual)
+    bits = np.zeros(n, dtype=np.uint64)
+    for bit, name in ((0x10, "suser"), (0x20, "duser")):
+        here = (direction & bit) > 0
+        bits[d.rec[here]] |= np.uint64(DSR_BITS[name])
+    return bits
 
 
 def decode_mar_ids(cols: Columns, buf: ByteBuffer, starts: np.ndarray, lengths: np.ndarray,
@@ -557,7 +606,7 @@ def object_column(cols: Columns, name: str, empty: object) -> np.ndarray:
 
 def store_raw(cols: Columns, name: str, d: Dsrs, skip: int) -> None:
     """Keep the payload of DSRs we do not decode as bytes (rare: a short loop is fine)."""
-    if not len(d.rec):
+    if not len(d.rec) or not cols.wants(name):
         return
     column = object_column(cols, name, b"")
     for r, p, s in zip(d.rec.tolist(), d.pos.tolist(), d.size.tolist(), strict=True):
@@ -618,6 +667,8 @@ def decode_net(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
         if not len(perf.rec):
             break
         gather(cols, buf, perf, TCP_DIRECTION, prefix=prefix, base=base)
+        if f"{prefix}tcp_last_sec" not in cols:
+            continue
         sec = cols.pop(f"{prefix}tcp_last_sec").astype(np.int64)
         usec = np.minimum(cols.pop(f"{prefix}tcp_last_usec").astype(np.int64), 999_999)
         cols.merge(f"{prefix}tcp_last", np.where(sec > 0, sec * 1_000_000 + usec, 0))
@@ -681,13 +732,13 @@ def decode_attr(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
 def decode_user(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     """User data: 16-bit length form (subtype 0x80 | 0x10 src / 0x20 dst), or the old form."""
     direction = np.where(d.sub & 0x80, d.sub, d.qual)
-    present = cols.setdefault("dsrs_user", np.zeros(cols.n, np.uint64))
     for bit, prefix in ((0x10, "s"), (0x20, "d")):
         g = d.where((direction & bit) > 0)
         if not len(g.rec):
             continue
-        present[g.rec] |= np.uint64(DSR_BITS[f"{prefix}user"])
         gather(cols, buf, g, [(f"{prefix}user_size", 4, 2, BE, U)])
+        if not cols.wants(f"{prefix}user"):
+            continue
         count = buf.u8[g.pos + 6].astype(np.int64) << 8 | buf.u8[g.pos + 7]
         length = np.clip(np.minimum(count, g.size - 8), 0, None)
         column = object_column(cols, f"{prefix}user", b"")
@@ -703,6 +754,8 @@ def decode_label(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
 
 def decode_cocode(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     for name, off in (("sco", 4), ("dco", 6)):
+        if not cols.wants(name):
+            continue
         column = object_column(cols, name, "")
         for r, p in zip(d.rec.tolist(), d.pos.tolist(), strict=True):
             column[r] = cols.raw[p + off:p + off + 2].rstrip(b"\0").decode("ascii", "replace")
@@ -745,3 +798,39 @@ DECODERS: dict[str, Callable[[Columns, ByteBuffer, Dsrs], None]] = {
     "cocode": decode_cocode,
     "label": decode_label,
 }
+
+
+def _names(*layouts: Layout, prefix: str = "") -> set[str]:
+    return {prefix + f[0] for layout in layouts for f in layout}
+
+
+# The columns each DSR kind's decoder writes: what a projection needs decoded.
+# tests/test_codec.py checks every schema column against a full decode.
+DSR_COLUMNS: dict[str, frozenset[str]] = {name: frozenset(cols) for name, cols in {
+    "transport": _names(TRANSPORT) | {"srcid_type"},
+    "flow": (_names(FLOW_IPV4, FLOW_IPV6, FLOW_ETHER, FLOW_ARP, FLOW_MATRIX) - {"flowlabel_word"})
+    | {"flowlabel", "arp_sha", "flow_raw", "flow_qual", "flow_subtype"},
+    "time": {"time_subtype", "time_qual", "sstart", "slast", "dstart", "dlast"},
+    "metric": {"metric_subtype", "spkts", "sbytes", "sappbytes", "dpkts", "dbytes", "dappbytes"},
+    "psize": {"psize_subtype", "psize_qual", "sminsz", "smaxsz", "dminsz", "dmaxsz", "spktsz_hist",
+              "dpktsz_hist"},
+    "encaps": _names(ENCAPS),
+    "net": ({"net_subtype", "net_raw", "stcp_last", "dtcp_last"}
+            | _names(TCP_PERF, TCP_INIT, TCP_STATUS, ESP)
+            | ((_names(TCP_DIRECTION, prefix="s") | _names(TCP_DIRECTION, prefix="d"))
+               - {"stcp_last_sec", "stcp_last_usec", "dtcp_last_sec", "dtcp_last_usec"})),
+    "asn": _names(ASN),
+    "icmpmap": _names(ICMPMAP) | {"icmpmap_qual"},
+    "vlan": _names(VLAN) | {"vlan_qual"},
+    "mac": _names(MAC) | {"mac_qual"},
+    "mpls": {"mpls_subtype", "mpls_qual", "smpls", "dmpls"},
+    "jitter": {"jit_subtype", "jit_qual"} | {p + f[0] for p in ("sjit_act", "sjit_idl", "djit_act",
+                                                                 "djit_idl") for f in JITTER_BLOCK},
+    "attr": {"attr_qual", "sttl", "stos", "sipid", "sipopts", "dttl", "dtos", "dipid", "dipopts"},
+    "user": {"suser_size", "duser_size", "suser", "duser"},
+    "behavior": _names(BEHAVIOR) | {"behavior_subtype"},
+    "agr": _names(AGR) | {"agr_subtype", "agr_qual"},
+    "cor": {"cor_raw"},
+    "cocode": {"sco", "dco"},
+    "label": {"label"},
+}.items()}

@@ -90,6 +90,16 @@ class Frame:
     dsr_qual: np.ndarray
     bad_dsrs: np.ndarray  # per record: DSRs that could not be framed
 
+    def take(self, rows: np.ndarray) -> Frame:
+        """The frame of records `rows` only (ascending), their DSRs renumbered to match."""
+        number = np.full(len(self.starts), -1, dtype=np.int64)
+        number[rows] = np.arange(len(rows))
+        keep = number[self.dsr_rec] >= 0
+        return Frame(self.starts[rows], self.lengths[rows], self.end, self.status,
+                     number[self.dsr_rec[keep]], self.dsr_pos[keep], self.dsr_size[keep],
+                     self.dsr_kind[keep], self.dsr_sub[keep], self.dsr_qual[keep],
+                     self.bad_dsrs[rows])
+
 
 def frame(buf: np.ndarray, compiled: bool | None = None) -> Frame:
     """Frame `buf`; `compiled` chooses numba's kernel, else the numpy framer (same result).
@@ -171,9 +181,10 @@ def record_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
     good &= (kind[cand] != 0x80) | (length == 128) | (length == 4)
     cand, length = cand[good], length[good]
     stop = len(cand)
-    number = np.full(nw + 1, stop, dtype=np.int64)  # word -> candidate number (stop: none)
-    number[cand] = np.arange(stop)
-    nxt = np.append(number[cand + length // 4], stop)
+    after = cand + length // 4  # the word after each candidate's record
+    nxt = np.searchsorted(cand, after)  # ... as a candidate number, if it is one
+    nxt[cand[np.minimum(nxt, stop - 1)] != after] = stop
+    nxt = np.append(nxt, stop)
     path = chain(nxt, stop)
     starts, lengths = cand[path] * 4, length[path]
     end = int(starts[-1] + lengths[-1])
@@ -187,21 +198,22 @@ def frame_numpy(buf: np.ndarray) -> Frame:
     starts, lengths, end, status = record_bounds(buf)
     bad = np.zeros(len(starts), dtype=np.int64)
     flows = np.flatnonzero((buf[starts] & 0xF0) != 0x80)
-    cur, stop = starts[flows] + 4, starts[flows] + lengths[flows]
+    # Word numbers: records and DSRs start on word boundaries; a header is one big-endian word.
+    head = buf[: len(buf) // 4 * 4].view(">u4")
+    cur, stop = (starts[flows] >> 2) + 1, (starts[flows] + lengths[flows]) >> 2
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     while len(flows):
-        live = cur + 4 <= stop
+        live = cur < stop
         flows, cur, stop = flows[live], cur[live], stop[live]
-        t, st = buf[cur], buf[cur + 1]
-        q, last = buf[cur + 2].astype(np.int64), buf[cur + 3].astype(np.int64)
-        words = np.where(t & 0x80, 1, np.where(st & 0x80, q << 8 | last, last))
-        size = words * 4
-        broken = (words == 0) | (cur + size > stop)
+        h = head[cur].astype(np.int64)
+        low = np.where(h & 0x800000, h & 0xFFFF, h & 0xFF)  # 16-bit length when the subtype says
+        words = np.where(h & 0x80000000, 1, low)
+        broken = (words == 0) | (cur + words > stop)
         bad[flows[broken]] += 1  # ra stops parsing the record here too
         ok = ~broken
-        flows, cur, stop, size = flows[ok], cur[ok], stop[ok], size[ok]
-        found.append((flows, cur, size))
-        cur = cur + size
+        flows, cur, stop, words = flows[ok], cur[ok], stop[ok], words[ok]
+        found.append((flows, cur * 4, words * 4))
+        cur = cur + words
     return dsr_frame(buf, starts, lengths, end, status, bad, found)
 
 

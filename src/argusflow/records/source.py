@@ -20,7 +20,7 @@ from typing import BinaryIO
 import polars as pl
 
 from argusflow.errors import ArgusflowError, CorruptInput
-from argusflow.records.codec import RecordReader
+from argusflow.records.codec import RecordReader, RowSelector
 
 CHUNK_BYTES = 4 << 20
 
@@ -102,15 +102,18 @@ def read_chunks(stream: BinaryIO, path: str, size: int = CHUNK_BYTES) -> Iterato
         yield chunk
 
 
-def iter_batches(path: str, source: str | None = None,
-                 chunk_bytes: int = CHUNK_BYTES) -> Iterator[pl.DataFrame]:
-    """Yield the records of one input as batches; raise CorruptInput at the first damage."""
+def iter_batches(path: str, source: str | None = None, chunk_bytes: int = CHUNK_BYTES,
+                 select: RowSelector | None = None) -> Iterator[pl.DataFrame]:
+    """Yield the records of one input as batches; raise CorruptInput at the first damage.
+
+    `select`: only the records it keeps, judged on the columns it names (RecordReader.feed).
+    """
     name = source or ("stdin" if path == "-" else path)
     reader = RecordReader(name, expected_bytes=input_size(path))
     stream = open_input(path)
     try:
         for chunk in read_chunks(stream, name, chunk_bytes):
-            batch = reader.feed(chunk)
+            batch = reader.feed(chunk, select)
             if batch.height:
                 yield batch
             if reader.error is not None:
