@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import sys
+import threading
 import time
+from typing import TextIO
 
 import polars as pl
 
@@ -18,22 +21,57 @@ PRINT_NAMES = {"port": 0, "all": 0, "proto": 1, "none": 2}
 
 
 class TextSink:
+    """Prints batches on stdout.  Printing runs in one background thread, so that the next batch
+    is decoded while this one is formatted (polars and numpy release the GIL); batches keep their
+    order, and at most `QUEUE` wait (memory stays bounded).  Errors surface at the next call."""
+
+    QUEUE = 2
+
     def __init__(self, printer: Printer) -> None:
         self.printer = printer
+        self._queue: queue.Queue[tuple[pl.DataFrame, TextIO] | None] = queue.Queue(self.QUEUE)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def write(self, batch: pl.DataFrame) -> None:
-        binary = getattr(sys.stdout, "buffer", None)
-        if binary is None:  # a text-only stream (redirected in-process): write text
-            text = self.printer.render(batch)
-            if text:
-                sys.stdout.write(text)
-            return
-        sys.stdout.flush()  # text written through sys.stdout goes first
-        # bytes straight to the binary stream: no Python str of the batch's lines
-        self.printer.write(batch, binary)
+        self._raise_pending()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
+            self._thread.start()
+        self._queue.put((batch, sys.stdout))  # the stream now: callers may redirect stdout
 
     def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self._raise_pending()
         sys.stdout.flush()
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:  # after an error, drain without printing
+                try:
+                    print_batch(self.printer, *item)
+                except BaseException as err:  # handed to the caller's thread
+                    self._error = err
+
+
+def print_batch(printer: Printer, batch: pl.DataFrame, stream: TextIO) -> None:
+    binary = getattr(stream, "buffer", None)
+    if binary is None:  # a text-only stream (redirected in-process): write text
+        text = printer.render(batch)
+        if text:
+            stream.write(text)
+        return
+    stream.flush()  # text written through the text layer goes first
+    # bytes straight to the binary stream: no Python str of the batch's lines
+    printer.write(batch, binary)
 
 
 def int_option(text: str | None, what: str, default: int) -> int:

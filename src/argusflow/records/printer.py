@@ -168,10 +168,14 @@ def _text_table(kind: str) -> pl.Series:
     'dotted' (65536 x "a.b", the two octets of 16 bits)."""
     if kind == "hex2":
         return pl.Series([format(i, "02x") for i in range(256)], dtype=pl.String)
-    if kind == "hex":
-        return pl.Series([format(i, "x") for i in range(65536)], dtype=pl.String)
-    i = pl.int_range(0, 65536, eager=True)
-    return (((i // 256).cast(pl.String) + ".") + (i % 256).cast(pl.String)).rename("")
+    i = pl.int_range(0, 65536, eager=True).to_frame("i")
+    if kind == "hex":  # four nibbles, leading zeros dropped (built in polars: a Python loop costs 50 ms)
+        nibbles = pl.Series(list("0123456789abcdef"))
+        text = pl.concat_str([pl.lit(nibbles).gather((c("i") // (1 << s)) % 16) for s in (12, 8, 4, 0)])
+        text = text.str.strip_chars_start("0")
+        return i.select(pl.when(text == "").then(pl.lit("0")).otherwise(text)).to_series().rename("")
+    dotted = (c("i") // 256).cast(pl.String) + "." + (c("i") % 256).cast(pl.String)
+    return i.select(dotted).to_series().rename("")
 
 
 def _lookup(table: str, index: pl.Expr) -> pl.Expr:
@@ -219,13 +223,19 @@ def ipv6_series(hi: pl.Series, lo: pl.Series) -> pl.Series:
     frame = pl.DataFrame({**{f"g{j}": groups[:, j] for j in range(8)},
                           "first": (end - longest + 1).astype(np.int64), "end": end.astype(np.int64),
                           "squeeze": longest >= 2})
+    return frame.select(_ipv6_text()).to_series()
+
+
+@functools.cache
+def _ipv6_text() -> pl.Expr:
+    """Groups g0..g7, the zero run first..end and whether to squeeze it -> the text."""
     hexes = [_lookup("hex", c(f"g{j}")) for j in range(8)]
     left = pl.concat_str([pl.when(c("first") > j).then(g) for j, g in enumerate(hexes)],
                          separator=":", ignore_nulls=True)
     right = pl.concat_str([pl.when(c("end") < j).then(g) for j, g in enumerate(hexes)],
                           separator=":", ignore_nulls=True)
     full = pl.concat_str(hexes, separator=":")
-    return frame.select(pl.when(c("squeeze")).then(left + "::" + right).otherwise(full)).to_series()
+    return pl.when(c("squeeze")).then(left + "::" + right).otherwise(full)
 
 
 # --- time formatting ------------------------------------------------------------------------------------
@@ -420,15 +430,24 @@ def _special_expr(name: str, opts: PrintOptions) -> pl.Expr | None:
     return None
 
 
+@functools.cache
+def _address_expr(side: str, named: bool, layer2: bool) -> pl.Expr:
+    """IPv4 text, or a MAC for layer-2 keys when the batch has any (`layer2`); MARs blank."""
+    lo = c(f"{side}addr_lo")
+    text = ipv4(lo & 0xFFFFFFFF)
+    if layer2:
+        is_l2 = c("_at").is_in([ADDR_ETHER, ADDR_RARP])
+        text = pl.when(is_l2).then(mac(lo, numeric=not named)).otherwise(text)
+    return pl.when(c("_mar")).then(pl.lit("")).otherwise(text).alias("a")
+
+
 def _address_series(frame: pl.DataFrame, side: str, named: bool) -> pl.Series:
     """Address text.  `named`: show the broadcast MAC of a layer-2 key as "Broadcast" (ra 3.0.8
     does so only in delimited output without -nn)."""
     at = frame["_at"]
     lo, hi = frame[f"{side}addr_lo"], frame[f"{side}addr_hi"]
-    base = frame.select(
-        pl.when(c("_mar")).then(pl.lit(""))
-        .when(c("_at").is_in([ADDR_ETHER, ADDR_RARP])).then(mac(c(f"{side}addr_lo"), numeric=not named))
-        .otherwise(ipv4(c(f"{side}addr_lo") & 0xFFFFFFFF)).alias("a"))["a"]
+    layer2 = bool(at.is_in([ADDR_ETHER, ADDR_RARP]).any())
+    base = frame.select(_address_expr(side, named, layer2)).to_series()
     v6 = (at == ADDR_IPV6) & ~frame["_mar"]
     if v6.any():
         idx = np.flatnonzero(v6.to_numpy())
