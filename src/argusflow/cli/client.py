@@ -84,10 +84,11 @@ class ClientSession:
 
     def add_stream_sources(self, args: ParsedArgs, conf: dict[str, str]) -> None:
         """`-S host[:port]` / `argus://host[:port]` (several; port 561) and `-T secs`."""
-        from argusflow.stream.client import parse_source
-
         servers = args.all("S") or conf.get("RA_ARGUS_SERVER", "").split()
-        self.sources = [parse_source(text) for text in servers]
+        if servers:  # the stream client (asyncio, ssl) costs ~0.1 s to import: only for -S
+            from argusflow.stream.client import parse_source
+
+            self.sources = [parse_source(text) for text in servers]
         duration = args.value("T")
         if duration is not None:
             try:

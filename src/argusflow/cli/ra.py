@@ -9,12 +9,15 @@ Pipeline: argus-file source -> selection (filter, -t, -N) -> text printer or Arg
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from argusflow.cli.client import ClientSession
-from argusflow.cli.options import parse_argv
-from argusflow.cli.printing import make_printer
+from argusflow.cli.options import ParsedArgs, parse_argv
 from argusflow.cli.runner import EXIT_MATCHED, entry
-from argusflow.records.output import ArgusOutput
+
+if TYPE_CHECKING:
+    from argusflow.cli.printing import TextSink
+    from argusflow.records.output import ArgusOutput
 
 USAGE = """usage: ra [options] [- filter-expression]
   -r FILE ...   read Argus files ('-' is stdin; gzip, bzip2, xz and compress by magic number)
@@ -39,7 +42,7 @@ def ra(argv: list[str]) -> int:
         return EXIT_MATCHED
     session = ClientSession.from_args("ra", args)
     out_path = args.value("w")
-    sink = ArgusOutput(out_path) if out_path else make_printer(args, session.conf)
+    sink = open_sink(args, session, out_path)
     matched = 0
     try:
         for batch, start_mar in session.batches():
@@ -52,6 +55,17 @@ def ra(argv: list[str]) -> int:
         sink.close()
         sys.stdout.flush()
     return session.exit_code(matched)
+
+
+def open_sink(args: ParsedArgs, session: ClientSession, out_path: str | None) -> ArgusOutput | TextSink:
+    """The writer or the printer; each imports only what it needs (start-up time)."""
+    if out_path:
+        from argusflow.records.output import ArgusOutput
+
+        return ArgusOutput(out_path)
+    from argusflow.cli.printing import make_printer
+
+    return make_printer(args, session.conf)
 
 
 def main() -> None:

@@ -17,10 +17,9 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
-from argusflow.capture import jit
 from argusflow.errors import CorruptInput
 from argusflow.records import dsr_decode
-from argusflow.records.framing import BAD_MAR_LENGTH, OK, Frame, frame
+from argusflow.records.framing import BAD_MAR_LENGTH, OK, Frame, frame, numba_active
 from argusflow.records.schema import RTYPE_MAR, SCHEMA
 
 COOKIE_V3 = 0xE5712DCB
@@ -76,7 +75,7 @@ class RecordReader:
             self.start_mar = buf[:MAR_BYTES]
         # numba's kernels only when numba is loaded already (by the probe, or forced by tests):
         # importing it costs more than the numpy decoders spend on a large file.
-        data = dsr_decode.ByteBuffer(buf, compiled=jit.active())
+        data = dsr_decode.ByteBuffer(buf, compiled=numba_active())
         found = frame(data.u8[:len(buf)], data.compiled)
         if select is None:
             batch = decode_records(data, found, self._consumed)

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from argusflow.capture.jit import Kernel
-from argusflow.records.framing import Frame
+from argusflow.records.framing import Frame, LazyKernel
 from argusflow.records.schema import (
     ADDR_ETHER,
     ADDR_IPV4,
@@ -138,9 +137,9 @@ def _metrics(u8, rec, pos, size, sub, qual, out):  # noqa: ANN001, ANN202
                 at += width
 
 
-GATHER = Kernel(_gather, deps=("_read",))
-TIMES = Kernel(_times, deps=("_read", "_timestamp"))
-METRICS = Kernel(_metrics, deps=("_read",))
+GATHER = LazyKernel(_gather, deps=("_read",))
+TIMES = LazyKernel(_times, deps=("_read", "_timestamp"))
+METRICS = LazyKernel(_metrics, deps=("_read",))
 
 
 def read_numpy(u8: np.ndarray, at: np.ndarray, width: int, little: bool = False,

@@ -1,21 +1,22 @@
 """Framing: find the records in a buffer and the DSRs inside each flow record.
 
 This is the one inherently sequential step of reading Argus data (each header gives the next
-one's position), so it is one small kernel, compiled with numba for inputs big enough to repay
-numba's start-up (capture/jit.py) and run as plain Python otherwise; everything after it is
-vectorised per DSR type.
+one's position).  Two implementations give the same Frame: a small numba kernel, used when numba
+is loaded already (the probe), and a numpy framer (pointer doubling over the words that look like
+record headers, then all records' DSRs walked side by side) that never pays numba's start-up of
+close to a second.  Everything after framing is vectorised per DSR type.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from argusflow.capture import jit
-from argusflow.capture.jit import Kernel
-
-# For choosing numba or not (capture/jit.py): argus flow records are 100-350 bytes.
+# For sizing guesses (capture/jit.py): argus flow records are 100-350 bytes.
 AVERAGE_RECORD_BYTES = 150
 
 # Status codes of the kernel.
@@ -71,7 +72,36 @@ def _frame(buf, n, starts, lengths, drec, dpos, dsize, dkind, dsub, dqual, dbad)
     return nrec, ndsr, pos, status
 
 
-FRAME = Kernel(_frame)
+class LazyKernel:
+    """capture.jit.Kernel, made on first use: reading records never needs numba, and importing
+    the capture package costs start-up time that `ra - filter` runs notice."""
+
+    def __init__(self, fn: Callable[..., Any], deps: tuple[str, ...] = ()) -> None:
+        self.fn, self.deps = fn, deps
+        self._kernel: Any = None
+
+    def kernel(self) -> Any:
+        if self._kernel is None:
+            from argusflow.capture.jit import Kernel
+
+            self._kernel = Kernel(self.fn, deps=self.deps)
+        return self._kernel
+
+    def jit(self) -> Callable[..., Any]:
+        return self.kernel().jit()
+
+    @property
+    def py(self) -> Callable[..., Any]:
+        return self.kernel().py
+
+
+def numba_active() -> bool:
+    """capture.jit.active() without importing it: numba is loaded (or tests force it)."""
+    jit = sys.modules.get("argusflow.capture.jit")
+    return bool(jit is not None and jit.active())
+
+
+FRAME = LazyKernel(_frame)
 
 
 @dataclass
@@ -108,7 +138,7 @@ def frame(buf: np.ndarray, compiled: bool | None = None) -> Frame:
     already, since importing it costs more than the numpy framer (capture/jit.py).
     """
     if compiled is None:
-        compiled = jit.active()
+        compiled = numba_active()
     if not compiled:
         return frame_numpy(buf)
     n = len(buf)
