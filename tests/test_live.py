@@ -335,3 +335,26 @@ def test_interface_going_away_ends_the_probe(net: Net, captures: dict[str, Path]
     wait_for(lambda: probe.poll() is not None, timeout=20, what="the probe to end by itself")
     assert "the interface went away" in net.err("argus")
     assert flows(out) == flows(captures["a.argus"])
+
+
+def test_capture_filter_in_the_kernel_as_real_live_argus(net: Net, captures: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    """`argus -i IF - tcp and port 443`: both probes capture the same replay side by side; the
+    filter (libpcap's language, compiled to kernel BPF) keeps the same flows."""
+    ours, real = tmp_path / "ours.argus", tmp_path / "real.argus"
+    words = ["-", "tcp", "and", "port", "443"]
+    real_probe = net.start("real", ARGUS, "-X", "-i", net.pairs[0][1], "-w", real, *words)
+    probe = our_probe(net, "argus", "-i", net.pairs[0][1], "-w", ours, *words)
+    time.sleep(1.0)  # the real argus has no ready message
+    net.replay(captures["a"])
+    time.sleep(0.5)
+    assert stop(probe) == 0, net.err("argus")
+    stop(real_probe)
+    got = flows(ours)
+    assert got and all(",443," in line for line in got)
+    assert got == flows(real)
+    done = subprocess.run(["ip", "netns", "exec", net.cap, OUR_BIN / "argus", "-X", "-i",
+                           net.pairs[0][1], "-", "tcp", "and"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert "capture filter 'tcp and': " in done.stderr and len(done.stderr.splitlines()) == 1

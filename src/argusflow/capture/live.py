@@ -12,9 +12,10 @@ compiled walk (`_walk_blocks`) follows each ready block's tpacket3_hdr chain, co
 once, so the ring never waits on the flow engine.  The batch is then the same PacketBatch the
 file readers produce (`ifindex` holds the interface's position among the `-i` options).
 
-The kernel truncates packets to the snap length itself with a one-instruction BPF program
-(`ret #snaplen`): a ring then holds about five times as many packets of a typical mix as with
-whole frames (see ../shared/research/live-baseline.md, "the default ring holds only 2,050").
+The kernel truncates packets to the snap length itself with a BPF program (the capture filter
+compiled by libpcap, capture/bpf.py, or just `ret #snaplen`): a ring then holds about five
+times as many packets of a typical mix as with whole frames (see
+../shared/research/live-baseline.md, "the default ring holds only 2,050").
 VLAN tags the kernel took off the frame (rx VLAN offload) are put back, as libpcap does, so the
 bytes and lengths equal what a capture file of the same traffic holds.
 """
@@ -31,7 +32,7 @@ import struct
 
 import numpy as np
 
-from argusflow.capture import jit
+from argusflow.capture import bpf, jit
 from argusflow.capture import linktype as lt
 from argusflow.capture.batch import PacketBatch
 from argusflow.capture.jit import Kernel
@@ -53,8 +54,11 @@ BPF_RET_K = 0x06
 
 DEFAULT_SNAPLEN = 96  # argus 3.0.8's built-in snap length
 DEFAULT_RING = 32 << 20  # ARGUS_PCAP_BUF_SIZE; libpcap's default is 2 MiB (too small, baseline)
-BLOCK_SIZE = 1 << 20
-BLOCK_MS = 20  # a block is handed over at the latest this long after its first packet
+# A block is handed over when full or BLOCK_MS after its first packet, so at low rates each block
+# holds only BLOCK_MS of traffic and the ring absorbs a stall of BLOCK_NR * BLOCK_MS at most,
+# whatever its size: many small blocks (128 x 40 ms = 5 s) rather than a few big ones.
+BLOCK_SIZE = 256 << 10
+BLOCK_MS = 40
 MAX_BATCH = 1 << 16
 
 # ARPHRD_* (/sys/class/net/IF/type) -> the link type the decoder expects
@@ -132,6 +136,14 @@ def _walk_blocks(ring32: np.ndarray, ring8: np.ndarray, block_size: int, block_n
 walk_blocks = Kernel(_walk_blocks)
 
 
+def compile_walk() -> None:
+    """Compile (or load) the walk now, on a dummy ring: not while the real ring fills."""
+    if jit.wanted(None):
+        ring = np.zeros(BLOCK_SIZE, dtype=np.uint8)
+        walk_blocks.jit()(ring.view(np.uint32), ring, BLOCK_SIZE, 1, 0, 96,
+                          np.zeros(100, np.uint8), np.zeros((5, 1), np.int64))
+
+
 def interface_linktype(sock: socket.socket, ifname: str) -> int:
     """The interface's hardware type (SIOCGIFHWADDR; /sys may show another namespace)."""
     try:
@@ -149,7 +161,7 @@ class LiveCapture:
 
     def __init__(self, ifname: str, *, snaplen: int = DEFAULT_SNAPLEN, promisc: bool = True,
                  ring_bytes: int = DEFAULT_RING, block_ms: int = BLOCK_MS, position: int = 0,
-                 max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH, filter_text: str | None = None) -> None:
         if not 14 <= snaplen <= 262144:
             raise UsageError(f"-s {snaplen}: the snap length is 14 to 262144 bytes")
         self.ifname, self.snaplen, self.position = ifname, snaplen, position
@@ -163,10 +175,11 @@ class LiveCapture:
             raise CaptureError(f"{ifname}: capturing needs root (or CAP_NET_RAW)") from None
         try:
             self.linktype = interface_linktype(self.sock, ifname)
+            self._attach_filter(filter_text)
             self._setup(promisc, block_ms)
-        except (OSError, CaptureError) as err:
+        except (OSError, ArgusflowError) as err:
             self.sock.close()
-            if isinstance(err, CaptureError):
+            if isinstance(err, ArgusflowError):
                 raise
             raise CaptureError(f"{ifname}: {err.strerror or err}") from None
         self.ring8 = np.frombuffer(self.ring, dtype=np.uint8)
@@ -178,7 +191,6 @@ class LiveCapture:
     def _setup(self, promisc: bool, block_ms: int) -> None:
         s = self.sock
         s.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
-        self._attach_snaplen()
         req = TpacketReq3(self.block_size, self.block_nr, 2048,
                           self.block_size // 2048 * self.block_nr, block_ms, 0, 0)
         s.setsockopt(SOL_PACKET, PACKET_RX_RING, bytes(req))
@@ -191,10 +203,15 @@ class LiveCapture:
                          struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b""))
         s.setblocking(False)
 
-    def _attach_snaplen(self) -> None:
-        """The kernel cuts packets to the snap length (a BPF program returning it)."""
-        program = (SockFilter * 1)(SockFilter(BPF_RET_K, 0, 0, self.snaplen))
-        fprog = SockFprog(1, program)
+    def _attach_filter(self, filter_text: str | None) -> None:
+        """A kernel BPF program: the capture filter compiled by libpcap (its accepting returns
+        give the snap length), or without a filter one instruction returning the snap length.
+        Either way the kernel cuts packets to the snap length before they reach the ring."""
+        code = [(BPF_RET_K, 0, 0, self.snaplen)]
+        if filter_text:
+            code = bpf.compile_filter(filter_text, self.linktype, self.snaplen)
+        program = (SockFilter * len(code))(*(SockFilter(*insn) for insn in code))
+        fprog = SockFprog(len(code), program)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))
 
     def fileno(self) -> int:
@@ -245,7 +262,10 @@ class LiveCapture:
 
     def close(self) -> None:
         del self.ring8, self.ring32  # the views must go before the mapping can be closed
-        self.ring.close()
+        try:
+            self.ring.close()
+        except BufferError:
+            pass  # a view survives somewhere (numba's compiler keeps some): freed at exit
         self.sock.close()
 
 

@@ -30,8 +30,9 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
+from argusflow.capture import bpf
 from argusflow.capture.batch import PacketBatch
-from argusflow.capture.live import LiveCapture
+from argusflow.capture.live import LiveCapture, compile_walk
 from argusflow.decode import decode_batch
 from argusflow.errors import ArgusflowError, UsageError
 from argusflow.flows.probe import FlowProbe, ProbeSettings
@@ -89,17 +90,18 @@ def interface_ids(words: list[str], default: marlib.SourceId) -> list[tuple[str,
 
 
 def capture_filter(text: str | None):  # noqa: ANN201 - the filter engineer's packet filter
-    """The capture filter (the words after `-`), run in user space on decoded packets.
+    """The capture filter (the words after `-`) in user space, when libpcap cannot compile it
+    to kernel BPF (capture/bpf.py, the normal way: the real argus uses libpcap too).
 
     Hook: argusflow.filter.compile_packets (being written) is expected to offer
     `compile_packet_filter(text)` returning an object with `mask(decoded) -> bool ndarray`.
-    Until it exists a capture filter is refused with one line rather than ignored."""
-    if not text:
+    Without either, a capture filter is refused with one line rather than ignored."""
+    if not text or bpf.available():
         return None
     try:
         from argusflow.filter import compile_packets  # type: ignore[attr-defined]
     except ImportError:
-        raise UsageError("capture filter: not supported yet for live capture") from None
+        raise UsageError("capture filter: needs libpcap (libpcap0.8) to compile it") from None
     return compile_packets.compile_packet_filter(text)
 
 
@@ -112,6 +114,7 @@ WARM_UP_FRAME = bytes.fromhex(
 def warm_up(settings: ProbeSettings) -> None:
     """Compile (or load from numba's cache) the hot code before capture starts, so the first
     packets and a SIGTERM are not kept waiting behind the compiler."""
+    compile_walk()
     batch = PacketBatch.from_packets([WARM_UP_FRAME], ts_us=[1_000_000])
     probe = FlowProbe(settings)
     probe.feed(decode_batch(batch), batch)
@@ -126,12 +129,15 @@ class LiveProbe:
         self.settings = settings
         self.filter = capture_filter(opts.filter_text)
         ids = interface_ids(opts.interfaces, opts.srcid)
+        compile_walk()  # before the rings open (no polars: safe before a daemon's fork)
         self.caps: list[LiveCapture] = []
         self.probes: list[FlowProbe] = []
         try:
             for k, (name, sid) in enumerate(ids):
+                kernel_filter = opts.filter_text if self.filter is None else None
                 self.caps.append(LiveCapture(name, snaplen=opts.snaplen, promisc=opts.promisc,
-                                             ring_bytes=opts.ring_bytes, position=k))
+                                             ring_bytes=opts.ring_bytes, position=k,
+                                             filter_text=kernel_filter))
                 self.probes.append(FlowProbe(replace(settings, srcid_type=sid.transport_qual,
                                                      srcid=sid.transport_value)))
         except ArgusflowError:
