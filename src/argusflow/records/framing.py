@@ -231,7 +231,7 @@ def frame_numpy(buf: np.ndarray) -> Frame:
     # Word numbers: records and DSRs start on word boundaries; a header is one big-endian word.
     head = buf[: len(buf) // 4 * 4].view(">u4")
     cur, stop = (starts[flows] >> 2) + 1, (starts[flows] + lengths[flows]) >> 2
-    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    found: list[tuple[np.ndarray, ...]] = []  # record, word, words, header of each DSR
     while len(flows):
         live = cur < stop
         flows, cur, stop = flows[live], cur[live], stop[live]
@@ -242,21 +242,20 @@ def frame_numpy(buf: np.ndarray) -> Frame:
         bad[flows[broken]] += 1  # ra stops parsing the record here too
         ok = ~broken
         flows, cur, stop, words = flows[ok], cur[ok], stop[ok], words[ok]
-        found.append((flows, cur * 4, words * 4))
+        found.append((flows, cur, words, h[ok]))
         cur = cur + words
-    return dsr_frame(buf, starts, lengths, end, status, bad, found)
+    return dsr_frame(starts, lengths, end, status, bad, found)
 
 
-def dsr_frame(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, end: int, status: int,
-              bad: np.ndarray, found: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Frame:
+def dsr_frame(starts: np.ndarray, lengths: np.ndarray, end: int, status: int, bad: np.ndarray,
+              found: list[tuple[np.ndarray, ...]]) -> Frame:
     """Assemble the Frame.  DSRs come rank by rank (every record's first DSR, then every
     second...), not in buffer order: within one record, a later DSR still comes later."""
     if not found:
         none = np.zeros(0, np.int64)
         return Frame(starts, lengths, end, status, none, none, none, none.astype(np.uint8),
                      none.astype(np.uint8), none.astype(np.uint8), bad)
-    rec = np.concatenate([f[0] for f in found])
-    pos = np.concatenate([f[1] for f in found])
-    size = np.concatenate([f[2] for f in found])
-    return Frame(starts, lengths, end, status, rec, pos, size, buf[pos] & 0x7F, buf[pos + 1],
-                 buf[pos + 2], bad)
+    rec, word, words, head = (np.concatenate([f[k] for f in found]) for k in range(4))
+    return Frame(starts, lengths, end, status, rec, word * 4, words * 4,
+                 ((head >> 24) & 0x7F).astype(np.uint8), ((head >> 16) & 0xFF).astype(np.uint8),
+                 ((head >> 8) & 0xFF).astype(np.uint8), bad)
