@@ -128,6 +128,14 @@ PAIRED_ROWS: list[PairedRow] = [
         ("{bin}/racluster", "-X", "-r", "{argus}", "-w", "/dev/null"),
         ("/usr/bin/racluster", "-X", "-r", "{argus}", "-w", "/dev/null"),
     ),
+    # Issue 3's five filters, selecting into -w /dev/null (the reader judges records on the
+    # filter's columns, then decodes and re-encodes the kept ones).
+    *[PairedRow(
+        f"ra -w /dev/null - {text}",
+        ("{bin}/ra", "-X", "-r", "{argus}", "-w", "/dev/null", "-", text),
+        ("/usr/bin/ra", "-X", "-r", "{argus}", "-w", "/dev/null", "-", text),
+    ) for text in ("tcp", "dst port 53", "src pkts gt 10 and not net 10.0.0.0/8", "syn and not synack",
+                   "(tcp or udp) and bytes gt 1000")],
     # The probe: real argus ends on a whole second (1 s poll), so read the cpu ratio here.
     PairedRow(
         "argus -r X.pcap -w out (probe)",
@@ -274,6 +282,13 @@ def make_input(size: Size, scratch: Path, shared: Path, python: str, regen: bool
     return Input(size, pcap, argus, records)
 
 
+def existing_input(path: Path) -> Input:
+    """--argus FILE: an Argus file made elsewhere; no pcap behind it."""
+    if not path.is_file():
+        raise SystemExit(f"bench: --argus {path}: no such file")
+    return Input(Size(path.stem, 0, False, ""), Path(""), path, count_records(path))
+
+
 # ---------------------------------------------------------------- measuring the rows
 
 
@@ -400,6 +415,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--regen", action="store_true", help="remake the inputs even if they are there")
     ap.add_argument("--clean", action="store_true", help="delete the scratch directory at the end")
     ap.add_argument("--out", type=Path, help="also write the markdown table to this file")
+    ap.add_argument("--argus", type=Path, action="append", default=[],
+                    help="also an existing Argus file (e.g. /tmp/bench/big.argus, medium x5); "
+                         "rows that read a pcap are skipped for it")
     return ap.parse_args(argv)
 
 
@@ -424,6 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bin_dir = args.venv / "bin"
     python = bin_dir / "python"
     inputs = [make_input(SIZES[s], args.scratch, args.shared, str(python), args.regen) for s in sizes]
+    inputs += [existing_input(path) for path in args.argus]
 
     lines = [
         f"argusflow bench {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {git_head()}, "
@@ -436,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(lines), flush=True)
     for inp in inputs:
         for row in PAIRED_ROWS:
-            if args.rows in row.name:
+            if args.rows in row.name and (row.reads == "argus" or inp.pcap.name):
                 lines.append(table_line(measure_paired(row, inp, bin_dir, args.scratch, args.runs)))
                 print(lines[-1], flush=True)
         for call in CALL_ROWS:
