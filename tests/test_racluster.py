@@ -55,17 +55,10 @@ RICH = ("ndpi__ocs.pcap", "ndpi__netflix.pcap", "ndpi__wechat.pcap", "ndpi__1kxu
 _TCP = "TCP objects merged from different connections (base sequence numbers, gaps)"
 KNOWN_DIFFERENT: dict[tuple[str, str], str] = {
     ("default", "tcpdump__timestamp_invalid_nano.pcap"): "nanosecond times as 3.0.8 reads them",
-    **{("saddr_daddr", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__KakaoTalk_chat.pcap",
-                                           "ndpi__ocs.pcap", "ndpi__wechat.pcap")},
-    **{("proto_dport", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__KakaoTalk_chat.pcap",
-                                           "ndpi__netflix.pcap", "ndpi__wechat.pcap")},
-    **{("matrix", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__KakaoTalk_chat.pcap",
-                                      "ndpi__netflix.pcap", "ndpi__ocs.pcap",
-                                      "ndpi__wechat.pcap")},
-    **{("rmon", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__KakaoTalk_chat.pcap",
-                                    "ndpi__netflix.pcap", "ndpi__ocs.pcap", "ndpi__wechat.pcap")},
-    **{("conf3", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__KakaoTalk_chat.pcap",
-                                     "ndpi__wechat.pcap")},
+    ("saddr_daddr", "ndpi__wechat.pcap"): _TCP,
+    **{("proto_dport", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__wechat.pcap")},
+    **{("matrix", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__ocs.pcap", "ndpi__wechat.pcap")},
+    **{("rmon", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__ocs.pcap")},
 }
 
 

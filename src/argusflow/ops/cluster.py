@@ -462,6 +462,15 @@ def _merge_net(s: np.ndarray, r: np.ndarray) -> None:
         s[TSTATUS] |= r[TSTATUS]
         s[TOPT] |= r[TOPT]
         s[TCP_S[T_FLAGS]] |= r[TCP_S[T_FLAGS]]
+    elif sn == NET_TCP_INIT and rn == NET_TCP_PERF:
+        # The group stays an INIT object: the later record's source side, status and options
+        # replace its own, and nothing of the destination or the handshake times comes in
+        # (racluster 3.0.8 on flows that began with a lone SYN, corpus with -m saddr daddr).
+        for k in range(TCP_S.shape[0]):
+            s[TCP_S[k]] = r[TCP_S[k]]
+        s[TSTATUS] = r[TSTATUS]
+        s[TSTATE] = r[TSTATE]
+        s[TOPT] = r[TOPT]
     elif _is_tcp_net(sn) and rn == NET_TCP_PERF:
         # racluster copies the later TCP object over the earlier one.
         for k in range(TCP_S.shape[0]):
