@@ -358,3 +358,36 @@ def test_capture_filter_in_the_kernel_as_real_live_argus(net: Net, captures: dic
                           timeout=120)
     assert done.returncode == 2
     assert "capture filter 'tcp and': " in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_two_routers_through_radiums_to_a_collector(net: Net, captures: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    """The founding article's deployment, small: a probe per router interface, a radium per
+    router, a collector radium reading both, a client on the collector.  The client's flows are
+    the flows of both captures."""
+    net.add_pair()
+    ports = {"p0": 15651, "p1": 15652, "r0": 15653, "r1": 15654, "collector": 15655}
+    got = tmp_path / "collector.argus"
+    probes = [our_probe(net, f"argus{k}", "-i", f"{net.pairs[k][1]}/10.0.0.{k + 1}",
+                        "-P", str(ports[f"p{k}"]), "-B", LO) for k in (0, 1)]
+    radium = OUR_BIN / "radium"
+    for k in (0, 1):
+        net.start(f"radium{k}", radium, "-X", "-S", f"{LO}:{ports[f'p{k}']}",
+                  "-P", str(ports[f"r{k}"]), "-B", LO)
+    collector = net.start("collector", radium, "-X", "-S", f"{LO}:{ports['r0']}",
+                          "-S", f"{LO}:{ports['r1']}", "-P", str(ports["collector"]), "-B", LO)
+    wait_for(lambda: net.err("collector").count("connected") >= 2, what="collector connected")
+    wait_for(lambda: all("connected" in net.err(f"radium{k}") for k in (0, 1)),
+             what="router radiums connected")
+    client = net.start("client", OUR_BIN / "ra", "-X", "-S", f"{LO}:{ports['collector']}",
+                       "-w", got)
+    wait_for(lambda: "started" in net.err("collector"), what="the client to start")
+    net.replay(captures["a"], pair=0)
+    net.replay(captures["b"], pair=1)
+    time.sleep(0.5)
+    for probe in probes:
+        assert stop(probe) == 0
+    time.sleep(1.0)
+    stop(collector)
+    wait_for(lambda: client.poll() is not None, what="the client to end with the collector")
+    assert as_udp(flows(got)) == as_udp(flows(captures["a.argus"], captures["b.argus"]))
