@@ -47,14 +47,16 @@ def merged_lines(path: Path) -> Counter[str]:
     return ra_lines(merged)
 
 
-def run_both(capture: Path, tmp: Path, options: list[str]) -> tuple[Path, Path]:
+def run_both(capture: Path, tmp: Path, options: list[str], tail: tuple[str, ...] = ()
+             ) -> tuple[Path, Path]:
+    """Our argus and the real one on `capture`; `tail` goes last (` - filter expression`)."""
     real, ours = tmp / "real.argus", tmp / "ours.argus"
-    subprocess.run([REAL_ARGUS, "-X", *options, "-r", str(capture), "-w", str(real)],
+    subprocess.run([REAL_ARGUS, "-X", *options, "-r", str(capture), "-w", str(real), *tail],
                    check=True, capture_output=True, timeout=120)
     code = ("import sys; from argusflow.cli.argus import argus; "
             "sys.exit(argus(sys.argv[1:]))")
     done = subprocess.run([sys.executable, "-c", code, "-X", *options, "-r", str(capture), "-w",
-                           str(ours)], capture_output=True, text=True, timeout=300)
+                           str(ours), *tail], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     return real, ours
@@ -181,3 +183,67 @@ def test_many_flows_grow_the_table() -> None:
                for i, p in enumerate(ports)]
     rows = run_probe(packets, list(np.linspace(0, 2, n)))
     assert sum(r["spkts"] for r in rows) == n
+
+
+# --- the capture filter (argus -r F - EXPR) against the real argus's libpcap ----------------
+
+# (capture, filter): each pair selects some packets and leaves others; the merged flows of ours
+# and the real argus must be the same lines.
+FILTER_CASES = [
+    ("zeek__wikipedia.pcap", "tcp and port 80"),
+    ("zeek__wikipedia.pcap", "udp port 53"),
+    ("zeek__wikipedia.pcap", "not tcp"),
+    ("zeek__wikipedia.pcap", "ip6"),
+    ("zeek__wikipedia.pcap", "arp host 141.142.220.1"),
+    ("zeek__wikipedia.pcap", "src portrange 1024-65535"),
+    ("zeek__wikipedia.pcap", "tcp dst port 80 or udp src port 53"),
+    ("zeek__wikipedia.pcap", "dst net 208.80.152.0/24 and tcp"),
+    ("zeek__wikipedia.pcap", "ether proto 0x0806"),
+    ("ndpi__http_ipv6.pcap", "udp"),
+    ("ndpi__googledns_android10.pcap", "icmp or src host 192.168.1.1"),
+    ("ndpi__googledns_android10.pcap", "net 192.168.0.0/16 and not portrange 1-1024"),
+    ("zeek__mixed-vlan-mpls.pcap", "ip"),
+    ("zeek__mixed-vlan-mpls.pcap", "vlan and tcp"),
+    ("zeek__mixed-vlan-mpls.pcap", "mpls"),
+    ("ndpi__dns_fragmented.pcap", "udp port 53"),
+    ("tcpdump__802.1ad_QinQ.pcap", "vlan"),
+]
+
+
+@needs_real
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"{CORPUS} is absent")
+@pytest.mark.parametrize(("name", "expr"), FILTER_CASES)
+def test_capture_filter_matches_real_argus(name: str, expr: str, tmp_path: Path) -> None:
+    real, ours = run_both(CORPUS / name, tmp_path, [], ("-", *expr.split()))
+    real_lines = merged_lines(real) if real.exists() else Counter()
+    ours_lines = merged_lines(ours) if ours.exists() else Counter()
+    assert ours_lines == real_lines
+
+
+def decoded_of(packets: list[bytes]):  # noqa: ANN201
+    return decode_batch(PacketBatch.from_packets(packets))
+
+
+def test_capture_filter_masks_packets() -> None:
+    from argusflow.filter.compile_packets import compile_capture_filter
+
+    a, b = 0x0A000001, 0xC0A80001
+    d = decoded_of([eth_ipv4_udp(a, b, 5000, 53), eth_ipv4_udp(b, a, 53, 5000),
+                    eth_ipv4_udp(a, b, 6000, 8080)])
+    cases = {"udp port 53": [1, 1, 0], "src host 10.0.0.1": [1, 0, 1],
+             "dst net 192.168.0.0/16 and not port 53": [0, 0, 1], "portrange 8000-9000": [0, 0, 1],
+             "src portrange 50-60": [0, 1, 0], "tcp or ip6": [0, 0, 0], "ip proto 17": [1, 1, 1],
+             "ether src 00:11:22:33:44:01": [1, 1, 1], "vlan": [0, 0, 0]}
+    for expr, want in cases.items():
+        assert compile_capture_filter(expr).mask(d).tolist() == [bool(w) for w in want], expr
+
+
+@pytest.mark.parametrize("expr", ["pkts gt 3", "tcp and dur gt 1", "syn", "tcp[13] & 2 != 0",
+                                  "port"])
+def test_capture_filter_rejects_what_is_not_a_packet_term(expr: str) -> None:
+    from argusflow.errors import FilterError
+    from argusflow.filter.compile_packets import compile_capture_filter
+
+    with pytest.raises(FilterError) as err:
+        compile_capture_filter(expr)
+    assert "\n" not in str(err.value) and str(err.value).startswith("filter: column ")

@@ -30,7 +30,7 @@ from argusflow.errors import FilterError
 from argusflow.filter.ast import BOTH, DST, EQ, GE, GT, LE, LT, NE, SRC, And, Const, Node, Not, Or, Prim
 from argusflow.filter.parser import parse
 
-ETH_IPV4, ETH_IPV6, ETH_ARP, ETH_RARP = 0x0800, 0x86DD, 0x0806, 0x8035
+ETH_IPV4, ETH_IPV6, ETH_ARP, ETH_RARP, ETH_8021AD = 0x0800, 0x86DD, 0x0806, 0x8035, 0x88A8
 PROTO_KINDS = {"tcp": 6, "udp": 17, "icmp": 1, "igmp": 2}
 PORT_PROTOS = (6, 17, 132)
 M64 = (1 << 64) - 1
@@ -107,6 +107,11 @@ class _Evaluator:
         self.ip4 = self.visible & (et == ETH_IPV4) & (d.ip_version == 4)
         self.ip6 = self.visible & (et == ETH_IPV6) & (d.ip_version == 6)
         self.arp = self.visible & ((et == ETH_ARP) | (et == ETH_RARP))
+        # BPF finds an IPv6 transport protocol right after the fixed header or after one fragment
+        # header, and IPv6 ports only right after the fixed header.
+        ext = np.where(self.ip6, d.l4_off.astype(np.int64) - d.l3_off, 0)
+        self.ip6_plain = self.ip6 & (ext == 40)
+        self.ip6_proto = self.ip6_plain | (self.ip6 & (ext == 48) & ((d.frag_flags & 4) != 0))
 
     def eval(self, node: Node) -> np.ndarray:
         if isinstance(node, And):
@@ -130,7 +135,7 @@ class _Evaluator:
     def p_protocol(self, p: Prim) -> np.ndarray:
         d, k = self.d, p.kind
         if k in PROTO_KINDS:
-            return (self.ip4 | (self.ip6 & (k != "icmp"))) & (d.proto == PROTO_KINDS[k])
+            return (self.ip4 | (self.ip6_proto & (k != "icmp"))) & (d.proto == PROTO_KINDS[k])
         if k in ("ip", "ipv4"):
             return self.ip4
         if k == "ipv6":
@@ -139,8 +144,8 @@ class _Evaluator:
             return self.arp & (d.ethertype == ETH_ARP)
         if k == "rarp":
             return self.arp & (d.ethertype == ETH_RARP)
-        if k == "vlan":
-            return d.vlan_count > 0
+        if k == "vlan":  # 802.1ad frames too, which the decoder (as argus) does not open
+            return (d.vlan_count > 0) | (d.ethertype == ETH_8021AD)
         if k == "mpls":
             return d.mpls_count > 0
         return (d.encaps & ENC_ETHER) != 0  # "ether"
@@ -164,7 +169,7 @@ class _Evaluator:
     def p_port(self, p: Prim) -> np.ndarray:
         d = self.d
         protos = (PROTO_KINDS[p.proto],) if p.proto in ("tcp", "udp") else PORT_PROTOS
-        ok = (self.ip4 | self.ip6) & np.isin(d.proto, protos) & (d.frag_offset == 0)
+        ok = (self.ip4 | self.ip6_plain) & np.isin(d.proto, protos) & (d.frag_offset == 0)
         value = int(p.value)  # type: ignore[arg-type]
         span = self.ranges.get(p.col)
         if span is not None:
@@ -182,8 +187,8 @@ class _Evaluator:
         if p.proto in ("ip", "ipv4"):
             return self.ip4 & (d.proto == value)
         if p.proto == "ipv6":
-            return self.ip6 & (d.proto == value)
-        return (self.ip4 | self.ip6) & (d.proto == value)
+            return self.ip6_proto & (d.proto == value)
+        return (self.ip4 | self.ip6_proto) & (d.proto == value)
 
     def p_ehost(self, p: Prim) -> np.ndarray:
         mac = np.uint64(int.from_bytes(bytes(p.value), "big"))  # type: ignore[arg-type]
