@@ -436,28 +436,62 @@ def _lookup(key: pl.Expr, table: dict[int, str], default: str) -> pl.Expr:
     return key.cast(pl.Int64).replace_strict(table, default=default, return_dtype=pl.String)
 
 
-def tcp_state() -> pl.Expr:
-    s = c("tcp_status")
+class Vocabulary:
+    """A small set of texts: the logic computes an integer code per row (cheap integer work), one
+    gather turns codes into texts (string when/then chains cost far more over a batch)."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = list(texts)  # duplicates allowed: codes can be computed arithmetically
+        self.index: dict[str, int] = {}
+        for i, text in enumerate(self.texts):
+            self.index.setdefault(text, i)
+
+    def code(self, text: str) -> pl.Expr:
+        return pl.lit(self.index[text], dtype=pl.UInt32)
+
+    def lookup(self, key: pl.Expr, table: dict[int, str], default: str, size: int = 256) -> pl.Expr:
+        """The code of table[key] (default when absent); key must lie in 0..size-1."""
+        codes = pl.Series([self.index[table.get(k, default)] for k in range(size)], dtype=pl.UInt32)
+        return pl.lit(codes).gather(key.cast(pl.Int64).clip(0, size - 1))
+
+    def text(self, code: pl.Expr) -> pl.Expr:
+        return pl.lit(self.series()).gather(code)
+
+    def series(self) -> pl.Series:
+        return pl.Series(self.texts, dtype=pl.String)
+
+
+STATES = Vocabulary(["CON", "INT", "RST", "FIN", "CLO", "TIM", "ACC", "REQ", "RSP", "UNK", "ERR",
+                     "ADN", "MAX", "TXT", "TXR", "PPH", "PPNH", "PPO", "UR", *_UNREACH, *_ICMP6_UNREACH,
+                     *_ICMP_STATES.values(), *_ICMP6_STATES.values(), *_MAR_STATES.values()])
+
+
+def tcp_state_code() -> pl.Expr:
+    s, k = c("tcp_status"), STATES.code
     both = (c("spkts") > 0) & (c("dpkts") > 0)
-    return (pl.when(s == 0).then(pl.when(both).then(pl.lit("CON")).otherwise(pl.lit("INT")))
-            .when((s & (SRC_RESET | DST_RESET)) != 0).then(pl.lit("RST"))
-            .when((s & (FIN | FIN_ACK)) != 0).then(pl.lit("FIN"))
-            .when((s & NORMAL_CLOSE) != 0).then(pl.lit("CLO"))
-            .when((c("cause") & 0x40) != 0).then(pl.lit("TIM"))
-            .when((s & CON_ESTABLISHED) != 0).then(pl.lit("CON"))
-            .when((s & SAW_SYN_SENT) != 0).then(pl.lit("ACC"))
-            .when((s & SAW_SYN) != 0).then(pl.lit("REQ"))
-            .otherwise(pl.lit("CON")))
+    return (pl.when(s == 0).then(pl.when(both).then(k("CON")).otherwise(k("INT")))
+            .when((s & (SRC_RESET | DST_RESET)) != 0).then(k("RST"))
+            .when((s & (FIN | FIN_ACK)) != 0).then(k("FIN"))
+            .when((s & NORMAL_CLOSE) != 0).then(k("CLO"))
+            .when((c("cause") & 0x40) != 0).then(k("TIM"))
+            .when((s & CON_ESTABLISHED) != 0).then(k("CON"))
+            .when((s & SAW_SYN_SENT) != 0).then(k("ACC"))
+            .when((s & SAW_SYN) != 0).then(k("REQ"))
+            .otherwise(k("CON")))
 
 
-def icmp_state() -> pl.Expr:
+def tcp_state() -> pl.Expr:
+    return STATES.text(tcp_state_code())
+
+
+def icmp_state_code() -> pl.Expr:
     mapped = has("icmpmap") & bit("icmpmap_qual", 0x07)
     itype = pl.when(mapped).then(c("icmpmap_type")).otherwise(c("sport") // 256)
     icode = pl.when(mapped).then(c("icmpmap_code")).otherwise(c("sport") % 256)
-    unreach = _lookup(icode, dict(enumerate(_UNREACH)), "UR")
+    unreach = STATES.lookup(icode, dict(enumerate(_UNREACH)), "UR")
     return (pl.when(itype == 3).then(unreach)
-            .when(itype >= 46).then(pl.lit("UNK"))
-            .otherwise(_lookup(itype, _ICMP_STATES, "UNK")))
+            .when(itype >= 46).then(STATES.code("UNK"))
+            .otherwise(STATES.lookup(itype, _ICMP_STATES, "UNK")))
 
 
 def icmp6_key() -> pl.Expr:
@@ -465,27 +499,27 @@ def icmp6_key() -> pl.Expr:
     return pl.when(c("sport") == 0).then(c("dport")).otherwise(c("sport"))
 
 
-def icmp6_state() -> pl.Expr:
-    itype, icode = icmp6_key() // 256, icmp6_key() % 256
-    return (pl.when(itype == 1).then(_lookup(icode, dict(enumerate(_ICMP6_UNREACH)), "UNK"))
-            .when(itype == 3).then(pl.when(icode == 0).then(pl.lit("TXT")).otherwise(pl.lit("TXR")))
-            .when(itype == 4).then(_lookup(icode, {0: "PPH", 1: "PPNH", 2: "PPO"}, "UNK"))
-            .otherwise(_lookup(itype, _ICMP6_STATES, "UNK")))
+def icmp6_state_code() -> pl.Expr:
+    itype, icode, k = icmp6_key() // 256, icmp6_key() % 256, STATES.code
+    return (pl.when(itype == 1).then(STATES.lookup(icode, dict(enumerate(_ICMP6_UNREACH)), "UNK"))
+            .when(itype == 3).then(pl.when(icode == 0).then(k("TXT")).otherwise(k("TXR")))
+            .when(itype == 4).then(STATES.lookup(icode, {0: "PPH", 1: "PPNH", 2: "PPO"}, "UNK"))
+            .otherwise(STATES.lookup(itype, _ICMP6_STATES, "UNK")))
 
 
-def other_state() -> pl.Expr:
-    sp, dp = c("spkts") > 0, c("dpkts") > 0
+def other_state_code() -> pl.Expr:
+    sp, dp, k = c("spkts") > 0, c("dpkts") > 0, STATES.code
     start_like = ((c("cause") & 0x10) != 0) | is_arp()
-    return (pl.when(sp & dp).then(pl.lit("CON"))
-            .when(sp).then(pl.when(start_like).then(pl.lit("INT")).otherwise(pl.lit("REQ")))
-            .otherwise(pl.lit("RSP")))
+    return (pl.when(sp & dp).then(k("CON"))
+            .when(sp).then(pl.when(start_like).then(k("INT")).otherwise(k("REQ")))
+            .otherwise(k("RSP")))
 
 
-def mar_state() -> pl.Expr:
+def mar_state_code() -> pl.Expr:
     cause = c("cause") & 0xF0
-    return (pl.when(c("cause") == 0x81).then(pl.lit("ADN"))
-            .when(c("cause") == 0x82).then(pl.lit("MAX"))
-            .otherwise(_lookup(cause, _MAR_STATES, "UNK")))
+    return (pl.when(c("cause") == 0x81).then(STATES.code("ADN"))
+            .when(c("cause") == 0x82).then(STATES.code("MAX"))
+            .otherwise(STATES.lookup(cause, _MAR_STATES, "UNK")))
 
 
 _TCP_STATUS_LETTERS = [(SAW_SYN, "s"), (SAW_SYN_SENT, "S"), (CON_ESTABLISHED, "E"), (FIN, "f"),
@@ -499,41 +533,56 @@ def _letters(column: str, table: list[tuple[int, str]]) -> pl.Expr:
     return pl.concat_str(parts)
 
 
+def state_code() -> pl.Expr:
+    """The State column as a code of `STATES` (without -z/-Z letters)."""
+    return (pl.when(is_mar()).then(mar_state_code())
+            .when(c("cause") == 0x80).then(STATES.code("ERR"))
+            .when(c("flow_subtype") == 3).then(STATES.code("UNK"))
+            .when(is_tcp()).then(tcp_state_code())
+            .when(is_icmp4()).then(icmp_state_code())
+            .when(is_icmp6()).then(icmp6_state_code())
+            .otherwise(other_state_code()))
+
+
 def state(zflag: str | None = None) -> pl.Expr:
     """The State column; `zflag` 'z' gives TCP status letters, 'b'/'s'/'d' TCP flag letters."""
-    tcp = tcp_state()
+    named = STATES.text(state_code())
+    if zflag is None:
+        return named
     if zflag == "z":
-        tcp = pl.when(is_tcp_net()).then(_letters("tcp_status", _TCP_STATUS_LETTERS)).otherwise(tcp)
-    elif zflag in ("s", "d", "b"):
+        letters = _letters("tcp_status", _TCP_STATUS_LETTERS)
+    else:
         src, dst = _letters("stcp_flags", _TCP_FLAG_LETTERS), _letters("dtcp_flags", _TCP_FLAG_LETTERS)
-        flags = {"s": src, "d": dst, "b": pl.concat_str([src, pl.lit("_"), dst])}[zflag]
-        tcp = pl.when(is_tcp_net()).then(flags).otherwise(tcp)
-    return (pl.when(is_mar()).then(mar_state())
-            .when(c("cause") == 0x80).then(pl.lit("ERR"))
-            .when(c("flow_subtype") == 3).then(pl.lit("UNK"))
-            .when(is_tcp()).then(tcp)
-            .when(is_icmp4()).then(icmp_state())
-            .when(is_icmp6()).then(icmp6_state())
-            .otherwise(other_state()))
+        letters = {"s": src, "d": dst, "b": pl.concat_str([src, pl.lit("_"), dst])}[zflag]
+    # the letters replace the name where the TCP branch of state_code() meets a TCP network object
+    tcp_branch = ~is_mar() & (c("cause") != 0x80) & (c("flow_subtype") != 3) & is_tcp_net()
+    return pl.when(tcp_branch).then(letters).otherwise(named)
 
 
 # --- Dir (§9.5) -----------------------------------------------------------------------------------
 
-def dir_() -> pl.Expr:
+# "", "who", " ->", then left x middle x right glyphs (code 3 + 6 * left + 2 * middle + right)
+DIRS = Vocabulary(["", "who", " ->", *(a + b + e for a in " <" for b in " -?" for e in " >")])
+
+
+def dir_code() -> pl.Expr:
     sp, dp = c("spkts") > 0, c("dpkts") > 0
-    left = pl.when(dp).then(pl.lit("<")).otherwise(pl.lit(" "))
-    right = pl.when(sp).then(pl.lit(">")).otherwise(pl.lit(" "))
+    left = pl.when(dp).then(6).otherwise(0)
+    right = pl.when(sp).then(1).otherwise(0)
     known = bit("tcp_status", SAW_SYN | SAW_SYN_SENT)
-    middle = (pl.when(is_tcp_net() & ~known).then(pl.lit("?"))
-              .when(sp | dp).then(pl.lit("-")).otherwise(pl.lit(" ")))
-    plain = pl.concat_str([left, middle, right])
+    middle = (pl.when(is_tcp_net() & ~known).then(4)
+              .when(sp | dp).then(2).otherwise(0))
+    plain = (3 + left + middle + right).cast(pl.UInt32)
     tcp_known = is_tcp_net() & known
-    glyph = (pl.when(~has("metric")).then(pl.lit(""))
-             .when(addr_type() == ADDR_ARP).then(pl.lit("who"))
-             .when(addr_type() == ADDR_RARP).then(pl.lit("who"))
-             .when(tcp_known).then(pl.lit(" ->"))
+    glyph = (pl.when(~has("metric")).then(DIRS.code(""))
+             .when(addr_type().is_in([ADDR_ARP, ADDR_RARP])).then(DIRS.code("who"))
+             .when(tcp_known).then(DIRS.code(" ->"))
              .otherwise(plain))
-    return pl.when(is_mar()).then(pl.lit("")).otherwise(glyph)
+    return pl.when(is_mar()).then(DIRS.code("")).otherwise(glyph)
+
+
+def dir_() -> pl.Expr:
+    return DIRS.text(dir_code())
 
 
 # --- Flgs (§9.3) ------------------------------------------------------------------------------------

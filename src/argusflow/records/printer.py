@@ -530,6 +530,70 @@ def mar_values(values: pl.DataFrame) -> pl.DataFrame:
         offset=prev_offset)
 
 
+# --- coded columns: an integer code per row, one gather from a table of texts ---------------------
+
+@dataclass
+class _Plan:
+    """How a column's text is made.
+
+    kind 'expr': `expr` is the text.  'time'/'float': `expr` is the number, formatted as a Series.
+    'addr'/'user': formatted from the frame as a Series.  'coded': `expr` indexes `table`; rows
+    where `rare` holds get `fallback` (a text expression) instead.  `keep`: where the text shows.
+    """
+
+    kind: str
+    expr: pl.Expr | None = None
+    keep: pl.Expr | None = None
+    table: pl.Series | None = None
+    rare: pl.Expr | None = None
+    fallback: pl.Expr | None = None
+
+
+_PORT_BLOCK = 65536
+
+
+@functools.cache
+def _port_table(numeric: bool) -> pl.Series:
+    """"" then a block of 65536 port texts each: numbers, and unless `numeric` TCP and UDP names."""
+    port = pl.int_range(0, _PORT_BLOCK, eager=True).to_frame("p")
+    blocks = [pl.Series([""]), port.select(c("p").cast(pl.String)).to_series()]
+    if not numeric:
+        names = [_name_or_number(c("p"), d.services(kind)) for kind in ("tcp", "udp")]
+        blocks += [port.select(e).to_series() for e in names]
+    return pl.concat([b.rename("") for b in blocks])
+
+
+def _port_kind(side: str, numeric: bool) -> pl.Expr:
+    """0 blank, 1 number, 2 TCP name, 3 UDP name, 4 other (ICMP type/code, ESP SPI, LLC SAP)."""
+    port, proto = c(f"{side}port"), c("proto")
+    ip = d.is_ip()
+    one = pl.lit(1)
+    tcp_udp = one if numeric else (pl.when(port == 0).then(0).when(proto == d.IPPROTO_TCP).then(2)
+                                   .otherwise(3))
+    ether = one if numeric else pl.when(proto == 0).then(4).otherwise(0)
+    return (pl.when(d.is_mar()).then(0)
+            .when(d.is_ether()).then(ether)
+            .when(ip & proto.is_in([d.IPPROTO_TCP, d.IPPROTO_UDP])).then(tcp_udp)
+            .when(d.is_icmp4() | d.is_icmp6()).then(4)
+            .when(ip & (proto == d.IPPROTO_ESP)).then(4 if side == "d" else 0)
+            .otherwise(0))
+
+
+def _coded_plan(name: str, opts: PrintOptions) -> _Plan | None:
+    if name == "dir":
+        return _Plan("coded", d.dir_code(), table=d.DIRS.series().str.pad_start(5))
+    if name == "state" and opts.zflag is None:
+        return _Plan("coded", d.state_code(), table=d.STATES.series())
+    if name in ("sport", "dport"):
+        numeric = opts.nflag in (1, 2)
+        kind = _port_kind(name[0], numeric)
+        index = (pl.when(kind.is_in([0, 4])).then(0)
+                 .otherwise((kind - 1) * _PORT_BLOCK + 1 + c(name).cast(pl.Int64))).cast(pl.UInt32)
+        return _Plan("coded", index, table=_port_table(numeric), rare=kind == 4,
+                     fallback=_port_text(name[0], opts))
+    return None
+
+
 # --- the printer ----------------------------------------------------------------------------------------
 
 @dataclass
@@ -538,7 +602,8 @@ class Printer:
 
     options: PrintOptions = field(default_factory=PrintOptions)
     lines_printed: int = 0
-    _cached_plan: list | None = field(default=None, repr=False, compare=False)
+    _cached_plan: list[_Plan] | None = field(default=None, repr=False, compare=False)
+    _tables: dict[tuple[int, bool], pl.Series] = field(default_factory=dict, repr=False, compare=False)
 
     def header(self) -> str:
         """The header line (with its newline)."""
@@ -574,27 +639,29 @@ class Printer:
 
     # --- cells: one text expression per column ----------------------------------------------------
 
-    def _plan(self) -> list[tuple[str, pl.Expr | None, pl.Expr | None]]:
-        """Per column: (kind, input or text expression, keep mask), built once per printer.
-
-        kind 'expr': the expression is the text.  'time'/'float': the expression is the numeric
-        value, formatted as a Series.  'addr'/'user': formatted from the frame as a Series.
-        """
+    def _plan(self) -> list[_Plan]:
+        """How each column is made, built once per printer."""
         if self._cached_plan is None:
             self._cached_plan = [self._column_plan(col.field) for col in self.options.columns]
         return self._cached_plan
 
-    def _column_plan(self, f: Field) -> tuple[str, pl.Expr | None, pl.Expr | None]:
+    def _column_plan(self, f: Field) -> _Plan:
         o = self.options
         keep = self._keep(f)
         if f.name in ("saddr", "daddr"):
-            return "addr", None, keep
+            return _Plan("addr", keep=keep)
         if f.name in ("suser", "duser"):
-            return "user", None, keep
+            return _Plan("user", keep=keep)
         if f.fmt == FMT_TIME:
-            return "time", f.value().cast(pl.Int64), keep
+            return _Plan("time", f.value().cast(pl.Int64), keep)
         if f.fmt == FMT_FLOAT or f.name == "idle":
-            return "float", _special_expr(f.name, o) if f.name == "idle" else f.value(), keep
+            return _Plan("float", _special_expr(f.name, o) if f.name == "idle" else f.value(), keep)
+        coded = _coded_plan(f.name, o)
+        if coded is not None:
+            if keep is not None:  # the extra last entry of the table is the blank
+                coded.expr = pl.when(keep).then(coded.expr).otherwise(pl.lit(len(coded.table), pl.UInt32))
+                coded.table = pl.concat([coded.table, pl.Series([""], dtype=pl.String)])
+            return coded
         if f.fmt == FMT_HEX4:
             expr = hex4(f.value().cast(pl.UInt32))
         elif f.fmt == FMT_SPECIAL:
@@ -604,7 +671,16 @@ class Printer:
         else:
             expr = f.value().cast(pl.String)
         expr = expr.fill_null("")
-        return "expr", expr if keep is None else pl.when(keep).then(expr).otherwise(pl.lit("")), None
+        return _Plan("expr", expr if keep is None else pl.when(keep).then(expr).otherwise(pl.lit("")))
+
+    def _table(self, i: int, fit: bool) -> pl.Series:
+        """Texts of a coded column, fitted to its width for fixed-width output (once per printer)."""
+        key = (i, fit)
+        if key not in self._tables:
+            table = self._plan()[i].table
+            assert table is not None
+            self._tables[key] = self._fit(table, self.options.columns[i]) if fit else table
+        return self._tables[key]
 
     def _prepare(self, batch: pl.DataFrame) -> pl.DataFrame:
         # one contiguous chunk per column: polars string kernels are far slower on many chunks
@@ -616,32 +692,56 @@ class Printer:
 
         Texts that need Series work (times, floats, addresses, user data, MAR values) are computed
         first and attached to the frame; the rest are expressions evaluated in one select, so that
-        polars runs the columns in parallel.  Fitting to widths is a second select over the texts.
+        polars runs the columns in parallel.  Coded columns gather their text from a table that is
+        already fitted; the others are fitted in a second select over the texts.
         """
         o = self.options
         plan = self._plan()
-        numeric = {f"_v{i}": e for i, (kind, e, _) in enumerate(plan) if kind in ("time", "float")}
+        numeric = {f"_v{i}": p.expr for i, p in enumerate(plan) if p.kind in ("time", "float")}
         values = frame.select(**numeric) if numeric else None
         extra: dict[str, pl.Series] = {}
         cells: list[pl.Expr] = []
-        for i, (col, (kind, expr, keep)) in enumerate(zip(o.columns, plan, strict=True)):
-            if kind != "expr":
-                extra[f"_s{i}"] = self._series_text(frame, values, col, kind, i)
+        for i, (col, p) in enumerate(zip(o.columns, plan, strict=True)):
+            expr = p.expr
+            if p.kind == "coded":
+                assert p.expr is not None
+                expr = pl.lit(self._table(i, fit)).gather(p.expr)
+                if p.rare is not None:
+                    cells.append(p.rare.alias(f"_r{i}"))
+            elif p.kind != "expr":
+                extra[f"_s{i}"] = self._series_text(frame, values, col, p.kind, i)
                 expr = c(f"_s{i}")
-                if keep is not None:
-                    expr = pl.when(keep).then(expr).otherwise(pl.lit(""))
+                if p.keep is not None:
+                    expr = pl.when(p.keep).then(expr).otherwise(pl.lit(""))
             assert expr is not None
             cells.append(expr.alias(f"t{i}"))
         texts = frame.with_columns(**extra).select(*cells, c("_mar"))
         if fit:
             # most columns never overflow: then padding alone fits them (no cut, no '*')
-            longest = texts.select(c(f"t{i}").str.len_chars().max() for i in range(len(o.columns))).row(0)
+            loose = [i for i, p in enumerate(plan) if p.kind != "coded"]
+            longest = texts.select(c(f"t{i}").str.len_chars().max() for i in loose).row(0) if loose else ()
             texts = texts.with_columns(
-                self._fit_expr(c(f"t{i}"), col, overflow=(n or 0) > self._col_width(col)).alias(f"t{i}")
-                for i, (col, n) in enumerate(zip(o.columns, longest, strict=True)))
+                self._fit_expr(c(f"t{i}"), o.columns[i], overflow=(n or 0) > self._col_width(o.columns[i]))
+                .alias(f"t{i}") for i, n in zip(loose, longest, strict=True))
+        texts = self._with_rare_texts(frame, texts, fit)
         if texts["_mar"].any():
             texts = self._with_mar_texts(frame, texts, fit)
         return texts
+
+    def _with_rare_texts(self, frame: pl.DataFrame, texts: pl.DataFrame, fit: bool) -> pl.DataFrame:
+        """Rows of a coded column its table cannot print (ICMP ports...): their own expression."""
+        rare = [i for i, p in enumerate(self._plan()) if p.rare is not None]
+        for i in rare:
+            rows = np.flatnonzero(texts[f"_r{i}"].to_numpy())
+            if len(rows) == 0:
+                continue
+            fallback = self._plan()[i].fallback
+            assert fallback is not None
+            value = frame.select(sorted(set(fallback.meta.root_names())))[rows].select(fallback).to_series()
+            if fit:
+                value = self._fit(value, self.options.columns[i])
+            texts = texts.with_columns(texts[f"t{i}"].scatter(rows, value))
+        return texts.drop(f"_r{i}" for i in rare)
 
     def _with_mar_texts(self, frame: pl.DataFrame, texts: pl.DataFrame, fit: bool) -> pl.DataFrame:
         """MAR rows print their own values in most columns (§4.5)."""
