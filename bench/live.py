@@ -183,7 +183,7 @@ async def client(port: int, keep: bool, idle_s: float) -> tuple[int, float, floa
     while True:
         try:
             data = await asyncio.wait_for(reader.read(1 << 20), idle_s if got else 60)
-        except TimeoutError:
+        except (TimeoutError, ConnectionResetError):  # a server may drop a slow reader
             break
         if not data:
             break
