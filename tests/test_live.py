@@ -12,6 +12,7 @@ the reason otherwise.  Every process is started by the test and ended by its pid
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -183,6 +184,7 @@ def our_probe(net: Net, name: str, *args: str | Path) -> subprocess.Popen:
 def test_live_probe_equals_argus_r(net: Net, captures: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "live.argus"
     probe = our_probe(net, "argus", "-i", net.pairs[0][1], "-w", out, "-M", "1")
+    assert promiscuity(net) == 1, "promiscuous by default"
     net.replay(captures["a"])
     time.sleep(0.5)
     assert stop(probe) == 0, net.err("argus")
@@ -314,6 +316,18 @@ def rotate_and_stop(net: Net, captures: dict[str, Path], pid: int, out: Path,
     net.replay(captures["b"])
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=20, what="the daemon to stop")
+
+
+def promiscuity(net: Net) -> int:
+    text = sh("ip", "-n", net.cap, "-d", "link", "show", net.pairs[0][1])
+    return int(re.search(r"promiscuity (\d+)", text).group(1))
+
+
+def test_p_leaves_the_interface_alone(net: Net) -> None:
+    probe = our_probe(net, "argus", "-p", "-s", "128", "-i", net.pairs[0][1], "-P", "15660")
+    assert "(snaplen 128, not promiscuous)" in net.err("argus")
+    assert promiscuity(net) == 0
+    assert stop(probe) == 0
 
 
 def test_bad_interface_is_one_line(net: Net) -> None:
