@@ -190,10 +190,11 @@ def test_live_probe_equals_argus_r(net: Net, captures: dict[str, Path], tmp_path
     assert stop(probe) == 0, net.err("argus")
     assert flows(out) == flows(captures["a.argus"])
     mars = subprocess.run([RA, "-X", "-n", "-M", "man", "-c", ",", "-s", "proto", "sport", "pkts",
-                           "-r", out], capture_output=True, text=True, check=True).stdout
+                           "dport", "-r", out], capture_output=True, text=True, check=True).stdout
     rows = [line.split(",") for line in mars.splitlines()[1:] if line.startswith("man")]
     assert sum(int(r[2]) for r in rows) == 3000  # every packet counted in the status MARs
     assert sum(int(r[1]) for r in rows) == 0  # ra prints the MAR's kernel drops as sport
+    assert {r[3] for r in rows[1:]} == {"1"}  # clients (dport): the -w file, as the real argus
 
 
 def test_two_interfaces_marked_by_srcid(net: Net, captures: dict[str, Path],

@@ -36,7 +36,7 @@ from argusflow.capture.live import LiveCapture, compile_walk
 from argusflow.decode import decode_batch
 from argusflow.errors import ArgusflowError, UsageError
 from argusflow.flows.probe import FlowProbe, ProbeSettings
-from argusflow.flows.probe_writer import encode_probe_batch
+from argusflow.flows.probe_writer import ProbeOutput, encode_probe_batch
 from argusflow.records import mar as marlib
 from argusflow.records.codec import RecordReader
 from argusflow.stream.server import RecordServer, parse_networks
@@ -170,9 +170,14 @@ class LiveProbe:
         counters = marlib.MarCounters(
             pkts=pkts, bytes=nbytes, records=records, dropped=dropped - self.dropped_reported,
             flows=sum(p.active_flows for p in self.probes),
-            clients=self.server.fanout.started if self.server else 0)
+            clients=self.clients())
         self.dropped_reported = dropped
         return counters
+
+    def clients(self) -> int:
+        """As the real argus counts them: its -w file is a client too."""
+        started = self.server.fanout.started if self.server else 0
+        return started + isinstance(self.sink, ProbeOutput)
 
     def later_mar(self, make) -> bytes:  # noqa: ANN001 - marlib.status_mar or stop_mar
         now = now_us()
