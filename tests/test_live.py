@@ -406,3 +406,35 @@ def test_two_routers_through_radiums_to_a_collector(net: Net, captures: dict[str
     stop(collector)
     wait_for(lambda: client.poll() is not None, what="the client to end with the collector")
     assert as_udp(flows(got)) == as_udp(flows(captures["a.argus"], captures["b.argus"]))
+
+
+def test_tls_and_allow_list(net: Net, captures: dict[str, Path], tmp_path: Path) -> None:
+    """Our extensions on -P: TLS (the client verifies the probe) and an allow-list."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    from test_radium import make_certs
+
+    certs = make_certs(tmp_path)
+    rc = tmp_path / "ra.rc"
+    rc.write_text(f"RA_TLS_CA={certs['ca.pem']}\n")
+    port, got = 15661, tmp_path / "tls.argus"
+    probe = our_probe(net, "argus", "-i", net.pairs[0][1], "-P", str(port), "-B", LO,
+                      "--tls-cert", certs["server.pem"], "--tls-key", certs["server.key"],
+                      "--allow", "127.0.0.0/8")
+    wait_for(lambda: listening(net, port), what="the TLS port")
+    client = net.start("ra", OUR_BIN / "ra", "-X", "-F", rc, "-S", f"argus+tls://{LO}:{port}",
+                       "-w", got)
+    wait_for(lambda: "started" in net.err("argus"), what="the TLS client to start")
+    net.replay(captures["a"])
+    time.sleep(0.5)
+    assert stop(probe) == 0
+    wait_for(lambda: client.poll() is not None, what="the client to end")
+    assert as_udp(flows(got)) == as_udp(flows(captures["a.argus"]))
+    denied = our_probe(net, "argus2", "-i", net.pairs[0][1], "-P", str(port + 1), "-B", LO,
+                       "--allow", "10.9.9.0/24")
+    wait_for(lambda: listening(net, port + 1), what="the second port")
+    refused = net.start("refused", OUR_BIN / "ra", "-X", "-S", f"{LO}:{port + 1}")
+    wait_for(lambda: refused.poll() is not None, what="the refused client to end")
+    assert "access denied" in net.err("argus2")
+    assert refused.returncode == 2 and denied.poll() is None
+    stop(denied)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import sys
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from argusflow.capture.live import DEFAULT_RING, DEFAULT_SNAPLEN
 from argusflow.cli import daemon
 from argusflow.cli.argus_live import LiveOptions, LiveProbe
 from argusflow.cli.options import parse_argv
+from argusflow.cli.radium import split_long_options
 from argusflow.cli.runner import EXIT_MATCHED, entry
 from argusflow.decode import decode_capture
 from argusflow.errors import UsageError
@@ -35,13 +37,20 @@ from argusflow.flows.probe_writer import ProbeOutput
 from argusflow.records.mar import MarCounters, SourceId, start_mar, stop_mar
 from argusflow.records.printer import Printer, PrintOptions
 from argusflow.records.schema import SCHEMA
+from argusflow.stream.server import tls_server_context
 
 SYSTEM_CONF = "/etc/argus.conf"
+# Our extensions for live probes (man argus has none of these); each sets a config variable.
+LONG_OPTIONS = {"--allow": "ARGUS_ACCESS_ALLOW", "--pidfile": "ARGUS_PID_FILE",
+                "--tls-cert": "ARGUS_TLS_CERT", "--tls-key": "ARGUS_TLS_KEY",
+                "--tls-client-ca": "ARGUS_TLS_CLIENT_CA"}
 USAGE = """usage: argus -r FILE... [options] [- capture-filter]
   -r FILE ...  read pcap/pcapng captures ('-' is stdin; gzip/bzip2/xz by magic number)
   -i IFACE[/SRCID]  capture live on IFACE (Linux, root; several -i allowed)
   -P PORT      serve records to clients (ra -S, radium)   -B ADDR[,ADDR]  bind addresses
   -s BYTES     snap length (default 96)   -p  not promiscuous   -d  run as a daemon
+  --allow NET[,NET]  client networks allowed (ARGUS_ACCESS_ALLOW)   --pidfile PATH
+  --tls-cert PEM --tls-key PEM [--tls-client-ca PEM]  serve -P over TLS (our extension)
   -w FILE      write Argus records (appends; '-' is stdout); without -w records are printed
   -S SECS      flow status interval (ARGUS_FLOW_STATUS_INTERVAL, default 5)
   -M SECS      MAR status interval (ARGUS_MAR_STATUS_INTERVAL, default 60)
@@ -153,6 +162,7 @@ def split_interfaces(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def argus(argv: list[str]) -> int:
+    argv, long_options = split_long_options(argv, LONG_OPTIONS)
     argv, interfaces = split_interfaces(argv)
     args = parse_argv(argv, "argus", flags=set("AJZmXdp"), one_value=set("e"))
     if args.flag("h"):
@@ -163,6 +173,7 @@ def argus(argv: list[str]) -> int:
         conf.update(read_conf(SYSTEM_CONF))
     for path in args.all("F"):
         conf.update(read_conf(path))
+    conf.update(long_options)  # the command line wins over the files
     inputs = sorted(args.all("r"))  # argus reads its files in lexicographic order
     if not interfaces and not inputs and conf.get("ARGUS_INTERFACE"):
         interfaces = conf["ARGUS_INTERFACE"].split()
@@ -237,7 +248,15 @@ def live_options(args, conf: dict[str, str], interfaces: list[str],  # noqa: ANN
         port=int(number(port, "-P", 0)) or None,
         binds=[b for b in binds.replace(",", " ").split() if b],
         allow=conf.get("ARGUS_ACCESS_ALLOW"), mar_interval=mar_interval,
-        filter_text=args.filter)
+        filter_text=args.filter or conf.get("ARGUS_FILTER"), tls=server_tls(conf))
+
+
+def server_tls(conf: dict[str, str]) -> ssl.SSLContext | None:
+    """Our TLS extension for -P (plain TCP, what Argus 3.0.8 speaks, stays the default)."""
+    if not conf.get("ARGUS_TLS_CERT"):
+        return None
+    return tls_server_context(conf["ARGUS_TLS_CERT"], conf.get("ARGUS_TLS_KEY"),
+                              conf.get("ARGUS_TLS_CLIENT_CA"))
 
 
 def run_live(args, conf: dict[str, str], interfaces: list[str],  # noqa: ANN001

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import signal
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -35,6 +36,7 @@ from argusflow.capture.batch import PacketBatch
 from argusflow.capture.live import LiveCapture, compile_walk
 from argusflow.decode import decode_batch
 from argusflow.errors import ArgusflowError, UsageError
+from argusflow.filter.compile_packets import CaptureFilter, compile_capture_filter
 from argusflow.flows.probe import FlowProbe, ProbeSettings
 from argusflow.flows.probe_writer import ProbeOutput, encode_probe_batch
 from argusflow.records import mar as marlib
@@ -64,6 +66,7 @@ class LiveOptions:
     allow: str | None = None
     mar_interval: int = 60
     filter_text: str | None = None
+    tls: ssl.SSLContext | None = None
 
 
 def now_us() -> int:
@@ -89,20 +92,13 @@ def interface_ids(words: list[str], default: marlib.SourceId) -> list[tuple[str,
     return out
 
 
-def capture_filter(text: str | None):  # noqa: ANN201 - the filter engineer's packet filter
-    """The capture filter (the words after `-`) in user space, when libpcap cannot compile it
-    to kernel BPF (capture/bpf.py, the normal way: the real argus uses libpcap too).
-
-    Hook: argusflow.filter.compile_packets (being written) is expected to offer
-    `compile_packet_filter(text)` returning an object with `mask(decoded) -> bool ndarray`.
-    Without either, a capture filter is refused with one line rather than ignored."""
-    if not text or bpf.available():
+def capture_filter(text: str | None) -> CaptureFilter | None:
+    """The capture filter (the words after `-`) in user space (filter/compile_packets.py),
+    only when libpcap cannot compile it to kernel BPF (capture/bpf.py, the normal way: the
+    real argus hands it to libpcap too)."""
+    if not text or not text.strip() or bpf.available():
         return None
-    try:
-        from argusflow.filter import compile_packets  # type: ignore[attr-defined]
-    except ImportError:
-        raise UsageError("capture filter: needs libpcap (libpcap0.8) to compile it") from None
-    return compile_packets.compile_packet_filter(text)
+    return compile_capture_filter(text)
 
 
 # One TCP SYN (Ethernet, IPv4): enough to make numba compile the decoder and the flow kernel.
@@ -209,11 +205,9 @@ class LiveProbe:
 
     def feed(self, k: int, batch: PacketBatch) -> None:
         decoded = decode_batch(batch)
-        if self.filter is not None:
+        if self.filter is not None:  # packets it rejects are never seen
             keep = np.flatnonzero(self.filter.mask(decoded))
-            if len(keep) < len(batch):
-                batch = batch.take(keep)
-                decoded = decode_batch(batch)
+            decoded, batch = decoded.take(keep), batch.take(keep)
         self.period[0] += len(batch)
         self.period[1] += int(batch.wirelen.sum(dtype=np.int64))
         self.emit(self.probes[k].feed(decoded, batch))
@@ -272,7 +266,7 @@ class LiveProbe:
         loop.add_signal_handler(signal.SIGHUP, self.reopen)
         if self.opts.port:
             allow = parse_networks(self.opts.allow) if self.opts.allow else None
-            self.server = RecordServer(self.start_mar, allow=allow)
+            self.server = RecordServer(self.start_mar, allow=allow, tls=self.opts.tls)
             await self.server.listen(self.opts.port, self.opts.binds or None)
             log.info("listening on %s port %d", ",".join(self.opts.binds) or "*", self.opts.port)
         for k, cap in enumerate(self.caps):

@@ -92,21 +92,23 @@ class Settings:
     tls: dict[str, str] = field(default_factory=dict)
 
 
-def split_long_options(argv: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Our `--name value` / `--name=value` extensions, taken out before the classic parser."""
+def split_long_options(argv: list[str], options: dict[str, str] = LONG_OPTIONS,
+                       ) -> tuple[list[str], dict[str, str]]:
+    """Our `--name value` / `--name=value` extensions, taken out before the classic parser
+    (`options`: option -> the configuration variable it sets; argus passes its own)."""
     rest: list[str] = []
     found: dict[str, str] = {}
     i = 0
     while i < len(argv):
         word = argv[i]
         name, eq, value = word.partition("=")
-        if name in LONG_OPTIONS:
+        if name in options:
             if not eq:
                 if i + 1 >= len(argv):
                     raise UsageError(f"{name} needs a value")
                 value = argv[i + 1]
                 i += 1
-            found[LONG_OPTIONS[name]] = value
+            found[options[name]] = value
         elif word in ("-", "--"):
             rest.extend(argv[i:])
             break
