@@ -587,6 +587,14 @@ def dir_() -> pl.Expr:
 
 # --- Flgs (§9.3) ------------------------------------------------------------------------------------
 
+_ASCII = pl.Series([chr(i) for i in range(256)], dtype=pl.String)
+
+
+def _ch(letter: str) -> pl.Expr:
+    """A Flgs letter as its ASCII code."""
+    return pl.lit(ord(letter), pl.UInt8)
+
+
 _ENCAPS_LETTERS = [(0x1, "m"), (0x2, "e"), (0x4, "v"), (0x8, "l"), (0x10, "p"), (0x20, "i"),
                    (0x40, "G"), (0x80, "a"), (0x100, "P"), (0x200, "6"), (0x400, "H"), (0x800, "C"),
                    (0x1000, "A"), (0x2000, "S"), (0x4000, "F"), (0x8000, "s"), (0x10000, "R"),
@@ -600,27 +608,27 @@ def _popcount(e: pl.Expr) -> pl.Expr:
 
 def _flag_encaps() -> pl.Expr:
     enc = (c("sencaps") | c("dencaps")).cast(pl.UInt32)
-    single = pl.lit(" ")
+    single = _ch(" ")
     for mask, ch in reversed(_ENCAPS_LETTERS):
-        single = pl.when(enc == mask).then(pl.lit(ch)).otherwise(single)
-    from_enc = pl.when(_popcount(enc) > 1).then(pl.lit("*")).otherwise(single)
-    no_enc = (pl.when(has("vlan")).then(pl.lit("v")).when(has("mac")).then(pl.lit("e"))
-              .when(has("mpls")).then(pl.lit("m")).otherwise(pl.lit(" ")))
+        single = pl.when(enc == mask).then(_ch(ch)).otherwise(single)
+    from_enc = pl.when(_popcount(enc) > 1).then(_ch("*")).otherwise(single)
+    no_enc = (pl.when(has("vlan")).then(_ch("v")).when(has("mac")).then(_ch("e"))
+              .when(has("mpls")).then(_ch("m")).otherwise(_ch(" ")))
     base = pl.when(has("encaps")).then(from_enc).otherwise(no_enc)
-    return pl.when(has("mac") & bit("mac_qual", 0x03)).then(pl.lit("M")).otherwise(base)
+    return pl.when(has("mac") & bit("mac_qual", 0x03)).then(_ch("M")).otherwise(base)
 
 
 def _flag_icmpmap() -> pl.Expr:
     mapped = has("icmpmap") & bit("icmpmap_qual", 0x07)
     t = c("icmpmap_type")
-    letter = (pl.when(t == 3).then(pl.lit("U")).when(t == 5).then(pl.lit("R"))
-              .when(t == 11).then(pl.lit("T")).otherwise(pl.lit("I")))
-    return pl.when(mapped).then(letter).otherwise(pl.lit(" "))
+    letter = (pl.when(t == 3).then(_ch("U")).when(t == 5).then(_ch("R"))
+              .when(t == 11).then(_ch("T")).otherwise(_ch("I")))
+    return pl.when(mapped).then(letter).otherwise(_ch(" "))
 
 
 def _sd(src: pl.Expr, dst: pl.Expr, s: str, d: str, both: str) -> pl.Expr:
-    return (pl.when(src & dst).then(pl.lit(both)).when(src).then(pl.lit(s))
-            .when(dst).then(pl.lit(d)).otherwise(pl.lit(" ")))
+    return (pl.when(src & dst).then(_ch(both)).when(src).then(_ch(s))
+            .when(dst).then(_ch(d)).otherwise(_ch(" ")))
 
 
 def _gap(side: str) -> pl.Expr:
@@ -644,21 +652,21 @@ def _flag_loss() -> pl.Expr:
     st = c("tcp_status")
     sre, dre = (st & SRC_RETRANS) != 0, (st & DST_RETRANS) != 0
     retrans = _sd(sre, dre, "s", "d", "*")
-    gap = pl.when(_gap("s") | _gap("d")).then(pl.lit("g")).otherwise(pl.lit(" "))
+    gap = pl.when(_gap("s") | _gap("d")).then(_ch("g")).otherwise(_ch(" "))
     ooo = _sd((st & SRC_OUTOFORDER) != 0, (st & DST_OUTOFORDER) != 0, "i", "r", "&")
     perf = c("net_subtype") == NET_TCP_PERF
     tcp = (pl.when(sre | dre).then(retrans)
-           .when(~is_ip() | (addr_type() == ADDR_IPV6)).then(pl.lit(" "))
+           .when(~is_ip() | (addr_type() == ADDR_IPV6)).then(_ch(" "))
            .when(perf & (_gap("s") | _gap("d"))).then(gap)
            .otherwise(ooo))
     esp = (c("proto") == IPPROTO_ESP) & (c("net_subtype") == NET_ESP) & (c("esp_lostseq") != 0)
-    return pl.when(is_tcp_net()).then(tcp).when(is_ip() & esp).then(pl.lit("s")).otherwise(pl.lit(" "))
+    return pl.when(is_tcp_net()).then(tcp).when(is_ip() & esp).then(_ch("s")).otherwise(_ch(" "))
 
 
 def _flag_tcp(smask: int, dmask: int, s: str, d: str, both: str) -> pl.Expr:
     st = c("tcp_status")
     letters = _sd((st & smask) != 0, (st & dmask) != 0, s, d, both)
-    return pl.when(is_tcp_net() & (addr_type() == ADDR_IPV4)).then(letters).otherwise(pl.lit(" "))
+    return pl.when(is_tcp_net() & (addr_type() == ADDR_IPV4)).then(letters).otherwise(_ch(" "))
 
 
 _IPOPT_LETTERS = {0x01: "R", 0x02: "T", 0x04: "+", 0x08: "L", 0x10: "D", 0x20: "S", 0x40: "A"}
@@ -668,28 +676,33 @@ def _flag_ipopts() -> pl.Expr:
     opts = pl.when(bit("attr_qual", 0x04)).then(c("sipopts")).otherwise(0) | pl.when(
         bit("attr_qual", 0x08)).then(c("dipopts")).otherwise(0)
     opts = opts.cast(pl.UInt32)
-    single = _lookup(opts, _IPOPT_LETTERS, "U")
-    return (pl.when(~has("attr") | (opts == 0)).then(pl.lit(" "))
-            .when(_popcount(opts) > 1).then(pl.lit("O")).otherwise(single))
+    codes = pl.Series([ord(_IPOPT_LETTERS.get(k, "U")) for k in range(256)], dtype=pl.UInt8)
+    single = pl.lit(codes).gather(opts.clip(0, 255))
+    return (pl.when(~has("attr") | (opts == 0)).then(_ch(" "))
+            .when(_popcount(opts) > 1).then(_ch("O")).otherwise(single))
 
 
 def _flag_frag() -> pl.Expr:
-    return (pl.when(has("attr") & bit("attr_qual", 0x30)).then(pl.lit("F"))
-            .when(has("net") & (c("net_subtype") == 0x45)).then(pl.lit("f"))
-            .when(bit("flow_qual", 0x80)).then(pl.lit("F")).otherwise(pl.lit(" ")))
+    return (pl.when(has("attr") & bit("attr_qual", 0x30)).then(_ch("F"))
+            .when(has("net") & (c("net_subtype") == 0x45)).then(_ch("f"))
+            .when(bit("flow_qual", 0x80)).then(_ch("F")).otherwise(_ch(" ")))
 
 
 def flgs() -> pl.Expr:
     """The 9-character Flgs string."""
-    first = (pl.when(c("rtype") == RTYPE_NETFLOW).then(pl.lit("N"))
-             .when(has("time") & bit("time_qual", 0x01)).then(pl.lit("T")).otherwise(pl.lit(" ")))
-    cor = pl.when(has("cor")).then(
-        (c("cor_raw").bin.size() // 24).cast(pl.String).str.slice(0, 1)).otherwise(pl.lit(" "))
+    first = (pl.when(c("rtype") == RTYPE_NETFLOW).then(_ch("N"))
+             .when(has("time") & bit("time_qual", 0x01)).then(_ch("T")).otherwise(_ch(" ")))
+    n = (c("cor_raw").bin.size() // 24).cast(pl.Int64)
+    lead = (pl.when(n < 10).then(n).when(n < 100).then(n // 10).when(n < 1000).then(n // 100)
+            .otherwise(n // 1000))
+    cor = pl.when(has("cor")).then((ord("0") + lead).cast(pl.UInt8)).otherwise(_ch(" "))  # first digit
     parts = [first, _flag_encaps(), _flag_icmpmap(), _flag_loss(),
              _flag_tcp(SRC_WINDOW_SHUT, DST_WINDOW_SHUT, "S", "D", "@"),
              _flag_tcp(SRC_CONGESTED, DST_CONGESTED, "x", "t", "E"),
              _flag_frag(), _flag_ipopts(), cor]
-    return pl.when(is_mar()).then(pl.lit(" " * 9)).otherwise(pl.concat_str(parts))
+    # each part is an ASCII code (integer work is far cheaper than 9 string when/then chains)
+    text = pl.concat_str([pl.lit(_ASCII).gather(part) for part in parts])
+    return pl.when(is_mar()).then(pl.lit(" " * 9)).otherwise(text)
 
 
 # --- names --------------------------------------------------------------------------------------------
