@@ -831,7 +831,6 @@ class Clusterer:
     _state: np.ndarray = field(default_factory=lambda: np.zeros((0, NCOLS), dtype=np.uint64))
     _slot: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _used: int = 0
-    _base_rows: int = 0
     _first_dur: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _n: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -873,7 +872,6 @@ class Clusterer:
         if len(new_rows):
             # A group's first record is its base row, and its whole state while nothing merges.
             self._base.append(batch.drop("_seq")[new_rows])
-            self._base_rows += len(new_rows)
             g = gid[new_rows]
             self._orient[g] = fwd[new_rows]
             self._first_dur[g] = durations[new_rows]
@@ -918,10 +916,16 @@ class Clusterer:
             grown[:start] = self._state[:start]
             self._state = grown
         self._slot[groups] = np.arange(start, need)
-        base = self._bases()
-        for lo in range(0, len(groups), SLICE_ROWS):
-            part = groups[lo:lo + SLICE_ROWS]
-            self._state[start + lo:start + lo + len(part)] = _to_u64(base[part])
+        # `groups` is sorted and each base frame holds consecutive groups: gather frame by frame
+        # (no concatenation of every base row at each batch).
+        starts = np.cumsum([0] + [f.height for f in self._base])
+        cuts = np.searchsorted(groups, starts)
+        for k, frame in enumerate(self._base):
+            lo, hi = cuts[k], cuts[k + 1]
+            for a in range(lo, hi, SLICE_ROWS):
+                b = min(a + SLICE_ROWS, hi)
+                rows = frame.select(MERGED)[groups[a:b] - starts[k]]
+                self._state[start + a:start + b] = _to_u64(rows)
         self._used = need
 
     def _group_ids(self, keys: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
