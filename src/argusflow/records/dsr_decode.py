@@ -289,6 +289,7 @@ class Columns(dict):
         self.raw = raw  # the undecoded bytes, for the few DSRs kept as byte strings
         self.kinds: dict[str, str] = {}
         self.wanted = wanted  # a projection (with_helpers): the only columns to build
+        self.raw_u8 = np.frombuffer(raw, dtype=np.uint8)
 
     def wants(self, name: str) -> bool:
         return self.wanted is None or name in self.wanted
@@ -604,12 +605,23 @@ def object_column(cols: Columns, name: str, empty: object) -> np.ndarray:
 
 
 def store_raw(cols: Columns, name: str, d: Dsrs, skip: int) -> None:
-    """Keep the payload of DSRs we do not decode as bytes (rare: a short loop is fine)."""
+    """Keep the payload of DSRs we do not decode as bytes.
+
+    Not rare (the network objects of UDP and other flows): payloads of one length are cut out
+    of the buffer as one (m, length) array whose rows numpy turns into bytes objects.
+    """
     if not len(d.rec) or not cols.wants(name):
         return
     column = object_column(cols, name, b"")
-    for r, p, s in zip(d.rec.tolist(), d.pos.tolist(), d.size.tolist(), strict=True):
-        column[r] = cols.raw[p + skip:p + s]
+    lengths = d.size - skip
+    for length in np.unique(lengths).tolist():
+        if length <= 0:
+            continue
+        same = lengths == length
+        block = cols.raw_u8[(d.pos[same] + skip)[:, None] + np.arange(length)]
+        values = np.empty(int(same.sum()), dtype=object)
+        values[:] = block.view(f"V{length}").ravel().tolist()  # bytes, zeros kept
+        column[d.rec[same]] = values
 
 
 def decode_time(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
