@@ -101,6 +101,16 @@ def test_corpus_nanosecond_and_invalid_fraction() -> None:
     assert len(bad) == 3 and reader.error is None
     assert reader.stats["bad_fraction"] == 2  # the first fraction is 999999999: valid
     assert "timestamp fraction" in str(reader.warnings[0])
+    # as the real argus: packets with a bad fraction keep the last valid packet's time
+    assert bad.ts_us.tolist() == [1418145369_999999] * 3
+
+
+def test_bad_fraction_without_a_valid_time_before_is_clamped(tmp_path: Path) -> None:
+    path = tmp_path / "bad.pcap"
+    path.write_bytes(pcap_bytes([pkt(1), pkt(2), pkt(3)], False, False,
+                                times=[(10, 2_000_000), (11, 5), (12, 1_000_000)]))
+    (batch,), _ = read_all(path)
+    assert batch.ts_us.tolist() == [10_999_999, 11_000_005, 11_000_005]
 
 
 @needs_corpus

@@ -81,6 +81,19 @@ class PcapReader(CaptureReader):
             carry = buf[pos:fill].tobytes()
             self.file_offset += pos
 
+    def _hold_bad_times(self, ts_us: np.ndarray, sec: np.ndarray, bad: np.ndarray) -> np.ndarray:
+        """A packet whose fraction is out of range keeps the time of the last packet before it
+        with a valid one: the real argus's last time does not move for it (corpus:
+        tcpdump__timestamp_invalid_nano).  With none before, the fraction is clamped."""
+        idx = np.where(bad, -1, np.arange(len(ts_us)))
+        idx = np.maximum.accumulate(idx)
+        last = getattr(self, "_last_good_us", None)
+        clamped = sec * 1_000_000 + 999_999
+        held = np.where(idx >= 0, ts_us[np.maximum(idx, 0)], clamped if last is None else last)
+        out = np.where(bad, held, ts_us)
+        self._last_good_us = int(out[-1])
+        return out
+
     def _batch(self, buf: np.ndarray, rows: np.ndarray) -> PacketBatch:
         sec, frac = rows[1], rows[2]
         limit = 1_000_000_000 if self._nano else 1_000_000
@@ -89,8 +102,11 @@ class PcapReader(CaptureReader):
             first = int(rows[0, np.argmax(bad)]) - RECORD_HEADER
             problem = f"timestamp fraction >= {limit}"
             self._warn("bad_fraction", self.file_offset + first, problem, int(bad.sum()))
-        # an out-of-range fraction simply carries into the seconds, as libpcap-based tools do
         ts_us = sec * 1_000_000 + (frac // 1000 if self._nano else frac)
+        if bad.any():
+            ts_us = self._hold_bad_times(ts_us, sec, bad)
+        elif len(ts_us):
+            self._last_good_us = int(ts_us[-1])
         n = rows.shape[1]
         return PacketBatch(
             ts_us=ts_us,
