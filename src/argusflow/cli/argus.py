@@ -25,7 +25,7 @@ import polars as pl
 from argusflow.capture import open_capture
 from argusflow.capture.live import DEFAULT_RING, DEFAULT_SNAPLEN
 from argusflow.cli import daemon
-from argusflow.cli.argus_live import LiveOptions, LiveProbe
+from argusflow.cli.argus_live import LiveOptions, LiveProbe, check_interfaces
 from argusflow.cli.options import parse_argv
 from argusflow.cli.radium import split_long_options
 from argusflow.cli.runner import EXIT_MATCHED, entry
@@ -268,7 +268,7 @@ def run_live(args, conf: dict[str, str], interfaces: list[str],  # noqa: ANN001
     if as_daemon and out_path and out_path != "-":
         out_path = os.path.abspath(out_path)  # a daemon runs in /
     sink = ProbeOutput(out_path) if out_path else (None if opts.port else TextOut())
-    probe = LiveProbe(settings, opts, sink)
+    check_interfaces(opts)
     pidfile = conf.get("ARGUS_PID_FILE") or (
         daemon.default_pidfile(f"argus.{opts.port or 0}.pid") if as_daemon else None)
     if as_daemon:
@@ -276,6 +276,7 @@ def run_live(args, conf: dict[str, str], interfaces: list[str],  # noqa: ANN001
     elif pidfile:
         daemon.write_pidfile(pidfile)
     daemon.setup_logging("argus", as_daemon, bool(args.value("D")))
+    probe = LiveProbe(settings, opts, sink)
     daemon.raise_fd_limit()
     try:
         asyncio.run(probe.run())

@@ -33,7 +33,7 @@ import polars as pl
 
 from argusflow.capture import bpf
 from argusflow.capture.batch import PacketBatch
-from argusflow.capture.live import LiveCapture, compile_walk
+from argusflow.capture.live import BLOCK_MS, BLOCK_SIZE, LiveCapture, compile_walk
 from argusflow.decode import decode_batch
 from argusflow.errors import ArgusflowError, UsageError
 from argusflow.filter.compile_packets import CaptureFilter, compile_capture_filter
@@ -118,6 +118,14 @@ def warm_up(settings: ProbeSettings) -> None:
     probe.finish()
 
 
+def check_interfaces(opts: LiveOptions) -> None:
+    """Open and close every ring once, so that what would stop the probe (no such interface,
+    not root, a bad filter) is said on the terminal before a daemon detaches."""
+    for k, (name, _) in enumerate(interface_ids(opts.interfaces, opts.srcid)):
+        LiveCapture(name, snaplen=opts.snaplen, promisc=False, ring_bytes=BLOCK_SIZE * 2,
+                    position=k, filter_text=opts.filter_text if bpf.available() else None).close()
+
+
 class LiveProbe:
     def __init__(self, settings: ProbeSettings, opts: LiveOptions, sink: Sink | None) -> None:
         self.opts = opts
@@ -125,7 +133,9 @@ class LiveProbe:
         self.settings = settings
         self.filter = capture_filter(opts.filter_text)
         ids = interface_ids(opts.interfaces, opts.srcid)
-        compile_walk()  # before the rings open (no polars: safe before a daemon's fork)
+        # Compile before the rings open: packets must not wait for the compiler.  (A daemon
+        # builds its LiveProbe after the fork: polars' thread pool does not survive one.)
+        warm_up(settings)
         self.caps: list[LiveCapture] = []
         self.probes: list[FlowProbe] = []
         try:
@@ -256,9 +266,6 @@ class LiveProbe:
     # -- lifetime
 
     async def run(self) -> None:
-        # Here, not in __init__: a daemon forks after __init__, and polars' thread pool (which
-        # the warm-up starts) does not survive a fork.
-        warm_up(self.settings)
         loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -299,8 +306,11 @@ class LiveProbe:
 
     async def shutdown(self) -> None:
         """Everything still in the rings, every active flow, then the STOP MAR."""
+        # The block the kernel is filling becomes readable only when its timeout retires it.
+        await asyncio.sleep(2 * BLOCK_MS / 1000)
         for k in range(len(self.caps)):
-            self.read_ready(k)
+            while self.read_ready(k) == MAX_BLOCKS_PER_WAKE:
+                pass
         for probe in self.probes:
             self.emit(probe.finish())
         stop = self.later_mar(marlib.stop_mar)
