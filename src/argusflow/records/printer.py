@@ -145,21 +145,40 @@ def fixed(values: pl.Series, precision: int) -> pl.Series:
         a = np.abs(v) * scale
         r = np.rint(a)
         frac = a - np.floor(a)
-    slow = ~np.isfinite(a) | (a >= 2.0 ** 52) | (np.abs(frac - 0.5) < 1e-6)
+    slow = ~np.isfinite(a) | (a >= 2.0 ** 52) | (np.abs(frac - 0.5) < 1e-6) | (p > 15)
     r = np.where(slow, 0, r).astype(np.uint64)
     neg = np.signbit(v) & ~np.isnan(v)
-    scale_i = np.uint64(10 ** p)
-    int_part = pl.Series(r // scale_i).cast(pl.String)
-    text = int_part
-    if p:
-        frac_part = pl.Series(r % scale_i).cast(pl.String).str.zfill(p)
-        text = int_part + "." + frac_part
-    text = pl.select(pl.when(pl.Series(neg)).then("-" + text).otherwise(text)).to_series()
+    whole = c("r") // (10 ** p) if p <= 15 else c("r")
+    pieces = [pl.lit(_SIGNS).gather(c("neg").cast(pl.UInt32)), whole.cast(pl.String)]
+    if 0 < p <= 15:
+        pieces += [pl.lit("."), *_digit_pieces(c("r") % (10 ** p), p)]
+    text = pl.DataFrame({"r": r, "neg": neg}).select(pl.concat_str(pieces)).to_series()
     if slow.any():
         idx = np.flatnonzero(slow)
         fixes = [f"{v[i]:.{p}f}" for i in idx]
         text = text.scatter(idx, fixes)
     return text
+
+
+_SIGNS = pl.Series(["", "-"], dtype=pl.String)
+
+
+@functools.cache
+def _digits(n: int) -> pl.Series:
+    """The 10**n texts of n zero-padded digits."""
+    return pl.Series([f"{i:0{n}d}" for i in range(10 ** n)], dtype=pl.String)
+
+
+def _digit_pieces(value: pl.Expr, p: int) -> list[pl.Expr]:
+    """The p zero-padded digits of `value` (< 10**p), gathered three at a time from tables
+    (a cast and a zfill per column cost more)."""
+    pieces = []
+    rest = p
+    while rest > 0:
+        n = min(3, rest)
+        rest -= n
+        pieces.append(pl.lit(_digits(n)).gather(((value // (10 ** rest)) % (10 ** n)).cast(pl.UInt32)))
+    return pieces
 
 
 @functools.cache
@@ -278,32 +297,43 @@ def time_widths(opts: PrintOptions, name: str) -> tuple[int, int]:
 
 def format_times(us: pl.Series, opts: PrintOptions) -> pl.Series:
     p = min(max(opts.precision, 0), 6)
-    sec = us // 1_000_000
-    frac = (us % 1_000_000) // (10 ** (6 - p))
-    frac_text = frac.cast(pl.String).str.zfill(p) if p else None
+    frame = pl.DataFrame({"sec": us // 1_000_000, "frac": (us % 1_000_000) // (10 ** (6 - p))})
+    fraction = _digit_pieces(c("frac"), p)
     if opts.epoch:
-        text = sec.cast(pl.String)
-        return text + "." + frac_text if frac_text is not None else text
+        pieces = [c("sec").cast(pl.String), *([pl.lit("."), *fraction] if p else [])]
+        return frame.select(pl.concat_str(pieces)).to_series()
     fmt = opts.time_format or DEFAULT_TIME_FORMAT
     if p == 0:
         fmt = fmt.replace(".%f", "").replace("%f", "")
-    # strftime once per distinct second (records share seconds), then spread
+    seconds, index = _second_index(frame["sec"])
+    stamps = _local_stamps(seconds)
+    pieces = []
+    for k, piece in enumerate(fmt.split("%f")):
+        if k:
+            pieces += fraction
+        if piece:  # strftime once per second of the batch, then gathered
+            pieces.append(pl.lit(stamps.dt.strftime(piece)).gather(index))
+    if not pieces:
+        return pl.Series([""] * len(us), dtype=pl.String)
+    return frame.select(pl.concat_str(pieces)).to_series()
+
+
+def _second_index(sec: pl.Series) -> tuple[pl.Series, pl.Expr]:
+    """The seconds to format and, per row, the index of its second among them."""
+    low, high = sec.min(), sec.max()
+    if low is not None and high - low <= max(4 * len(sec), 4096):  # a batch spans a few seconds
+        return pl.int_range(low, high + 1, eager=True), (c("sec") - low).cast(pl.UInt32)
     uniq, inverse = np.unique(sec.to_numpy(), return_inverse=True)
+    return pl.Series(uniq), pl.lit(pl.Series(inverse.astype(np.uint32)))
+
+
+def _local_stamps(seconds: pl.Series) -> pl.Series:
     zone = _local_zone()
-    useconds = pl.Series(uniq)
+    stamps = pl.from_epoch(seconds, time_unit="s").dt.replace_time_zone("UTC")
     try:
-        stamps = pl.from_epoch(useconds, time_unit="s").dt.replace_time_zone("UTC").dt.convert_time_zone(zone)
+        return stamps.dt.convert_time_zone(zone)
     except Exception:  # unknown zone name: ra would fall back to UTC as well
-        stamps = pl.from_epoch(useconds, time_unit="s").dt.replace_time_zone("UTC")
-    pieces = fmt.split("%f")
-    parts = [stamps.dt.strftime(piece).gather(inverse) if piece else None for piece in pieces]
-    out = parts[0] if parts[0] is not None else pl.Series([""] * len(us), dtype=pl.String)
-    for part in parts[1:]:
-        if frac_text is not None:
-            out = out + frac_text
-        if part is not None:
-            out = out + part
-    return out
+        return stamps
 
 
 # --- per-field text -----------------------------------------------------------------------------------
