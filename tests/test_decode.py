@@ -148,6 +148,14 @@ def test_icmp_echo_and_error_quote(compiled: bool) -> None:
     assert (d.icmp_rest[0], d.icmp_rest[1]) == ((77 << 16) | 3, 0)
     assert (d.q_ip_version[1], d.q_proto[1], d.q_sport[1], d.q_dport[1]) == (4, 17, 40000, 33434)
     assert d.q_src_lo[1] == u64(IP_A) and d.q_dst_lo[1] == u64(IP_B)
+    assert d.q_dns_id[1] == -1  # not DNS
+
+
+def test_icmp_error_quoting_dns_keeps_its_id(compiled: bool) -> None:
+    long_quote = icmp(3, 3, data=ipv4(udp(40000, 53, b"\xbd\xaa\x01\x00"), 17))
+    short_quote = icmp(3, 3, data=ipv4(udp(40000, 53, b"\xbd\xaa"), 17)[:28])
+    d = decode([ether(ipv4(long_quote, 1)), ether(ipv4(short_quote, 1))])
+    assert d.q_dns_id.tolist() == [0xBDAA, -1]
 
 
 def test_sctp_esp(compiled: bool) -> None:

@@ -14,6 +14,7 @@ import lzma
 import os
 import stat
 import sys
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -78,7 +79,7 @@ def _unwrap(stream: BinaryIO, name: str) -> tuple[bytes, BinaryIO, int]:
     for layers in range(3):
         try:
             head = _sniff(stream)
-        except (OSError, EOFError, lzma.LZMAError) as exc:
+        except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
             stream.close()
             raise CorruptInput(name, 0, f"bad compressed stream: {exc}") from None
         stream = _Prefixed(head, stream)  # type: ignore[assignment]

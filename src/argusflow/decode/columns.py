@@ -86,6 +86,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("payload_len", "i4", "payload bytes per the IP header lengths"),
     ("payload_caplen", "i4", "payload bytes actually captured"),
     ("dns_id", "i4", "DNS transaction id for UDP port 53, -1 when none"),
+    ("q_dns_id", "i4", "DNS transaction id of a quoted UDP/53 datagram (ICMPv4 errors), -1 when none"),
 )
 DTYPES = {name: np.dtype(dt) for name, dt, _ in COLUMNS}
 
@@ -122,6 +123,7 @@ class DecodedBatch:
         """Storage for n packets with every column at its absent value."""
         groups = {dt: np.zeros((len(names), n), dtype=dt) for dt, names in GROUPS.items()}
         groups["i4"][SLOT["dns_id"]] = -1
+        groups["i4"][SLOT["q_dns_id"]] = -1
         return groups
 
     def __len__(self) -> int:

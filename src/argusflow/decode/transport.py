@@ -143,7 +143,18 @@ def icmp(cur: Cursor, idx: np.ndarray) -> None:
     out.q_src_lo[err] = q.src[ok]
     out.q_dst_lo[err] = q.dst[ok]
     first = q.frag[ok] == 0
-    _quoted_ports(cur, err[first], q.proto[ok][first], 8 + q.ihl[ok][first] * 4)
+    at = 8 + q.ihl[ok][first].astype(np.int64) * 4
+    _quoted_ports(cur, err[first], q.proto[ok][first], at)
+    _quoted_dns_id(cur, err[first], q.proto[ok][first], at)
+
+
+def _quoted_dns_id(cur: Cursor, idx: np.ndarray, proto: np.ndarray, at: np.ndarray) -> None:
+    """The DNS id of a quoted UDP/53 datagram, when the quote reaches it: IPv4 DNS flows are
+    keyed by it, and argus maps the error onto such a flow (corpus: ndpi__KakaoTalk_chat)."""
+    out = cur.out
+    dns = (proto == 17) & ((out.q_sport[idx] == 53) | (out.q_dport[idx] == 53))
+    g = cur.gather(idx[dns], h.DNS_ID, extra=at[dns] + 8)
+    out.q_dns_id[idx[dns][g.complete]] = g.id[g.complete]
 
 
 def icmp6(cur: Cursor, idx: np.ndarray) -> None:

@@ -166,7 +166,7 @@ def _ipv6_fragment_ports(d: DecodedBatch, v6frag: np.ndarray, sport: np.ndarray,
 
 def quoted_keys(d: DecodedBatch, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Keys of the flows ICMP errors quote (5-tuple of the quoted header), for the mapping of
-    spec §6.8.  DNS transaction ids are not in the quote, so errors about DNS flows stay unmapped."""
+    spec §6.8 (with the DNS transaction id of a quoted IPv4 DNS datagram, when quoted)."""
     n = len(d)
     quoted = np.zeros((6, n), dtype=U64)
     qhash = np.zeros(n, dtype=U64)
@@ -185,7 +185,10 @@ def quoted_keys(d: DecodedBatch, kind: np.ndarray) -> tuple[np.ndarray, np.ndarr
     a_lo, b_lo = np.where(s_gt, t_lo, s_lo), np.where(s_gt, s_lo, t_lo)
     pa, pb = np.where(s_gt, dport, sport), np.where(s_gt, sport, dport)
     w4 = (_u64(qkind) << U64(56)) | (_u64(qproto) << U64(40)) | (_u64(pa) << U64(16)) | _u64(pb)
-    extra = np.zeros(len(idx), dtype=U64)
+    # IPv4 DNS flows carry their transaction id in the key (see packet_keys).
+    qdns = d.q_dns_id[idx]
+    dns = (qkind == KIND_IPV4) & (qproto == P_UDP) & ((sport == 53) | (dport == 53)) & (qdns >= 0)
+    extra = np.where(dns, _u64(np.maximum(qdns, 0)) | U64(1 << 32), U64(0))
     for row, values in enumerate((a_hi, a_lo, b_hi, b_lo, w4, extra)):
         quoted[row, idx] = values
     qhash[idx] = _hash(a_hi, a_lo, b_hi, b_lo, w4, extra)
