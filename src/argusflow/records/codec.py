@@ -118,14 +118,15 @@ NUMBA_FROM_BYTES = 150 << 20
 
 def use_numba(expected_bytes: int | None) -> bool:
     """Decode with numba's kernels?  Yes if numba is loaded already (the probe, tests forcing
-    it) or the input is big enough to repay loading it; streams of unknown size: no."""
+    it), or the input is big enough to repay loading it, or of unknown size (a stream, which
+    may run for hours: capture/jit.py assumes many records)."""
     if numba_active():
         return True
-    if expected_bytes is None or expected_bytes < NUMBA_FROM_BYTES:
+    if expected_bytes is not None and expected_bytes < NUMBA_FROM_BYTES:
         return False
     from argusflow.capture import jit
 
-    return jit.wanted(expected_bytes // AVERAGE_RECORD_BYTES)
+    return jit.wanted(None if expected_bytes is None else expected_bytes // AVERAGE_RECORD_BYTES)
 
 
 class RowSelector(Protocol):
