@@ -8,7 +8,7 @@ Pipeline: argus-file source -> selection (filter, -t) -> ops.cluster (one aggreg
 Deviations from 3.0.8: `-m none` really collapses every record into one (3.0.8 does not).
 Not done yet: `-%` (percentages), the rmon column labels (Host, OutPkts, InPkts) and `-M norep`'s
 Trans of 0 in printed text (both need printer support), racluster.conf `status=`/`idle=` timers
-(parsed, not applied), ARP flow keys merged as 3.0.8 merges them.
+(parsed, not applied).
 """
 
 from __future__ import annotations

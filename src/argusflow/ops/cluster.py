@@ -15,10 +15,12 @@ How it works, with memory bounded by the number of groups (not records):
    field table (records.fields `merge`: SUM, MIN, MAX, EQUAL, MIN_NONZERO; see `rule_columns`);
    what is per-DSR structure rather than per-field stays here: times widen, TCP objects merge as
    racluster merges them, addresses keep their longest common prefix, and the aggregation
-   statistics (count, min/mean/stdev/max of
-   the record durations) follow racluster's running float32 formulas, quirks included.  The
-   kernel is sequential because racluster's results depend on the order of the merges
-   (direction correction, running statistics); it is compiled, so no Python runs per record.
+   statistics (count, min/mean/stdev/max of the record durations) follow racluster's running
+   float32 formulas, quirks included.  The kernel is sequential because racluster's results
+   depend on the order of the merges (direction correction, running statistics, which TCP
+   object wins); it is compiled, so no Python runs per record.  Only groups that do merge get
+   a state row (filled from their first record when the second arrives): a group of one record
+   is its base row and nothing more.
 4. `Clusterer.result` returns the merged records in racluster's output order: the order in
    which each group was last updated, then sorted by the `-m` keys that are also sort keys.
 
