@@ -218,7 +218,8 @@ def argus(argv: list[str]) -> int:
         stop = stop_mar(srcid, startime_us=probe.first_ts, now_us=probe.last_ts,
                         counters=MarCounters(pkts=probe.packets, bytes=probe.bytes,
                                              records=probe.flows_reported,
-                                             flows=probe.flows_reported),
+                                             flows=probe.flows_reported,
+                                             dropped=probe.packets_not_keyed),
                         report_interval=int(settings.status_interval), mar_interval=mar_interval)
         sink.write(pl.concat([records, mar_frame(stop)]), header)
     finally:

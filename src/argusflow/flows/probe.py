@@ -134,6 +134,11 @@ class FlowProbe:
         return int(self.counters[0])
 
     @property
+    def packets_not_keyed(self) -> int:
+        """Packets too damaged (or too foreign) to key: in no record, so counted as drops."""
+        return int(self.counters[1])
+
+    @property
     def active_flows(self) -> int:
         return int(self.F.shape[1] - self.nfree)
 
