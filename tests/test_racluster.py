@@ -36,6 +36,21 @@ filter="tcp" model="saddr daddr proto dport"
 filter="" model="proto"
 """
 
+# Fall-through with `cont`: TCP and UDP records count in the first model and again in a later one.
+CONF_CONT = """\
+filter="tcp or udp" model="saddr daddr proto dport" cont
+filter="udp and port 53" model="saddr daddr proto"
+filter="" model="saddr daddr proto"
+"""
+
+# The same with racluster.conf's timers (racluster(5) example): aggregates reported every
+# `status` seconds and closed after `idle` seconds, by record time.
+CONF_TIMERS = """\
+filter="tcp or udp" model="saddr daddr proto dport" status=120 idle=3600 cont
+filter="udp and port 53" model="saddr daddr proto" status=0 idle=10
+filter="" model="saddr daddr proto" status=0 idle=3600
+"""
+
 MODES = {
     "default": [],
     "saddr_daddr": ["-m", "saddr", "daddr"],
@@ -45,6 +60,7 @@ MODES = {
     "srcid": ["-m", "srcid"],
     "rmon": ["-M", "rmon"],
     "conf3": ["-f", "CONF3"],
+    "conf_cont": ["-f", "CONF_CONT"],
 }
 
 # Corpus files (capture names) rich in status records or odd keys, run with every mode.
@@ -53,9 +69,12 @@ RICH = ("ndpi__ocs.pcap", "ndpi__netflix.pcap", "ndpi__wechat.pcap", "ndpi__1kxu
         "zeek__tunnels-gre-sample.pcap", "ndpi__googledns_android10.pcap", "zeek__dhcp-dhcp.pcap")
 
 _TCP = "TCP objects merged from different connections (base sequence numbers, gaps)"
+_LAST = ("interleaved flows of one group: 3.0.8 sometimes keeps a later-starting record's "
+         "earlier last time, not the latest (rule not found yet)")
 KNOWN_DIFFERENT: dict[tuple[str, str], str] = {
+    ("conf_cont", "ndpi__wechat.pcap"): _LAST,
     ("default", "tcpdump__timestamp_invalid_nano.pcap"): "nanosecond times as 3.0.8 reads them",
-    ("saddr_daddr", "ndpi__wechat.pcap"): _TCP,
+    ("saddr_daddr", "ndpi__wechat.pcap"): _LAST,
     **{("proto_dport", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__wechat.pcap")},
     **{("matrix", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__ocs.pcap", "ndpi__wechat.pcap")},
     **{("rmon", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__ocs.pcap")},
@@ -84,11 +103,15 @@ def status_argus_files(tmp_path_factory: pytest.TempPathFactory,
 def conf3(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("conf") / "racluster.conf"
     path.write_text(CONF3)
+    (path.parent / "cont.conf").write_text(CONF_CONT)
+    (path.parent / "timers.conf").write_text(CONF_TIMERS)
     return path
 
 
 def options(mode: str, conf: Path) -> list[str]:
-    return [str(conf) if o == "CONF3" else o for o in MODES[mode]]
+    names = {"CONF3": conf, "CONF_CONT": conf.parent / "cont.conf",
+             "CONF_TIMERS": conf.parent / "timers.conf"}
+    return [str(names[o]) if o in names else o for o in MODES[mode]]
 
 
 def printed(run_real, path: Path) -> list[str]:
@@ -190,3 +213,11 @@ def test_bad_key_is_one_line() -> None:
         parse_model(["bogus"])
     code, _, err = ours(["-X", "-r", "/nonexistent", "-m", "bogus"])
     assert code == 2 and err.count("\n") == 1 and "bogus" in err
+
+
+@pytest.mark.xfail(strict=True, reason="racluster.conf status= and idle= timers are parsed but not "
+                   "applied: 3.0.8 reports an aggregate every status seconds and closes it after "
+                   "idle seconds of record time")
+def test_conf_timers(status_argus_files, run_real, conf3, tmp_path) -> None:
+    path = status_argus_files.get("ndpi__wechat.pcap") or next(iter(status_argus_files.values()))
+    compare_written(run_real, path, ["-f", str(conf3.parent / "timers.conf")], tmp_path)
