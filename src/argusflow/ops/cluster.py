@@ -686,6 +686,16 @@ def reverse(batch: pl.DataFrame, rows: pl.Expr) -> pl.DataFrame:
     return batch.with_columns(swaps)
 
 
+def _le_words(side: str) -> list[pl.Expr]:
+    """An IPv6 address (`s` or `d`) as four 32-bit words, each read little-endian."""
+    out = []
+    for half, shift in (("hi", 32), ("hi", 0), ("lo", 32), ("lo", 0)):
+        w = (c(f"{side}addr_{half}") // (1 << shift)) % (1 << 32)
+        out.append((w % 256) * (1 << 24) + ((w // 256) % 256) * (1 << 16)
+                   + ((w // 65536) % 256) * 256 + w // (1 << 24))
+    return out
+
+
 def apply_model(batch: pl.DataFrame, model: Model, rmon: bool) -> pl.DataFrame:
     """Records as this model aggregates them: masked keys, matrix order, rmon duplicates."""
     at = derive.addr_type()
@@ -703,9 +713,12 @@ def apply_model(batch: pl.DataFrame, model: Model, rmon: bool) -> pl.DataFrame:
         batch = pl.concat([batch, copy]).sort("_seq", maintain_order=True)
         batch = batch.with_columns((c("flow_qual") & ~0x20).cast(pl.UInt8))
     if model.matrix:
-        later = (at == ADDR_IPV4) & (c("saddr_lo") > c("daddr_lo")) | v6 & (
-            (c("saddr_hi") > c("daddr_hi"))
-            | (c("saddr_hi") == c("daddr_hi")) & (c("saddr_lo") > c("daddr_lo")))
+        # IPv6 addresses compare as four 32-bit words read in host (little-endian) order, as
+        # racluster 3.0.8 compares them (ff02:: comes before fe80::).
+        later6 = pl.lit(False)
+        for s_word, d_word in reversed(list(zip(_le_words("s"), _le_words("d"), strict=True))):
+            later6 = (s_word > d_word) | ((s_word == d_word) & later6)
+        later = (at == ADDR_IPV4) & (c("saddr_lo") > c("daddr_lo")) | v6 & later6
         batch = reverse(batch, later)
     exprs = _masked("saddr_hi", "saddr_lo", model.smask, v6) + _masked(
         "daddr_hi", "daddr_lo", model.dmask, v6)
