@@ -72,12 +72,15 @@ _TCP = "TCP objects merged from different connections (base sequence numbers, ga
 _LAST = ("interleaved flows of one group: 3.0.8 sometimes keeps a later-starting record's "
          "earlier last time, not the latest (rule not found yet)")
 KNOWN_DIFFERENT: dict[tuple[str, str], str] = {
-    ("conf_cont", "ndpi__wechat.pcap"): _LAST,
     ("default", "tcpdump__timestamp_invalid_nano.pcap"): "nanosecond times as 3.0.8 reads them",
-    ("saddr_daddr", "ndpi__wechat.pcap"): _LAST,
-    **{("proto_dport", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__wechat.pcap")},
-    **{("matrix", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__ocs.pcap", "ndpi__wechat.pcap")},
-    **{("rmon", n): _TCP for n in ("ndpi__1kxun.pcap", "ndpi__ocs.pcap")},
+    **{(m, "ndpi__wechat.pcap"): _LAST for m in ("saddr_daddr", "proto_dport", "matrix",
+                                                 "conf_cont")},
+    ("matrix", "ndpi__1kxun.pcap"): _LAST,
+    ("rmon", "ndpi__1kxun.pcap"): _LAST,
+    ("proto_dport", "ndpi__1kxun.pcap"): "sorted by dport, 3.0.8 places a merged IPv6 group "
+                                         "(::) out of numeric order; its sort key is not found",
+    **{(m, "ndpi__ocs.pcap"): _TCP + ": the gap flag 'g' after a reversed merge"
+       for m in ("matrix", "rmon")},
 }
 
 
