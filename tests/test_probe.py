@@ -91,12 +91,15 @@ def test_samples_match_real_argus(name: str, options: list[str], tmp_path: Path)
 
 # Small corpus captures the real argus reads cleanly, with flows of many kinds: the ones in
 # EXACT agree on every merged flow; the others on at least 90% (their known differences are
-# listed in docs/probe-differences, see the report of issue 4).
+# listed in src/argusflow/flows/README.md; bench/probe_agreement.py runs the whole corpus).
 EXACT = ["ndpi__quic.pcap", "zeek__wikipedia.pcap", "zeek__ntp-NTP_sync.pcap", "tcpdump__HDLC.pcap",
          "zeek__communityid-arp.pcap", "tcpdump__pptp.pcap", "zeek__mixed-vlan-mpls.pcap",
          "ndpi__http_ipv6.pcap", "zeek__dhcp-dhcp.pcap", "tcpdump__tcp-handshake-nano.pcap",
-         "zeek__pcapng-multi-interface.pcapng", "ndpi__googledns_android10.pcap"]
-MOSTLY = ["ndpi__KakaoTalk_chat.pcap", "ndpi__1kxun.pcap"]
+         "zeek__pcapng-multi-interface.pcapng", "ndpi__googledns_android10.pcap",
+         "ndpi__KakaoTalk_chat.pcap", "ndpi__dns_fragmented.pcap", "zeek__ipv6-fragmented-dns.pcap",
+         "tcpdump__802.1ad_QinQ.pcap", "zeek__tunnels-gre-sample.pcap",
+         "tcpdump__timestamp_invalid_nano.pcap"]
+MOSTLY = ["ndpi__1kxun.pcap", "ndpi__wechat.pcap"]
 
 
 @needs_real
