@@ -902,12 +902,12 @@ class Clusterer:
         mg = gid[merging]
         self._give_slots(np.unique(mg[self._slot[mg] < 0]))
         relrev = fwd[merging] != self._orient[mg]
-        rows = batch.select(MERGED)[merging]
+        columns = batch.select(MERGED)
         # The merging columns are gathered a slice at a time: memory stays small per batch.
         for lo in range(0, len(merging), SLICE_ROWS):
             hi = min(lo + SLICE_ROWS, len(merging))
             ix = merging[lo:hi]
-            merge_batch(_to_u64(rows.slice(lo, hi - lo)), mg[lo:hi], seq[ix], relrev[lo:hi],
+            merge_batch(_to_u64(columns[ix]), mg[lo:hi], seq[ix], relrev[lo:hi],
                         durations[ix], self._slot, self._state, self._first_dur, self._count,
                         self._n, self._stats, self._flipped, self._last, SWAP_PAIRS,
                         SWAP_BITS, rcount[ix], rn[ix], rstats[ix])
