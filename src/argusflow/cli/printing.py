@@ -21,11 +21,18 @@ PRINT_NAMES = {"port": 0, "all": 0, "proto": 1, "none": 2}
 
 
 class TextSink:
-    """Prints batches on stdout.  Printing runs in one background thread, so that the next batch
-    is decoded while this one is formatted (polars and numpy release the GIL); batches keep their
-    order, and at most `QUEUE` wait (memory stays bounded).  Errors surface at the next call."""
+    """Prints batches on stdout.
+
+    Printing runs in one background thread, so that the next batch is decoded while this one is
+    formatted (polars and numpy release the GIL).  Small batches are merged up to `MERGE_ROWS`
+    rows (formatting has a fixed cost per call), but never held back longer than `LINGER`
+    seconds, so a live stream still prints promptly.  Batches keep their order; at most `QUEUE`
+    batches wait plus those being merged, so memory stays bounded.  Errors surface at the next
+    call."""
 
     QUEUE = 2
+    MERGE_ROWS = 100_000
+    LINGER = 0.2
 
     def __init__(self, printer: Printer) -> None:
         self.printer = printer
@@ -54,12 +61,32 @@ class TextSink:
             raise error
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._error is None:  # after an error, drain without printing
-                try:
-                    print_batch(self.printer, *item)
-                except BaseException as err:  # handed to the caller's thread
-                    self._error = err
+        pending: list[pl.DataFrame] = []
+        stream: TextIO | None = None
+        while True:
+            try:
+                item = self._queue.get(timeout=self.LINGER if pending else None)
+            except queue.Empty:  # the source is slow (live): print what we hold
+                self._print(pending, stream)
+                pending = []
+                continue
+            if item is None:
+                self._print(pending, stream)
+                return
+            batch, target = item
+            if target is not stream or sum(b.height for b in pending) + batch.height > self.MERGE_ROWS:
+                self._print(pending, stream)
+                pending = []
+            pending.append(batch)
+            stream = target
+
+    def _print(self, batches: list[pl.DataFrame], stream: TextIO | None) -> None:
+        if not batches or stream is None or self._error is not None:  # after an error: drain only
+            return
+        try:
+            print_batch(self.printer, pl.concat(batches) if len(batches) > 1 else batches[0], stream)
+        except BaseException as err:  # handed to the caller's thread
+            self._error = err
 
 
 def print_batch(printer: Printer, batch: pl.DataFrame, stream: TextIO) -> None:
