@@ -15,6 +15,7 @@ import gzip
 import io
 import lzma
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -317,6 +318,48 @@ def test_unwritable_directory_is_one_line(bundled_sample: Path, tmp_path: Path,
     assert lines[-1].startswith("rasplit: ") and "cannot open for writing" in lines[-1]
     assert any("retrying" in line for line in lines[:-1])
     assert "Traceback" not in err
+
+
+def _limit_file_size(limit: int) -> Callable[[], None]:
+    def apply() -> None:  # in the child: writes past `limit` bytes fail (EFBIG), like a full disk
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_write_failure_mid_run_leaves_only_complete_files(corpus_argus_files, tmp_path: Path
+                                                          ) -> None:
+    """A real failing write (the file size limit makes write() fail as a full disk does, no root
+    needed): retried, then one line and exit 2; the files finished before are whole (STOP MAR
+    last, whole records), the failed one is gone and no temporary file is left."""
+    import subprocess
+    import sys
+
+    source = corpus_file(corpus_argus_files, "ndpi__wechat.pcap")
+    script = Path(sys.executable).parent / "rasplit"
+    done = subprocess.run([script, "-X", "-r", source, "-M", "time", "1m", "-w", "s/%H%M"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "TZ": "UTC", "ARGUSFLOW_RETRY_DELAY": "0"},
+                          preexec_fn=_limit_file_size(8192))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr and len(lines) == 4
+    assert all("s/1056: write failed: File too large; retrying" in line for line in lines[:3])
+    assert lines[-1] == "rasplit: s/1056: write failed: File too large"
+    left = tree(tmp_path / "s")
+    assert "1055" in left and "1056" not in left and not [n for n in left if n.startswith(".")]
+    for name in left:
+        data = (tmp_path / "s" / name).read_bytes()
+        starts, lengths = record_bounds(data)
+        assert int(starts[-1] + lengths[-1]) == len(data)
+        assert ends_with_stop_mar(tmp_path / "s" / name)
+
+
+def ends_with_stop_mar(path: Path) -> bool:
+    batch = read_file(str(path))
+    return batch["rtype"][-1] == 0x80 and batch["mar_raw"][-1][1] & 0xF0 == 0x30
 
 
 def test_stdout_stream_marks_each_part(corpus_argus_files, tmp_path: Path) -> None:
