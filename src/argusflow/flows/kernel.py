@@ -137,7 +137,7 @@ def scan(F: np.ndarray, K: np.ndarray, H: np.ndarray, SLOTS: np.ndarray, FREE: n
             continue
         if n_out >= OUT.shape[1]:
             break
-        dead = flush or now - F[LAST_TS, f] > F[TIMEOUT, f]
+        dead = flush or idle_expired(now, F[LAST_TS, f], F[TIMEOUT, f])
         if is_open(F, f) and (dead or now - F[R_START, f] >= interval):
             n_out = emit(F, K, f, OUT, OK, n_out, counters)
         if dead:
@@ -166,6 +166,13 @@ def new_flow(F: np.ndarray, K: np.ndarray, H: np.ndarray, SLOTS: np.ndarray, f: 
     # A UDP flow whose first packet carries an RTP version 2 header is an RTP flow.
     F[RTP, f] = P[P_RTP, i]
     F[TIMEOUT, f] = timeouts[flow_class(P[P_KIND, i], P[P_PROTO, i], P[P_FRAG, i])]
+
+
+@njit
+def idle_expired(now: int, last: int, timeout: int) -> bool:
+    """argus compares idle time in whole seconds: a flow last seen at 907.49 is still alive for
+    a packet at 912.63 with a 5 s timeout (corpus: zeek__communityid-icmp6)."""
+    return now // 1_000_000 - last // 1_000_000 > timeout // 1_000_000
 
 
 @njit
@@ -330,7 +337,7 @@ def run(P: np.ndarray, keys: np.ndarray, hashes: np.ndarray, fhashes: np.ndarray
             f = fragment_flow(F, FRAGH, FRAGF, fhashes[i])
         if f < 0:
             f = find(K, H, SLOTS, keys, hashes[i], i)
-        if f >= 0 and ts - F[LAST_TS, f] > F[TIMEOUT, f]:
+        if f >= 0 and idle_expired(ts, F[LAST_TS, f], F[TIMEOUT, f]):
             if is_open(F, f):
                 n_out = emit(F, K, f, OUT, OK, n_out, counters)
             nfree = release(F, H, SLOTS, FREE, nfree, f)

@@ -127,6 +127,10 @@ def packet_keys(d: DecodedBatch) -> PacketKeys:
     # argus 3.0.8 does not join the two directions of an IPv6 flow between equal addresses
     # (corpus: QUIC over ::1 gives two one-way flows).
     s_gt &= ~((kind == KIND_IPV6) & (s_hi == t_hi) & (s_lo == t_lo))
+    # ARP keys are not ordered by address: a request is keyed (sender, target) and a reply
+    # reversed onto its request, so A asking for B and B asking for A are two flows
+    # (corpus: ndpi__icmp-tunnel, simultaneous requests).
+    s_gt = np.where(arp, (d.arp_op == 2) | (d.arp_op == 4), s_gt)
     a_hi, b_hi = np.where(s_gt, t_hi, s_hi), np.where(s_gt, s_hi, t_hi)
     a_lo, b_lo = np.where(s_gt, t_lo, s_lo), np.where(s_gt, s_lo, t_lo)
     pa, pb = np.where(s_gt, dport, sport), np.where(s_gt, sport, dport)
