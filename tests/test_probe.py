@@ -311,3 +311,27 @@ def test_damaged_captures_never_crash(name: str, tmp_path: Path, capsys: pytest.
         flows = read_file(str(out)).filter(pl.col("rtype") != 0x80)
         in_records = int(flows["spkts"].sum() + flows["dpkts"].sum()) if flows.height else 0
         assert in_records + dropped == pkts, capture.name
+
+
+def test_idle_timeout_counts_whole_seconds() -> None:
+    a, b = 0x0A000001, 0x0A000002
+    # 30.8 s idle, but 30 whole seconds apart: argus (UDP timeout 30 s) keeps the flow
+    rows = run_probe([eth_ipv4_udp(a, b, 1, 2)] * 2, [0.1, 30.9], status_interval=60.0)
+    assert len(rows) == 1 and rows[0]["spkts"] == 2
+    rows = run_probe([eth_ipv4_udp(a, b, 1, 2)] * 2, [0.9, 31.1], status_interval=60.0)
+    assert len(rows) == 2
+
+
+def eth_arp(op: int, spa: int, tpa: int) -> bytes:
+    sha, tha = b"\x00\x11\x22\x33\x44" + bytes([spa & 0xFF]), b"\0" * 6
+    body = bytes.fromhex("000108000604") + op.to_bytes(2, "big") + sha + spa.to_bytes(4, "big") + tha \
+        + tpa.to_bytes(4, "big")
+    return b"\xff" * 6 + sha + b"\x08\x06" + body
+
+
+def test_arp_requests_each_way_are_two_flows() -> None:
+    a, b = 0xC0A80083, 0xC0A80084
+    # b asks for a while a asks for b; each reply joins its own request (ndpi__icmp-tunnel)
+    packets = [eth_arp(1, b, a), eth_arp(1, a, b), eth_arp(2, b, a), eth_arp(2, a, b)]
+    rows = run_probe(packets, [0.0, 0.1, 0.2, 0.3])
+    assert sorted((r["saddr_lo"], r["spkts"], r["dpkts"]) for r in rows) == [(a, 1, 1), (b, 1, 1)]
