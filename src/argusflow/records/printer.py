@@ -372,10 +372,12 @@ def proto_text(opts: PrintOptions) -> pl.Expr:
             .otherwise(ip_name))
 
 
-def _port_text(side: str, opts: PrintOptions) -> pl.Expr:
+def _port_text(side: str, opts: PrintOptions, rare_only: bool = False) -> pl.Expr:
+    """Port text.  `rare_only`: for rows that are not TCP/UDP (the name lookups, costly to set
+    up per call, are left out)."""
     port = c(f"{side}port")
     numeric = opts.nflag in (1, 2)
-    if numeric:
+    if numeric or rare_only:
         tcp_udp = port.cast(pl.String)
     else:
         tcp = _name_or_number(port, d.services("tcp"))
@@ -620,7 +622,7 @@ def _coded_plan(name: str, opts: PrintOptions) -> _Plan | None:
         index = (pl.when(kind.is_in([0, 4])).then(0)
                  .otherwise((kind - 1) * _PORT_BLOCK + 1 + c(name).cast(pl.Int64))).cast(pl.UInt32)
         return _Plan("coded", index, table=_port_table(numeric), rare=kind == 4,
-                     fallback=_port_text(name[0], opts))
+                     fallback=_port_text(name[0], opts, rare_only=True))
     return None
 
 
