@@ -151,12 +151,16 @@ class SplitWriter:
         # Runs of equal names: one write each (a run is usually a whole file's share).
         change = np.flatnonzero(names[1:] != names[:-1]) + 1
         bounds = np.concatenate([[0], change, [len(names)]])
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        mar_at = MarLookup(batch)
+        run_ends = (np.maximum.reduceat(ends, bounds[:-1]).tolist() if ends is not None
+                    else [0] * (len(bounds) - 1))
+        for a, b, end in zip(bounds[:-1].tolist(), bounds[1:].tolist(), run_ends, strict=True):
             name = str(names[a])
             chunk = data[int(starts[a]):int(starts[b - 1] + lengths[b - 1])]
-            self._output(name).write_encoded(chunk, batch.slice(int(a), int(b - a)), start_mar)
+            self._output(name).write_chunk(chunk, b - a, start_mar, mar_at.leading(a),
+                                           mar_at.is_stop(b - 1))
             if ends is not None:
-                self.bin_ends[name] = max(self.bin_ends.get(name, 0), int(ends[a:b].max()))
+                self.bin_ends[name] = max(self.bin_ends.get(name, 0), end)
         self.records += batch.height
 
     def _output(self, name: str) -> ArgusOutput:
@@ -205,6 +209,26 @@ class SplitWriter:
         sink.close()
         if was_open and self.on_close is not None:
             self.on_close(name)
+
+
+class MarLookup:
+    """Per-row MAR facts a run of records needs, without slicing the batch for each run."""
+
+    def __init__(self, batch: pl.DataFrame) -> None:
+        self.batch = batch
+        self.is_mar = (batch["rtype"] == RTYPE_MAR).to_numpy()
+
+    def leading(self, row: int) -> bytes | None:
+        """The row's MAR bytes if it is an input's leading MAR (a possible file header)."""
+        if not self.is_mar[row] or int(self.batch["offset"][row]) != 0:
+            return None
+        return self.batch["mar_raw"][row]
+
+    def is_stop(self, row: int) -> bool:
+        if not self.is_mar[row]:
+            return False
+        raw = self.batch["mar_raw"][row]
+        return len(raw) >= 2 and (raw[1] & 0xF0) == 0x30
 
 
 def record_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:

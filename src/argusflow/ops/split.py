@@ -278,10 +278,13 @@ def cut_at_boundaries(batch: pl.DataFrame, mode: SplitMode, utc: bool = False) -
     pieces = _pieces(rows, t0, t1, first_bin, mode, utc)
     cut, keep = _cut_rows(batch, times, pieces)
     # Stitch: untouched rows keep their place, a cut row is replaced by its pieces in order.
-    piece_key = pieces.row.astype(np.float64) + pieces.k / (pieces.count + 1.0)
-    order_key = np.concatenate([np.flatnonzero(~spans).astype(np.float64), piece_key[keep]])
-    merged = pl.concat([batch.filter(pl.Series(~spans)), cut], how="vertical")
-    return merged.with_columns(_ord=pl.Series(order_key)).sort("_ord").drop("_ord")
+    # One gather of the wide frame by an index sorted in numpy (a polars sort of the whole
+    # frame by a key column cost a third of rasplit's own time).
+    whole = np.flatnonzero(~spans)
+    owner = np.concatenate([whole, pieces.row[keep]])  # pieces already in order per row
+    index = np.concatenate([whole, batch.height + np.arange(cut.height)])
+    order = index[np.argsort(owner, kind="stable")]
+    return pl.concat([batch, cut], how="vertical")[order]
 
 
 @dataclass

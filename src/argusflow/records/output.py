@@ -115,19 +115,28 @@ class ArgusOutput:
         """Append records already encoded (`data` is `encode_batch(batch)`)."""
         if batch.height == 0:
             return
+        first = batch["mar_raw"][0] if first_is_copy_candidate(batch) else None
+        self.write_chunk(data, batch.height, start_mar, first, is_stop_mar(batch[-1]))
+
+    def write_chunk(self, data: bytes, count: int, start_mar: bytes | None,
+                    first_mar: bytes | None, last_is_stop: bool) -> None:
+        """Append `count` encoded records without their batch (rasplit writes thousands of
+        small runs: slicing the wide frame for each cost more than the writing).  `first_mar`:
+        the first record's MAR bytes when it is an input's leading START MAR, else None."""
+        if count == 0:
+            return
         stream = self._open()
         if self._needs_header:
             header = start_mar or synthesised_start_mar()
             self._header = header
             self._needs_header = False
-            if first_is_copy(batch, header):
+            if first_mar is not None and first_mar == header:
                 data = data[len(header):]
-                batch = batch.slice(1)
+                count -= 1
             data = header + data
         self._emit(stream, data)
-        self.records_written += batch.height
-        if batch.height:
-            self._last_is_stop = is_stop_mar(batch[-1])
+        self.records_written += count
+        self._last_is_stop = last_is_stop
 
     def close(self) -> None:
         if self._stream is None:
@@ -249,10 +258,14 @@ class ArgusOutput:
                 raise OutputError(f"{self.path}: {what}: {reason}") from None
 
 
+def first_is_copy_candidate(batch: pl.DataFrame) -> bool:
+    """The first record is an input's leading MAR (it may have become the file header)."""
+    return int(batch["rtype"][0]) == RTYPE_MAR and int(batch["offset"][0]) == 0
+
+
 def first_is_copy(batch: pl.DataFrame, header: bytes) -> bool:
     """The input's START MAR became the file header: do not write it a second time."""
-    return (int(batch["rtype"][0]) == RTYPE_MAR and int(batch["offset"][0]) == 0
-            and batch["mar_raw"][0] == header)
+    return first_is_copy_candidate(batch) and batch["mar_raw"][0] == header
 
 
 def drop_leading_copy(batch: pl.DataFrame, header: bytes) -> pl.DataFrame:
