@@ -499,6 +499,49 @@ def test_ra_rewrite_of_ours_is_a_fixed_point(name: str, tmp_path: Path, run_real
     assert compare_records(theirs[1], mine[1], mine[1]) is None
 
 
+# RTP object as argus writes it: state, src and dst RTP headers, drops and deviations (36 bytes).
+RTP_T0 = 1_700_000_000_000_000
+RTP_OBJECT = bytes.fromhex("00000000" "80120d4f08d0f6e7c4a1b2c3" "80120a11000145c0d5e6f708"
+                           "00020001" "00050003")
+
+
+def with_rtp_object(record: bytes, qual: int) -> bytes:
+    """`record` with the network DSR of an RTP flow (subtype 0x0A) appended."""
+    size = struct.unpack_from(">H", record, 2)[0] + 10
+    dsr = bytes([0x30, 0x0A, qual, 10]) + RTP_OBJECT
+    return record[:2] + struct.pack(">H", size) + record[4:] + dsr
+
+
+@needs_ra
+def test_rtp_object_as_ra_rewrites_it(tmp_path: Path, run_real) -> None:
+    """ra reads the RTP object (and -w copies it, qualifier too) only on IPv4 flows with 5 or more
+    packets in one direction; the others lose their network DSR (the reader's rule)."""
+    udp = dict(proto=17, sport=5004, dport=5006, spkts=40, sbytes=6000, dpkts=38, dbytes=5700,
+               sstart=RTP_T0, slast=RTP_T0 + 900_000, dstart=RTP_T0 + 20,
+               dlast=RTP_T0 + 890_000, time_subtype=0x7D)
+    rows = [flow_record(**udp, saddr_lo=0x0A000001, daddr_lo=0x0A000002),
+            flow_record(**udp, saddr_lo=0x0A000003, daddr_lo=0x0A000004),
+            flow_record(**udp, flow_qual=2, saddr_hi=0xFD00 << 48, saddr_lo=1,
+                        daddr_hi=0xFD00 << 48, daddr_lo=2),
+            flow_record(**{**udp, "spkts": 4, "sbytes": 600, "dpkts": 4, "dbytes": 600},
+                        saddr_lo=0x0A000005, daddr_lo=0x0A000006),
+            flow_record(**{**udp, "spkts": 5, "sbytes": 750, "dpkts": 0, "dbytes": 0},
+                        saddr_lo=0x0A000007, daddr_lo=0x0A000008)]
+    plain = records(encode_batch(batch(rows)))
+    original = [with_rtp_object(r, q) for r, q in zip(plain, (3, 0, 3, 0, 0), strict=True)]
+    source = tmp_path / "rtp.argus"
+    source.write_bytes(start_mar(None, startime_us=1, now_us=2) + b"".join(original))
+    real_path = tmp_path / "real.argus"
+    run_real(["ra", "-X", "-r", source, "-w", real_path])
+    real = records(real_path.read_bytes())[1:]
+    ours = records(encode_batch(read_file(str(source))))[1:]
+    assert len(real) == len(ours) == 5
+    for r, o, orig in zip(real, ours, original, strict=True):
+        assert compare_records(r, o, orig) is None
+    nets = [[d for d in dsrs(o) if d[0] == 0x30] for o in ours]
+    assert nets == [[original[0][-40:]], [original[1][-40:]], [], [], [original[4][-40:]]]
+
+
 # --- round trip through the reader ---------------------------------------------------------------
 
 u8, u16 = st.integers(0, 0xFF), st.integers(0, 0xFFFF)

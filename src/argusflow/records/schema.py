@@ -192,6 +192,7 @@ COLUMNS: list[tuple[str, pl.DataType, str]] = [
     ("esp_lastseq", U32, "ESP last sequence number"),
     ("esp_lostseq", U32, "ESP lost sequence count"),
     ("net_raw", BIN, "network DSR payload for opaque objects (ICMP, ARP responder, RTP ...)"),
+    ("net_qual", U8, "network DSR qualifier byte (kept for the RTP object, which ra -w copies)"),
     # ICMP-mapped DSR
     ("icmpmap_qual", U8, "1 unreachable, 2 redirect, 4 time exceeded"),
     ("icmpmap_type", U8, "ICMP type"),

@@ -318,8 +318,8 @@ def flow_matrix(b: Batch, rows: np.ndarray) -> Piece:
     return Piece(rows, data)
 
 
-def opaque(b: Batch, rows: np.ndarray, kind: int, sub: str | int, qual: str | int,
-           raw: str) -> Piece:
+def opaque(b: Batch, rows: np.ndarray, kind: int, sub: str | int,
+           qual: str | int | np.ndarray, raw: str) -> Piece:
     """A DSR kept as payload bytes: header + payload, padded to a word."""
     chunks = b.binary(raw, rows)
     words = 1 + (chunks.sizes + 3) // 4
@@ -575,8 +575,12 @@ def net_esp(b: Batch, rows: np.ndarray) -> Piece:
 
 
 def net_opaque(b: Batch, rows: np.ndarray) -> Piece:
-    piece = opaque(b, rows, 0x30, "net_subtype", 0, "net_raw")
     sub = b.at("net_subtype", rows)
+    # ra -w copies the RTP object's qualifier as read; the other objects are written with 0.
+    qual = np.zeros(len(rows), dtype=np.uint8)
+    if "net_qual" in b.df.columns:
+        qual = np.where(sub == NET_RTP, b.at("net_qual", rows), 0)
+    piece = opaque(b, rows, 0x30, "net_subtype", qual, "net_raw")
     # The client rewrite clears the ICMP object's checksum slot (payload bytes 2-3).
     icmp = sub == NET_ICMP
     if piece.data.shape[1] >= 8:
@@ -601,9 +605,10 @@ def enc_net(b: Batch, rows: np.ndarray) -> list[Piece]:
         (sub == NET_TCP_PERF, net_perf), (sub == NET_TCP_INIT, net_init),
         (sub == NET_TCP_STATUS, net_status), (sub == NET_ESP, net_esp),
     ]
-    # The empty network DSR of UDP and other flows, and the RTP object, are not written again
-    # by the clients (samples, corpus).
-    known = np.isin(sub, (NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS, NET_ESP, NET_RTP))
+    # The empty network DSR of UDP and other flows is not written again by the clients
+    # (samples, corpus).  The RTP object is copied: the reader has already left it out where
+    # ra's reader does (dsr_decode.drop_unread_rtp).
+    known = np.isin(sub, (NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS, NET_ESP))
     kinds.append((~known & ~((sub == NET_NONE) & (raw_len == 0)), net_opaque))
     return [encode(b, rows[mask]) for mask, encode in kinds if mask.any()]
 
