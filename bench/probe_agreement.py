@@ -49,7 +49,7 @@ def run(cmd: list[str]) -> bool:
     return done.returncode == 0
 
 
-def compare(capture: Path, options: list[str], tmp: Path, merge: bool
+def compare(capture: Path, options: list[str], tmp: Path, merge: bool, ours_program: Path = OURS
             ) -> tuple[Counter[str], Counter[str]] | Counter[str] | None:
     """(real lines, our lines); None when the real argus makes no flow; an empty Counter when
     two runs of the real argus disagree."""
@@ -69,7 +69,7 @@ def compare(capture: Path, options: list[str], tmp: Path, merge: bool
         run([REAL_ARGUS, "-X", *options, "-r", str(capture), "-w", str(real)])
         if lines(real, merge) != real_lines:
             return Counter()
-    run([str(OURS), "-X", *options, "-r", str(capture), "-w", str(ours)])
+    run([str(ours_program), "-X", *options, "-r", str(capture), "-w", str(ours)])
     return real_lines, lines(ours, merge) if ours.exists() else Counter()
 
 
@@ -80,6 +80,7 @@ def main() -> int:
     ap.add_argument("--records", action="store_true", help="compare unmerged records")
     ap.add_argument("--diff", action="store_true", help="print the differing lines")
     ap.add_argument("--only", default="", help="captures whose name contains TEXT")
+    ap.add_argument("--ours", type=Path, default=OURS, help="our argus program (to try a change)")
     a = ap.parse_args()
     captures = a.captures or sorted(p for p in CORPUS.iterdir()
                                     if p.is_file() and not p.name.isupper()
@@ -90,7 +91,7 @@ def main() -> int:
         for capture in captures:
             if a.only not in capture.name:
                 continue
-            got = compare(capture, options, Path(tmp), not a.records)
+            got = compare(capture, options, Path(tmp), not a.records, a.ours)
             if got is None:
                 print(f"{capture.name}: real argus makes no flow (not counted)")
                 continue
