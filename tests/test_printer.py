@@ -286,3 +286,48 @@ def test_speed_346k_records() -> None:
     elapsed = cpu() - start  # CPU seconds: wall time depends on the machine's other load
     assert out.count("\n") == big.height + 1
     assert elapsed < 2.5  # about 0.8 s CPU on the shared 2-core dev box
+
+
+# --- the CLI's text sink: background printing, merged batches ------------------------------------------
+
+def test_text_sink_keeps_order_across_merged_batches() -> None:
+    import contextlib
+
+    from argusflow.cli.printing import TextSink
+    os.environ["TZ"] = "UTC"
+    rows = [batch(**{**TCP, "spkts": n}) for n in range(1, 8)]
+    cols = parse_field_list(["spkts", "saddr", "dport"])
+    expected = Printer(PrintOptions(columns=cols, header=3)).render(pl.concat(rows))
+    out = io.StringIO()
+    sink = TextSink(Printer(PrintOptions(columns=cols, header=3)))
+    sink.MERGE_ROWS = 3  # merge some, not all
+    with contextlib.redirect_stdout(out):
+        for row in rows:
+            sink.write(row)
+        sink.close()
+    assert out.getvalue() == expected
+
+
+def test_text_sink_raises_the_printers_error_in_the_callers_thread() -> None:
+    import contextlib
+
+    from argusflow.cli.printing import TextSink
+
+    class Broken(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    sink = TextSink(Printer(PrintOptions(columns=parse_field_list(["spkts"]))))
+    with contextlib.redirect_stdout(Broken()), pytest.raises(BrokenPipeError):
+        sink.write(batch(**TCP))
+        sink.close()
+
+
+def test_write_pages_headers_like_render() -> None:
+    three = pl.concat([batch(**TCP)] * 3)
+    cols = parse_field_list(["spkts"])
+    out = io.BytesIO()
+    printer = Printer(PrintOptions(columns=cols, header=2))
+    printer.write(three[:1], out)
+    printer.write(three[1:], out)
+    assert out.getvalue().decode() == Printer(PrintOptions(columns=cols, header=2)).render(three)
