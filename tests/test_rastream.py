@@ -253,3 +253,24 @@ def test_quiet_live_stream_finishes_its_bin_in_real_time(corpus_argus_files, tmp
             assert stream.poll() is None
             assert tree(out) and not list(out.glob(".*")), "every bin finished while still connected"
     assert sorted(log.read_text().split()) == sorted(str(out / n) for n in tree(out))
+
+
+def test_unwritable_directory_is_retried_then_one_line(corpus_argus_files, tmp_path: Path,
+                                                       monkeypatch) -> None:
+    """A directory that cannot be made: the open is retried, then one line and exit 2; the -f
+    program never sees a file that was not written."""
+    monkeypatch.setenv("ARGUSFLOW_RETRY_DELAY", "0")
+    source = source_file(corpus_argus_files)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be")
+    log = tmp_path / "post.log"
+    post = tmp_path / "post.sh"
+    post.write_text(f'#!/bin/sh\necho "$2" >> "{log}"\n')
+    post.chmod(0o755)
+    code, err = inproc(rastream, "rastream", ["-X", "-r", str(source), "-M", "time", "10m", "-f",
+                                              str(post), "-w", f"{blocker}/sub/%H%M"], tmp_path)
+    assert code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("rastream: ") and "cannot open for writing" in lines[-1]
+    assert len(lines) == 4 and all("retrying" in line for line in lines[:-1])
+    assert not log.exists()
