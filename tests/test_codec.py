@@ -273,3 +273,29 @@ def test_every_filter_selects_the_same_records_through_the_projection() -> None:
         reader = RecordReader("projection")
         got = reader.feed(data, picker)
         assert got.equals(full.filter(expr)), text
+
+
+# --- the printer's projection ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["misc_rich.argus", "ipv6_rich.argus", "icmp_rich.argus",
+                                  "mix_racluster.argus", "tcp_states_rich.argus",
+                                  "synthetic.argus"])
+def test_printing_projection_prints_like_a_full_decode(name: str) -> None:
+    """Every field prints the same from a batch decoded with ra's printing projection (the
+    network DSR cut to the columns the fields read) as from a full decode."""
+    from argusflow.cli.client import printing_projection
+    from argusflow.records.fields import FIELDS
+    from argusflow.records.printer import Printer, PrintOptions, parse_field_list
+
+    path = SAMPLES / name
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    every = [name for name in FIELDS if name != "idle"]  # idle is seconds until now: it moves
+    for names in ([], ["+sloss", "+dloss", "+stcpb", "+swin"], every):
+        columns = parse_field_list(names)
+        projection = printing_projection([col.field for col in columns], tcp_flags=False)
+        assert projection is not None
+        full = pl.concat(iter_batches(str(path)))
+        cut = pl.concat(iter_batches(str(path), columns=projection))
+        assert (Printer(PrintOptions(columns=columns, nflag=1)).render(cut)
+                == Printer(PrintOptions(columns=columns, nflag=1)).render(full))

@@ -8,8 +8,9 @@ reported as one line and reading goes on with the next input; the exit code is t
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -20,8 +21,12 @@ from argusflow.cli.runner import EXIT_ERROR, EXIT_MATCHED, EXIT_NONE
 from argusflow.errors import CorruptInput, UsageError
 from argusflow.ops.timerange import TimeRange, parse_timerange
 from argusflow.records import derive
-from argusflow.records.schema import RTYPE_MAR
+from argusflow.records.dsr_decode import DSR_COLUMNS
+from argusflow.records.schema import RTYPE_MAR, SCHEMA
 from argusflow.records.source import expand_directories, iter_batches
+
+if TYPE_CHECKING:
+    from argusflow.records.fields import Field
 
 
 @dataclass
@@ -59,6 +64,7 @@ class ClientSession:
     flows_seen: int = 0
     sources: list = field(default_factory=list)  # -S servers (stream.client.Source)
     duration: float | None = None  # -T secs: how long to read the servers
+    decode_columns: frozenset[str] | None = None  # what the sink reads of a file (None: all)
     _selector: pl.Expr | None = field(default=None, repr=False)
     _start_mar: bytes | None = field(default=None, repr=False)  # of the input being read
 
@@ -152,8 +158,10 @@ class ClientSession:
 
     def _batches_of(self, path: str) -> Iterator[tuple[pl.DataFrame, bytes | None]]:
         picker = self.row_picker()
+        # A selection run on the decoded batch (no picker) may read any column: decode them all.
+        columns = self.decode_columns if picker is not None or self._selector is None else None
         try:
-            for batch in iter_batches(path, select=picker):
+            for batch in iter_batches(path, select=picker, columns=columns):
                 # With a picker the reader has selected already (on a few columns), and the
                 # picker saw the START MAR even if the filter dropped it.
                 selected = self.select(batch) if picker is None else batch
@@ -211,6 +219,30 @@ class ClientSession:
         if self.errors:
             return EXIT_ERROR
         return EXIT_MATCHED if matched else EXIT_NONE
+
+
+def printing_projection(fields: Iterable[Field], tcp_flags: bool) -> frozenset[str] | None:
+    """The columns to decode for printing `fields` (None: all of them).
+
+    Most of the decoding time goes to the network DSR (TCP_PERF has 30 columns), so that DSR is
+    cut to the columns the fields' values read (their polars expressions name them); the other
+    DSRs are cheap and decoded whole, which also covers what the printer reads outside those
+    expressions (addresses, user data, MARs).  `tcp_flags`: -z / -Z print states from the TCP
+    flag bytes, so the network DSR is decoded whole.
+    """
+    if tcp_flags:
+        return None
+    roots: set[str] = set()
+    try:
+        for f in fields:
+            roots.update(f.value().meta.root_names())
+            if f.present is not None:
+                roots.update(f.present().meta.root_names())
+    except Exception:  # noqa: BLE001 - an expression polars cannot list: decode it all
+        return None
+    net = DSR_COLUMNS["net"]
+    # net_subtype always: the reader needs it to drop the RTP objects ra does not read
+    return frozenset((set(SCHEMA) - net) | (roots & net) | {"net_subtype"})
 
 
 def picker_start_mar(batch: pl.DataFrame) -> bytes | None:

@@ -63,9 +63,14 @@ def open_sink(args: ParsedArgs, session: ClientSession, out_path: str | None) ->
         from argusflow.records.output import ArgusOutput
 
         return ArgusOutput(out_path)
+    from argusflow.cli.client import printing_projection
     from argusflow.cli.printing import make_printer
 
-    return make_printer(args, session.conf)
+    sink = make_printer(args, session.conf)
+    options = sink.printer.options
+    session.decode_columns = printing_projection((col.field for col in options.columns),
+                                                 tcp_flags=options.zflag is not None)
+    return sink
 
 
 def main() -> None:

@@ -62,12 +62,15 @@ class RecordReader:
     def bytes_pending(self) -> int:
         return len(self._pending)
 
-    def feed(self, chunk: bytes, select: RowSelector | None = None) -> pl.DataFrame:
+    def feed(self, chunk: bytes, select: RowSelector | None = None,
+             columns: frozenset[str] | None = None) -> pl.DataFrame:
         """Decode every complete record in what was fed so far.
 
         With `select`, decoding is in two steps: only `select.columns` for every record, then
         the whole record for the rows `select` keeps (a filter needs a few columns of many
-        records; the sink needs every column of the few it keeps).
+        records; the sink needs every column of the few it keeps).  With `columns` the batch
+        still has every schema column, but only those are decoded (the others are zeros): the
+        sink's projection, e.g. what the printer reads for the chosen fields.
         """
         if self.error is not None:
             return empty()
@@ -84,11 +87,12 @@ class RecordReader:
         data = dsr_decode.ByteBuffer(buf, compiled=self.compiled)
         found = frame(data.u8[:len(buf)], data.compiled)
         if select is None:
-            batch = decode_records(data, found, self._consumed)
+            batch = decode_records(data, found, self._consumed, columns, fill=True)
         else:
             probe = decode_records(data, found, self._consumed, select.columns)
             rows = select(probe)
-            batch = decode_records(data, found.take(rows), self._consumed) if len(rows) else empty()
+            batch = (decode_records(data, found.take(rows), self._consumed, columns, fill=True)
+                     if len(rows) else empty())
         self.records_read += len(found.starts)
         end = found.end
         if found.status != OK:
@@ -177,17 +181,18 @@ def framing_problem(buf: bytes, pos: int, status: int) -> str:
 
 
 def decode_records(data: dsr_decode.ByteBuffer, found: Frame, base: int,
-                   projection: frozenset[str] | None = None) -> pl.DataFrame:
+                   projection: frozenset[str] | None = None, fill: bool = False) -> pl.DataFrame:
     """Decode the framed records into a batch; offsets are relative to the stream start.
 
-    With a projection the batch has only those columns, plus rtype, offset, mar_raw and dsrs.
+    With a projection the batch has only those columns, plus rtype, offset, mar_raw and dsrs;
+    with `fill` too it has every column, those not decoded being zeros.
     """
     if len(found.starts) == 0:
         return empty() if projection is None else empty().select(wanted_columns(projection))
     columns = dsr_decode.decode(data, found, projection)
     columns["offset"] = (found.starts + base).astype(np.uint64)
     columns["mar_raw"] = mar_bytes(data.raw, found.starts, found.lengths, columns["rtype"])
-    if projection is None:
+    if projection is None or fill:
         return to_frame(columns, len(found.starts))
     return to_frame(columns, len(found.starts), wanted_columns(projection))
 

@@ -103,17 +103,19 @@ def read_chunks(stream: BinaryIO, path: str, size: int = CHUNK_BYTES) -> Iterato
 
 
 def iter_batches(path: str, source: str | None = None, chunk_bytes: int = CHUNK_BYTES,
-                 select: RowSelector | None = None) -> Iterator[pl.DataFrame]:
+                 select: RowSelector | None = None,
+                 columns: frozenset[str] | None = None) -> Iterator[pl.DataFrame]:
     """Yield the records of one input as batches; raise CorruptInput at the first damage.
 
-    `select`: only the records it keeps, judged on the columns it names (RecordReader.feed).
+    `select`: only the records it keeps, judged on the columns it names; `columns`: only these
+    are decoded, the others are zeros (RecordReader.feed).
     """
     name = source or ("stdin" if path == "-" else path)
     reader = RecordReader(name, expected_bytes=input_size(path))
     stream = open_input(path)
     try:
         for chunk in read_chunks(stream, name, chunk_bytes):
-            batch = reader.feed(chunk, select)
+            batch = reader.feed(chunk, select, columns)
             if batch.height:
                 yield batch
             if reader.error is not None:
