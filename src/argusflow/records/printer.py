@@ -350,10 +350,16 @@ def _name_or_number(e: pl.Expr, table: dict[int, str]) -> pl.Expr:
     return e.cast(pl.Int64).replace_strict(table, default=e.cast(pl.String), return_dtype=pl.String)
 
 
+_NET_RTP = 0x0A
+
+
 def proto_text(opts: PrintOptions) -> pl.Expr:
     at = d.addr_type()
     numeric = opts.nflag in (2,)
     ip_name = c("proto").cast(pl.String) if numeric else _name_or_number(c("proto"), d.protocols())
+    if not numeric:  # ra names UDP flows that carry an RTP network object (subtype 0x0A) "rtp"
+        rtp = (c("proto") == d.IPPROTO_UDP) & d.has("net") & (c("net_subtype") == _NET_RTP)
+        ip_name = pl.when(rtp).then(pl.lit("rtp")).otherwise(ip_name)
     etype = c("proto").cast(pl.Int64)
     if opts.nflag == 2:
         named = c("proto").cast(pl.String)
