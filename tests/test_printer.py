@@ -331,3 +331,21 @@ def test_write_pages_headers_like_render() -> None:
     printer.write(three[:1], out)
     printer.write(three[1:], out)
     assert out.getvalue().decode() == Printer(PrintOptions(columns=cols, header=2)).render(three)
+
+
+def test_ipv6_destination_retransmission_flag_is_blank_as_ra() -> None:
+    from argusflow.records.schema import ADDR_IPV6, DSR_BITS
+    retrans = dict(TCP, dsrs=TCP["dsrs"] | DSR_BITS["net"], net_subtype=0x05, tcp_status=0x4 | 0x200)
+    cols = parse_field_list(["flgs", "spkts"])  # a column after Flgs: lines are right-trimmed
+    v4 = format_batch(batch(**retrans), PrintOptions(columns=cols)).splitlines()[1]
+    v6_batch = batch(**{**retrans, "flow_qual": ADDR_IPV6})
+    v6 = format_batch(v6_batch, PrintOptions(columns=cols)).splitlines()[1]
+    assert v4[3] == "d" and v6[3] == " "
+
+
+def test_udp_with_rtp_object_prints_rtp_unless_nn() -> None:
+    from argusflow.records.schema import DSR_BITS
+    rtp = dict(TCP, proto=17, dsrs=TCP["dsrs"] | DSR_BITS["net"], net_subtype=0x0A)
+    cols = parse_field_list(["proto"])
+    assert format_batch(batch(**rtp), PrintOptions(columns=cols)).splitlines()[1] == "   rtp"
+    assert format_batch(batch(**rtp), PrintOptions(columns=cols, nflag=2)).splitlines()[1] == "    17"
