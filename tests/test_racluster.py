@@ -73,8 +73,6 @@ _LAST = ("interleaved flows of one group: 3.0.8 sometimes keeps a later-starting
          "earlier last time, not the latest (rule not found yet)")
 KNOWN_DIFFERENT: dict[tuple[str, str], str] = {
     ("default", "tcpdump__timestamp_invalid_nano.pcap"): "nanosecond times as 3.0.8 reads them",
-    **{(m, "ndpi__wechat.pcap"): _LAST for m in ("saddr_daddr", "proto_dport", "matrix",
-                                                 "conf_cont")},
     ("matrix", "ndpi__1kxun.pcap"): _LAST,
     ("rmon", "ndpi__1kxun.pcap"): _LAST,
     ("proto_dport", "ndpi__1kxun.pcap"): "sorted by dport, 3.0.8 places a merged IPv6 group "
