@@ -465,6 +465,7 @@ def decode(buf: ByteBuffer, found: Frame,
         else:
             present[d.rec] |= np.uint64(DSR_BITS[name])
     drop_unread_rtp(cols, present)
+    unreverse_arp(cols, present)
     cols["dsrs"] = present
     cols["unknown_dsrs"] = np.minimum(unknown, 255).astype(np.uint64)
     if columns is None or not columns.isdisjoint(("srcid", "srcid_type")):
@@ -499,6 +500,66 @@ def drop_unread_rtp(cols: Columns, present: np.ndarray) -> None:
     present[drop] &= ~np.uint64(DSR_BITS["net"])
 
 
+# ARP keys with the REVERSE bit: ra turns every other DSR round (not the encapsulation DSR) and
+# clears the bit (spec §6.2.8; ra -w on tcpdump__arp-oobr.pcap).
+ARP_SWAPPED_PAIRS = (
+    ("sstart", "dstart"), ("slast", "dlast"), ("spkts", "dpkts"), ("sbytes", "dbytes"),
+    ("sappbytes", "dappbytes"), ("smaxsz", "dmaxsz"), ("sminsz", "dminsz"),
+    ("spktsz_hist", "dpktsz_hist"), ("svlan", "dvlan"), ("smac", "dmac"),
+    ("smpls", "dmpls"), ("sttl", "dttl"), ("stos", "dtos"), ("sipid", "dipid"),
+    ("sipopts", "dipopts"), ("suser_size", "duser_size"), ("suser", "duser"),
+    ("snstroke", "dnstroke"), ("sas", "das"), ("sco", "dco"),
+    *((f"sjit_{b}_{s}", f"djit_{b}_{s}") for b in ("act", "idl")
+      for s in ("n", "min", "mean", "stdev", "max")),
+)
+# Qualifier bits that name a direction: (column, source bits, destination bits).
+ARP_SWAPPED_BITS = (
+    ("vlan_qual", 0x01, 0x02), ("mac_qual", 0x01, 0x02), ("mpls_subtype", 0x01, 0x02),
+    ("mpls_qual", 0xF0, 0x0F), ("jit_qual", 0x03, 0x0C), ("attr_qual", 0x15, 0x2A),
+    ("time_subtype", 0x18, 0x60),
+)
+
+
+def swap_bits(value: np.ndarray, src: int, dst: int) -> np.ndarray:
+    """Exchange the `src` and `dst` bit groups (same shape) of each value."""
+    shift = (src & -src).bit_length() - (dst & -dst).bit_length()
+    v = value.astype(np.int64)
+    if shift > 0:
+        moved = (v & src) >> shift | (v & dst) << shift
+    else:
+        moved = (v & src) << -shift | (v & dst) >> -shift
+    return ((v & ~(src | dst)) | moved).astype(value.dtype)
+
+
+def unreverse_arp(cols: Columns, present: np.ndarray) -> None:
+    """Turn ARP records whose key has the REVERSE bit round once here, as ra's reader does: the
+    printer, the filter, racluster and the writer then see them as ra holds them."""
+    sub = cols.get("flow_subtype")
+    if sub is None:
+        return
+    rows = np.flatnonzero(((sub & 0x3F) == 0x06) & ((sub & 0x40) > 0) & (cols["rtype"] != RTYPE_MAR))
+    if not len(rows):
+        return
+    for a, b in ARP_SWAPPED_PAIRS:
+        if a not in cols and b not in cols:
+            continue
+        known = cols[a] if a in cols else cols[b]
+        for name in (a, b):  # the user DSRs come one per direction: a side may be missing
+            if name not in cols:
+                cols[name] = np.full_like(known, b"" if known.dtype == object else 0)
+                cols.kinds[name] = cols.kinds.get(a if a in cols.kinds else b, U)
+        cols[a][rows], cols[b][rows] = cols[b][rows], cols[a][rows].copy()
+    for name, src, dst in ARP_SWAPPED_BITS:
+        if name in cols:
+            cols[name][rows] = swap_bits(cols[name][rows], src, dst)
+    present[rows] = swap_bits(present[rows], DSR_BITS["suser"], DSR_BITS["duser"])
+    if "psize_qual" in cols:  # the metric codes 5-8 (source only) and 9-12 (destination only)
+        q = cols["psize_qual"][rows].astype(np.int64)
+        q = np.where((q >= 5) & (q <= 8), q + 4, np.where((q >= 9) & (q <= 12), q - 4, q))
+        cols["psize_qual"][rows] = q.astype(np.uint64)
+    sub[rows] &= ~np.uint64(0x40)
+
+
 # Columns a decoder needs to build a wanted one: both sides of what un-reversing swaps (and the
 # key's protocol and IPv6 halves it looks at), the parts that are combined into one column.
 PARTNERS = [
@@ -509,6 +570,10 @@ PARTNERS = [
     ({"dtcp_last"}, {"dtcp_last_sec", "dtcp_last_usec"}),
     # drop_unread_rtp looks at the key type and the packet counts
     ({"net_subtype", "net_qual", "net_raw"}, {"net_subtype", "flow_qual", "spkts", "dpkts"}),
+    # unreverse_arp: both sides of what it swaps, and the key's subtype
+    *(({a, b}, {a, b, "flow_subtype"}) for a, b in ARP_SWAPPED_PAIRS),
+    *(({name}, {name, "flow_subtype"}) for name, _, _ in ARP_SWAPPED_BITS),
+    ({"psize_qual"}, {"psize_qual", "flow_subtype"}),
 ]
 
 

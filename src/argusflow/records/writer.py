@@ -832,7 +832,8 @@ def swap_bits(value: np.ndarray, src: int, dst: int) -> np.ndarray:
 
 def unreverse_arp(b: Batch) -> None:
     """ra reverses every other DSR of an ARP record whose key has the REVERSE bit (§6.2.8) and
-    writes the key without it; the reader keeps such records as stored."""
+    writes the key without it.  Our reader does so already (dsr_decode.unreverse_arp); this is
+    for batches built otherwise."""
     sub = b.col("flow_subtype")
     far = (b.col("rtype") != RTYPE_MAR) & ((b.col("dsrs") & DSR_BITS["flow"]) > 0)
     rows = np.flatnonzero(far & ((sub & 0x3F) == 0x06) & ((sub & 0x40) > 0))
