@@ -113,8 +113,9 @@ def ip_proto(number: int, family: str = "") -> Expr:
 
 
 def net_present() -> Expr:
-    """The network DSR as ra keeps it: 3.0.8 drops the RTP and RTCP objects when reading."""
-    return has("net") & ~col("net_subtype").is_in([NET_RTCP, NET_RTP])
+    """The network DSR as ra keeps it.  The reader already leaves out the RTP objects that
+    3.0.8 drops when reading (records.dsr_decode.drop_unread_rtp); RTCP objects it always drops."""
+    return has("net") & (col("net_subtype") != NET_RTCP)
 
 
 def net_length() -> Expr:
