@@ -12,6 +12,7 @@ import gzip
 import io
 import lzma
 import os
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -91,15 +92,45 @@ def input_size(path: str) -> int | None:
         return None
 
 
-def read_chunks(stream: BinaryIO, path: str, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+READ_ERRORS = (OSError, EOFError, lzma.LZMAError, ValueError, RuntimeError)
+
+
+def read_chunks(stream: BinaryIO, path: str, size: int = CHUNK_BYTES,
+                live: bool = False) -> Iterator[bytes]:
+    """Chunks of up to `size` bytes.  A `live` input (stdin, a pipe) yields what has arrived as
+    soon as nothing more is waiting: `argus -w - | ra -r -` prints as records come, not per 4 MB."""
+    read = stream.read1 if live and hasattr(stream, "read1") else stream.read
     while True:
         try:
-            chunk = stream.read(size)
-        except (OSError, EOFError, lzma.LZMAError, ValueError, RuntimeError) as err:
+            chunk = read(size)
+            if live and chunk:
+                chunk = top_up(stream, chunk, size)
+        except READ_ERRORS as err:
             raise InputError(f"{path}: cannot decompress: {err}") from None
         if not chunk:
             return
         yield chunk
+
+
+def top_up(stream: BinaryIO, chunk: bytes, size: int) -> bytes:
+    """Add what is already waiting on a live input, up to `size` bytes, without blocking."""
+    parts = [chunk]
+    have = len(chunk)
+    while have < size and waiting(stream):
+        more = stream.read1(size - have)  # type: ignore[attr-defined]
+        if not more:
+            break
+        parts.append(more)
+        have += len(more)
+    return b"".join(parts) if len(parts) > 1 else chunk
+
+
+def waiting(stream: BinaryIO) -> bool:
+    try:
+        ready, _, _ = select.select([stream.fileno()], [], [], 0)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False
+    return bool(ready)
 
 
 def iter_batches(path: str, source: str | None = None, chunk_bytes: int = CHUNK_BYTES,
@@ -111,10 +142,11 @@ def iter_batches(path: str, source: str | None = None, chunk_bytes: int = CHUNK_
     are decoded, the others are zeros (RecordReader.feed).
     """
     name = source or ("stdin" if path == "-" else path)
-    reader = RecordReader(name, expected_bytes=input_size(path))
+    size = input_size(path)
+    reader = RecordReader(name, expected_bytes=size)
     stream = open_input(path)
     try:
-        for chunk in read_chunks(stream, name, chunk_bytes):
+        for chunk in read_chunks(stream, name, chunk_bytes, live=size is None):
             batch = reader.feed(chunk, select, columns)
             if batch.height:
                 yield batch
