@@ -284,7 +284,9 @@ def _fast(
                 u2[U2_ICMP_SEQ, i] = _be(buf, r + ICMP_SEQ, 2)
             poff = l4 + 8
         elif proto == 2:
-            if a4 >= 8:  # the IGMP group address (see transport.igmp)
+            if a4 >= 8:  # type, code, group address (see transport.igmp)
+                u1[U1_ICMP_TYPE, i] = buf[r]
+                u1[U1_ICMP_CODE, i] = buf[r + 1]
                 u4[U4_ICMP_REST, i] = _be(buf, r + ICMP_REST, 4)
         elif proto == 132 or proto == 33 or proto == 50 or proto == 4 or proto == 41 or proto == 47:
             slow[i] = True

@@ -173,10 +173,13 @@ def icmp6(cur: Cursor, idx: np.ndarray) -> None:
 
 
 def igmp(cur: Cursor, idx: np.ndarray) -> None:
-    """IGMP: only bytes 4-7 (the group address; v3 reports: reserved + record count), which
-    argus 3.0.8 takes as the flow's destination when they are not zero (corpus: ndpi__wechat)."""
+    """IGMP: type, code and bytes 4-7 (the group address; v3 reports: reserved + record count),
+    which argus 3.0.8 keys IGMP flows by (flows/keys.py; corpus: ndpi__wechat)."""
     g = cur.gather(idx, h.ICMP)
-    cur.out.icmp_rest[idx[g.complete]] = g.rest[g.complete]
+    ok = idx[g.complete]
+    cur.out.icmp_type[ok] = g.type[g.complete]
+    cur.out.icmp_code[ok] = g.code[g.complete]
+    cur.out.icmp_rest[ok] = g.rest[g.complete]
 
 
 def ip_in_ip(cur: Cursor, idx: np.ndarray) -> None:

@@ -27,6 +27,7 @@ from argusflow.decode.columns import DecodedBatch
 
 KIND_NONE, KIND_IPV4, KIND_IPV6, KIND_ARP, KIND_ETHER = 0, 1, 2, 3, 4
 ETH_IPV4, ETH_IPV6, ETH_ARP, ETH_RARP, ETH_PPPOE_SESSION = 0x0800, 0x86DD, 0x0806, 0x8035, 0x8864
+IGMP_QUERY = 0x11
 P_ICMP, P_IGMP, P_TCP, P_UDP, P_ESP, P_ICMP6 = 1, 2, 6, 17, 50, 58
 
 # ICMP types (v4) whose key carries something from the quoted packet or the message.
@@ -97,9 +98,11 @@ def packet_keys(d: DecodedBatch) -> PacketKeys:
     s_hi, s_lo = _u64(d.src_hi).copy(), _u64(d.src_lo).copy()
     t_hi, t_lo = _u64(d.dst_hi).copy(), _u64(d.dst_lo).copy()
     s_hi[~ip & ~arp] = 0
-    # argus 3.0.8 keys IGMP by the message's group field when it is set (v3 reports: 0.0.0.N).
-    igmp = (kind == KIND_IPV4) & ~frag & (proto == P_IGMP) & (d.icmp_rest != 0)
-    t_lo[igmp] = d.icmp_rest[igmp]
+    # argus 3.0.8 keys IGMP by the message's group field (v3 reports: 0.0.0.N, the record
+    # count), except a general query (group 0), which keeps the IP destination.
+    igmp = (kind == KIND_IPV4) & ~frag & (proto == P_IGMP)
+    group = igmp & ~((d.icmp_type == IGMP_QUERY) & (d.icmp_rest == 0))
+    t_lo[group] = d.icmp_rest[group]
     t_hi[~ip & ~arp] = 0
     # Non-IP frames are keyed by their MAC addresses and saps.
     s_lo = np.where(ether, _u64(d.src_mac), s_lo)
@@ -117,6 +120,11 @@ def packet_keys(d: DecodedBatch) -> PacketKeys:
     etype = np.where(pppoe, ETH_PPPOE_SESSION, etype)
     extra = np.where(ether, _u64(etype) << U64(16), extra)
     extra = _icmp_extra(d, kind, frag, extra)
+    # ... and by type, code and IP id: every IGMP message is a record of its own (racluster
+    # merges them by addresses).
+    igmp_extra = (U64(1 << 61) | (_u64(d.icmp_type) << U64(40)) | (_u64(d.icmp_code) << U64(32))
+                  | _u64(d.ip_id))
+    extra = np.where(igmp, igmp_extra, extra)
     esp = ip & ~frag & (proto == P_ESP)
     extra = np.where(esp, _u64(d.esp_spi) | U64(1 << 44), extra)
     frag_extra = _u64(d.ip_id) | U64(1 << 40)
