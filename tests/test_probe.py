@@ -335,3 +335,22 @@ def test_arp_requests_each_way_are_two_flows() -> None:
     packets = [eth_arp(1, b, a), eth_arp(1, a, b), eth_arp(2, b, a), eth_arp(2, a, b)]
     rows = run_probe(packets, [0.0, 0.1, 0.2, 0.3])
     assert sorted((r["saddr_lo"], r["spkts"], r["dpkts"]) for r in rows) == [(a, 1, 1), (b, 1, 1)]
+
+
+def eth_ipv4_igmp(src: int, dst: int, ip_id: int, igmp_type: int, group: int) -> bytes:
+    igmp = bytes([igmp_type, 0]) + b"\0\0" + group.to_bytes(4, "big")
+    ip = bytes([0x45, 0]) + (20 + len(igmp)).to_bytes(2, "big") + ip_id.to_bytes(2, "big") \
+        + b"\0\0" + bytes([1, 2]) + b"\0\0" + src.to_bytes(4, "big") + dst.to_bytes(4, "big")
+    return b"\x01\x00\x5e\x00\x00\x16\x00\x11\x22\x33\x44\x01\x08\x00" + ip + igmp
+
+
+def test_igmp_messages_are_records_of_their_own() -> None:
+    host, v3_reports, all_hosts = 0xC0A80164, 0xE0000016, 0xE0000001
+    packets = [eth_ipv4_igmp(host, v3_reports, 7, 0x22, 1), eth_ipv4_igmp(host, v3_reports, 8, 0x22, 1),
+               eth_ipv4_igmp(0xC0A801FE, all_hosts, 9, 0x11, 0)]
+    probe = FlowProbe(ProbeSettings())
+    batch = PacketBatch.from_packets(packets, ts_us=[0, 100_000, 200_000])
+    frames = [probe.feed(decode_batch(batch)), probe.finish()]
+    rows = [r for f in frames for r in f.select("daddr_lo", "spkts").to_dicts()]
+    # v3 reports: destination 0.0.0.1 (their record count); a general query keeps the IP one
+    assert sorted((r["daddr_lo"], r["spkts"]) for r in rows) == [(1, 1), (1, 1), (all_hosts, 1)]
