@@ -409,15 +409,16 @@ def _merge_flow(s: np.ndarray, r: np.ndarray) -> None:
 
 @numba.njit(cache=True)
 def _merge_time(s: np.ndarray, r: np.ndarray) -> None:
+    later = r[SSTART] >= s[SSTART]
     if r[SSTART] != 0 and (s[SSTART] == 0 or r[SSTART] < s[SSTART]):
         s[SSTART] = r[SSTART]
     rl = r[SLAST] if r[SLAST] != 0 else r[SSTART]
     sl = s[SLAST] if s[SLAST] != 0 else s[SSTART]
-    # racluster 3.0.8 takes the record's last time when the record starts in the second of the
-    # group's last time or after it, even when that last time is earlier (interleaved flows of
-    # one group, corpus with -m saddr daddr); otherwise the later of the two.
+    # racluster 3.0.8 takes the record's last time when the record starts no earlier than the
+    # group, in the second of the group's last time or after it, even when that last time is
+    # earlier (interleaved flows of one group, corpus with -m saddr daddr); else the later one.
     us = np.uint64(1000000)
-    s[SLAST] = rl if r[SSTART] // us >= sl // us else max(sl, rl)
+    s[SLAST] = rl if later and r[SSTART] // us >= sl // us else max(sl, rl)
     if r[DSTART] != 0 or r[DLAST] != 0:
         if s[DSTART] == 0 and s[DLAST] == 0:
             s[DSTART] = r[DSTART]
