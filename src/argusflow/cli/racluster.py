@@ -7,8 +7,7 @@ Pipeline: argus-file source -> selection (filter, -t) -> ops.cluster (one aggreg
 
 Deviations from 3.0.8: `-m none` really collapses every record into one (3.0.8 does not).
 Not done yet: `-%` (percentages), the rmon column labels (Host, OutPkts, InPkts) and `-M norep`'s
-Trans of 0 in printed text (both need printer support), racluster.conf `status=`/`idle=` timers
-(parsed, not applied).
+Trans of 0 in printed text (both need printer support).
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from argusflow.ops.cluster import (
     reverse,
     sort_output,
 )
+from argusflow.ops.cluster_timers import Clock, Timers
 from argusflow.records import derive
 from argusflow.records.output import ArgusOutput
 from argusflow.records.schema import DSR_BITS
@@ -93,6 +93,7 @@ def load_conf(path: str, modes: set[str]) -> tuple[list[Rule], dict[str, str]]:
         raise UsageError(f"-f {path}: {err.strerror or err}") from None
     settings: dict[str, str] = {}
     rules: list[Rule] = []
+    clock = Clock()
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -117,8 +118,24 @@ def load_conf(path: str, modes: set[str]) -> tuple[list[Rule], dict[str, str]]:
         if words.get("filter"):
             selector = compile_record_filter(words["filter"]).expr  # type: ignore[attr-defined]
         grep = re.compile(words["grep"]) if words.get("grep") else None
+        clusterer.timers = Timers(_seconds_us(words, "status", path, number),
+                                  _seconds_us(words, "idle", path, number), clock)
         rules.append(Rule(clusterer, selector, grep, "cont" in words))
+    if not any(r.clusterer.timers.status_us or r.clusterer.timers.idle_us  # type: ignore[union-attr]
+               for r in rules):
+        for rule in rules:  # no timers: one aggregate per key, the untimed path
+            rule.clusterer.timers = None
     return rules, settings
+
+
+def _seconds_us(words: dict[str, str], name: str, path: str, number: int) -> int:
+    """`status=120` / `idle=10` in microseconds (0: no timer)."""
+    text = words.get(name) or "0"
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{path}: line {number}: {name}={text}: expected seconds") from None
+    return max(0, round(value * 1e6))
 
 
 def _report(settings: dict[str, str], modes: set[str]) -> bool:
@@ -144,6 +161,9 @@ def make_rules(args: ParsedArgs, modes: set[str]) -> list[Rule]:
 
 def dispatch(rules: list[Rule], batch: pl.DataFrame) -> None:
     """Fall-through: a record goes to the first rule it matches (and on, past `cont` rules)."""
+    timers = rules[0].clusterer.timers if rules else None
+    if timers is not None:
+        batch = timers.clock.advance(batch)  # every record moves the timers' clock
     remaining = pl.Series([True] * batch.height)
     for rule in rules:
         hit = remaining & rule.matches(batch)
@@ -157,7 +177,15 @@ def dispatch(rules: list[Rule], batch: pl.DataFrame) -> None:
 
 def merged_records(rules: list[Rule]) -> pl.DataFrame:
     parts = [rule.clusterer.result() for rule in rules]
-    return pl.concat(parts) if parts else pl.DataFrame()
+    if not parts:
+        return pl.DataFrame()
+    if rules[0].clusterer.timers is None:
+        return pl.concat(parts)
+    # Timed rules: records in the order racluster reports them (ops.cluster_timers), across
+    # rules; ties in rule order, then least recently updated first.
+    order = ["_emit", "_phase", "_rule", "_last"]
+    parts = [p.with_columns(pl.lit(i, dtype=pl.Int64).alias("_rule")) for i, p in enumerate(parts)]
+    return pl.concat(parts).sort(order).drop(order)
 
 
 def input_groups(session: ClientSession, each_file: bool) -> Iterator[tuple[str | None, Iterator]]:

@@ -39,6 +39,8 @@ import numpy as np
 import polars as pl
 
 from argusflow.errors import UsageError
+from argusflow.ops.cluster_timers import Timers
+from argusflow.ops.key_ids import number_keys
 from argusflow.records import derive
 from argusflow.records import fields as field_table
 from argusflow.records.schema import (
@@ -872,6 +874,7 @@ class Clusterer:
     _stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.float32))
     _flipped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     _last: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    timers: Timers | None = None  # racluster.conf status=/idle= (None: one aggregate per key)
 
     def add(self, batch: pl.DataFrame) -> None:
         """Merge a batch of (selected) records; MARs and events are not aggregated."""
@@ -885,11 +888,20 @@ class Clusterer:
             batch = batch.filter(keep)
         if batch.height == 0:
             return
+        pos = None
+        if "_pos" in batch.columns:
+            pos = batch["_pos"].to_numpy()
+            batch = batch.drop("_pos")
         batch = batch.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_seq"))
         batch = apply_model(batch, self.model, self.rmon)
         use_correct = self.correct and self.model.default and not self.rmon
         keys = key_frame(batch, self.model, use_correct)
+        timed = self.timers is not None and pos is not None
+        if timed:
+            keys = self.timers.segment(keys, batch)  # type: ignore[union-attr]
         gid, fresh = self._group_ids(keys.drop("_fwd"))
+        if timed:
+            self.timers.record(gid, pos, self.groups)  # type: ignore[union-attr, arg-type]
         fwd = keys["_fwd"].to_numpy()
         self._grow(self.groups)
         dur = ((derive.ltime_us() - derive.stime_us()).cast(pl.Float64) / 1e6)
@@ -965,21 +977,8 @@ class Clusterer:
 
     def _group_ids(self, keys: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Group id of every row (new keys numbered in order of appearance) and first rows."""
-        names = keys.columns
-        keys = keys.with_row_index("_row")
-        firsts = keys.unique(subset=names, keep="first", maintain_order=True)
-        if self._keys is not None:
-            firsts = firsts.join(self._keys, on=names, how="anti", maintain_order="left")
-        fresh = np.zeros(keys.height, dtype=bool)
-        if firsts.height:
-            fresh[firsts["_row"].to_numpy()] = True
-            table = firsts.select(names).with_columns(
-                (pl.int_range(pl.len(), dtype=pl.Int64) + self.groups).alias("_gid"))
-            self._keys = table if self._keys is None else pl.concat([self._keys, table])
-            self.groups += table.height
-        assert self._keys is not None
-        joined = keys.join(self._keys, on=names, how="left", maintain_order="left")
-        return joined["_gid"].to_numpy().astype(np.int64), fresh
+        gid, fresh, self._keys, self.groups = number_keys(keys, self._keys, self.groups)
+        return gid, fresh
 
     def _grow(self, size: int) -> None:
         have = len(self._orient)
@@ -1056,6 +1055,10 @@ class Clusterer:
         )
         if self.label:
             out = out.with_columns(_add_label(self.label))
+        if self.timers is not None:
+            # Timed rules are ordered by the caller, across rules, by when each was reported.
+            at, phase = self.timers.reports(g)
+            return out.with_columns(pl.Series("_emit", at), pl.Series("_phase", phase))
         out = out.sort("_last").drop("_last")
         return sort_output(out, self.model) if self.sort else out
 
