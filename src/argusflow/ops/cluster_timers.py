@@ -15,6 +15,10 @@ racluster 3.0.8, as observed on corpus files (`racluster -X -f conf`):
 Here an aggregate is a (key, segment) group of the Clusterer: `segments` numbers each key's
 segments in record order (sequential per key, so compiled), and `emission` gives each group its
 report position, computed over whole arrays once every record has been read.
+
+Not done: 3.0.8 restarts an aggregate by zeroing the reported one (times, counters, sizes, TCP
+object, aggregation statistics) and merging the new record into it, so the restarted record keeps
+the old one's seq, cause, masked ports and IP attributes; we start it from the record itself.
 """
 
 from __future__ import annotations
