@@ -251,3 +251,16 @@ def test_conf_timer_segments(conf, status_argus_files, run_real, conf3, tmp_path
     keys = {tuple(line.split(",")[3:7]) for line in real[1:]}
     assert len(real) - 1 > len(keys)  # the timers did split some keys into several records
     assert mine == real
+
+
+PARTIAL_CONFS = ['filter="tcp"', 'filter="udp" model="saddr daddr"\nfilter="icmp" model="proto"']
+
+
+@pytest.mark.parametrize("conf", PARTIAL_CONFS)
+def test_conf_records_no_rule_takes_merge_on_the_flow_key(conf, status_argus_files, run_real,
+                                                           tmp_path) -> None:
+    """racluster 3.0.8 aggregates the records that no statement takes on the default key."""
+    path = status_argus_files.get("ndpi__wechat.pcap") or next(iter(status_argus_files.values()))
+    conf_path = tmp_path / "partial.conf"
+    conf_path.write_text(conf + "\n")
+    compare_written(run_real, path, ["-f", str(conf_path)], tmp_path)

@@ -122,11 +122,25 @@ def load_conf(path: str, modes: set[str]) -> tuple[list[Rule], dict[str, str]]:
         clusterer.timers = Timers(_seconds_us(words, "status", path, number),
                                   _seconds_us(words, "idle", path, number), clock)
         rules.append(Rule(clusterer, selector, grep, "cont" in words))
+    if rules:
+        rules.append(fallback_rule(rules, settings, modes, clock))
     if not any(r.clusterer.timers.status_us or r.clusterer.timers.idle_us  # type: ignore[union-attr]
                for r in rules):
         for rule in rules:  # no timers: one aggregate per key, the untimed path
             rule.clusterer.timers = None
     return rules, settings
+
+
+def fallback_rule(rules: list[Rule], settings: dict[str, str], modes: set[str],
+                  clock: Clock) -> Rule:
+    """Records that no statement takes are aggregated on the default flow key, as racluster
+    3.0.8 does (a conf of one `filter="tcp"` line still outputs every other flow, merged)."""
+    model = Model()
+    model.preserve = settings.get("RACLUSTER_PRESERVE_FIELDS", "no").lower() in ("yes", "1")
+    clusterer = Clusterer(model=model, correct="nocorrect" not in modes,
+                          report=_report(settings, modes), sort=False)
+    clusterer.timers = Timers(0, 0, clock)
+    return Rule(clusterer)
 
 
 def _seconds_us(words: dict[str, str], name: str, path: str, number: int) -> int:
@@ -177,9 +191,13 @@ def dispatch(rules: list[Rule], batch: pl.DataFrame) -> None:
 
 
 def merged_records(rules: list[Rule]) -> pl.DataFrame:
-    parts = [rule.clusterer.result() for rule in rules]
-    if not parts:
+    results = [rule.clusterer.result() for rule in rules]
+    if not results:
         return pl.DataFrame()
+    # The fall-back rule is often empty, and an empty result has no timer columns.
+    parts = [part for part in results if part.height]
+    if not parts:
+        return results[0]
     if rules[0].clusterer.timers is None:
         return pl.concat(parts)
     # Timed rules: records in the order racluster reports them (ops.cluster_timers), across
