@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from argusflow.records.dsr_decode import ARP_SWAPPED_PAIRS
 from argusflow.records.schema import (
     ADDR_ARP,
     ADDR_ETHER,
@@ -800,17 +801,8 @@ ENCODERS: dict[str, Callable[[Batch, np.ndarray], list[Piece]]] = {
 
 # --- ARP flows with the REVERSE bit ------------------------------------------------------------
 
-# ra leaves the encapsulation DSR as it is (corpus: tcpdump__arp-oobr.pcap).
-SWAPPED_PAIRS = (
-    ("sstart", "dstart"), ("slast", "dlast"), ("spkts", "dpkts"), ("sbytes", "dbytes"),
-    ("sappbytes", "dappbytes"), ("smaxsz", "dmaxsz"), ("sminsz", "dminsz"),
-    ("spktsz_hist", "dpktsz_hist"), ("svlan", "dvlan"), ("smac", "dmac"),
-    ("smpls", "dmpls"), ("sttl", "dttl"), ("stos", "dtos"), ("sipid", "dipid"),
-    ("sipopts", "dipopts"), ("suser_size", "duser_size"), ("suser", "duser"),
-    ("snstroke", "dnstroke"), ("sas", "das"), ("sco", "dco"),
-    *((f"sjit_{b}_{s}", f"djit_{b}_{s}") for b in ("act", "idl")
-      for s in ("n", "min", "mean", "stdev", "max")),
-)
+# The column pairs are the reader's (dsr_decode.ARP_SWAPPED_PAIRS: ra leaves the encapsulation
+# DSR as it is); the qualifier bits differ in that the writer also moves the user-data DSR bits.
 # Qualifier bits that name a direction: (column, source bits, destination bits).
 SWAPPED_BITS = (
     ("vlan_qual", 0x01, 0x02), ("mac_qual", 0x01, 0x02), ("mpls_subtype", 0x01, 0x02),
@@ -839,7 +831,7 @@ def unreverse_arp(b: Batch) -> None:
     rows = np.flatnonzero(far & ((sub & 0x3F) == 0x06) & ((sub & 0x40) > 0))
     if not len(rows):
         return
-    for a, c in SWAPPED_PAIRS:
+    for a, c in ARP_SWAPPED_PAIRS:
         b.swap(a, c, rows)
     for name, src, dst in SWAPPED_BITS:
         b.replace(name, rows, swap_bits(b.at(name, rows), src, dst))
