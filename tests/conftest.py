@@ -30,13 +30,14 @@ reason. For example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -445,3 +446,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reason = known.get(item.nodeid)
         if reason is not None:
             item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
+
+
+# --- processes a test starts (servers, probes, clients) --------------------------------------------
+
+
+def terminate(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int | None:
+    """Send `sig` and wait: the exit code, or None when it had to be killed after `timeout`."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+            return None
+    return proc.returncode
+
+
+@contextlib.contextmanager
+def started(args: Sequence[object], tmp: Path, name: str) -> Iterator[subprocess.Popen]:
+    """A process running for the `with` block (stderr in tmp/NAME.err), stopped by SIGTERM."""
+    err = open(tmp / f"{name}.err", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.DEVNULL, stderr=err,
+                            stdin=subprocess.DEVNULL, cwd=tmp)
+    try:
+        yield proc
+    finally:
+        terminate(proc)
+        err.close()

@@ -19,7 +19,6 @@ import bz2
 import contextlib
 import io
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import started
 
 from argusflow.cli.argus import argus
 from argusflow.cli.racluster import racluster
@@ -89,20 +89,8 @@ def radium_serving(files: list[Path], port: int, tmp: Path) -> Iterator[subproce
     """Our radium serving the probes' files on 127.0.0.1:port to its first client."""
     args = [OUR_BIN / "radium", "-X", *[a for f in files for a in ("-r", f)],
             "-P", port, "-B", HOST]
-    err = open(tmp / "radium.err", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.DEVNULL, stderr=err,
-                            stdin=subprocess.DEVNULL, cwd=tmp)
-    try:
+    with started(args, tmp, "radium") as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        err.close()
 
 
 @pytest.fixture(scope="module")

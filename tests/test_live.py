@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import terminate
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -110,15 +111,7 @@ def sh(*args: str | Path, timeout: float = 20) -> str:
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-            return None
-    return proc.returncode
+    return terminate(proc, sig, timeout)
 
 
 def wait_for(check, timeout: float = 15, what: str = "condition") -> None:  # noqa: ANN001

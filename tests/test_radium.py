@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest import terminate
 
 from argusflow.records.codec import read_bytes
 from argusflow.records.schema import RTYPE_MAR
@@ -74,13 +75,7 @@ class Procs:
         return (self.tmp / f"{name}.err").read_text(errors="replace")
 
     def end(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int:
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        terminate(proc, sig, timeout)
         return proc.returncode
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest import started
 
 from argusflow.cli.rasplit import SplitWriter, rasplit
 from argusflow.cli.rastream import StreamClock, rastream
@@ -149,24 +150,6 @@ def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> 
         except OSError:
             time.sleep(0.05)
     pytest.fail(f"nothing listening on {HOST}:{port}")
-
-
-@contextlib.contextmanager
-def started(args: list[str], tmp: Path, name: str):
-    out = open(tmp / f"{name}.err", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.DEVNULL, stderr=out,
-                            stdin=subprocess.DEVNULL, cwd=tmp)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        out.close()
 
 
 @contextlib.contextmanager

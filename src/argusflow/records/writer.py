@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from argusflow.records.dsr_decode import ARP_SWAPPED_PAIRS
+from argusflow.records.dsr_decode import ARP_SWAPPED_PAIRS, swap_bits
 from argusflow.records.schema import (
     ADDR_ARP,
     ADDR_ETHER,
@@ -809,17 +809,6 @@ SWAPPED_BITS = (
     ("mpls_qual", 0xF0, 0x0F), ("jit_qual", 0x03, 0x0C), ("attr_qual", 0x15, 0x2A),
     ("dsrs", DSR_BITS["suser"], DSR_BITS["duser"]),
 )
-
-
-def swap_bits(value: np.ndarray, src: int, dst: int) -> np.ndarray:
-    """Exchange the `src` and `dst` bit groups (same shape) of each value."""
-    shift = (src & -src).bit_length() - (dst & -dst).bit_length()
-    v = value.astype(np.int64)
-    if shift > 0:
-        moved = (v & src) >> shift | (v & dst) << shift
-    else:
-        moved = (v & src) << -shift | (v & dst) >> -shift
-    return (v & ~(src | dst)) | moved
 
 
 def unreverse_arp(b: Batch) -> None:
