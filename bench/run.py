@@ -128,6 +128,11 @@ PAIRED_ROWS: list[PairedRow] = [
         ("{bin}/racluster", "-X", "-r", "{argus}", "-w", "/dev/null"),
         ("/usr/bin/racluster", "-X", "-r", "{argus}", "-w", "/dev/null"),
     ),
+    PairedRow(
+        "racluster -m saddr daddr -w /dev/null",
+        ("{bin}/racluster", "-X", "-r", "{argus}", "-m", "saddr", "daddr", "-w", "/dev/null"),
+        ("/usr/bin/racluster", "-X", "-r", "{argus}", "-m", "saddr", "daddr", "-w", "/dev/null"),
+    ),
     # Issue 3's five filters, selecting into -w /dev/null (the reader judges records on the
     # filter's columns, then decodes and re-encodes the kept ones).
     *[PairedRow(
