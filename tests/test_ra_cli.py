@@ -74,6 +74,120 @@ def test_real_tools_read_what_we_write(sample_argus_file: Path, tmp_path: Path, 
         assert got.stdout == want.stdout, f"{tool} reads our copy of {sample_argus_file.name} differently"
 
 
+# --- ra -w copies the records it does not change ------------------------------------------------
+
+# No filter, and issue 3's filters (plus one that keeps ARP and RTP flows, which are encoded).
+PASS_FILTERS = {"all": [], "tcp": ["-", "tcp"], "dst_port_53": ["-", "dst port 53"],
+                "syn": ["-", "syn and not synack"],
+                "bytes": ["-", "(tcp or udp) and bytes gt 1000"], "arp_udp": ["-", "arp or udp"]}
+
+
+def assert_read_alike(run_real, source: Path, ours: Path, expr: list[str]) -> None:
+    """ra, racluster and rasort print our copy as they print the input under the filter."""
+    fields = ["-n", "-u", "-c", ",", "-s", *SPEC_FIELDS[:-1]]  # not offset: records move
+    for tool, extra in (("ra", fields), ("racluster", fields), ("rasort", ["-m", "bytes", *fields])):
+        want = run_real([tool, "-X", "-r", str(source), *extra, *expr])
+        got = run_real([tool, "-X", "-r", str(ours), *extra])
+        assert got.stdout == want.stdout, f"{tool} reads our copy of {source.name} differently"
+
+
+def framed(data: bytes) -> tuple[list[bytes], set[int]]:
+    """The records of an Argus file, and the offsets of those the reader changes (encoded)."""
+    import numpy as np
+
+    from argusflow.records.codec import reader_changes
+    from argusflow.records.framing import frame
+
+    found = frame(np.frombuffer(data, dtype=np.uint8))
+    records = [data[s:s + n] for s, n in zip(found.starts.tolist(), found.lengths.tolist(),
+                                             strict=True)]
+    return records, {int(found.starts[i]) for i in reader_changes(found)}
+
+
+def assert_copied(run_real, source: Path, ours: Path, expr: list[str]) -> int:
+    """Our flow records are the ones ra selects, in order, each the input's bytes unless the
+    reader changes it (then it is encoded: only its header type is checked).  Returns how many
+    were encoded."""
+    listed = run_real(["ra", "-X", "-r", str(source), "-n", "-c", ",", "-s", "offset", *expr])
+    offsets = [int(line) for line in listed.stdout.split()[1:]]
+    data = source.read_bytes()
+    changed = framed(data)[1]
+    written = [r for r in framed(ours.read_bytes())[0] if r[0] & 0xF0 != 0x80]
+    assert len(written) == len(offsets)
+    for offset, record in zip(offsets, written, strict=True):
+        length = int.from_bytes(data[offset + 2:offset + 4], "big") * 4
+        if offset in changed:
+            assert record[0] == data[offset]
+        else:
+            assert record == data[offset:offset + length], f"record at {offset} not copied"
+    return len(changed & set(offsets))
+
+
+@pytest.mark.parametrize("expr", PASS_FILTERS.values(), ids=PASS_FILTERS.keys())
+def test_write_copies_records(sample_argus_file: Path, expr: list[str], tmp_path: Path,
+                              run_real) -> None:
+    ours = tmp_path / "ours.argus"
+    code, _, err = ra_inproc(["-X", "-r", str(sample_argus_file), "-w", str(ours), *expr])
+    assert code == run_real(["ra", "-X", "-r", str(sample_argus_file), *expr]).returncode
+    assert err == ""
+    if code:
+        assert not ours.exists()  # nothing matched: no file, as ra
+        return
+    assert ours.read_bytes()[:128] == sample_argus_file.read_bytes()[:128]  # its START MAR
+    assert_copied(run_real, sample_argus_file, ours, expr)
+    assert_read_alike(run_real, sample_argus_file, ours, expr)
+
+
+@pytest.mark.parametrize("expr", [PASS_FILTERS["all"], PASS_FILTERS["arp_udp"]], ids=["all", "arp_udp"])
+def test_corpus_write_copies_records(corpus_rich_argus_file: Path, expr: list[str],
+                                     tmp_path: Path, run_real) -> None:
+    """Over the corpus, with ARP keys that carry the REVERSE bit and RTP flows: those are
+    encoded, and ra still prints the copy as it prints the input."""
+    ours = tmp_path / "ours.argus"
+    code, _, err = ra_inproc(["-X", "-r", str(corpus_rich_argus_file), "-w", str(ours), *expr])
+    assert err == ""
+    if code:
+        return
+    assert_copied(run_real, corpus_rich_argus_file, ours, expr)
+    assert_read_alike(run_real, corpus_rich_argus_file, ours, expr)
+
+
+def test_write_encodes_arp_keys_with_the_reverse_bit(shared_dir: Path, tmp_path: Path,
+                                                     run_real) -> None:
+    """ARP records whose key has the REVERSE bit are written turned round, as ra -w writes
+    them: ra and rasort print our copy as the input, racluster as the real ra's copy (racluster
+    merges the turned-round record otherwise than the input's)."""
+    capture = shared_dir / "corpus" / "tcpdump__arp-oobr.pcap"
+    source = tmp_path / "arp.argus"
+    if capture.is_file():  # the real argus aborts at its very end here, once it has written
+        run_real(["/usr/sbin/argus", "-X", "-r", str(capture), "-w", str(source)])
+    if not source.is_file() or not framed(source.read_bytes())[1]:
+        pytest.skip("no ARP records with the REVERSE bit (corpus or real argus absent)")
+    ours, real_copy = tmp_path / "ours.argus", tmp_path / "real.argus"
+    assert ra_inproc(["-X", "-r", str(source), "-w", str(ours)])[0] == 0
+    run_real(["ra", "-X", "-r", str(source), "-w", str(real_copy)])
+    assert assert_copied(run_real, source, ours, []) > 0
+    fields = ["-n", "-u", "-c", ",", "-s", *SPEC_FIELDS[:-1]]
+    for tool, extra, oracle in (("ra", fields, source), ("rasort", ["-m", "bytes", *fields], source),
+                                ("racluster", fields, real_copy)):
+        want = run_real([tool, "-X", "-r", str(oracle), *extra]).stdout
+        assert run_real([tool, "-X", "-r", str(ours), *extra]).stdout == want, tool
+    assert not framed(ours.read_bytes())[1]  # no key keeps the bit (and there is no RTP here)
+
+
+def test_write_appends_several_inputs_with_one_header(sample_argus_files: list[Path],
+                                                      tmp_path: Path, run_real) -> None:
+    by_name = {p.name: p for p in sample_argus_files}
+    inputs = [str(by_name["tcp.argus"]), str(by_name["udp.argus"])]
+    ours = tmp_path / "ours.argus"
+    for path in inputs:  # a second run appends to the file
+        assert ra_inproc(["-X", "-r", path, "-w", str(ours)])[0] == 0
+    want = run_real(["ra", "-X", "-n", "-r", *inputs]).stdout
+    assert run_real(["ra", "-X", "-n", "-r", str(ours)]).stdout == want
+    starts = [r for r in framed(ours.read_bytes())[0] if r[:2] == b"\x83\x10"]
+    assert len(starts) == 2  # the first input's START MAR heads it; the second's is a record
+
+
 def test_filter_that_matches_nothing_exits_1(sample_argus_file: Path, run_real) -> None:
     assert_same_as_real(run_real, sample_argus_file, ["-", "udp and tcp"])
 

@@ -23,9 +23,10 @@ from argusflow.ops.timerange import TimeRange, parse_timerange
 from argusflow.records import derive
 from argusflow.records.dsr_decode import DSR_COLUMNS
 from argusflow.records.schema import RTYPE_MAR, SCHEMA
-from argusflow.records.source import expand_directories, iter_batches
+from argusflow.records.source import expand_directories, iter_batches, iter_raw_batches
 
 if TYPE_CHECKING:
+    from argusflow.records.codec import RawBatch
     from argusflow.records.fields import Field
 
 
@@ -123,10 +124,11 @@ class ClientSession:
             combined = combined & p
         return combined
 
-    def batches(self) -> Iterator[tuple[pl.DataFrame, bytes | None]]:
-        """Selected records of every input, with that input's START MAR."""
+    def batches(self, raw: bool = False) -> Iterator[tuple[pl.DataFrame | RawBatch, bytes | None]]:
+        """Selected records of every input, with that input's START MAR.  `raw`: those read
+        from files come as the files hold them (RawBatch), for a writer that copies them."""
         for path in self.inputs:
-            yield from self._batches_of(path)
+            yield from self._raw_batches_of(path) if raw else self._batches_of(path)
             if self.done():
                 return
         if self.sources:
@@ -174,6 +176,22 @@ class ClientSession:
         except CorruptInput as err:
             self.report(str(err))
         except UsageError as err:
+            self.report(str(err))
+        finally:
+            self._start_mar = None
+
+    def _raw_batches_of(self, path: str) -> Iterator[tuple[RawBatch, bytes | None]]:
+        """`_batches_of` for a writer that copies records: the reader decodes only what the
+        selection reads (all of it when polars cannot name the columns)."""
+        picker = self.row_picker() or (RowPicker(self, None) if self._selector is not None else None)
+        try:
+            for raw in iter_raw_batches(path, select=picker):
+                if picker is None and picker_start_mar(raw.records) is not None:
+                    self._start_mar = picker_start_mar(raw.records)
+                yield raw, self._start_mar
+                if self.done():
+                    return
+        except (CorruptInput, UsageError) as err:
             self.report(str(err))
         finally:
             self._start_mar = None
@@ -257,7 +275,7 @@ class RowPicker:
     """A session's selection (filter, -t, -N) as the reader's RowSelector (records.codec)."""
 
     session: ClientSession
-    columns: frozenset[str]
+    columns: frozenset[str] | None  # None: every column
 
     def __call__(self, probe: pl.DataFrame) -> np.ndarray:
         start_mar = picker_start_mar(probe)

@@ -45,7 +45,9 @@ def ra(argv: list[str]) -> int:
     sink = open_sink(args, session, out_path)
     matched = 0
     try:
-        for batch, start_mar in session.batches():
+        # -w copies the records it does not change (ra's own -w encodes them all again; what ra
+        # and racluster print of the copy is the same, and reading it costs only the filter).
+        for batch, start_mar in session.batches(raw=bool(out_path)):
             matched += batch.height
             if out_path:
                 sink.write(batch, start_mar)  # type: ignore[call-arg]

@@ -12,6 +12,7 @@ type for the whole batch with the declarative layouts of `records.dsr_decode`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -72,20 +73,10 @@ class RecordReader:
         still has every schema column, but only those are decoded (the others are zeros): the
         sink's projection, e.g. what the printer reads for the chosen fields.
         """
-        if self.error is not None:
+        framed = self._frame(chunk)
+        if framed is None:
             return empty()
-        buf = self._pending + bytes(chunk) if self._pending else bytes(chunk)
-        if self.start_mar is None and self.require_start_mar:
-            if len(buf) < MAR_BYTES:
-                self._pending = buf
-                return empty()
-            problem = check_start_mar(buf)
-            if problem:
-                self._fail(0, problem)
-                return empty()
-            self.start_mar = buf[:MAR_BYTES]
-        data = dsr_decode.ByteBuffer(buf, compiled=self.compiled)
-        found = frame(data.u8[:len(buf)], data.compiled)
+        data, found = framed
         if select is None:
             batch = decode_records(data, found, self._consumed, columns, fill=True)
         else:
@@ -93,13 +84,61 @@ class RecordReader:
             rows = select(probe)
             batch = (decode_records(data, found.take(rows), self._consumed, columns, fill=True)
                      if len(rows) else empty())
+        self._advance(data.raw, found.end, found.status)
+        return batch
+
+    def feed_raw(self, chunk: bytes, select: RowSelector | None = None) -> RawBatch:
+        """Like `feed`, but the selected records come back as the input holds them (their bytes),
+        with only the columns the selection read: `ra -w` copies records it does not change
+        instead of decoding every column and encoding them again.  The records the reader
+        changes while decoding (RawBatch.changed) come decoded whole, for the encoder."""
+        framed = self._frame(chunk)
+        if framed is None:
+            return RawBatch.empty()
+        data, found = framed
+        changed = reader_changes(found)
+        if select is None:
+            records = header_columns(data, found, self._consumed)
+            starts, lengths, rows_changed = found.starts, found.lengths, changed
+        else:
+            records = decode_records(data, found, self._consumed, select.columns)
+            rows = select(records)
+            records = records[rows] if len(rows) < records.height else records
+            starts, lengths = found.starts[rows], found.lengths[rows]
+            changed = np.intersect1d(changed, rows)
+            rows_changed = np.searchsorted(rows, changed)
+        changed_batch = (decode_records(data, found.take(changed), self._consumed, fill=True)
+                         if len(changed) else empty())
+        raw = RawBatch(records, record_bytes(data.raw, starts, lengths, found.end), lengths,
+                       rows_changed, changed_batch)
+        self._advance(data.raw, found.end, found.status)
+        return raw
+
+    def _frame(self, chunk: bytes) -> tuple[dsr_decode.ByteBuffer, Frame] | None:
+        """Frame what was fed so far (None: nothing to decode yet, or the input is bad)."""
+        if self.error is not None:
+            return None
+        buf = self._pending + bytes(chunk) if self._pending else bytes(chunk)
+        if self.start_mar is None and self.require_start_mar:
+            if len(buf) < MAR_BYTES:
+                self._pending = buf
+                return None
+            problem = check_start_mar(buf)
+            if problem:
+                self._fail(0, problem)
+                return None
+            self.start_mar = buf[:MAR_BYTES]
+        data = dsr_decode.ByteBuffer(buf, compiled=self.compiled)
+        found = frame(data.u8[:len(buf)], data.compiled)
         self.records_read += len(found.starts)
-        end = found.end
-        if found.status != OK:
-            self._fail(self._consumed + end, framing_problem(buf, end, found.status))
+        return data, found
+
+    def _advance(self, buf: bytes, end: int, status: int) -> None:
+        """Keep what follows the last complete record for the next chunk; note damage."""
+        if status != OK:
+            self._fail(self._consumed + end, framing_problem(buf, end, status))
         self._pending = buf[end:]
         self._consumed += end
-        return batch
 
     def finish(self) -> CorruptInput | None:
         """End of input: bytes left over mean the input ended inside a record."""
@@ -136,13 +175,78 @@ def use_numba(expected_bytes: int | None) -> bool:
 class RowSelector(Protocol):
     """Which records of a batch to keep, judged on a projection of it (codec.feed)."""
 
-    columns: frozenset[str]  # what it reads (rtype, offset, mar_raw, dsrs are always there)
+    # what it reads (rtype, offset, mar_raw, dsrs are always there); None: every column
+    columns: frozenset[str] | None
 
     def __call__(self, probe: pl.DataFrame) -> np.ndarray: ...  # ascending row numbers
 
 
 def empty() -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMA)
+
+
+@dataclass
+class RawBatch:
+    """Records as the input holds them: one row of `records` per record (rtype, offset, mar_raw
+    and what the selection read), `data` their bytes back to back (`lengths` each).
+    `changed`: the rows the reader decodes into something else than their bytes say (ARP keys
+    with the REVERSE bit, RTP objects), whole in `changed_batch`: these must be encoded."""
+
+    records: pl.DataFrame
+    data: bytes
+    lengths: np.ndarray
+    changed: np.ndarray
+    changed_batch: pl.DataFrame
+
+    @property
+    def height(self) -> int:
+        return self.records.height
+
+    @classmethod
+    def empty(cls) -> RawBatch:
+        none = np.zeros(0, dtype=np.int64)
+        return cls(empty().select("rtype", "offset", "mar_raw"), b"", none, none, empty())
+
+
+FLOW_DSR, NET_DSR = 0x02, 0x30
+ARP_KEY, KEY_REVERSE = 0x06, 0x40
+NET_RTP = 0x0A
+
+
+def reader_changes(found: Frame) -> np.ndarray:
+    """Records whose decoded form differs from their bytes (dsr_decode.unreverse_arp, and
+    drop_unread_rtp: every RTP object, kept or not, to stay simple).  Found from the DSR
+    headers framing read, without decoding anything."""
+    kind, sub = found.dsr_kind, found.dsr_sub
+    arp = (kind == FLOW_DSR) & ((sub & 0x3F) == ARP_KEY) & ((sub & KEY_REVERSE) > 0)
+    rtp = (kind == NET_DSR) & (sub == NET_RTP)
+    return np.unique(found.dsr_rec[arp | rtp])
+
+
+def record_bytes(buf: bytes, starts: np.ndarray, lengths: np.ndarray, end: int) -> bytes:
+    """The bytes of these records (of buf[:end]), back to back.  Records start and end on
+    4-byte words: mark the words each one covers (+1 at its first, -1 after its last), keep
+    those."""
+    if len(starts) == 0:
+        return b""
+    if starts[0] == 0 and int(lengths.sum()) == end:
+        return buf[:end]  # every record of the buffer, in one piece
+    words = np.frombuffer(buf, dtype=np.uint32, count=end // 4)
+    edge = np.zeros(len(words) + 1, dtype=np.int8)
+    edge[starts // 4] += 1
+    edge[(starts + lengths) // 4] -= 1
+    return words[np.cumsum(edge[:-1], dtype=np.int8) > 0].tobytes()
+
+
+def header_columns(data: dsr_decode.ByteBuffer, found: Frame, base: int) -> pl.DataFrame:
+    """rtype, offset and mar_raw of the framed records, read from their headers alone."""
+    rtype = data.u8[found.starts] & 0xF0
+    return pl.DataFrame([
+        pl.Series("rtype", rtype, dtype=SCHEMA["rtype"]),
+        pl.Series("offset", (found.starts + base).astype(np.uint64), dtype=SCHEMA["offset"]),
+        pl.Series("mar_raw", mar_bytes(data.raw, found.starts, found.lengths, rtype),
+                  dtype=SCHEMA["mar_raw"]),
+    ])
 
 
 def check_start_mar(buf: bytes) -> str | None:

@@ -32,6 +32,8 @@ import numpy as np
 import polars as pl
 
 from argusflow.errors import ArgusflowError
+from argusflow.records.codec import RawBatch
+from argusflow.records.framing import record_bounds
 from argusflow.records.schema import RTYPE_MAR
 from argusflow.records.writer import encode_batch
 
@@ -104,9 +106,16 @@ class ArgusOutput:
     def is_open(self) -> bool:
         return self._stream is not None
 
-    def write(self, batch: pl.DataFrame, start_mar: bytes | None) -> None:
-        """Append a batch; `start_mar` is the current input's START MAR (None if it had none)."""
+    def write(self, batch: pl.DataFrame | RawBatch, start_mar: bytes | None) -> None:
+        """Append a batch; `start_mar` is the current input's START MAR (None if it had none).
+
+        A RawBatch (records as the input holds them) is copied, but for the records the reader
+        changes, which are encoded: ra and racluster print the copy as they print the input."""
         if batch.height == 0:
+            return
+        if isinstance(batch, RawBatch):
+            data = passed_through(batch, self.synthesise_agr)
+            self.write_encoded(data, batch.records, start_mar)
             return
         self.write_encoded(encode_batch(batch, synthesise_agr=self.synthesise_agr), batch,
                            start_mar)
@@ -256,6 +265,28 @@ class ArgusOutput:
                 if what == "write failed":
                     self.abort()
                 raise OutputError(f"{self.path}: {what}: {reason}") from None
+
+
+def passed_through(raw: RawBatch, synthesise_agr: bool) -> bytes:
+    """The records of `raw` as they came, the changed ones encoded in their place."""
+    if not len(raw.changed):
+        return raw.data
+    encoded = encode_batch(raw.changed_batch, synthesise_agr=synthesise_agr)
+    _, enc_lengths, _, _ = record_bounds(np.frombuffer(encoded, dtype=np.uint8))
+    lengths = raw.lengths.astype(np.int64)
+    starts = np.cumsum(lengths) - lengths  # where each record is: in raw.data, or ...
+    starts[raw.changed] = len(raw.data) + np.cumsum(enc_lengths) - enc_lengths  # ... encoded
+    lengths[raw.changed] = enc_lengths
+    return gather_words(raw.data + encoded, starts, lengths)
+
+
+def gather_words(buf: bytes, starts: np.ndarray, lengths: np.ndarray) -> bytes:
+    """buf[starts[0]:+lengths[0]] + buf[starts[1]:...] ...; all on 4-byte word boundaries."""
+    words = np.frombuffer(buf, dtype=np.uint32)
+    count = lengths // 4
+    first = np.cumsum(count) - count  # each record's first word in the output
+    index = np.arange(int(count.sum())) + np.repeat(starts // 4 - first, count)
+    return words[index].tobytes()
 
 
 def first_is_copy_candidate(batch: pl.DataFrame) -> bool:

@@ -15,13 +15,15 @@ import os
 import select
 import subprocess
 import sys
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, TypeVar
 
 import polars as pl
 
 from argusflow.errors import ArgusflowError, CorruptInput
-from argusflow.records.codec import RecordReader, RowSelector
+from argusflow.records.codec import RawBatch, RecordReader, RowSelector
+
+B = TypeVar("B", pl.DataFrame, RawBatch)
 
 CHUNK_BYTES = 4 << 20
 
@@ -141,13 +143,24 @@ def iter_batches(path: str, source: str | None = None, chunk_bytes: int = CHUNK_
     `select`: only the records it keeps, judged on the columns it names; `columns`: only these
     are decoded, the others are zeros (RecordReader.feed).
     """
+    return read_input(path, source, chunk_bytes, lambda r, chunk: r.feed(chunk, select, columns))
+
+
+def iter_raw_batches(path: str, source: str | None = None, chunk_bytes: int = CHUNK_BYTES,
+                     select: RowSelector | None = None) -> Iterator[RawBatch]:
+    """`iter_batches`, with the records as the input holds them (RecordReader.feed_raw)."""
+    return read_input(path, source, chunk_bytes, lambda r, chunk: r.feed_raw(chunk, select))
+
+
+def read_input(path: str, source: str | None, chunk_bytes: int,
+               feed: Callable[[RecordReader, bytes], B]) -> Iterator[B]:
     name = source or ("stdin" if path == "-" else path)
     size = input_size(path)
     reader = RecordReader(name, expected_bytes=size)
     stream = open_input(path)
     try:
         for chunk in read_chunks(stream, name, chunk_bytes, live=size is None):
-            batch = reader.feed(chunk, select, columns)
+            batch = feed(reader, chunk)
             if batch.height:
                 yield batch
             if reader.error is not None:
