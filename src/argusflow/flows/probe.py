@@ -53,8 +53,8 @@ class FlowProbe:
         self.interval = max(1, int(round(s.status_interval * SECOND)))
         self.timeouts = np.array([s.timeouts.get(k, DEFAULT_TIMEOUTS[k]) * SECOND
                                   for k in TIMEOUT_ORDER], dtype=np.int64)
-        self.F = np.zeros((N_FLOW_FIELDS, 0), dtype=np.int64)
-        self.K = np.zeros((6, 0), dtype=np.uint64)
+        self.F = np.zeros((N_FLOW_FIELDS, 0), dtype=np.int64, order="F")
+        self.K = np.zeros((6, 0), dtype=np.uint64, order="F")
         self.H = np.zeros(0, dtype=np.uint64)
         self.FREE = np.zeros(0, dtype=np.int64)
         self.nfree = 0
@@ -147,9 +147,12 @@ class FlowProbe:
         old = self.F.shape[1]
         if capacity <= old:
             return
-        F = np.zeros((N_FLOW_FIELDS, capacity), dtype=np.int64)
+        # Indexed F[field, flow] but stored flow by flow (Fortran order): a packet touches
+        # some 40 fields of one flow, which then share a dozen cache lines instead of each
+        # taking its own (the kernel ran 2x slower with the table row by row).
+        F = np.zeros((N_FLOW_FIELDS, capacity), dtype=np.int64, order="F")
         F[:, :old] = self.F
-        K = np.zeros((6, capacity), dtype=np.uint64)
+        K = np.zeros((6, capacity), dtype=np.uint64, order="F")
         K[:, :old] = self.K
         H = np.zeros(capacity, dtype=np.uint64)
         H[:old] = self.H
