@@ -1,14 +1,15 @@
 """Decoding the DSRs of a batch of records (spec §5-§6), one DSR type at a time.
 
-Each DSR layout is data: a table of (column, byte offset, width, byte order, kind).  One compiled
-kernel, `_gather`, reads every field of a layout for all DSRs of that type in one pass and writes
-it at the owning record's row.  Variable layouts (IP attributes, jitter blocks, packet sizes,
-MPLS, the TCP direction blocks) are the same tables applied at a per-DSR base offset; only the
-time and metric DSRs, whose encodings change with the header bits, have kernels of their own.
-A field beyond its DSR's length reads as 0, like an absent DSR.
+Each DSR layout is data: a table of (column, byte offset, width, byte order, kind).  `gather`
+reads every field of a layout for all DSRs of that type and writes it at the owning record's
+row.  Variable layouts (IP attributes, jitter blocks, packet sizes, MPLS, the TCP direction
+blocks) are the same tables applied at a per-DSR base offset; the time and metric DSRs, whose
+encodings change with the header bits, are grouped by header first, and each group is one
+fixed layout again.  A field beyond its DSR's length reads as 0, like an absent DSR.
 
-Columns are gathered as u64 bit containers and cast to the schema's dtypes at the end
-(`kind` f32/i32 fields are reinterpreted, not converted).
+Columns are written once, straight into arrays of the schema's dtypes (`kind` f32/i32 fields are
+reinterpreted, not converted): no wide intermediate columns, which cost more memory traffic
+than the reading itself.
 """
 
 from __future__ import annotations
@@ -42,9 +43,21 @@ _NUMPY_OF = {
     "UInt8": np.uint8, "UInt16": np.uint16, "UInt32": np.uint32, "UInt64": np.uint64,
     "Int32": np.int32, "Int64": np.int64, "Float32": np.float32, "Float64": np.float64,
 }
+# Columns a decoder builds on the way to a schema column (popped before the batch is made).
+HELPER_DTYPES = {"flowlabel_word": np.uint32, "stcp_last_sec": np.uint32,
+                 "stcp_last_usec": np.uint32, "dtcp_last_sec": np.uint32,
+                 "dtcp_last_usec": np.uint32, "status": np.uint32, "argusid": np.uint32,
+                 "thisid": np.uint32}
+# The unsigned integer of each width: the bits a column's values are OR-ed in as.
+BITS_OF = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
-# --- kernels ----------------------------------------------------------------------------------
+def dtype_of(name: str) -> np.dtype:
+    helper = HELPER_DTYPES.get(name)
+    return np.dtype(helper if helper is not None else _NUMPY_OF[str(SCHEMA[name])])
+
+
+# --- the compiled kernel ------------------------------------------------------------------------
 
 def _read(u8, at, width, little):  # noqa: ANN001, ANN202
     value = np.uint64(0)
@@ -63,184 +76,44 @@ def _gather(u8, rec, pos, size, base, offsets, widths, little, out):  # noqa: AN
                 out[rec[i], k] = _read(u8, pos[i] + off, widths[k], little[k])
 
 
-def _timestamp(u8, at, nsec):  # noqa: ANN001, ANN202
-    sec = np.int64(_read(u8, at, 4, False))
-    frac = np.int64(_read(u8, at + 4, 4, False))
-    if nsec:
-        frac //= 1000
-    return sec * 1_000_000 + min(frac, 999_999)
-
-
-def _times(u8, rec, pos, size, sub, qual, out):  # noqa: ANN001, ANN202
-    """The time DSR reader algorithm of spec §6.3 -> out[0..3, rec] = sstart, slast, dstart, dlast."""
-    for i in range(len(rec)):
-        p, n, st, r = pos[i], size[i], sub[i], rec[i]
-        words = n // 4
-        nsec = qual[i] == 0x19
-        has = (st & 0x08 != 0, st & 0x10 != 0, st & 0x20 != 0, st & 0x40 != 0)
-        if has[0] or has[2]:
-            present = (has[0], has[1] and has[0], has[2], has[3] and has[2])
-            count = 0
-            for k in range(4):
-                if present[k]:  # counted, not summed: numpy bools add as a logical or
-                    count += 1
-            relative = count > (words - 1) // 2 and (count == 1 or words == count + 2)
-            slot = 0
-            first = _timestamp(u8, p + 4, nsec)
-            for k in range(4):
-                if not present[k]:
-                    continue
-                if relative and slot > 0:
-                    at = p + 12 + 4 * (slot - 1)
-                    if at + 4 <= p + n:
-                        delta = np.int64(np.int32(np.uint32(_read(u8, at, 4, False))))
-                        out[k, r] = first + delta
-                else:
-                    at = p + 4 + 8 * slot
-                    if at + 8 <= p + n:
-                        out[k, r] = _timestamp(u8, at, nsec)
-                slot += 1
-        else:
-            for k in range(4):
-                if words >= 3 + 2 * k:
-                    out[k, r] = _timestamp(u8, p + 4 + 8 * k, nsec)
-            if st & 0x07 == 0x03 and words >= 4:  # ABSOLUTE_RELATIVE_RANGE
-                delta = np.int64(np.int32(np.uint32(_read(u8, p + 12, 4, False))))
-                out[1, r] = out[0, r] + delta
-        if out[1, r] == 0:
-            out[1, r] = out[0, r]
-        if out[3, r] == 0:
-            out[3, r] = out[2, r]
-
-
-def _metrics(u8, rec, pos, size, sub, qual, out):  # noqa: ANN001, ANN202
-    """Metric DSR (spec §6.4) -> out[0..5, rec] = spkts, sbytes, sappbytes, dpkts, dbytes, dappbytes."""
-    widths = (0, 1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 0, 0, 0)
-    for i in range(len(rec)):
-        code = qual[i] & 0x0F
-        width = widths[code]
-        if width == 0:
-            continue
-        counters = 3 if sub[i] == 0x04 else 2
-        has_src = 1 <= code <= 8
-        has_dst = code <= 4 or code >= 9
-        at = 4
-        if has_src:
-            for k in range(counters):
-                if at + width <= size[i]:
-                    out[k, rec[i]] = _read(u8, pos[i] + at, width, False)
-                at += width
-        if has_dst:
-            for k in range(counters):
-                if at + width <= size[i]:
-                    out[3 + k, rec[i]] = _read(u8, pos[i] + at, width, False)
-                at += width
-
-
 GATHER = LazyKernel(_gather, deps=("_read",))
-TIMES = LazyKernel(_times, deps=("_read", "_timestamp"))
-METRICS = LazyKernel(_metrics, deps=("_read",))
+
+
+# --- numpy readers --------------------------------------------------------------------------------
+
+def read_words(words: np.ndarray, at: np.ndarray, lead: int, width: int, little: bool = False
+               ) -> np.ndarray:
+    """The `width`-byte unsigned integers `lead` bytes into the big-endian words numbered `at`
+    (words: the buffer as native u32, ByteBuffer.words): one or two gathers of u32 per field,
+    not one per byte.  u32 when the field fits in one word, else u64."""
+    if lead + width <= 4:
+        value = words[at]
+        if width < 4:
+            value = (value >> np.uint32(8 * (4 - lead - width))) & np.uint32((1 << (8 * width)) - 1)
+    else:
+        value = words[at].astype(np.uint64) << np.uint64(32) | words[at + 1]
+        if width < 8:
+            value = (value >> np.uint64(8 * (8 - lead - width))) & np.uint64((1 << (8 * width)) - 1)
+    if little and width > 1:
+        value = value.astype(BITS_OF.get(width, np.uint64)).byteswap()
+        if width not in BITS_OF:
+            value >>= np.uint64(8 * (8 - width))
+    return value
 
 
 def read_numpy(u8: np.ndarray, at: np.ndarray, width: int, little: bool = False,
                words: np.ndarray | None = None) -> np.ndarray:
-    """The `width`-byte unsigned integers at byte offsets `at`, as u64.
-
-    Big-endian fields that fit in two words are cut out of the buffer's big-endian words
-    (`words`, from ByteBuffer.words): one gather of u32 per field instead of one per byte.
-    """
+    """The `width`-byte unsigned integers at byte offsets `at` (any alignment), as u64."""
     if width == 1:
         return u8[at].astype(np.uint64)
-    if words is not None and not little:
-        lead = at & 3
-        if width <= 4 and int(lead.max(initial=0)) + width <= 4:
-            value = words[at >> 2] >> (8 * (4 - lead - width)).astype(np.uint32)
-            return (value & np.uint32((1 << (8 * width)) - 1)).astype(np.uint64)
-        if int(lead.max(initial=0)) + width <= 8:
-            i = at >> 2
-            pair = words[i].astype(np.uint64) << np.uint64(32) | words[i + 1]
-            value = pair >> (8 * (8 - lead - width)).astype(np.uint64)
-            return value if width == 8 else value & np.uint64((1 << (8 * width)) - 1)
+    if words is not None and len(at) and bool(((at & 3) == (at[0] & 3)).all()):
+        return read_words(words, at >> 2, int(at[0] & 3), width, little).astype(np.uint64)
     span = width if width in (2, 4, 8) else 8
     raw = u8[at[:, None] + np.arange(span)].view(f"{'<' if little else '>'}u{span}").ravel()
     value = raw.astype(np.uint64)
     if span == width:
         return value
     return value & np.uint64((1 << (8 * width)) - 1) if little else value >> np.uint64(8 * (span - width))
-
-
-def gather_numpy(u8, rec, pos, size, base, offsets, widths, little, out,  # noqa: ANN001, ANN201
-                 words=None):  # noqa: ANN001
-    """`_gather` without numba: one vectorised read per field."""
-    for k in range(len(offsets)):
-        at = base + offsets[k]
-        ok = at + widths[k] <= size
-        if ok.all():
-            out[rec, k] = read_numpy(u8, pos + at, int(widths[k]), bool(little[k]), words)
-        elif ok.any():
-            out[rec[ok], k] = read_numpy(u8, pos[ok] + at[ok], int(widths[k]), bool(little[k]),
-                                         words)
-
-
-def timestamps_numpy(u8: np.ndarray, at: np.ndarray, nsec: np.ndarray,
-                     words: np.ndarray | None = None) -> np.ndarray:
-    """`_timestamp` for many positions: seconds, then the fraction (ns or us), in us."""
-    sec = read_numpy(u8, at, 4, words=words).astype(np.int64)
-    frac = read_numpy(u8, at + 4, 4, words=words).astype(np.int64)
-    frac = np.where(nsec, frac // 1000, frac)
-    return sec * 1_000_000 + np.minimum(frac, 999_999)
-
-
-def times_numpy(u8, rec, pos, size, sub, qual, out, words=None):  # noqa: ANN001, ANN201
-    """`_times` without numba: the same reader algorithm, one step per time slot."""
-    nwords, nsec, end = size // 4, qual == 0x19, pos + size
-    has = [(sub & bit) != 0 for bit in (0x08, 0x10, 0x20, 0x40)]
-    ranged = has[0] | has[2]
-    present = [has[0] & ranged, has[1] & has[0], has[2], has[3] & has[2]]
-    count = sum(p.astype(np.int64) for p in present)
-    relative = (count > (nwords - 1) // 2) & ((count == 1) | (nwords == count + 2))
-    first = timestamps_numpy(u8, pos + 4, nsec, words)
-    slot = np.zeros(len(rec), dtype=np.int64)
-    for k in range(4):
-        rel = relative & (slot > 0)
-        at_rel = pos + 12 + 4 * (slot - 1)
-        delta = read_numpy(u8, np.maximum(at_rel, pos), 4, words=words).astype(np.uint32).view(np.int32)
-        ok = present[k] & rel & (at_rel + 4 <= end)
-        out[k, rec[ok]] = (first + delta)[ok]
-        at_abs = pos + 4 + 8 * slot
-        ok = present[k] & ~rel & (at_abs + 8 <= end)
-        out[k, rec[ok]] = timestamps_numpy(u8, at_abs[ok], nsec[ok], words)
-        slot += present[k]
-    plain = ~ranged
-    for k in range(4):
-        ok = plain & (nwords >= 3 + 2 * k)
-        out[k, rec[ok]] = timestamps_numpy(u8, pos[ok] + 4 + 8 * k, nsec[ok], words)
-    ok = plain & ((sub & 0x07) == 0x03) & (nwords >= 4)  # ABSOLUTE_RELATIVE_RANGE
-    delta = read_numpy(u8, pos[ok] + 12, 4, words=words).astype(np.uint32).view(np.int32)
-    out[1, rec[ok]] = out[0, rec[ok]] + delta
-    out[1] = np.where(out[1] == 0, out[0], out[1])
-    out[3] = np.where(out[3] == 0, out[2], out[3])
-
-
-METRIC_WIDTHS = np.array([0, 1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 0, 0, 0], dtype=np.int64)
-
-
-def metrics_numpy(u8, rec, pos, size, sub, qual, out, words=None):  # noqa: ANN001, ANN201
-    """`_metrics` without numba: one read per counter slot and width."""
-    code = qual & 0x0F
-    width = METRIC_WIDTHS[code]
-    counters = np.where(sub == 0x04, 3, 2)
-    has_src = (code >= 1) & (code <= 8)
-    has_dst = (width > 0) & ((code <= 4) | (code >= 9))
-    dst_at = 4 + np.where(has_src, counters * width, 0)
-    for side, (here, start) in enumerate(((has_src, 4), (has_dst, dst_at))):
-        for k in range(3):
-            at = start + k * width
-            live = here & (k < counters) & (at + width <= size)
-            for w in (1, 2, 4, 8):
-                ok = live & (width == w)
-                if ok.any():
-                    out[3 * side + k, rec[ok]] = read_numpy(u8, pos[ok] + at[ok], w, words=words)
 
 
 # --- buffers, DSR sets and columns -----------------------------------------------------------
@@ -277,54 +150,65 @@ class Dsrs:
     qual: np.ndarray
 
     def where(self, mask: np.ndarray) -> Dsrs:
+        if np.count_nonzero(mask) == len(mask):  # usually all or none: no copies then
+            return self
         return Dsrs(self.rec[mask], self.pos[mask], self.size[mask], self.sub[mask], self.qual[mask])
 
 
 class Columns(dict):
-    """Columns of a batch as u64 bit containers; `typed()` casts them to the schema."""
+    """Columns of a batch, each an array of its schema dtype from the first write on."""
 
     def __init__(self, n: int, raw: bytes = b"", wanted: frozenset[str] | None = None) -> None:
         super().__init__()
         self.n = n
         self.raw = raw  # the undecoded bytes, for the few DSRs kept as byte strings
-        self.kinds: dict[str, str] = {}
         self.wanted = wanted  # a projection (with_helpers): the only columns to build
         self.raw_u8 = np.frombuffer(raw, dtype=np.uint8)
 
     def wants(self, name: str) -> bool:
         return self.wanted is None or name in self.wanted
 
-    def merge(self, name: str, values: np.ndarray, kind: str = U) -> None:
-        """Add a column; a column written by several DSR variants is OR-ed (one writer per row)."""
+    def column(self, name: str) -> np.ndarray:
+        """The column `name`, made (zeros) on first use."""
+        values = self.get(name)
+        if values is None:
+            values = self[name] = np.zeros(self.n, dtype=dtype_of(name))
+        return values
+
+    def scatter(self, name: str, rows: np.ndarray, values: np.ndarray) -> None:
+        """column[rows] |= values, as bits: integers are truncated to the column's width, and
+        32-bit patterns land in i32/f32 columns unchanged (reinterpreted).  A column written by
+        several DSR variants is OR-ed (one writer per row)."""
         if not self.wants(name):
             return
-        values = values.astype(np.uint64, copy=False)
-        if name in self:
-            self[name] = self[name] | values
+        fresh = name not in self
+        column = self.column(name)
+        bits = column.view(BITS_OF[column.itemsize])
+        if fresh:  # zeros: a plain store, a third of an OR's work
+            bits[rows] = values
         else:
-            self[name] = values
-        self.kinds[name] = kind
+            bits[rows] |= np.asarray(values).astype(bits.dtype)
+
+    def merge(self, name: str, values: np.ndarray) -> None:
+        """Add a whole column (n values); OR-ed into one that exists."""
+        if not self.wants(name):
+            return
+        if name in self:
+            self.scatter(name, slice(None), values)  # type: ignore[arg-type]
+        else:
+            self[name] = values.astype(dtype_of(name), copy=False)
 
     def put(self, name: str, rows: np.ndarray, values: np.ndarray) -> None:
-        if not self.wants(name):
-            return
-        column = np.zeros(self.n, dtype=np.uint64)
-        column[rows] = np.asarray(values).astype(np.int64).astype(np.uint64)
-        self.merge(name, column)
+        self.scatter(name, rows, np.asarray(values))
 
     def typed(self) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        for name, values in self.items():
-            if values.dtype != np.uint64:
-                out[name] = values
-                continue
-            kind = self.kinds.get(name, U)
-            if kind == F:
-                out[name] = values.astype(np.uint32).view(np.float32)
-            elif kind == S:
-                out[name] = values.astype(np.uint32).view(np.int32)
-            else:
-                out[name] = values.astype(_NUMPY_OF[str(SCHEMA[name])])
+        """The columns in their schema dtypes (the few header columns set directly are cast)."""
+        out: dict[str, np.ndarray] = dict(self)
+        for name, values in out.items():
+            if values.dtype != object:
+                want = dtype_of(name)
+                if values.dtype != want:
+                    out[name] = values.astype(want)
         return out
 
 
@@ -338,24 +222,56 @@ def gather(cols: Columns, buf: ByteBuffer, d: Dsrs, layout: Layout, prefix: str 
         layout = [f for f in layout if prefix + f[0] in cols.wanted]
     if not len(d.rec) or not layout:
         return
+    scalar = np.ndim(base) == 0
+    smallest = int(d.size.min())
+    aligned = int(base) % 4 == 0 if scalar else bool(((np.asarray(base) & 3) == 0).all())
+    read = compiled_fields(buf, d, layout, base) if buf.compiled else None
+    wbase = (d.pos + base) >> 2  # DSRs start on words; with an aligned base, so does a field's word
+    for k, (name, off, width, order, _) in enumerate(layout):
+        if scalar and smallest >= int(base) + off + width:
+            ok, rows = None, d.rec  # the usual case: every DSR holds the field
+        else:
+            ok = base + off + width <= d.size
+            rows = d.rec[ok]
+            if not len(rows):
+                continue
+        if buf.compiled:
+            values = read[:, k] if ok is None else read[ok, k]  # type: ignore[index]
+        elif aligned:
+            at = wbase + (off >> 2) if ok is None else wbase[ok] + (off >> 2)
+            values = read_words(buf.words, at, off & 3, width, order == LE)
+        else:
+            at = d.pos + base + off if ok is None else (d.pos + base + off)[ok]
+            values = read_numpy(buf.u8, at, width, order == LE, buf.words)
+        cols.scatter(prefix + name, rows, values)
+
+
+def compiled_fields(buf: ByteBuffer, d: Dsrs, layout: Layout, base: np.ndarray | int) -> np.ndarray:
+    """numba's one pass over the DSRs: field k of DSR i at [i, k] (0 where it does not fit)."""
     bases = np.broadcast_to(np.asarray(base, dtype=np.int64), d.rec.shape).copy()
     offsets = np.array([f[1] for f in layout], dtype=np.int64)
     widths = np.array([f[2] for f in layout], dtype=np.int64)
     little = np.array([f[3] == LE for f in layout], dtype=np.bool_)
-    if buf.compiled:
-        out = np.zeros((cols.n, len(layout)), dtype=np.uint64)  # a record's fields side by side
-        GATHER.jit()(buf.u8, d.rec, d.pos, d.size, bases, offsets, widths, little, out)
-    else:  # one field's column contiguous: cheaper to fill and to take
-        out = np.zeros((len(layout), cols.n), dtype=np.uint64).T
-        gather_numpy(buf.u8, d.rec, d.pos, d.size, bases, offsets, widths, little, out, buf.words)
-    for k, (name, _, _, _, kind) in enumerate(layout):
-        cols.merge(prefix + name, out[:, k], kind)
+    out = np.zeros((len(d.rec), len(layout)), dtype=np.uint64)
+    GATHER.jit()(buf.u8, np.arange(len(d.rec)), d.pos, d.size, bases, offsets, widths, little, out)
+    return out
 
 
 def fixed(layout: Layout) -> Callable[[Columns, ByteBuffer, Dsrs], None]:
     def decode(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
         gather(cols, buf, d, layout)
     return decode
+
+
+def groups(d: Dsrs, key: np.ndarray) -> list[tuple[int, Dsrs]]:
+    """The DSRs split by `key` (a header-derived layout code): few groups, each one layout."""
+    if not len(key):
+        return []
+    small = int(key.max()) < 1 << 17  # then counting is cheaper than np.unique's hashing
+    values = np.flatnonzero(np.bincount(key)).tolist() if small else np.unique(key).tolist()
+    if len(values) == 1:
+        return [(values[0], d)]
+    return [(value, d.where(key == value)) for value in values]
 
 
 # --- layouts (column, offset, width, order, kind) ---------------------------------------------
@@ -441,9 +357,9 @@ def decode(buf: ByteBuffer, found: Frame,
     starts, lengths = found.starts, found.lengths
     cols = Columns(len(starts), buf.raw, None if columns is None else with_helpers(columns))
     rtype = buf.u8[starts] & 0xF0
-    cols["rtype"] = rtype.astype(np.uint64)
-    cols["cause"] = buf.u8[starts + 1].astype(np.uint64)
-    present = np.zeros(len(starts), dtype=np.uint64)
+    cols["rtype"] = rtype
+    cols["cause"] = buf.u8[starts + 1]
+    present = np.zeros(len(starts), dtype=np.uint32)
     unknown = found.bad_dsrs.copy()
     # Group the DSRs by type once (a stable sort keeps each record's order), then slice.
     order = np.argsort(found.dsr_kind, kind="stable")
@@ -463,11 +379,11 @@ def decode(buf: ByteBuffer, found: Frame,
         if name == "user":
             present |= user_bits(d, cols.n)
         else:
-            present[d.rec] |= np.uint64(DSR_BITS[name])
+            present[d.rec] |= np.uint32(DSR_BITS[name])
     drop_unread_rtp(cols, present)
     unreverse_arp(cols, present)
     cols["dsrs"] = present
-    cols["unknown_dsrs"] = np.minimum(unknown, 255).astype(np.uint64)
+    cols["unknown_dsrs"] = np.minimum(unknown, 255).astype(np.uint8)
     if columns is None or not columns.isdisjoint(("srcid", "srcid_type")):
         decode_mar_ids(cols, buf, starts, lengths, rtype)
     return cols.typed()
@@ -497,7 +413,7 @@ def drop_unread_rtp(cols: Columns, present: np.ndarray) -> None:
             cols[name][drop] = 0
     if "net_raw" in cols:
         cols["net_raw"][drop] = b""
-    present[drop] &= ~np.uint64(DSR_BITS["net"])
+    present[drop] &= np.uint32(0xFFFFFFFF ^ DSR_BITS["net"])
 
 
 # ARP keys with the REVERSE bit: ra turns every other DSR round (not the encapsulation DSR) and
@@ -547,7 +463,6 @@ def unreverse_arp(cols: Columns, present: np.ndarray) -> None:
         for name in (a, b):  # the user DSRs come one per direction: a side may be missing
             if name not in cols:
                 cols[name] = np.full_like(known, b"" if known.dtype == object else 0)
-                cols.kinds[name] = cols.kinds.get(a if a in cols.kinds else b, U)
         cols[a][rows], cols[b][rows] = cols[b][rows], cols[a][rows].copy()
     for name, src, dst in ARP_SWAPPED_BITS:
         if name in cols:
@@ -556,8 +471,8 @@ def unreverse_arp(cols: Columns, present: np.ndarray) -> None:
     if "psize_qual" in cols:  # the metric codes 5-8 (source only) and 9-12 (destination only)
         q = cols["psize_qual"][rows].astype(np.int64)
         q = np.where((q >= 5) & (q <= 8), q + 4, np.where((q >= 9) & (q <= 12), q - 4, q))
-        cols["psize_qual"][rows] = q.astype(np.uint64)
-    sub[rows] &= ~np.uint64(0x40)
+        cols["psize_qual"][rows] = q
+    sub[rows] &= np.uint8(0xFF ^ 0x40)
 
 
 # Columns a decoder needs to build a wanted one: both sides of what un-reversing swaps (and the
@@ -589,10 +504,10 @@ def with_helpers(columns: frozenset[str]) -> frozenset[str]:
 def user_bits(d: Dsrs, n: int) -> np.ndarray:
     """The `dsrs` bits of user-data DSRs: one per direction (suser, duser)."""
     direction = np.where(d.sub & 0x80, d.sub, d.qual)
-    bits = np.zeros(n, dtype=np.uint64)
+    bits = np.zeros(n, dtype=np.uint32)
     for bit, name in ((0x10, "suser"), (0x20, "duser")):
         here = (direction & bit) > 0
-        bits[d.rec[here]] |= np.uint64(DSR_BITS[name])
+        bits[d.rec[here]] |= np.uint32(DSR_BITS[name])
     return bits
 
 
@@ -687,8 +602,7 @@ def unreverse(cols: Columns, rows: np.ndarray) -> None:
                         ("sport", "dport", with_ports), ("smask", "dmask", rows)):
         if a not in cols and b not in cols:
             continue
-        ca = cols.setdefault(a, np.zeros(cols.n, np.uint64))
-        cb = cols.setdefault(b, np.zeros(cols.n, np.uint64))
+        ca, cb = cols.column(a), cols.column(b)
         ca[which], cb[which] = cb[which].copy(), ca[which].copy()
 
 
@@ -719,27 +633,98 @@ def store_raw(cols: Columns, name: str, d: Dsrs, skip: int) -> None:
         column[d.rec[same]] = values
 
 
+TIME_NAMES = ("sstart", "slast", "dstart", "dlast")
+NSEC = 0x19  # time qualifier: nanosecond fractions
+
+
+def time_plan(sub: int, size: int) -> list[tuple[int, bool, int]]:
+    """The time DSR reader algorithm of spec §6.3 for one header: (slot k, relative?, offset)
+    for each of sstart, slast, dstart, dlast it sets, in the order to apply them.  A relative
+    slot is a signed 32-bit microsecond offset from the timestamp at byte 4."""
+    words = size // 4
+    has = (sub & 0x08 != 0, sub & 0x10 != 0, sub & 0x20 != 0, sub & 0x40 != 0)
+    if not (has[0] or has[2]):
+        plan = [(k, False, 4 + 8 * k) for k in range(4) if words >= 3 + 2 * k]
+        if sub & 0x07 == 0x03 and words >= 4:  # ABSOLUTE_RELATIVE_RANGE
+            plan.append((1, True, 12))
+        return plan
+    present = (has[0], has[1] and has[0], has[2], has[3] and has[2])
+    count = sum(present)
+    relative = count > (words - 1) // 2 and (count == 1 or words == count + 2)
+    plan, slot = [], 0
+    for k in range(4):
+        if not present[k]:
+            continue
+        if relative and slot > 0:
+            at = 12 + 4 * (slot - 1)
+            if at + 4 <= size:
+                plan.append((k, True, at))
+        elif 4 + 8 * slot + 8 <= size:
+            plan.append((k, False, 4 + 8 * slot))
+        slot += 1
+    return plan
+
+
+def timestamps(words: np.ndarray, at: np.ndarray, nsec: bool) -> np.ndarray:
+    """Seconds, then the fraction (ns or us), at word numbers `at`: microseconds."""
+    sec = words[at].astype(np.int64)
+    frac = words[at + 1].astype(np.int64)
+    if nsec:
+        frac //= 1000
+    return sec * 1_000_000 + np.minimum(frac, 999_999)
+
+
 def decode_time(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("time_subtype", d.rec, d.sub)
     cols.put("time_qual", d.rec, d.qual)
+    if cols.wanted is not None and cols.wanted.isdisjoint(TIME_NAMES):
+        return
     out = np.zeros((4, cols.n), dtype=np.int64)
-    if buf.compiled:
-        TIMES.jit()(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual, out)
-    else:
-        times_numpy(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual, out, buf.words)
-    for k, name in enumerate(("sstart", "slast", "dstart", "dlast")):
-        cols.merge(name, out[k].view(np.uint64))
+    key = d.size >> 2 << 9 | (d.qual == NSEC) << 8 | d.sub
+    for value, g in groups(d, key):
+        plan = time_plan(value & 0xFF, (value >> 9) * 4)
+        if not plan:
+            continue
+        word, nsec = g.pos >> 2, bool(value & 0x100)
+        first = timestamps(buf.words, word + 1, nsec) if any(rel for _, rel, _ in plan) else None
+        for k, rel, at in plan:
+            if rel:
+                delta = buf.words[word + at // 4].view(np.int32)
+                out[k, g.rec] = first + delta
+            else:
+                out[k, g.rec] = timestamps(buf.words, word + at // 4, nsec)
+    out[1] = np.where(out[1] == 0, out[0], out[1])
+    out[3] = np.where(out[3] == 0, out[2], out[3])
+    for k, name in enumerate(TIME_NAMES):
+        cols.merge(name, out[k])
+
+
+METRIC_WIDTHS = (0, 1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 0, 0, 0)
+METRIC_NAMES = (("spkts", "sbytes", "sappbytes"), ("dpkts", "dbytes", "dappbytes"))
+
+
+def metric_layout(code: int, counters: int) -> Layout:
+    """Metric DSR (spec §6.4): the qualifier's low nibble gives the counter width and which
+    directions follow; subtype 0x04 adds application bytes (3 counters a side)."""
+    width = METRIC_WIDTHS[code]
+    if width == 0:
+        return []
+    sides = (1 <= code <= 8, code <= 4 or code >= 9)
+    layout: Layout = []
+    at = 4
+    for here, names in zip(sides, METRIC_NAMES, strict=True):
+        if here:
+            for name in names[:counters]:
+                layout.append((name, at, width, BE, U))
+                at += width
+    return layout
 
 
 def decode_metric(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("metric_subtype", d.rec, d.sub)
-    out = np.zeros((6, cols.n), dtype=np.uint64)
-    if buf.compiled:
-        METRICS.jit()(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual, out)
-    else:
-        metrics_numpy(buf.u8, d.rec, d.pos, d.size, d.sub, d.qual, out, buf.words)
-    for k, name in enumerate(("spkts", "sbytes", "sappbytes", "dpkts", "dbytes", "dappbytes")):
-        cols.merge(name, out[k])
+    key = (d.qual & 0x0F) << 1 | (d.sub == 0x04)
+    for value, g in groups(d, key):
+        gather(cols, buf, g, metric_layout(value >> 1, 3 if value & 1 else 2))
 
 
 def sides(qual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -234,16 +234,20 @@ def frame_numpy(buf: np.ndarray) -> Frame:
     found: list[tuple[np.ndarray, ...]] = []  # record, word, words, header of each DSR
     while len(flows):
         live = cur < stop
-        flows, cur, stop = flows[live], cur[live], stop[live]
-        h = head[cur].astype(np.int64)
-        low = np.where(h & 0x800000, h & 0xFFFF, h & 0xFF)  # 16-bit length when the subtype says
-        words = np.where(h & 0x80000000, 1, low)
-        broken = (words == 0) | (cur + words > stop)
-        bad[flows[broken]] += 1  # ra stops parsing the record here too
-        ok = ~broken
-        flows, cur, stop, words = flows[ok], cur[ok], stop[ok], words[ok]
-        found.append((flows, cur, words, h[ok]))
-        cur = cur + words
+        if not live.all():  # copies only when some record has no DSR left
+            flows, cur, stop = flows[live], cur[live], stop[live]
+        h = head[cur].astype(np.uint32)  # the native form: cheaper for what follows
+        words = np.where(h & 0x800000, h & 0xFFFF, h & 0xFF)  # 16-bit length when the subtype says
+        words[h >= 0x80000000] = 1
+        words = words.astype(np.int64)
+        after = cur + words
+        broken = (words == 0) | (after > stop)
+        if broken.any():
+            bad[flows[broken]] += 1  # ra stops parsing the record here too
+            ok = ~broken
+            flows, cur, stop, words, h, after = (a[ok] for a in (flows, cur, stop, words, h, after))
+        found.append((flows, cur, words, h))
+        cur = after
     return dsr_frame(starts, lengths, end, status, bad, found)
 
 
@@ -256,6 +260,7 @@ def dsr_frame(starts: np.ndarray, lengths: np.ndarray, end: int, status: int, ba
         return Frame(starts, lengths, end, status, none, none, none, none.astype(np.uint8),
                      none.astype(np.uint8), none.astype(np.uint8), bad)
     rec, word, words, head = (np.concatenate([f[k] for f in found]) for k in range(4))
+    # The header word's bytes, as the kernel reads them: type (less its top bit), subtype, qual.
+    octets = head.astype(">u4").view(np.uint8).reshape(-1, 4)
     return Frame(starts, lengths, end, status, rec, word * 4, words * 4,
-                 ((head >> 24) & 0x7F).astype(np.uint8), ((head >> 16) & 0xFF).astype(np.uint8),
-                 ((head >> 8) & 0xFF).astype(np.uint8), bad)
+                 octets[:, 0] & 0x7F, octets[:, 1].copy(), octets[:, 2].copy(), bad)
