@@ -258,8 +258,9 @@ def test_every_filter_selects_the_same_records_through_the_projection() -> None:
 
     class Session:  # what RowPicker needs of a ClientSession
         def __init__(self, expr: pl.Expr) -> None:
-            self.expr = expr
+            self.expr = self._selector = expr
             self._start_mar = None
+            self.count_range = None
 
         def select(self, batch: pl.DataFrame) -> pl.DataFrame:
             return batch.filter(self.expr)

@@ -19,13 +19,11 @@ from argusflow.cli.options import ParsedArgs
 from argusflow.cli.rarc import load_rarc
 from argusflow.cli.runner import EXIT_ERROR, EXIT_MATCHED, EXIT_NONE
 from argusflow.errors import CorruptInput, UsageError
-from argusflow.ops.timerange import TimeRange, parse_timerange
-from argusflow.records import derive
-from argusflow.records.dsr_decode import DSR_COLUMNS
 from argusflow.records.schema import RTYPE_MAR, SCHEMA
 from argusflow.records.source import expand_directories, iter_batches, iter_raw_batches
 
 if TYPE_CHECKING:
+    from argusflow.ops.timerange import TimeRange
     from argusflow.records.codec import RawBatch
     from argusflow.records.fields import Field
 
@@ -83,6 +81,8 @@ class ClientSession:
             session.record_filter = compile_record_filter(filter_text)
         time_text = args.value("t") or conf.get("RA_TIMERANGE") or None
         if time_text:
+            from argusflow.ops.timerange import parse_timerange  # start-up time: only for -t
+
             session.time_range = parse_timerange(time_text)
         if args.value("N"):
             session.count_range = CountRange.parse(args.value("N") or "")
@@ -115,6 +115,8 @@ class ClientSession:
         if self.record_filter is not None:
             parts.append(self.record_filter.expr)  # type: ignore[attr-defined]
         if self.time_range is not None:
+            from argusflow.records import derive  # a big module: only -t needs it here
+
             mar = derive.is_mar()
             parts.append(mar | self.time_range.expr(derive.stime_us(), derive.ltime_us()))
         if not parts:
@@ -258,6 +260,8 @@ def printing_projection(fields: Iterable[Field], tcp_flags: bool) -> frozenset[s
                 roots.update(f.present().meta.root_names())
     except Exception:  # noqa: BLE001 - an expression polars cannot list: decode it all
         return None
+    from argusflow.records.dsr_decode import DSR_COLUMNS
+
     net = DSR_COLUMNS["net"]
     # net_subtype always: the reader needs it to drop the RTP objects ra does not read
     return frozenset((set(SCHEMA) - net) | (roots & net) | {"net_subtype"})
@@ -281,6 +285,11 @@ class RowPicker:
         start_mar = picker_start_mar(probe)
         if start_mar is not None:
             self.session._start_mar = start_mar
+        selector = self.session._selector
+        if self.session.count_range is None and selector is not None:
+            # One boolean column is cheaper than filtering a numbered copy of the probe.
+            keep = probe.select(selector.fill_null(False)).to_series().to_numpy()
+            return np.flatnonzero(keep)
         kept = self.session.select(probe.with_row_index("_row"))
         return kept["_row"].to_numpy().astype(np.int64)
 
