@@ -21,6 +21,7 @@ spec §9 describes ra deriving them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -43,7 +44,6 @@ from argusflow.filter.ast import (
     Or,
     Prim,
 )
-from argusflow.records.fields import FIELDS
 from argusflow.records.schema import (
     ADDR_ARP,
     ADDR_ETHER,
@@ -60,6 +60,9 @@ from argusflow.records.schema import (
     RTYPE_FAR,
     RTYPE_MAR,
 )
+
+if TYPE_CHECKING:
+    from argusflow.records.fields import Field
 
 col, lit = pl.col, pl.lit
 Expr = pl.Expr
@@ -267,14 +270,22 @@ def sides(direction: str, one: Callable[[str], Expr], default: str = EITHER) -> 
 
 # ---------------------------------------------------------------- derived values (spec §9)
 
+def field_of(name: str) -> Field:
+    """The field table's entry: imported on first use (it and records.derive cost start-up
+    time that filters on key columns, the usual ones, never need)."""
+    from argusflow.records.fields import FIELDS
+
+    return FIELDS[name]
+
+
 def duration() -> Expr:
     """Record duration (field `dur`); ra's filter sees 0 for a management record."""
-    return pl.when(is_type(RTYPE_MAR)).then(0.0).otherwise(FIELDS["dur"].value())
+    return pl.when(is_type(RTYPE_MAR)).then(0.0).otherwise(field_of("dur").value())
 
 
 def side_rate(side: str, load: bool) -> Expr:
     """Field srate/drate or sload/dload; 0 for management records."""
-    value = FIELDS[f"{side[0]}{'load' if load else 'rate'}"].value()
+    value = field_of(f"{side[0]}{'load' if load else 'rate'}").value()
     return pl.when(is_type(RTYPE_MAR)).then(0.0).otherwise(value)
 
 
@@ -471,7 +482,7 @@ class Compiler:
     def per_side(self, p: Prim, name: str, test: Callable[[Expr, Expr], Expr]) -> Expr:
         """Test field s<name> / d<name> of the field table, present when its DSR is."""
         def one(side: str) -> Expr:
-            f = FIELDS[f"{side[0]}{name}"]
+            f = field_of(f"{side[0]}{name}")
             return test(f.value(), has(f.dsr))  # type: ignore[arg-type]
 
         return self.dsides(p.dir, one)
@@ -503,7 +514,7 @@ class Compiler:
 
         def one(side: str) -> Expr:
             present = has("mpls") & ((col("mpls_qual") & 0x0F) > 0 if side == DST else lit(True))
-            return mcmp(FIELDS[f"{side[0]}mpls"].value(), present, v, 0xFFFFF, p.op)
+            return mcmp(field_of(f"{side[0]}mpls").value(), present, v, 0xFFFFF, p.op)
 
         return self.dsides(p.dir, one)
 
@@ -554,7 +565,7 @@ class Compiler:
     k_dellast = k_deldur
 
     def k_loss(self, p: Prim) -> Expr:
-        return sides(p.dir, lambda side: cmp(FIELDS[f"{side[0]}loss"].value(), lit(True), p.value, p.op))
+        return sides(p.dir, lambda side: cmp(field_of(f"{side[0]}loss").value(), lit(True), p.value, p.op))
 
     def k_gap(self, p: Prim) -> Expr:
         def gap(side: str) -> Expr:
@@ -582,18 +593,18 @@ class Compiler:
         return fcmp(lit(0.0), lit(True), p.value, p.op)  # type: ignore[arg-type]
 
     def k_pcr(self, p: Prim) -> Expr:
-        value = FIELDS["pcr"].value()
+        value = field_of("pcr").value()
         if self.swap:  # source and destination application bytes trade places
             value = pl.when(value != 0).then(-value).otherwise(value)
         return is_type(RTYPE_FAR) & fcmp(value, lit(True), p.value, p.op)  # type: ignore[arg-type]
 
     def k_avgdur(self, p: Prim) -> Expr:
         # Argus 5 meaning (see DEVIATIONS): the mean duration of the merged records.
-        mean = pl.when(has("agr")).then(FIELDS["mean"].value()).otherwise(duration())
+        mean = pl.when(has("agr")).then(field_of("mean").value()).otherwise(duration())
         return fcmp(mean, lit(True), p.value, p.op)  # type: ignore[arg-type]
 
     def k_tcprtt(self, p: Prim) -> Expr:
-        rtt = FIELDS["tcprtt"].value()
+        rtt = field_of("tcprtt").value()
         present = ip_proto(6) & net_present() & col("net_subtype").is_in([NET_TCP_PERF])
         return fcmp(rtt, present, float(p.value), p.op)  # type: ignore[arg-type]
 

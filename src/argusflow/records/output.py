@@ -35,7 +35,6 @@ from argusflow.errors import ArgusflowError
 from argusflow.records.codec import RawBatch
 from argusflow.records.framing import record_bounds
 from argusflow.records.schema import RTYPE_MAR
-from argusflow.records.writer import encode_batch
 
 
 class OutputError(ArgusflowError):
@@ -117,6 +116,8 @@ class ArgusOutput:
             data = passed_through(batch, self.synthesise_agr)
             self.write_encoded(data, batch.records, start_mar)
             return
+        from argusflow.records.writer import encode_batch  # only here: ra -w copies records
+
         self.write_encoded(encode_batch(batch, synthesise_agr=self.synthesise_agr), batch,
                            start_mar)
 
@@ -271,6 +272,8 @@ def passed_through(raw: RawBatch, synthesise_agr: bool) -> bytes:
     """The records of `raw` as they came, the changed ones encoded in their place."""
     if not len(raw.changed):
         return raw.data
+    from argusflow.records.writer import encode_batch  # the encoder costs start-up time
+
     encoded = encode_batch(raw.changed_batch, synthesise_agr=synthesise_agr)
     _, enc_lengths, _, _ = record_bounds(np.frombuffer(encoded, dtype=np.uint8))
     lengths = raw.lengths.astype(np.int64)
