@@ -349,3 +349,14 @@ def test_udp_with_rtp_object_prints_rtp_unless_nn() -> None:
     cols = parse_field_list(["proto"])
     assert format_batch(batch(**rtp), PrintOptions(columns=cols)).splitlines()[1] == "   rtp"
     assert format_batch(batch(**rtp), PrintOptions(columns=cols, nflag=2)).splitlines()[1] == "    17"
+
+
+def test_project_keeps_only_printed_columns_and_the_same_text() -> None:
+    os.environ["TZ"] = "UTC"
+    rows = pl.concat([batch(**TCP), batch(**{**TCP, "flow_qual": 2, "saddr_hi": 1 << 48}),
+                      batch(**{**TCP, "proto": 1, "sport": 0x0800})])
+    for columns in (parse_field_list([]), parse_field_list(SPEC_FIELDS)):
+        printer = Printer(PrintOptions(columns=columns))
+        cut = printer.project(rows)
+        assert cut.width < rows.width
+        assert printer.render(cut) == Printer(PrintOptions(columns=columns)).render(rows)

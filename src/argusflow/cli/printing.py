@@ -24,14 +24,18 @@ class TextSink:
     """Prints batches on stdout.
 
     Printing runs in one background thread, so that the next batch is decoded while this one is
-    formatted (polars and numpy release the GIL).  Small batches are merged up to `MERGE_ROWS`
-    rows (formatting has a fixed cost per call), but never held back longer than `LINGER`
-    seconds, so a live stream still prints promptly.  Batches keep their order; at most `QUEUE`
-    batches wait plus those being merged, so memory stays bounded.  Errors surface at the next
+    formatted (polars and numpy release the GIL).  Each call has a fixed cost of some 25 ms
+    (polars plans the expressions), so batches are merged: the thread waits for `MIN_ROWS` rows
+    (but never longer than `LINGER` seconds for the next batch, so a live stream still prints
+    promptly), and then takes whatever else already waits, up to `MERGE_ROWS` rows.  Merging
+    what waits keeps the printer from falling behind the decoder, and at the end of a file only
+    the last batches remain to print.  Batches keep their order; at most `QUEUE` batches wait,
+    cut to the columns the printer reads, so memory stays bounded.  Errors surface at the next
     call."""
 
-    QUEUE = 2
-    MERGE_ROWS = 100_000
+    QUEUE = 4
+    MIN_ROWS = 50_000
+    MERGE_ROWS = 120_000
     LINGER = 0.2
 
     def __init__(self, printer: Printer) -> None:
@@ -45,7 +49,8 @@ class TextSink:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
             self._thread.start()
-        self._queue.put((batch, sys.stdout))  # the stream now: callers may redirect stdout
+        # the stream now: callers may redirect stdout
+        self._queue.put((self.printer.project(batch), sys.stdout))
 
     def close(self) -> None:
         if self._thread is not None:
@@ -61,27 +66,27 @@ class TextSink:
             raise error
 
     def _run(self) -> None:
-        pending: list[pl.DataFrame] = []
-        stream: TextIO | None = None
-        while True:
-            try:
-                item = self._queue.get(timeout=self.LINGER if pending else None)
-            except queue.Empty:  # the source is slow (live): print what we hold
-                self._print(pending, stream)
-                pending = []
-                continue
-            if item is None:
-                self._print(pending, stream)
-                return
-            batch, target = item
-            if target is not stream or sum(b.height for b in pending) + batch.height > self.MERGE_ROWS:
-                self._print(pending, stream)
-                pending = []
-            pending.append(batch)
-            stream = target
+        ahead = [self._queue.get()]  # the next item (None: end of input)
+        while ahead[0] is not None:
+            batch, stream = ahead.pop()  # type: ignore[misc]
+            batches, rows = [batch], batch.height
+            while not ahead:  # merge what waits for the same stream
+                try:  # below MIN_ROWS, wait for more unless the source is slow (live)
+                    item = self._queue.get(timeout=self.LINGER) if rows < self.MIN_ROWS \
+                        else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None and item[1] is stream and rows + item[0].height <= self.MERGE_ROWS:
+                    batches.append(item[0])
+                    rows += item[0].height
+                else:
+                    ahead.append(item)
+            self._print(batches, stream)
+            if not ahead:
+                ahead.append(self._queue.get())
 
-    def _print(self, batches: list[pl.DataFrame], stream: TextIO | None) -> None:
-        if not batches or stream is None or self._error is not None:  # after an error: drain only
+    def _print(self, batches: list[pl.DataFrame], stream: TextIO) -> None:
+        if self._error is not None:  # after an error: drain only
             return
         try:
             print_batch(self.printer, pl.concat(batches) if len(batches) > 1 else batches[0], stream)

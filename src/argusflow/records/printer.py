@@ -568,6 +568,11 @@ def mar_values(values: pl.DataFrame) -> pl.DataFrame:
         offset=prev_offset)
 
 
+# What the Series formatters read outside the plan's expressions (addresses, user data, MARs).
+_SERIES_COLUMNS = ("rtype", "flow_qual", "saddr_lo", "saddr_hi", "daddr_lo", "daddr_hi", "flow_raw",
+                   "suser", "duser", "mar_raw", "offset")
+
+
 # --- coded columns: an integer code per row, one gather from a table of texts ---------------------
 
 @dataclass
@@ -642,6 +647,34 @@ class Printer:
     lines_printed: int = 0
     _cached_plan: list[_Plan] | None = field(default=None, repr=False, compare=False)
     _tables: dict[tuple[int, bool], pl.Series] = field(default_factory=dict, repr=False, compare=False)
+    _columns: frozenset[str] | None = field(default=None, repr=False, compare=False)
+
+    def project(self, batch: pl.DataFrame) -> pl.DataFrame:
+        """The batch cut to the columns this printer reads.
+
+        A batch has ~170 columns and the default fields read ~20: filtering out MARs, merging
+        batches and making them contiguous then copy only those (a third of the printing time
+        went to copying columns nobody prints)."""
+        if self._columns is None:
+            self._columns = self._read_columns()
+        if batch.width <= len(self._columns):
+            return batch
+        return batch.select(name for name in batch.columns if name in self._columns)
+
+    def _read_columns(self) -> frozenset[str]:
+        """Every column the plan's expressions name, plus what the Series formatters and the
+        re-orientation (which swaps whole column pairs) read."""
+        names = set(_SERIES_COLUMNS)
+        reverse = d.reverse_mask(self.options.nflag in (1, 2), {})
+        if not reverse.meta.eq(pl.lit(False)):  # orient swaps whole column pairs: keep them all
+            names.update(name for pair in d._SWAP_PAIRS for name in pair)
+            names.update(d._SWAP_BITS)
+        exprs = [d.is_mar(), d.addr_type(), reverse]
+        for p in self._plan():
+            exprs += [e for e in (p.expr, p.keep, p.rare, p.fallback) if e is not None]
+        for e in exprs:
+            names.update(e.meta.root_names())
+        return frozenset(names)
 
     def header(self) -> str:
         """The header line (with its newline)."""
@@ -755,12 +788,20 @@ class Printer:
             cells.append(expr.alias(f"t{i}"))
         texts = frame.with_columns(**extra).select(*cells, c("_mar"))
         if fit:
-            # most columns never overflow: then padding alone fits them (no cut, no '*')
+            # most columns never overflow: then padding alone fits them (no cut, no '*'); and
+            # some (times, Flgs) always come at their width: then they are left as they are
             loose = [i for i, p in enumerate(plan) if p.kind != "coded"]
-            longest = texts.select(c(f"t{i}").str.len_chars().max() for i in loose).row(0) if loose else ()
-            texts = texts.with_columns(
-                self._fit_expr(c(f"t{i}"), o.columns[i], overflow=(n or 0) > self._col_width(o.columns[i]))
-                .alias(f"t{i}") for i, n in zip(loose, longest, strict=True))
+            lengths = [c(f"t{i}").str.len_chars() for i in loose]
+            ranges = texts.select(*(n.max().alias(f"max{k}") for k, n in enumerate(lengths)),
+                                  *(n.min().alias(f"min{k}") for k, n in enumerate(lengths))).row(0) \
+                if loose else ()
+            fits = []
+            for i, longest, shortest in zip(loose, ranges[:len(loose)], ranges[len(loose):], strict=True):
+                width = self._col_width(o.columns[i])
+                if not longest == shortest == width:
+                    fits.append(self._fit_expr(c(f"t{i}"), o.columns[i], overflow=(longest or 0) > width)
+                                .alias(f"t{i}"))
+            texts = texts.with_columns(fits) if fits else texts
         texts = self._with_rare_texts(frame, texts, fit)
         if texts["_mar"].any():
             texts = self._with_mar_texts(frame, texts, fit)
@@ -862,6 +903,7 @@ class Printer:
     def lines(self, batch: pl.DataFrame) -> pl.Series:
         """One text line per printed record (no newlines, no header)."""
         o = self.options
+        batch = self.project(batch)
         if not o.print_man and (batch["rtype"] == 0x80).any():
             batch = batch.filter(~d.is_mar())
         if batch.height == 0:
