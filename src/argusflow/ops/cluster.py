@@ -8,8 +8,10 @@ How it works, with memory bounded by the number of groups (not records):
    (`saddr/24`), records re-oriented for `matrix` (lower address first) and duplicated and
    reversed for `-M rmon`.
 2. `Clusterer.add` gives every record a group id with one polars join of its key against the
-   known keys; the key of a new group is remembered in first-appearance order, with the first
-   record itself as the group's base row (its columns that never merge are kept as they are).
+   known keys; the key of a new group is remembered in first-appearance order.  Of the group's
+   first record only the columns that never merge are kept (a small frame per batch); its
+   merging columns become the group's state row.  Nothing else of the input is kept, so memory
+   is bounded by the number of groups, not of records.
 3. A compiled kernel (numba) then runs the merge of the real ArgusMergeRecords over the batch in
    input order, on a numpy matrix of the merging columns.  Per-field rules come from the one
    field table (records.fields `merge`: SUM, MIN, MAX, EQUAL, MIN_NONZERO; see `rule_columns`);
@@ -18,9 +20,8 @@ How it works, with memory bounded by the number of groups (not records):
    statistics (count, min/mean/stdev/max of the record durations) follow racluster's running
    float32 formulas, quirks included.  The kernel is sequential because racluster's results
    depend on the order of the merges (direction correction, running statistics, which TCP
-   object wins); it is compiled, so no Python runs per record.  Only groups that do merge get
-   a state row (filled from their first record when the second arrives): a group of one record
-   is its base row and nothing more.
+   object wins); it is compiled, so no Python runs per record.  A group's first record fills
+   its state row in the same pass.
 4. `Clusterer.result` returns the merged records in racluster's output order: the order in
    which each group was last updated, then sorted by the `-m` keys that are also sort keys.
 
@@ -639,19 +640,23 @@ def _merge_one(s: np.ndarray, r: np.ndarray) -> None:
 
 
 @numba.njit(cache=True)
-def merge_batch(rec: np.ndarray, gid: np.ndarray, seq: np.ndarray, relrev: np.ndarray,
-                dur: np.ndarray, slot: np.ndarray, state: np.ndarray, first_dur: np.ndarray,
+def merge_batch(rec: np.ndarray, gid: np.ndarray, fresh: np.ndarray, seq: np.ndarray,
+                relrev: np.ndarray, dur: np.ndarray, state: np.ndarray, first_dur: np.ndarray,
                 count: np.ndarray, n: np.ndarray, stats: np.ndarray, flipped: np.ndarray,
                 last: np.ndarray, pairs: np.ndarray, bits: np.ndarray, rcount: np.ndarray,
                 rn: np.ndarray, rstats: np.ndarray) -> None:
-    """Merge records (not their groups' first records) into their groups' state rows, in
-    input order."""
-    row = np.empty(rec.shape[1], dtype=np.uint64)
-    for i in range(rec.shape[0]):
+    """Records into their groups' state rows, in input order: a group's first record becomes
+    its state row, the later ones merge into it.  `rec` is column-major (one row per merging
+    column), as the columns come from the batch: no transposed copy."""
+    row = np.empty(rec.shape[0], dtype=np.uint64)
+    for i in range(rec.shape[1]):
         g = gid[i]
-        st = state[slot[g]]
+        st = state[g]
         last[g] = seq[i]
-        row[:] = rec[i, :]
+        if fresh[i]:
+            st[:] = rec[:, i]
+            continue
+        row[:] = rec[:, i]
         if row[DPKTS] == 0 and row[NETSUB] == NET_TCP_PERF:
             # A TCP record with no destination packets brings no destination window.
             row[TCP_D[T_WIN]] = 0
@@ -741,7 +746,8 @@ def apply_model(batch: pl.DataFrame, model: Model, rmon: bool) -> pl.DataFrame:
         for s_word, d_word in reversed(list(zip(_le_words("s"), _le_words("d"), strict=True))):
             later6 = (s_word > d_word) | ((s_word == d_word) & later6)
         later = (at == ADDR_IPV4) & (c("saddr_lo") > c("daddr_lo")) | v6 & later6
-        batch = reverse(batch, later)
+        # Computed once as a column: inlined, it would be evaluated again in every swap.
+        batch = reverse(batch.with_columns(later.alias("_later")), c("_later")).drop("_later")
     exprs = _masked("saddr_hi", "saddr_lo", model.smask, v6) + _masked(
         "daddr_hi", "daddr_lo", model.dmask, v6)
     v4 = at == ADDR_IPV4
@@ -841,13 +847,12 @@ def client_form_times(batch: pl.DataFrame) -> pl.DataFrame:
 
 
 def _to_u64(batch: pl.DataFrame) -> np.ndarray:
-    """The merging columns as one u64 matrix (one row per record), column by column."""
-    # Filled column-major (each column a contiguous run), then transposed in one blocked copy.
+    """The merging columns as one u64 matrix, column-major (one row per column)."""
     cols = np.empty((NCOLS, batch.height), dtype=np.uint64)
     for j, name in enumerate(MERGED):
         values = batch.get_column(name).to_numpy()
         cols[j] = values.view(np.uint64) if values.dtype == np.int64 else values
-    return np.ascontiguousarray(cols.T)
+    return cols
 
 
 @dataclass
@@ -863,11 +868,12 @@ class Clusterer:
     groups: int = 0
     seen: int = 0
     _keys: pl.DataFrame | None = None
+    # Per group: the first record's columns that never merge (frames in group order), and the
+    # merging columns as one u64 state row.  Nothing else of the input is kept.
     _base: list[pl.DataFrame] = field(default_factory=list)
+    _columns: list[str] = field(default_factory=list)  # the input's column order
     _orient: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     _state: np.ndarray = field(default_factory=lambda: np.zeros((0, NCOLS), dtype=np.uint64))
-    _slot: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    _used: int = 0
     _first_dur: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _n: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -892,6 +898,8 @@ class Clusterer:
         if "_pos" in batch.columns:
             pos = batch["_pos"].to_numpy()
             batch = batch.drop("_pos")
+        if not self._columns:
+            self._columns = batch.columns
         batch = batch.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_seq"))
         batch = apply_model(batch, self.model, self.rmon)
         use_correct = self.correct and self.model.default and not self.rmon
@@ -903,6 +911,7 @@ class Clusterer:
         if timed:
             self.timers.record(gid, pos, self.groups)  # type: ignore[union-attr, arg-type]
         fwd = keys["_fwd"].to_numpy()
+        del keys
         self._grow(self.groups)
         dur = ((derive.ltime_us() - derive.stime_us()).cast(pl.Float64) / 1e6)
         durations = batch.select(dur).to_series().to_numpy()
@@ -917,63 +926,31 @@ class Clusterer:
         seq = np.arange(self.seen, self.seen + batch.height, dtype=np.int64)
         new_rows = np.flatnonzero(fresh)
         if len(new_rows):
-            # A group's first record is its base row, and its whole state while nothing merges.
-            self._base.append(batch.drop("_seq")[new_rows])
+            # What never merges is kept from a group's first record; the rest is its state row.
+            self._base.append(batch.select(c for c in self._columns if c not in _IX)[new_rows])
             g = gid[new_rows]
             self._orient[g] = fwd[new_rows]
             self._first_dur[g] = durations[new_rows]
-            self._last[g] = seq[new_rows]
             carried = new_rows[rcount[new_rows] > 0]
             self._count[gid[carried]] = rcount[carried]
             self._n[gid[carried]] = rn[carried]
             self._stats[gid[carried]] = rstats[carried]
-        merging = np.flatnonzero(~fresh)
         self.seen += batch.height
-        if len(merging) == 0:
-            return
-        mg = gid[merging]
-        self._give_slots(np.unique(mg[self._slot[mg] < 0]))
-        relrev = fwd[merging] != self._orient[mg]
+        relrev = fwd != self._orient[gid]
         columns = batch.select(MERGED)
-        # The merging columns are gathered a slice at a time: memory stays small per batch.
-        for lo in range(0, len(merging), SLICE_ROWS):
-            hi = min(lo + SLICE_ROWS, len(merging))
-            ix = merging[lo:hi]
-            merge_batch(_to_u64(columns[ix]), mg[lo:hi], seq[ix], relrev[lo:hi],
-                        durations[ix], self._slot, self._state, self._first_dur, self._count,
-                        self._n, self._stats, self._flipped, self._last, SWAP_PAIRS,
-                        SWAP_BITS, rcount[ix], rn[ix], rstats[ix])
+        # The merging columns are converted a slice at a time: memory stays small per batch.
+        for lo in range(0, batch.height, SLICE_ROWS):
+            hi = min(lo + SLICE_ROWS, batch.height)
+            merge_batch(_to_u64(columns[lo:hi]), gid[lo:hi], fresh[lo:hi], seq[lo:hi],
+                        relrev[lo:hi], durations[lo:hi], self._state, self._first_dur,
+                        self._count, self._n, self._stats, self._flipped, self._last,
+                        SWAP_PAIRS, SWAP_BITS, rcount[lo:hi], rn[lo:hi], rstats[lo:hi])
 
     def _bases(self) -> pl.DataFrame:
-        """The first record of every group, in group order (one frame)."""
+        """The non-merging columns of every group's first record, in group order (one frame)."""
         if len(self._base) > 1:
             self._base = [pl.concat(self._base)]
         return self._base[0]
-
-    def _give_slots(self, groups: np.ndarray) -> None:
-        """State rows for groups about to merge for the first time, from their first records.
-        Groups that never merge (most flows of a file) cost no state row at all."""
-        if len(groups) == 0:
-            return
-        start = self._used
-        need = start + len(groups)
-        if need > len(self._state):
-            cap = max(need, len(self._state) * 3 // 2, 1024)
-            grown = np.zeros((cap, NCOLS), dtype=np.uint64)
-            grown[:start] = self._state[:start]
-            self._state = grown
-        self._slot[groups] = np.arange(start, need)
-        # `groups` is sorted and each base frame holds consecutive groups: gather frame by frame
-        # (no concatenation of every base row at each batch).
-        starts = np.cumsum([0] + [f.height for f in self._base])
-        cuts = np.searchsorted(groups, starts)
-        for k, frame in enumerate(self._base):
-            lo, hi = cuts[k], cuts[k + 1]
-            for a in range(lo, hi, SLICE_ROWS):
-                b = min(a + SLICE_ROWS, hi)
-                rows = frame.select(MERGED)[groups[a:b] - starts[k]]
-                self._state[start + a:start + b] = _to_u64(rows)
-        self._used = need
 
     def _group_ids(self, keys: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Group id of every row (new keys numbered in order of appearance) and first rows."""
@@ -984,7 +961,7 @@ class Clusterer:
         have = len(self._orient)
         if size <= have:
             return
-        cap = max(size, have * 2, 1024)
+        cap = max(size, have * 3 // 2, 1024)
 
         def grown(a: np.ndarray) -> np.ndarray:
             out = np.zeros((cap, *a.shape[1:]), dtype=a.dtype)
@@ -992,8 +969,7 @@ class Clusterer:
             return out
 
         self._orient = grown(self._orient)
-        self._slot = grown(self._slot)
-        self._slot[have:] = -1
+        self._state = grown(self._state)
         self._first_dur = grown(self._first_dur)
         self._count = grown(self._count)
         self._n = grown(self._n)
@@ -1001,20 +977,16 @@ class Clusterer:
         self._flipped = grown(self._flipped)
         self._last = grown(self._last)
 
-    def _merged_columns(self, base: pl.DataFrame) -> list[pl.Series]:
-        """The merging columns of every group: the state row of groups that merged, the
-        first record's values (already in `base`) for the others."""
-        slot = self._slot[:self.groups]
-        merged = np.flatnonzero(slot >= 0)
-        if len(merged) == 0:
-            return []
-        state = self._state[slot[merged]]
+    def _merged_columns(self) -> list[pl.Series]:
+        """The merging columns of every group, from the state rows (freed as they are read)."""
+        state = self._state[:self.groups]
+        self._state = np.zeros((0, NCOLS), dtype=np.uint64)
         cols = []
         for i, name in enumerate(MERGED):
             dtype = SCHEMA[name]
             values = pl.Series(name, state[:, i])
             values = values.reinterpret(signed=True) if dtype == pl.Int64 else values.cast(dtype)
-            cols.append(base[name].clone().scatter(merged, values))
+            cols.append(values)
         return cols
 
     def result(self) -> pl.DataFrame:
@@ -1032,9 +1004,9 @@ class Clusterer:
                 swaps += [pl.when(c("_flip")).then(c(b)).otherwise(c(a)).alias(a),
                           pl.when(c("_flip")).then(c(a)).otherwise(c(b)).alias(b)]
             base = base.with_columns(swaps).drop("_flip")
-        agr_in = (base["dsrs"] & DSR_BITS["agr"]) > 0
-        out = base.with_columns(self._merged_columns(base)).with_columns(
-            agr_in.alias(AGR_FROM_INPUT))
+        out = base.with_columns(self._merged_columns()).select(self._columns)
+        # The agr bit of the state's dsrs is the first record's: the kernel never changes it.
+        out = out.with_columns(((c("dsrs") & DSR_BITS["agr"]) > 0).alias(AGR_FROM_INPUT))
         count = self._count[:g]
         agr = count > 1
         stats = self._stats[:g]
