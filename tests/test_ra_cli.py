@@ -232,6 +232,21 @@ def test_damage_gives_one_line_and_keeps_the_records_before(
         assert out == run_real(["ra", "-X", "-n", "-r", str(intact)]).stdout
 
 
+@pytest.mark.parametrize("kind", ["truncated", "zero_length", "bad_type"])
+@pytest.mark.parametrize("expr", [[], ["-", "icmp"]], ids=["all", "filter"])
+def test_damage_while_writing_keeps_the_records_before(
+    kind: str, expr: list[str], tmp_path: Path, run_real, sample_argus_files: list[Path]
+) -> None:
+    source = next(p for p in sample_argus_files if p.name == "icmp.argus")
+    data, offset = damaged_copies(source.read_bytes())[kind]
+    bad, ours, intact = tmp_path / "bad.argus", tmp_path / "ours.argus", tmp_path / "intact.argus"
+    bad.write_bytes(data)
+    intact.write_bytes(data[:offset])
+    code, _, err = ra_inproc(["-X", "-r", str(bad), "-w", str(ours), *expr])
+    assert code == 2 and err.count("\n") == 1 and f"byte {offset}: " in err
+    assert ours.read_bytes() == intact.read_bytes()  # every record before the damage, copied
+
+
 def test_missing_file_is_one_line(tmp_path: Path) -> None:
     code, out, err = ra_inproc(["-X", "-r", str(tmp_path / "nope.argus")])
     assert code == 2 and out == "" and err.count("\n") == 1 and "nope.argus" in err

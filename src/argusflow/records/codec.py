@@ -27,6 +27,7 @@ from argusflow.records.framing import (
     Frame,
     frame,
     numba_active,
+    record_bounds,
 )
 from argusflow.records.schema import RTYPE_MAR, SCHEMA
 
@@ -92,21 +93,18 @@ class RecordReader:
         with only the columns the selection read: `ra -w` copies records it does not change
         instead of decoding every column and encoding them again.  The records the reader
         changes while decoding (RawBatch.changed) come decoded whole, for the encoder."""
+        if select is None:
+            return self._copy_all(chunk)
         framed = self._frame(chunk)
         if framed is None:
             return RawBatch.empty()
         data, found = framed
-        changed = reader_changes(found)
-        if select is None:
-            records = header_columns(data, found, self._consumed)
-            starts, lengths, rows_changed = found.starts, found.lengths, changed
-        else:
-            records = decode_records(data, found, self._consumed, select.columns)
-            rows = select(records)
-            records = records[rows] if len(rows) < records.height else records
-            starts, lengths = found.starts[rows], found.lengths[rows]
-            changed = np.intersect1d(changed, rows)
-            rows_changed = np.searchsorted(rows, changed)
+        records = decode_records(data, found, self._consumed, select.columns)
+        rows = select(records)
+        records = records[rows] if len(rows) < records.height else records
+        starts, lengths = found.starts[rows], found.lengths[rows]
+        changed = np.intersect1d(reader_changes(found), rows)
+        rows_changed = np.searchsorted(rows, changed)
         changed_batch = (decode_records(data, found.take(changed), self._consumed, fill=True)
                          if len(changed) else empty())
         raw = RawBatch(records, record_bytes(data.raw, starts, lengths, found.end), lengths,
@@ -114,8 +112,34 @@ class RecordReader:
         self._advance(data.raw, found.end, found.status)
         return raw
 
+    def _copy_all(self, chunk: bytes) -> RawBatch:
+        """feed_raw without a selection: no record is decoded, and only the record headers are
+        framed; the DSRs only of the few records a word test says may be ones the reader
+        changes (suspects)."""
+        buf = self._take(chunk)
+        if buf is None:
+            return RawBatch.empty()
+        starts, lengths, end, status = record_bounds(np.frombuffer(buf, dtype=np.uint8))
+        self.records_read += len(starts)
+        changed, changed_batch = changed_among(buf, starts, lengths, suspects(buf, starts, end))
+        raw = RawBatch(header_columns(buf, starts, lengths, self._consumed), buf[:end], lengths,
+                       changed, changed_batch)
+        self._advance(buf, end, status)
+        return raw
+
     def _frame(self, chunk: bytes) -> tuple[dsr_decode.ByteBuffer, Frame] | None:
         """Frame what was fed so far (None: nothing to decode yet, or the input is bad)."""
+        buf = self._take(chunk)
+        if buf is None:
+            return None
+        data = dsr_decode.ByteBuffer(buf, compiled=self.compiled)
+        found = frame(data.u8[:len(buf)], data.compiled)
+        self.records_read += len(found.starts)
+        return data, found
+
+    def _take(self, chunk: bytes) -> bytes | None:
+        """What was fed so far, from the first record not yet read (None: too little yet, or
+        the input is bad)."""
         if self.error is not None:
             return None
         buf = self._pending + bytes(chunk) if self._pending else bytes(chunk)
@@ -128,10 +152,7 @@ class RecordReader:
                 self._fail(0, problem)
                 return None
             self.start_mar = buf[:MAR_BYTES]
-        data = dsr_decode.ByteBuffer(buf, compiled=self.compiled)
-        found = frame(data.u8[:len(buf)], data.compiled)
-        self.records_read += len(found.starts)
-        return data, found
+        return buf
 
     def _advance(self, buf: bytes, end: int, status: int) -> None:
         """Keep what follows the last complete record for the next chunk; note damage."""
@@ -238,15 +259,42 @@ def record_bytes(buf: bytes, starts: np.ndarray, lengths: np.ndarray, end: int) 
     return words[np.cumsum(edge[:-1], dtype=np.int8) > 0].tobytes()
 
 
-def header_columns(data: dsr_decode.ByteBuffer, found: Frame, base: int) -> pl.DataFrame:
-    """rtype, offset and mar_raw of the framed records, read from their headers alone."""
-    rtype = data.u8[found.starts] & 0xF0
+def header_columns(buf: bytes, starts: np.ndarray, lengths: np.ndarray, base: int) -> pl.DataFrame:
+    """rtype, offset and mar_raw of the records, read from their headers alone."""
+    rtype = np.frombuffer(buf, dtype=np.uint8)[starts] & 0xF0
     return pl.DataFrame([
         pl.Series("rtype", rtype, dtype=SCHEMA["rtype"]),
-        pl.Series("offset", (found.starts + base).astype(np.uint64), dtype=SCHEMA["offset"]),
-        pl.Series("mar_raw", mar_bytes(data.raw, found.starts, found.lengths, rtype),
-                  dtype=SCHEMA["mar_raw"]),
+        pl.Series("offset", (starts + base).astype(np.uint64), dtype=SCHEMA["offset"]),
+        pl.Series("mar_raw", mar_bytes(buf, starts, lengths, rtype), dtype=SCHEMA["mar_raw"]),
     ])
+
+
+def suspects(buf: bytes, starts: np.ndarray, end: int) -> np.ndarray:
+    """Records holding a word that reads like the header of an ARP key with the REVERSE bit or
+    of an RTP object (reader_changes), wherever it is: a superset of the records the reader
+    changes, found without walking the DSRs.  Words as little-endian numbers: byte 0 lowest."""
+    words = np.frombuffer(buf, dtype="<u4", count=end // 4)
+    arp = (words & 0x7F7F) == (ARP_KEY | KEY_REVERSE) << 8 | FLOW_DSR
+    rtp = (words & 0xFF7F) == NET_RTP << 8 | NET_DSR
+    hits = np.flatnonzero(arp | rtp)
+    if not len(hits):
+        return hits
+    return np.unique(np.searchsorted(starts, hits * 4, side="right") - 1)
+
+
+def changed_among(buf: bytes, starts: np.ndarray, lengths: np.ndarray,
+                  maybe: np.ndarray) -> tuple[np.ndarray, pl.DataFrame]:
+    """Which of the `maybe` records the reader changes (framed on their own), and those
+    decoded whole."""
+    if not len(maybe):
+        return maybe, empty()
+    part = record_bytes(buf, starts[maybe], lengths[maybe], int(starts[-1] + lengths[-1]))
+    data = dsr_decode.ByteBuffer(part)
+    found = frame(data.u8[:len(part)], False)
+    exact = reader_changes(found)
+    if not len(exact):
+        return exact, empty()
+    return maybe[exact], decode_records(data, found.take(exact), 0, fill=True)
 
 
 def check_start_mar(buf: bytes) -> str | None:
