@@ -4,7 +4,7 @@
 
 Times `source.iter_batches(FILE)` (4 MB chunks, as `ra -r` reads) inside this process, after one
 warm-up pass (imports, page cache, numba's cached kernels).  Then, on the same chunks held in
-memory, the share of framing, DSR decode and DataFrame assembly (the least of `--runs`).
+memory, the CPU seconds of framing, DSR decode and DataFrame assembly (the least of `--runs`).
 Wall seconds: the median of `--runs` passes (the machine is shared; the median resists the
 others' load), and the median CPU seconds of this process (all threads).
 """
@@ -33,16 +33,16 @@ def stages(path: str) -> dict[str, float]:
     pending = data[:0]
     for at in range(0, len(data), CHUNK_BYTES):
         buf = pending + data[at:at + CHUNK_BYTES]
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         raw = dsr_decode.ByteBuffer(buf, compiled=compiled)
         found = framing.frame(raw.u8[:len(buf)], compiled)
-        t1 = time.perf_counter()
+        t1 = time.process_time()
         columns = dsr_decode.decode(raw, found)
-        t2 = time.perf_counter()
+        t2 = time.process_time()
         columns["offset"] = found.starts.astype("uint64")
         columns["mar_raw"] = codec.mar_bytes(raw.raw, found.starts, found.lengths, columns["rtype"])
         codec.to_frame(columns, len(found.starts))
-        t3 = time.perf_counter()
+        t3 = time.process_time()
         spent["framing"] += t1 - t0
         spent["decode"] += t2 - t1
         spent["frame"] += t3 - t2

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from argusflow.records.framing import Frame, LazyKernel
+from argusflow.records.framing import Frame
 from argusflow.records.schema import (
     ADDR_ETHER,
     ADDR_IPV4,
@@ -53,30 +53,17 @@ BITS_OF = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 def dtype_of(name: str) -> np.dtype:
-    helper = HELPER_DTYPES.get(name)
-    return np.dtype(helper if helper is not None else _NUMPY_OF[str(SCHEMA[name])])
+    dtype = DTYPES.get(name)
+    if dtype is None:
+        raise KeyError(name)
+    return dtype
 
 
-# --- the compiled kernel ------------------------------------------------------------------------
-
-def _read(u8, at, width, little):  # noqa: ANN001, ANN202
-    value = np.uint64(0)
-    for k in range(width):
-        byte = u8[at + (width - 1 - k if little else k)]
-        value = (value << np.uint64(8)) | np.uint64(byte)
-    return value
-
-
-def _gather(u8, rec, pos, size, base, offsets, widths, little, out):  # noqa: ANN001, ANN202
-    """out[rec[i], k] = field k of DSR i, for every field that fits inside its DSR."""
-    for i in range(len(rec)):
-        for k in range(len(offsets)):
-            off = base[i] + offsets[k]
-            if off + widths[k] <= size[i]:
-                out[rec[i], k] = _read(u8, pos[i] + off, widths[k], little[k])
-
-
-GATHER = LazyKernel(_gather, deps=("_read",))
+DTYPES: dict[str, np.dtype] = {
+    **{name: np.dtype(_NUMPY_OF[str(dtype)]) for name, dtype in SCHEMA.items()
+       if str(dtype) in _NUMPY_OF},
+    **{name: np.dtype(dtype) for name, dtype in HELPER_DTYPES.items()},
+}
 
 
 # --- numpy readers --------------------------------------------------------------------------------
@@ -86,12 +73,19 @@ def read_words(words: np.ndarray, at: np.ndarray, lead: int, width: int, little:
     """The `width`-byte unsigned integers `lead` bytes into the big-endian words numbered `at`
     (words: the buffer as native u32, ByteBuffer.words): one or two gathers of u32 per field,
     not one per byte.  u32 when the field fits in one word, else u64."""
+    return field_value(lambda j: words[at + j] if j else words[at], 0, lead, width, little)
+
+
+def field_value(fetch: Callable[[int], np.ndarray], word: int, lead: int, width: int,
+                little: bool = False) -> np.ndarray:
+    """A field `lead` bytes into word `word` of each DSR, from `fetch(word)`: the u32 words
+    there (shared between the fields of one word: never changed in place)."""
     if lead + width <= 4:
-        value = words[at]
+        value = fetch(word)
         if width < 4:
             value = (value >> np.uint32(8 * (4 - lead - width))) & np.uint32((1 << (8 * width)) - 1)
     else:
-        value = words[at].astype(np.uint64) << np.uint64(32) | words[at + 1]
+        value = fetch(word).astype(np.uint64) << np.uint64(32) | fetch(word + 1)
         if width < 8:
             value = (value >> np.uint64(8 * (8 - lead - width))) & np.uint64((1 << (8 * width)) - 1)
     if little and width > 1:
@@ -121,7 +115,7 @@ def read_numpy(u8: np.ndarray, at: np.ndarray, width: int, little: bool = False,
 class ByteBuffer:
     """The bytes being decoded, zero-padded so that no gather leaves the array.
 
-    `compiled` says whether this buffer is decoded with numba's kernels or with numpy/Python.
+    `compiled` says whether this buffer is framed with numba's kernel (DSRs are decoded with numpy).
     """
 
     def __init__(self, raw: bytes, compiled: bool = False) -> None:
@@ -225,9 +219,16 @@ def gather(cols: Columns, buf: ByteBuffer, d: Dsrs, layout: Layout, prefix: str 
     scalar = np.ndim(base) == 0
     smallest = int(d.size.min())
     aligned = int(base) % 4 == 0 if scalar else bool(((np.asarray(base) & 3) == 0).all())
-    read = compiled_fields(buf, d, layout, base) if buf.compiled else None
     wbase = (d.pos + base) >> 2  # DSRs start on words; with an aligned base, so does a field's word
-    for k, (name, off, width, order, _) in enumerate(layout):
+    fetched: dict[int, np.ndarray] = {}
+
+    def fetch(word: int) -> np.ndarray:  # fields packed in one word share its gather
+        got = fetched.get(word)
+        if got is None:
+            got = fetched[word] = buf.words[wbase + word]
+        return got
+
+    for name, off, width, order, _ in layout:
         if scalar and smallest >= int(base) + off + width:
             ok, rows = None, d.rec  # the usual case: every DSR holds the field
         else:
@@ -235,26 +236,14 @@ def gather(cols: Columns, buf: ByteBuffer, d: Dsrs, layout: Layout, prefix: str 
             rows = d.rec[ok]
             if not len(rows):
                 continue
-        if buf.compiled:
-            values = read[:, k] if ok is None else read[ok, k]  # type: ignore[index]
+        if aligned and ok is None:
+            values = field_value(fetch, off >> 2, off & 3, width, order == LE)
         elif aligned:
-            at = wbase + (off >> 2) if ok is None else wbase[ok] + (off >> 2)
-            values = read_words(buf.words, at, off & 3, width, order == LE)
+            values = read_words(buf.words, wbase[ok] + (off >> 2), off & 3, width, order == LE)
         else:
             at = d.pos + base + off if ok is None else (d.pos + base + off)[ok]
             values = read_numpy(buf.u8, at, width, order == LE, buf.words)
         cols.scatter(prefix + name, rows, values)
-
-
-def compiled_fields(buf: ByteBuffer, d: Dsrs, layout: Layout, base: np.ndarray | int) -> np.ndarray:
-    """numba's one pass over the DSRs: field k of DSR i at [i, k] (0 where it does not fit)."""
-    bases = np.broadcast_to(np.asarray(base, dtype=np.int64), d.rec.shape).copy()
-    offsets = np.array([f[1] for f in layout], dtype=np.int64)
-    widths = np.array([f[2] for f in layout], dtype=np.int64)
-    little = np.array([f[3] == LE for f in layout], dtype=np.bool_)
-    out = np.zeros((len(d.rec), len(layout)), dtype=np.uint64)
-    GATHER.jit()(buf.u8, np.arange(len(d.rec)), d.pos, d.size, bases, offsets, widths, little, out)
-    return out
 
 
 def fixed(layout: Layout) -> Callable[[Columns, ByteBuffer, Dsrs], None]:
@@ -623,14 +612,13 @@ def store_raw(cols: Columns, name: str, d: Dsrs, skip: int) -> None:
         return
     column = object_column(cols, name, b"")
     lengths = d.size - skip
-    for length in np.unique(lengths).tolist():
+    for length, g in groups(d, np.maximum(lengths, 0)):
         if length <= 0:
             continue
-        same = lengths == length
-        block = cols.raw_u8[(d.pos[same] + skip)[:, None] + np.arange(length)]
-        values = np.empty(int(same.sum()), dtype=object)
+        block = cols.raw_u8[(g.pos + skip)[:, None] + np.arange(length)]
+        values = np.empty(len(g.rec), dtype=object)
         values[:] = block.view(f"V{length}").ravel().tolist()  # bytes, zeros kept
-        column[d.rec[same]] = values
+        column[g.rec] = values
 
 
 TIME_NAMES = ("sstart", "slast", "dstart", "dlast")
@@ -807,18 +795,27 @@ def decode_jitter(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
 
 def decode_attr(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     cols.put("attr_qual", d.rec, d.qual)
-    at = np.full(len(d.rec), 4, dtype=np.int64)
-    # Words follow in the order src attrs, src options, dst attrs, dst options (spec §6.13).
-    words: list[tuple[int, Layout]] = [
-        (0x01, [("sttl", 0, 1, BE, U), ("stos", 1, 1, BE, U), ("sipid", 2, 2, BE, U)]),
-        (0x04, [("sipopts", 0, 4, BE, U)]),
-        (0x02, [("dttl", 0, 1, BE, U), ("dtos", 1, 1, BE, U), ("dipid", 2, 2, BE, U)]),
-        (0x08, [("dipopts", 0, 4, BE, U)]),
-    ]
-    for bit, layout in words:
-        here = (d.qual & bit) > 0
-        gather(cols, buf, d, layout, base=np.where(here, at, ABSENT))
-        at = at + np.where(here, 4, 0)
+    for qual, g in groups(d, d.qual & 0x0F):  # one layout per combination of words
+        gather(cols, buf, g, attr_layout(qual))
+
+
+# Words follow in the order src attrs, src options, dst attrs, dst options (spec §6.13).
+ATTR_WORDS: list[tuple[int, Layout]] = [
+    (0x01, [("sttl", 0, 1, BE, U), ("stos", 1, 1, BE, U), ("sipid", 2, 2, BE, U)]),
+    (0x04, [("sipopts", 0, 4, BE, U)]),
+    (0x02, [("dttl", 0, 1, BE, U), ("dtos", 1, 1, BE, U), ("dipid", 2, 2, BE, U)]),
+    (0x08, [("dipopts", 0, 4, BE, U)]),
+]
+
+
+def attr_layout(qual: int) -> Layout:
+    layout: Layout = []
+    at = 4
+    for bit, fields in ATTR_WORDS:
+        if qual & bit:
+            layout += [(name, at + off, width, order, kind) for name, off, width, order, kind in fields]
+            at += 4
+    return layout
 
 
 def decode_user(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
