@@ -12,17 +12,25 @@ def number_keys(keys: pl.DataFrame, table: pl.DataFrame | None,
     """Id of every row's key in `table` (new keys numbered from `count` in order of
     appearance), which rows are first of a new key, and the grown table and count."""
     names = keys.columns
-    keys = keys.with_row_index("_row")
-    firsts = keys.unique(subset=names, keep="first", maintain_order=True)
-    if table is not None:
-        firsts = firsts.join(table, on=names, how="anti", maintain_order="left")
+    # One join against the known keys; only the rows it leaves without an id (usually few once
+    # the first batches are in) go through `unique` and a second, small join.
+    if table is None:
+        gid = pl.Series("_gid", [None] * keys.height, dtype=pl.Int64)
+    else:
+        gid = keys.join(table, on=names, how="left", maintain_order="left",
+                        nulls_equal=True)["_gid"]
     fresh = np.zeros(keys.height, dtype=bool)
-    if firsts.height:
+    missing = gid.is_null()
+    if missing.any():
+        rows = keys.with_row_index("_row").filter(missing)
+        firsts = rows.unique(subset=names, keep="first", maintain_order=True)
         fresh[firsts["_row"].to_numpy()] = True
         new = firsts.select(names).with_columns(
             (pl.int_range(pl.len(), dtype=pl.Int64) + count).alias("_gid"))
         table = new if table is None else pl.concat([table, new])
         count += new.height
+        ids = rows.join(new, on=names, how="left", maintain_order="left",
+                        nulls_equal=True)["_gid"]
+        gid = gid.scatter(rows["_row"], ids)
     assert table is not None
-    joined = keys.join(table, on=names, how="left", maintain_order="left")
-    return joined["_gid"].to_numpy().astype(np.int64), fresh, table, count
+    return gid.to_numpy().astype(np.int64), fresh, table, count
