@@ -202,8 +202,15 @@ class RowSelector(Protocol):
     def __call__(self, probe: pl.DataFrame) -> np.ndarray: ...  # ascending row numbers
 
 
+_EMPTY: list[pl.DataFrame] = []
+
+
 def empty() -> pl.DataFrame:
-    return pl.DataFrame(schema=SCHEMA)
+    """A batch of no records: a slice of one made once (its ~200 columns cost milliseconds to
+    build, and ra -w asks for one per chunk)."""
+    if not _EMPTY:
+        _EMPTY.append(pl.DataFrame(schema=SCHEMA))
+    return _EMPTY[0].head(0)
 
 
 @dataclass
@@ -247,13 +254,19 @@ def reader_changes(found: Frame) -> np.ndarray:
 
 def record_bytes(buf: bytes, starts: np.ndarray, lengths: np.ndarray, end: int) -> bytes:
     """The bytes of these records (of buf[:end]), back to back.  Records start and end on
-    4-byte words: mark the words each one covers (+1 at its first, -1 after its last), keep
-    those."""
+    4-byte words, so words are moved."""
     if len(starts) == 0:
         return b""
     if starts[0] == 0 and int(lengths.sum()) == end:
         return buf[:end]  # every record of the buffer, in one piece
     words = np.frombuffer(buf, dtype=np.uint32, count=end // 4)
+    count = lengths // 4
+    total = int(count.sum())
+    if total * 8 < len(words):
+        # A few records: number their words (work in proportion to what is kept).
+        first = np.cumsum(count) - count
+        return words[np.arange(total) + np.repeat(starts // 4 - first, count)].tobytes()
+    # Many: mark the words each covers (+1 at its first, -1 after its last), keep those.
     edge = np.zeros(len(words) + 1, dtype=np.int8)
     edge[starts // 4] += 1
     edge[(starts + lengths) // 4] -= 1
