@@ -263,6 +263,7 @@ MAX_WINDOW = 65536
 AGR_FROM_INPUT = "_agr_in"
 
 SLICE_ROWS = 8192  # rows of the merging-column matrix built at once
+BLOCK = 64  # records the kernel turns row-major at once
 
 # Aggregation statistics per group: float32 min, mean, stdev, max (racluster keeps C floats).
 A_MIN, A_MEAN, A_STDEV, A_MAX = range(4)
@@ -648,15 +649,24 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, fresh: np.ndarray, seq: np.nda
     """Records into their groups' state rows, in input order: a group's first record becomes
     its state row, the later ones merge into it.  `rec` is column-major (one row per merging
     column), as the columns come from the batch: no transposed copy."""
-    row = np.empty(rec.shape[0], dtype=np.uint64)
-    for i in range(rec.shape[1]):
+    ncols, nrec = rec.shape
+    block = np.empty((BLOCK, ncols), dtype=np.uint64)
+    row = np.empty(ncols, dtype=np.uint64)
+    for i in range(nrec):
+        if i % BLOCK == 0:
+            # A block of records turned row-major, each column read as one contiguous run
+            # (reading a record's columns one by one would miss the cache on every value).
+            hi = min(i + BLOCK, nrec)
+            for j in range(ncols):
+                for k in range(i, hi):
+                    block[k - i, j] = rec[j, k]
         g = gid[i]
         st = state[g]
         last[g] = seq[i]
         if fresh[i]:
-            st[:] = rec[:, i]
+            st[:] = block[i % BLOCK]
             continue
-        row[:] = rec[:, i]
+        row[:] = block[i % BLOCK]
         if row[DPKTS] == 0 and row[NETSUB] == NET_TCP_PERF:
             # A TCP record with no destination packets brings no destination window.
             row[TCP_D[T_WIN]] = 0
@@ -961,7 +971,9 @@ class Clusterer:
         have = len(self._orient)
         if size <= have:
             return
-        cap = max(size, have * 3 // 2, 1024)
+        # Grown a batch at a time (not per record), so a small factor suffices: little slack,
+        # and little held twice while a copy is made.
+        cap = max(size, have * 5 // 4, 1024)
 
         def grown(a: np.ndarray) -> np.ndarray:
             out = np.zeros((cap, *a.shape[1:]), dtype=a.dtype)
