@@ -409,3 +409,31 @@ def test_time_zone_and_utc_names(corpus_argus_files, run_real, tmp_path: Path) -
         _time.tzset()
     assert tree(our_dir) == tree(real_dir) and tree(our_dir)[0] == "a.14.19"
     assert tree(utc_dir)[0] == "a.14.10"  # the first record is at 10:55 UTC
+
+
+# --- cutting records at time boundaries (3.0.8's rule, without the real tools) -----------------
+
+def test_cut_shares_counters_as_3_0_8(shared_dir: Path) -> None:
+    """4+4 packets of 100/200 bytes over 2.251 s at 1 s bins: 3.0.8 gives 1, 2, 1 packets and
+    99, 199, 102 bytes (a mean size through float32 rates, truncated), trans 4 shared 1, 2, 1."""
+    import polars as pl
+
+    from argusflow.ops.split import cut_at_boundaries
+
+    batch = read_file(str(shared_dir / "spec" / "samples" / "synthetic.argus"))
+    cut = cut_at_boundaries(batch, SplitMode("time", 1, "s"), utc=True)
+    udp6 = cut.filter((pl.col("sport") == 5353) & (pl.col("dport") == 53))
+    assert udp6["spkts"].to_list() == [1, 2, 1] and udp6["dpkts"].to_list() == [1, 2, 1]
+    assert udp6["sbytes"].to_list() == [99, 199, 102]
+    assert udp6["dbytes"].to_list() == [199, 399, 202]
+    assert udp6["agr_count"].to_list() == [1, 2, 1]
+
+
+def test_skip_ahead_reads_times_as_3_0_8() -> None:
+    """3.0.8 reads a direction's start and end (32-bit second/usec pairs) as one 64-bit timeval:
+    a skip of 2.1 s beyond a start on a whole second only counts when the end is whole too."""
+    from argusflow.ops.split import _skip_gap
+
+    start, t = 81_000_000, 83_100_000
+    assert _skip_gap(t, start, 90_000_000) == t - start - 90  # end's seconds read as usec
+    assert _skip_gap(t, start, 90_392_683) < 0  # end's usec shifted into the "usec" word

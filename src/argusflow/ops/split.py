@@ -13,13 +13,17 @@ the writer groups rows by key, keeping their order.  What the real rasplit does,
 * flow: a record that matches the filter starts a new file (the one before it keeps what came
   earlier; no file is made for an empty start).
 * time: file bins aligned on the epoch in local time (s m h d), on Sunday (w), on the first of
-  the month (M) or year (y); records that span a bin boundary are cut into one piece per bin:
-  packets are shared by the time each piece covers (cumulative floor, at least one packet per
-  piece while more than one is left for the pieces after it), bytes follow the packets at the
-  record's mean size, and the last piece takes what is left.  A direction with a single packet
-  in a piece has no duration: the piece's time collapses to a point.
-  Retransmissions follow the packets (cumulative share, rounded) and a piece left without any
-  loses its direction's retransmission status bit.
+  the month (M) or year (y).  A record of two packets or more that ends after the end of the bin
+  it starts in is cut into pieces, one cut at a time, as 3.0.8 does (measured against it and
+  read from its behaviour; see _align_kernel): each direction has a rate per bin (its packets,
+  bytes and app bytes over its duration in bins, at least one bin; float32) and a carry; a piece
+  takes trunc((rate + carry) * its share of the rest's duration) packets (at least one, at most
+  what is left), bytes at the rate's mean size truncated to a C int (so 100-byte packets can
+  come out as 99), and the carry keeps the fraction.  Two packets left: one piece each.  A
+  sparse record may skip ahead to where its next packet is expected (3.0.8's test for that
+  reads two 32-bit times as one 64-bit one, so it happens only for records that span a very
+  long time, e.g. the 21-year suricata record: pieces at its start, middle and end).  Merged
+  record counts (trans) and retransmissions are shared by packets as well.
 * MARs: the first input START MAR heads every file (a copy); later MARs are records like the
   others (time mode files them by their `now` time, as the real tool does).
 * `$field` in a name is the field as ra prints it (trimmed); `%` codes are strftime of the bin
@@ -27,15 +31,11 @@ the writer groups rows by key, keeping their order.  What the real rasplit does,
   not split (the real tool crashes there; we write one file per name).  MARs stay out of `$field`
   files (the real tool aborts on the first one).
 
-Known differences from the real tool (measured 2026-11-28 over the 54 corpus captures the real
-argus makes flows from, 5 modes each: 252 of 270 runs identical; 15 of the 18 others come from
-records.writer, not from splitting).  Splitting's own:
-* records that claim to span more than MAX_PIECES bins are filed whole; the real tool keeps
-  pieces only where its packets land (suricata bug-1450-04: 3+3 packets over 21 years at 1 m
-  bins give pieces at the start, at the exact middle of the record and at its end, which looks
-  like packets spread evenly over the record's time);
-* the real tool's byte shares of cut records are sometimes one or two bytes off the record's
-  mean size (a float rounding we could not reproduce; totals are kept; ndpi__wechat at 1 s);
+Known differences from the real tool (measured 2026-11-29 over the 47 corpus captures the real
+argus made flows from here, modes time 1s, 10s, 5m: 237 of 240 runs identical, with the 3 others
+from records.writer, not from splitting).  Splitting's own:
+* a piece of more than 2^31 bytes: 3.0.8 overflows a C int and writes a mangled record; we
+  keep the count right and clamp the piece's negative bytes at 0;
 * with a `$field` template the real tool once wrote a file's first two records after the later
   ones (zeek__pppoe, `$proto/argus.%H%M`; same records, order only).
 """
@@ -47,6 +47,7 @@ import re
 import time as _time
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import polars as pl
 
@@ -60,7 +61,6 @@ SIZE_UNITS = {"b": 10**9, "g": 10**9, "m": 10**6, "k": 10**3}  # 3.0.8: 'b' mean
 STDIO_BLOCK = 4096
 DEFAULT_COUNT = 10000
 DEFAULT_TIME_SUFFIX = "%Y.%m.%d.%H.%M.%S"
-MAX_PIECES = 100_000  # bins one record may be cut into
 
 
 @dataclass(frozen=True)
@@ -265,190 +265,290 @@ def _mar_now(raw: bytes) -> int:
 
 
 def cut_at_boundaries(batch: pl.DataFrame, mode: SplitMode, utc: bool = False) -> pl.DataFrame:
-    """Every flow record that spans bin boundaries becomes one record per bin (see module doc)."""
+    """Every flow record that runs past the end of its first bin becomes pieces (see module doc)."""
     flows = (batch["rtype"] != RTYPE_MAR).to_numpy()
     times = batch.select(s0=derive.sstime_us(), s1=derive.sltime_us(), d0=derive.dstime_us(),
                          d1=derive.dltime_us(), t0=derive.stime_us(), t1=derive.ltime_us())
     t0 = times["t0"].to_numpy()
     t1 = times["t1"].to_numpy()
-    first_bin = bin_start(t0 // 1_000_000, mode, utc)
-    first_end = bin_end(first_bin, mode, utc) * 1_000_000
-    spans = flows & (t1 >= first_end) & (t1 > t0)
-    # A damaged record can claim to last for years: past MAX_PIECES bins it is filed whole.
-    shortest = {"M": 28 * 86400, "y": 365 * 86400}.get(mode.unit, mode.seconds)
-    bins = (t1 - first_bin * 1_000_000) // (shortest * 1_000_000) + 1
-    spans &= bins <= MAX_PIECES
+    size, origin = _align_grid(t0, mode, utc)
+    first_end = origin + ((t0 - origin) // size + 1) * size
+    pkts = (batch["spkts"].to_numpy().astype(np.int64) + batch["dpkts"].to_numpy().astype(np.int64))
+    # 3.0.8 cuts only records of two packets or more that end after their first bin.
+    spans = flows & (t1 > first_end) & (pkts > 1)
     if not spans.any():
         return batch
     rows = np.flatnonzero(spans)
-    pieces = _pieces(rows, t0, t1, first_bin, mode, utc)
-    cut, keep = _cut_rows(batch, times, pieces)
+    pieces = _align_pieces(batch, times, rows, size, origin)
+    cut = _piece_frame(batch, pieces)
     # Stitch: untouched rows keep their place, a cut row is replaced by its pieces in order.
     # One gather of the wide frame by an index sorted in numpy (a polars sort of the whole
     # frame by a key column cost a third of rasplit's own time).
     whole = np.flatnonzero(~spans)
-    owner = np.concatenate([whole, pieces.row[keep]])  # pieces already in order per row
+    owner = np.concatenate([whole, pieces[:, _ROW]])  # pieces already in order per row
     index = np.concatenate([whole, batch.height + np.arange(cut.height)])
     order = index[np.argsort(owner, kind="stable")]
     return pl.concat([batch, cut], how="vertical")[order]
 
 
-@dataclass
-class Pieces:
-    row: np.ndarray  # batch row of each piece
-    k: np.ndarray  # index of the piece within its record
-    count: np.ndarray  # pieces of that record
-    lo: np.ndarray  # bin start (us) of the piece
-    hi: np.ndarray  # bin end (us)
+# The sizes 3.0.8 gives its bins when it cuts (weeks, "months" and "years" are fixed lengths).
+_CUT_SIZE_S = {"M": 4 * 7 * 86400, "y": 52 * 7 * 86400}
 
 
-def _pieces(rows: np.ndarray, t0: np.ndarray, t1: np.ndarray, first_bin: np.ndarray,
-            mode: SplitMode, utc: bool) -> Pieces:
-    """The bins each spanning record covers (fixed bins: arithmetic; calendar bins: stepping)."""
-    out_row, out_k, out_lo, out_hi = [], [], [], []
-    if mode.unit in ("s", "m", "h", "d", "w") and not (mode.unit in ("s", "m", "h", "d")
-                                                       and not utc and _has_dst_change(t0, t1)):
-        size = mode.seconds * 1_000_000
-        lo0 = first_bin[rows] * 1_000_000
-        n = (t1[rows] - lo0) // size + 1
-        rep = np.repeat(np.arange(len(rows)), n)
-        k = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-        lo = lo0[rep] + k * size
-        return Pieces(rows[rep], k, n[rep], lo, lo + size)
-    for r in rows:  # calendar bins: months/years (or a DST change) have no fixed length
-        lo = int(first_bin[r])
+def _align_grid(t0: np.ndarray, mode: SplitMode, utc: bool) -> tuple[int, np.ndarray]:
+    """Bin size (us) and each record's grid origin (us) for cutting, as 3.0.8 lays them out:
+    seconds, minutes and hours on multiples of the size since the epoch, days on local
+    midnight, weeks, months and years from the record's own start."""
+    size_s = _CUT_SIZE_S.get(mode.unit, mode.seconds) * (1 if mode.unit in TIME_UNITS else mode.value)
+    size = size_s * 1_000_000
+    if mode.unit in ("s", "m", "h"):
+        return size, t0 // size * size
+    if mode.unit == "d":
+        return size, bin_start(t0 // 1_000_000, mode, utc) * 1_000_000
+    return size, t0.copy()
+
+
+# Columns of a piece row (the kernel's output).
+_ROW, _K, _S0, _S1, _D0, _D1, _SP, _DP, _SB, _DB, _SA, _DA, _TR, _SR, _DR = range(15)
+_IN = ("spkts", "dpkts", "sbytes", "dbytes", "sappbytes", "dappbytes")
+
+
+def _align_pieces(batch: pl.DataFrame, times: pl.DataFrame, rows: np.ndarray, size: int,
+                  origin: np.ndarray) -> np.ndarray:
+    """One row per piece: [row, k, s0, s1, d0, d1, spkts, dpkts, sbytes, dbytes, sapp, dapp,
+    trans, sretrans, dretrans]."""
+    cols = [times[c].to_numpy()[rows].astype(np.int64) for c in ("s0", "s1", "d0", "d1")]
+    cols += [batch[c].to_numpy()[rows].astype(np.int64)
+             for c in (*_IN, "agr_count", "stcp_retrans", "dtcp_retrans")]
+    pkts = cols[4] + cols[5]
+    t0 = times["t0"].to_numpy()[rows]
+    t1 = times["t1"].to_numpy()[rows]
+    # Every piece takes a packet, and at most one piece starts in a bin (plus the last ones).
+    bins = (t1 - t0) // size + 8
+    for capacity in (np.minimum(pkts + 1, bins), pkts + 1):
+        out = np.zeros((int(capacity.sum()), 15), dtype=np.int64)
+        n = _align_kernel(rows.astype(np.int64), *cols, origin[rows].astype(np.int64),
+                          np.int64(size), out)
+        if n >= 0:
+            return out[:n]
+    raise AssertionError("rasplit: more pieces than packets")  # cannot happen: one packet each
+
+
+@numba.njit(cache=True)
+def _c_int(x: float) -> int:
+    """A double converted to a C int as x86 does: NaN and out-of-range give INT_MIN."""
+    if x != x or x >= 2147483648.0 or x <= -2147483649.0:
+        return -2147483648
+    return int(x)
+
+
+@numba.njit(cache=True)
+def _nz_min(a: int, b: int) -> int:
+    if a == 0:
+        return b
+    if b == 0:
+        return a
+    return min(a, b)
+
+
+@numba.njit(cache=True)
+def _skip_gap(t: int, start: int, end: int) -> int:
+    """How far (us) 3.0.8 sees `t` past a direction's start when deciding to skip ahead.
+
+    It reads the start and end (two 32-bit second/microsecond pairs) as one 64-bit timeval,
+    so its "seconds" are start.sec + start.usec << 32 and its "microseconds" end.sec +
+    end.usec << 32 (wrapping 64-bit arithmetic).  Measured consequence: a record only skips
+    ahead when both times fall on whole seconds or the skip is large enough to beat that."""
+    b_sec = start // 1_000_000 + ((start % 1_000_000) << 32)
+    b_usec = end // 1_000_000 + ((end % 1_000_000) << 32)
+    return (t // 1_000_000 - b_sec) * 1_000_000 + (t % 1_000_000 - b_usec)
+
+
+@numba.njit(cache=True)
+def _lost_share(pkts: int, before: int, lost: int) -> tuple[int, int]:
+    """A piece's retransmissions: its packets' share of what the rest of the record still
+    holds, rounded half to even (measured); returns (the piece's, what is left)."""
+    if before <= 0 or lost <= 0:
+        return 0, lost
+    mine = min(int(np.rint(pkts * lost / before)), lost)
+    return mine, lost - mine
+
+
+@numba.njit(cache=True)
+def _align_kernel(rows, s0a, s1a, d0a, d1a, spa, dpa, sba, dba, saa, daa, agra, sra, dra,
+                  origins, size, out):
+    """3.0.8's rasplit record cutting, measured and read from its behaviour, one record at a
+    time (each piece depends on the carry the previous one left).  Returns the number of
+    pieces, or -1 when `out` is too short."""
+    n = 0
+    for i in range(len(rows)):
+        s0, s1, d0, d1 = s0a[i], s1a[i], d0a[i], d1a[i]
+        sp, dp, sb, db, sa, da = spa[i], dpa[i], sba[i], dba[i], saa[i], daa[i]
+        agr = agra[i]  # records merged (ra trans); 0: the record has no aggregation DSR
+        sr, dr = sra[i], dra[i]  # retransmissions (ra sloss, dloss)
+        origin = origins[i]
+        # Per-record model, set up at the first proportional cut: packets (and bytes) per bin
+        # in each direction (float32, as the C struct holds them) and the mean packet spacing
+        # (in bins) that lets a long, sparse record skip empty bins.
+        ready = False
+        srate = drate = np.float32(0.0)
+        sbrate = dbrate = sarate = darate = np.float32(0.0)
+        scarry = dcarry = np.float32(0.0)
+        sgap = dgap = 0.0
         k = 0
-        while True:
-            hi = int(bin_end(np.array([lo]), mode, utc)[0])
-            out_row.append(r)
-            out_k.append(k)
-            out_lo.append(lo * 1_000_000)
-            out_hi.append(hi * 1_000_000)
-            if t1[r] < hi * 1_000_000:
+        while sp + dp > 0:
+            if n >= out.shape[0]:
+                return -1
+            start = _nz_min(s0, d0)
+            end = max(s1, d1)
+            if end == 0:
+                end = max(s0, d0)
+            esecs = origin + ((start - origin) // size + 1) * size
+            row = out[n]
+            row[_ROW], row[_K] = rows[i], k
+            if sp + dp == 1 or end <= esecs:  # the rest fits in this bin: one last piece
+                row[_S0], row[_S1], row[_D0], row[_D1] = s0, s1, d0, d1
+                row[_SP], row[_DP], row[_SB], row[_DB], row[_SA], row[_DA] = sp, dp, sb, db, sa, da
+                row[_TR], row[_SR], row[_DR] = agr, sr, dr
+                n += 1
                 break
-            lo, k = hi, k + 1
-    row = np.array(out_row, dtype=np.int64)
-    kk = np.array(out_k, dtype=np.int64)
-    counts = np.bincount(np.searchsorted(np.unique(row), row))
-    return Pieces(row, kk, counts[np.searchsorted(np.unique(row), row)],
-                  np.array(out_lo, dtype=np.int64), np.array(out_hi, dtype=np.int64))
+            if sp + dp == 2:  # two packets: one piece each, the first direction's first
+                row[_S0], row[_S1], row[_D0], row[_D1] = s0, s1, d0, d1
+                if agr >= 1:
+                    agr = 1
+                row[_TR] = agr
+                if sp == 1:
+                    row[_D0] = row[_D1] = 0
+                    row[_SP], row[_SB], row[_SA] = 1, sb, sa
+                    s0 = s1 = 0
+                    sp = sb = sa = 0
+                elif sp == 2:
+                    half_b, half_a = sb // 2 + (sb & 1), sa // 2 + (sa & 1)
+                    row[_S1] = s0
+                    row[_SP], row[_SB], row[_SA] = 1, half_b, half_a
+                    s0 = s1
+                    sp, sb, sa = 1, sb - half_b, sa - half_a
+                else:
+                    half_b, half_a = db // 2 + (db & 1), da // 2 + (da & 1)
+                    row[_D1] = d0
+                    row[_DP], row[_DB], row[_DA] = 1, half_b, half_a
+                    d0 = d1
+                    dp, db, da = 1, db - half_b, da - half_a
+                row[_SR], sr = _lost_share(row[_SP], sp + row[_SP], sr)
+                row[_DR], dr = _lost_share(row[_DP], dp + row[_DP], dr)
+                n += 1
+                k += 1
+                continue
+            if not ready:
+                speriod = max((s1 - s0) / size, 1.0)
+                dperiod = max((d1 - d0) / size, 1.0)
+                srate, drate = np.float32(sp / speriod), np.float32(dp / dperiod)
+                sbrate, dbrate = np.float32(sb / speriod), np.float32(db / dperiod)
+                sarate, darate = np.float32(sa / speriod), np.float32(da / dperiod)
+                sgap = speriod / (sp - 1) if sp > 1 else 0.0
+                if dp > 1:
+                    dgap = dperiod / (dp - 1)
+                else:
+                    sgap = 0.0  # (sic: 3.0.8 clears the source spacing here)
+                scarry = dcarry = np.float32(0.0)
+                ready = True
+            ss, se, ds, de = s0, s1, d0, d1  # the rest, before this cut
+            ps0, ps1, pd0, pd1 = s0, s1, d0, d1
+            psp, pdp, psb, pdb, psa, pda = sp, dp, sb, db, sa, da
+            if ss > esecs:
+                ps0 = ps1 = 0
+                psp = psb = psa = 0
+            elif se > esecs:
+                ps1 = esecs
+                s0 = esecs
+            else:
+                s0 = s1 = 0
+                sgap = 0.0
+            if ds > esecs:
+                pd0 = pd1 = 0
+                pdp = pdb = pda = 0
+            elif de > esecs:
+                pd1 = esecs
+                d0 = esecs
+            else:
+                d0 = d1 = 0
+                dgap = 0.0
+            if ps0 != 0 and psp != 0:
+                share = min(ps1 - ps0, size) / min(se - ss, size) if se > ss else np.nan
+                psp = min(_c_int(np.float64(np.float32(srate + scarry)) * share), psp)
+                psp = max(psp, 1)
+                scarry = np.float32(np.float64(scarry) + (np.float64(srate) * share - psp))
+                ratio = psp / np.float64(srate)
+                psb, psa = _c_int(np.float64(sbrate) * ratio), _c_int(np.float64(sarate) * ratio)
+            if pd0 != 0 and pdp != 0:
+                share = min(pd1 - pd0, size) / min(de - ds, size) if de > ds else np.nan
+                pdp = min(_c_int(np.float64(np.float32(drate + dcarry)) * share), pdp)
+                pdp = max(pdp, 1)
+                dcarry = np.float32(np.float64(dcarry) + (np.float64(drate) * share - pdp))
+                ratio = pdp / np.float64(drate)
+                pdb, pda = _c_int(np.float64(dbrate) * ratio), _c_int(np.float64(darate) * ratio)
+            # Merged records are shared by packets as well (truncated, at least one).
+            pagr = agr
+            if agr > 1:
+                pagr = max(_c_int(agr * ((psp + pdp) / (sp + dp))), 1)
+                agr -= pagr
+            sp, sb, sa = sp - psp, sb - psb, sa - psa
+            dp, db, da = dp - pdp, db - pdb, da - pda
+            # Bytes left without packets: a packet goes back to them, or the piece takes them.
+            if sp == 0 and sb > 0:
+                if psp > 1:
+                    psp, sp = psp - 1, sp + 1
+                else:
+                    psb, psa = psb + sb, psa + sa
+            if dp == 0 and db > 0:
+                if pdp > 1:
+                    pdp, dp = pdp - 1, dp + 1
+                else:
+                    pdb, pda = pdb + db, pda + da
+            if psp + pdp == 1:
+                ps1, pd1 = ps0, pd0
+            # A sparse record skips ahead to where its next packets are expected.
+            if sp > 1 and sgap != 0.0:
+                t = ss + np.int64(sgap * psp * size)
+                if _skip_gap(t, s0, s1) >= size:
+                    s0 = t
+            elif sp == 1:
+                s0 = s1
+            if dp > 1 and dgap != 0.0:
+                t = ds + np.int64(dgap * pdp * size)
+                if _skip_gap(t, d0, d1) >= size:
+                    d0 = t
+            elif dp == 1:
+                d0 = d1
+            row[_S0], row[_S1], row[_D0], row[_D1] = ps0, ps1, pd0, pd1
+            row[_SP], row[_DP], row[_SB], row[_DB], row[_SA], row[_DA] = psp, pdp, psb, pdb, psa, pda
+            row[_TR] = pagr
+            row[_SR], sr = _lost_share(psp, sp + psp, sr)
+            row[_DR], dr = _lost_share(pdp, dp + pdp, dr)
+            n += 1
+            k += 1
+    return n
 
 
-def _has_dst_change(t0: np.ndarray, t1: np.ndarray) -> bool:
-    if len(t0) == 0:
-        return False
-    a = _time.localtime(int(t0.min() // 1_000_000)).tm_gmtoff
-    b = _time.localtime(int(t1.max() // 1_000_000)).tm_gmtoff
-    return a != b
-
-
-def _share(total: np.ndarray, cum_frac: np.ndarray, last: np.ndarray, first: np.ndarray
-           ) -> np.ndarray:
-    """Packets per piece: cumulative floor, at least one per piece while more than one is left."""
-    floor_cum = np.floor(total * cum_frac).astype(np.int64)
-    floor_cum = np.where(last, total, floor_cum)
-    out = np.empty_like(floor_cum)
-    # The running maximum makes this a scan over each record's pieces (a few per record).
-    prev = 0
-    for i in range(len(out)):
-        if first[i]:
-            prev = 0
-        bump = min(prev + 1, max(int(total[i]) - 1, 0))
-        cum = max(int(floor_cum[i]), bump, prev)
-        if last[i]:
-            cum = int(total[i])
-        out[i] = cum - prev
-        prev = cum
-    return out
-
-
-def _cut_rows(batch: pl.DataFrame, times: pl.DataFrame, p: Pieces
-              ) -> tuple[pl.DataFrame, np.ndarray]:
-    base = batch[p.row]
-    first = p.k == 0
-    last = p.k == p.count - 1
-    cols: dict[str, np.ndarray] = {}
-    for side in ("s", "d"):
-        start = times[f"{side}0"].to_numpy()[p.row]
-        end = times[f"{side}1"].to_numpy()[p.row]
-        pkts = base[f"{side}pkts"].to_numpy().astype(np.int64)
-        byts = base[f"{side}bytes"].to_numpy().astype(np.int64)
-        app = base[f"{side}appbytes"].to_numpy().astype(np.int64)
-        span = (end - start).astype(np.float64)
-        upto = np.minimum(p.hi, end)
-        # A direction with no duration (one packet) lies wholly in the piece that holds its time.
-        point = np.where(start < p.hi, 1.0, 0.0)
-        frac = np.where(span > 0, (upto - start) / np.where(span > 0, span, 1.0), point)
-        frac = np.clip(frac, 0.0, 1.0)
-        share = _share(pkts, frac, last, first)
-        # The mean size times the share, in integers: as a float product, 7 of 14 packets of
-        # 7556 bytes came to 3777.99.. and lost a byte the real tool keeps.
-        piece_bytes = _with_remainder(_scaled(byts, share, pkts), byts, p, last)
-        piece_app = _with_remainder(_scaled(app, share, pkts), app, p, last)
-        lo = np.maximum(start, p.lo)
-        hi = np.minimum(end, p.hi)
-        cols[f"{side}tcp_retrans"] = _share_retrans(base[f"{side}tcp_retrans"].to_numpy(), share,
-                                                    pkts, p)
-        cols[f"{side}pkts"] = share
-        cols[f"{side}bytes"] = piece_bytes
-        cols[f"{side}appbytes"] = piece_app
-        cols[f"{side}lo"], cols[f"{side}hi"] = lo, hi
-    total = cols["spkts"] + cols["dpkts"]
-    for side in ("s", "d"):
-        lo, hi, n = cols.pop(f"{side}lo"), cols.pop(f"{side}hi"), cols[f"{side}pkts"]
-        end = times[f"{side}1"].to_numpy()[p.row]
-        point_end = last & (n == 1)
-        point_start = ~point_end & (total == 1)
-        lo = np.where(point_end, end, lo)
-        hi = np.where(point_end, end, np.where(point_start, lo, hi))
-        none = n == 0
-        cols[f"{side}start"] = np.where(none, 0, lo)
-        cols[f"{side}last"] = np.where(none, 0, hi)
-    keep = total > 0
-    # A piece without retransmissions of its own loses the direction's retransmission bit.
+def _piece_frame(batch: pl.DataFrame, pieces: np.ndarray) -> pl.DataFrame:
+    """The pieces as records: the original row with its times and counters replaced."""
+    row = pieces[:, _ROW]
+    base = batch[row]
+    cols: dict[str, pl.Series] = {}
     status = base["tcp_status"].to_numpy().astype(np.int64)
-    for side, bit in (("s", 0x100), ("d", 0x200)):
-        gone = (base[f"{side}tcp_retrans"].to_numpy() > 0) & (cols[f"{side}tcp_retrans"] == 0)
+    for side, first_col, bit in (("s", _S0, 0x100), ("d", _D0, 0x200)):
+        retrans = pieces[:, _SR if side == "s" else _DR]
+        # A piece without retransmissions of its own loses the direction's retransmission bit.
+        gone = (base[f"{side}tcp_retrans"].to_numpy() > 0) & (retrans == 0)
         status = np.where(gone, status & ~bit, status)
-    out = base.with_columns(
-        tcp_status=pl.Series(status).cast(pl.UInt32),
-        sstart=pl.Series(cols["sstart"]), slast=pl.Series(cols["slast"]),
-        dstart=pl.Series(cols["dstart"]), dlast=pl.Series(cols["dlast"]),
-        stcp_retrans=pl.Series(cols["stcp_retrans"]).cast(pl.UInt32),
-        dtcp_retrans=pl.Series(cols["dtcp_retrans"]).cast(pl.UInt32),
-        **{name: pl.Series(cols[name]).cast(pl.UInt64)
-           for name in ("spkts", "dpkts", "sbytes", "dbytes", "sappbytes", "dappbytes")},
-    )
-    return (out.filter(pl.Series(keep)) if not keep.all() else out), keep
-
-
-def _scaled(total: np.ndarray, part: np.ndarray, whole: np.ndarray) -> np.ndarray:
-    """floor(total * part / whole) exactly, without int64 overflow for huge totals."""
-    whole = np.maximum(whole, 1)
-    quotient, rest = np.divmod(total, whole)
-    return quotient * part + rest * part // whole
-
-
-def _share_retrans(retrans: np.ndarray, share: np.ndarray, pkts: np.ndarray, p: Pieces
-                   ) -> np.ndarray:
-    """Retransmissions follow the packets: the cumulative share, rounded (as measured)."""
-    groups = np.cumsum(p.k == 0) - 1
-    cum = np.cumsum(share)
-    offsets = np.concatenate([[0], np.bincount(groups, weights=share).cumsum()[:-1]])
-    cum_in_record = cum - offsets[groups]
-    retrans = retrans.astype(np.int64)
-    ratio = np.where(pkts > 0, retrans / np.maximum(pkts, 1), 0.0)
-    cum_retrans = np.floor(ratio * cum_in_record + 0.5).astype(np.int64)
-    before = np.concatenate([[0], cum_retrans[:-1]])
-    before = np.where(p.k == 0, 0, before)
-    return np.maximum(cum_retrans - before, 0)
-
-
-def _with_remainder(values: np.ndarray, totals: np.ndarray, p: Pieces, last: np.ndarray) -> np.ndarray:
-    """The last piece of each record takes what the others left."""
-    groups = np.cumsum(p.k == 0) - 1
-    before = np.bincount(groups, weights=np.where(last, 0, values)).astype(np.int64)
-    return np.where(last, totals - before[groups], values)
+        cols[f"{side}tcp_retrans"] = pl.Series(retrans).cast(pl.UInt32)
+        cols[f"{side}start"] = pl.Series(pieces[:, first_col])
+        cols[f"{side}last"] = pl.Series(pieces[:, first_col + 1])
+    for name, col in zip(_IN, (_SP, _DP, _SB, _DB, _SA, _DA), strict=True):
+        # 3.0.8 keeps a piece's bytes in a C int: past 2^31 they wrap negative (shown as 0).
+        cols[name] = pl.Series(np.maximum(pieces[:, col], 0)).cast(pl.UInt64)
+    cols["agr_count"] = pl.Series(pieces[:, _TR]).cast(pl.UInt32)
+    return base.with_columns(tcp_status=pl.Series(status).cast(pl.UInt32), **cols)
 
 
 # --- the splitter --------------------------------------------------------------------------------
