@@ -653,13 +653,20 @@ def time_plan(sub: int, size: int) -> list[tuple[int, bool, int]]:
     return plan
 
 
+# ra 3.0.8 turns a microsecond fraction into a C int of nanoseconds: past INT_MAX it becomes
+# INT_MIN, -2147483 us once divided back (tcpdump__timestamp_invalid_nano: 0xffdf3b65 us in the
+# file, 2.147483 s before the second in ra's output).  Up to that, a fraction >= 1e6 counts whole.
+USEC_LIMIT = (2**31 - 1) // 1000
+USEC_WRAPPED = -(2**31 // 1000)
+
+
 def timestamps(words: np.ndarray, at: np.ndarray, nsec: bool) -> np.ndarray:
     """Seconds, then the fraction (ns or us), at word numbers `at`: microseconds."""
     sec = words[at].astype(np.int64)
     frac = words[at + 1].astype(np.int64)
     if nsec:
-        frac //= 1000
-    return sec * 1_000_000 + np.minimum(frac, 999_999)
+        return sec * 1_000_000 + np.minimum(frac // 1000, 999_999)
+    return sec * 1_000_000 + np.where(frac > USEC_LIMIT, USEC_WRAPPED, frac)
 
 
 def decode_time(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
@@ -683,8 +690,22 @@ def decode_time(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
                 out[k, g.rec] = timestamps(buf.words, word + at // 4, nsec)
     out[1] = np.where(out[1] == 0, out[0], out[1])
     out[3] = np.where(out[3] == 0, out[2], out[3])
+    ranged = np.zeros(cols.n, dtype=np.bool_)
+    ranged[d.rec] = (d.sub & 0x78) != 0
+    before_start(out, ranged)
     for k, name in enumerate(TIME_NAMES):
         cols.merge(name, out[k])
+
+
+def before_start(out: np.ndarray, ranged: np.ndarray) -> None:
+    """A last time before its start (only a wrapped fraction makes one), as ra 3.0.8 holds it:
+    with direction bits (`ranged`) the two are swapped, else the last time is the start."""
+    for start, last in ((0, 1), (2, 3)):
+        early = out[last] < out[start]
+        if early.any():
+            first = np.where(early & ranged, out[last], out[start])
+            out[last] = np.where(early, out[start], out[last])
+            out[start] = first
 
 
 METRIC_WIDTHS = (0, 1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 0, 0, 0)
