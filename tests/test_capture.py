@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from argusflow.capture import PcapngReader, PcapReader, jit, open_capture, walk
 from argusflow.capture.batch import PacketBatch
+from argusflow.capture.reader import DEFAULT_BATCH
 from argusflow.errors import CorruptInput
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -197,7 +198,7 @@ def test_pcap_batches_and_carry(tmp_path: Path, compiled: bool) -> None:
         got: list[bytes] = []
         reader = open_capture(path, **kw)  # type: ignore[arg-type]
         for b in reader:
-            assert len(b) <= kw.get("batch_size", 65536)
+            assert len(b) <= kw.get("batch_size", DEFAULT_BATCH)
             got.extend(b.packet(i) for i in range(len(b)))
         assert got == packets and reader.error is None
 

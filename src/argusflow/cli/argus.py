@@ -32,7 +32,7 @@ from argusflow.cli.runner import EXIT_MATCHED, entry
 from argusflow.decode import decode_capture
 from argusflow.errors import UsageError
 from argusflow.filter.compile_packets import compile_capture_filter
-from argusflow.flows.probe import DEFAULT_TIMEOUTS, FlowProbe, ProbeSettings
+from argusflow.flows.probe import DEFAULT_TIMEOUTS, FILE_HOLD, FlowProbe, ProbeSettings
 from argusflow.flows.probe_writer import ProbeOutput
 from argusflow.records.mar import MarCounters, SourceId, start_mar, stop_mar
 from argusflow.records.printer import Printer, PrintOptions
@@ -189,12 +189,12 @@ def argus(argv: list[str]) -> int:
     filter_text = args.filter or conf.get("ARGUS_FILTER") or ""
     capture_filter = compile_capture_filter(filter_text) if filter_text.strip() else None
     sink = ProbeOutput(out_path) if out_path else TextOut()
-    probe = FlowProbe(settings)
+    probe = FlowProbe(settings, hold=FILE_HOLD)
     header: bytes | None = None
     errors = []
     try:
         for path in inputs:
-            reader = open_capture(path)
+            reader = open_capture(path, reuse_buffers=True)  # batches are used at once
             with reader:
                 for packets, decoded in decode_capture(reader):
                     if header is None and len(decoded):

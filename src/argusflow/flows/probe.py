@@ -28,6 +28,9 @@ from argusflow.flows.records import Config, build_records
 P_LEN = P["len"]
 SECOND = 1_000_000
 FRAG_CACHE = 1 << 14  # first fragments remembered (direct-mapped by fragment hash)
+# Records a file probe holds back before building a frame (FlowProbe `hold`): per-frame costs
+# are amortised by then, and a frame of 8k records (~20 MB while encoded) keeps memory flat.
+FILE_HOLD = 8192
 # argus 3.0.8 defaults (features.md §1.4): IP, TCP, ICMP, IGMP, FRAG, ARP, OTHER idle timeouts.
 DEFAULT_TIMEOUTS = {"IP": 30, "TCP": 60, "ICMP": 5, "IGMP": 30, "FRAG": 5, "ARP": 5, "OTHER": 30}
 TIMEOUT_ORDER = ("IP", "TCP", "ICMP", "IGMP", "FRAG", "ARP", "OTHER")
@@ -47,7 +50,11 @@ class ProbeSettings:
 
 
 class FlowProbe:
-    def __init__(self, settings: ProbeSettings | None = None, capacity: int = 1 << 14) -> None:
+    def __init__(self, settings: ProbeSettings | None = None, capacity: int = 1 << 14,
+                 hold: int = 0) -> None:
+        """`hold`: records kept back until that many are due (finish and advance return them
+        all).  Building and encoding a frame costs ~15 ms whatever its size, so a file probe
+        reading small batches asks for fewer, larger frames; live capture reports at once."""
         self.settings = s = settings or ProbeSettings()
         self.cfg = Config(s.appbytes, s.psize, s.macs, s.srcid_type, s.srcid)
         self.interval = max(1, int(round(s.status_interval * SECOND)))
@@ -68,6 +75,10 @@ class FlowProbe:
         self.bytes = 0
         self.first_ts = 0
         self.last_ts = 0
+        self.hold = hold
+        self._held = 0  # records in _OUT/_OK not yet returned
+        self._OUT, self._OK = self._out(0)
+        self._none = build_records(*self._out(0), self.cfg)
 
     # -- public ---------------------------------------------------------------------------
     def feed(self, d: DecodedBatch, packets: PacketBatch | None = None) -> pl.DataFrame:
@@ -75,7 +86,7 @@ class FlowProbe:
         (the batch the decoded one came from) lets payload heuristics (RTP) look at bytes."""
         n = len(d)
         if n == 0:
-            return build_records(*self._empty_out(), self.cfg)
+            return self._none
         self.packets += n
         self.bytes += int(d.wirelen.sum(dtype=np.int64))
         lo, hi = int(d.ts_us.min()), int(d.ts_us.max())
@@ -88,8 +99,8 @@ class FlowProbe:
             P[P_LEN] -= link_header_not_counted(packets.linktype)
         K = np.stack([keys.a_hi, keys.a_lo, keys.b_hi, keys.b_lo, keys.w4, keys.w5])
         # Records are far fewer than packets; the kernel asks for more room when needed.
-        OUT, OK = self._out(n // 8 + 1024)
-        start, n_out = 0, 0
+        OUT, OK = self._room(n // 8 + 1024)
+        start, n_out = 0, self._held
         while True:
             start, self.nfree, n_out, why = kernel.run(
                 P, K, keys.hash, keys.fhash, keys.fkey, keys.quoted, keys.qhash, start, self.F,
@@ -103,31 +114,31 @@ class FlowProbe:
                 self._grow(self.F.shape[1] * 2)
             else:
                 OUT, OK = self._more_out(OUT, OK)
-        return build_records(OUT[:, :n_out], OK[:, :n_out], self.cfg)
+        return self._report(OUT, OK, n_out, n_out >= self.hold)
 
     def advance(self, now_us: int) -> pl.DataFrame:
         """Live capture: move the clock to wall-clock `now_us` without a packet, reporting the
         status records and idle timeouts that fall due (argus's timer does this when the link
         is quiet).  At most one table scan per second, like a packet's tick in the kernel."""
         if self.clock[0] == 0 or now_us < self.clock[0]:
-            return build_records(*self._empty_out(), self.cfg)
+            return self._report(self._OUT, self._OK, self._held, True)
         self.clock[1] = max(int(self.clock[1]), now_us)
-        OUT, OK = self._out(self.F.shape[1] + 1)
+        OUT, OK = self._room(self.F.shape[1] + 1)
         self.nfree, n_out = kernel.scan(self.F, self.K, self.H, self.SLOTS, self.FREE,
-                                        self.nfree, now_us, self.interval, OUT, OK, 0,
+                                        self.nfree, now_us, self.interval, OUT, OK, self._held,
                                         self.counters, False)
         kernel.rehash(self.H, self.F, self.SLOTS)
         self.clock[0] = (now_us // SECOND + 1) * SECOND
-        return build_records(OUT[:, :n_out], OK[:, :n_out], self.cfg)
+        return self._report(OUT, OK, n_out, True)
 
     def finish(self) -> pl.DataFrame:
         """Report every flow still open (end of input: causes as usual, spec §3)."""
-        OUT, OK = self._out(self.F.shape[1] + 1)
+        OUT, OK = self._room(self.F.shape[1] + 1)
         self.nfree, n_out = kernel.scan(self.F, self.K, self.H, self.SLOTS, self.FREE,
-                                        self.nfree, self.last_ts, self.interval, OUT, OK, 0,
-                                        self.counters, True)
+                                        self.nfree, self.last_ts, self.interval, OUT, OK,
+                                        self._held, self.counters, True)
         kernel.rehash(self.H, self.F, self.SLOTS)
-        return build_records(OUT[:, :n_out], OK[:, :n_out], self.cfg)
+        return self._report(OUT, OK, n_out, True)
 
     @property
     def flows_reported(self) -> int:
@@ -173,8 +184,27 @@ class FlowProbe:
         # Uninitialised: the kernel writes every row of each record it reports.
         return np.empty((N_FLOW_FIELDS, n), dtype=np.int64), np.empty((6, n), dtype=np.uint64)
 
-    def _empty_out(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._out(0)
+    def _room(self, extra: int) -> tuple[np.ndarray, np.ndarray]:
+        """Output arrays holding the held records, with room for `extra` more."""
+        if self._OUT.shape[1] >= self._held + extra:
+            return self._OUT, self._OK
+        # Room for the whole hold at once: held records are copied only when it overflows.
+        OUT, OK = self._out(max(self._held + extra, self.hold + extra))
+        OUT[:, : self._held] = self._OUT[:, : self._held]
+        OK[:, : self._held] = self._OK[:, : self._held]
+        return OUT, OK
+
+    def _report(self, OUT: np.ndarray, OK: np.ndarray, n_out: int, now: bool) -> pl.DataFrame:
+        """The frame of the n_out records in OUT/OK, or (not `now`) keep them for later."""
+        if not now:
+            self._OUT, self._OK, self._held = OUT, OK, n_out
+            return self._none
+        # Fresh arrays for the next records: the frame may share memory with these.
+        self._OUT, self._OK = self._out(0)
+        self._held = 0
+        if n_out == 0:
+            return self._none
+        return build_records(OUT[:, :n_out], OK[:, :n_out], self.cfg)
 
     def _more_out(self, OUT: np.ndarray, OK: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         OUT2, OK2 = self._out(OUT.shape[1] * 2 + self.F.shape[1])
