@@ -148,16 +148,29 @@ def fixed(values: pl.Series, precision: int) -> pl.Series:
     slow = ~np.isfinite(a) | (a >= 2.0 ** 52) | (np.abs(frac - 0.5) < 1e-6) | (p > 15)
     r = np.where(slow, 0, r).astype(np.uint64)
     neg = np.signbit(v) & ~np.isnan(v)
-    whole = c("r") // (10 ** p) if p <= 15 else c("r")
-    pieces = [pl.lit(_SIGNS).gather(c("neg").cast(pl.UInt32)), whole.cast(pl.String)]
-    if 0 < p <= 15:
-        pieces += [pl.lit("."), *_digit_pieces(c("r") % (10 ** p), p)]
-    text = pl.DataFrame({"r": r, "neg": neg}).select(pl.concat_str(pieces)).to_series()
+    zero = (r == 0) & ~neg & ~slow
+    if 2 * np.count_nonzero(zero) > len(v):
+        # mostly zeros (RTTs of UDP, jitter and gaps of one-packet flows): only the rest is built
+        text = pl.repeat(f"{0:.{p}f}", len(v), dtype=pl.String, eager=True)
+        rest = np.flatnonzero(~zero)
+        if len(rest):
+            text = text.scatter(rest, _fixed_text(r[rest], neg[rest], p))
+    else:
+        text = _fixed_text(r, neg, p)
     if slow.any():
         idx = np.flatnonzero(slow)
         fixes = [f"{v[i]:.{p}f}" for i in idx]
         text = text.scatter(idx, fixes)
     return text
+
+
+def _fixed_text(r: np.ndarray, neg: np.ndarray, p: int) -> pl.Series:
+    """The text of `r` / 10**p, signed by `neg` (fixed's fast path)."""
+    whole = c("r") // (10 ** p) if p <= 15 else c("r")
+    pieces = [pl.lit(_SIGNS).gather(c("neg").cast(pl.UInt32)), whole.cast(pl.String)]
+    if 0 < p <= 15:
+        pieces += [pl.lit("."), *_digit_pieces(c("r") % (10 ** p), p)]
+    return pl.DataFrame({"r": r, "neg": neg}).select(pl.concat_str(pieces)).to_series()
 
 
 _SIGNS = pl.Series(["", "-"], dtype=pl.String)
@@ -622,7 +635,18 @@ def _port_kind(side: str, numeric: bool) -> pl.Expr:
             .otherwise(0))
 
 
+@functools.cache
+def _tcpopt_table() -> pl.Series:
+    """The TcpOpt text of each value of the 12 option bits (bits 20-31 of the options word)."""
+    texts = ["".join(ch if code & (1 << i) else " " for i, ch in enumerate(_TCPOPT)) for code in range(4096)]
+    texts[0] = ""
+    return pl.Series(texts, dtype=pl.String)
+
+
 def _coded_plan(name: str, opts: PrintOptions) -> _Plan | None:
+    if name == "tcpopt":
+        bits = (c("tcp_options") // (1 << 20)) & 0xFFF
+        return _Plan("coded", bits.cast(pl.UInt32), table=_tcpopt_table())
     if name == "dir":
         return _Plan("coded", d.dir_code(), table=d.DIRS.series().str.pad_start(5))
     if name == "state" and opts.zflag is None:
@@ -939,8 +963,13 @@ class Printer:
                 sep = (pl.when(t.str.starts_with(" ") | (t == "") | c("_mar")).then(pl.lit(" "))
                        .otherwise(pl.lit(".")) if joined else pl.lit(" "))
                 pieces.append(sep)
-            pieces.append(t)
-        return cells.select(pl.concat_str(pieces).str.strip_chars_end(" "))[:, 0]
+            # ra ends lines at their last non-blank: trimming the last column is far cheaper
+            # than trimming whole lines, which is left for lines that still end in a blank
+            pieces.append(t.str.strip_chars_end(" ") if i == len(cols) - 1 else t)
+        lines = cells.select(pl.concat_str(pieces))[:, 0]
+        if lines.str.ends_with(" ").any():
+            lines = lines.str.strip_chars_end(" ")
+        return lines
 
     def _json(self, cells: pl.DataFrame) -> pl.Series:
         items = []
