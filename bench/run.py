@@ -134,7 +134,7 @@ PAIRED_ROWS: list[PairedRow] = [
         ("/usr/bin/racluster", "-X", "-r", "{argus}", "-m", "saddr", "daddr", "-w", "/dev/null"),
     ),
     # Issue 3's five filters, selecting into -w /dev/null (the reader judges records on the
-    # filter's columns, then decodes and re-encodes the kept ones).
+    # filter's columns, then copies the kept ones' bytes; the real ra re-encodes them).
     *[PairedRow(
         f"ra -w /dev/null - {text}",
         ("{bin}/ra", "-X", "-r", "{argus}", "-w", "/dev/null", "-", text),
