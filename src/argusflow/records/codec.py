@@ -99,8 +99,9 @@ class RecordReader:
         if framed is None:
             return RawBatch.empty()
         data, found = framed
-        records = decode_records(data, found, self._consumed, select.columns)
-        rows = select(records)
+        probe = decode_records(data, found, self._consumed, select.columns)
+        rows = select(probe)
+        records = probe.select("rtype", "offset", "mar_raw")  # what the writer reads
         records = records[rows] if len(rows) < records.height else records
         starts, lengths = found.starts[rows], found.lengths[rows]
         changed = np.intersect1d(reader_changes(found), rows)
@@ -215,8 +216,8 @@ def empty() -> pl.DataFrame:
 
 @dataclass
 class RawBatch:
-    """Records as the input holds them: one row of `records` per record (rtype, offset, mar_raw
-    and what the selection read), `data` their bytes back to back (`lengths` each).
+    """Records as the input holds them: one row of `records` per record (rtype, offset and
+    mar_raw), `data` their bytes back to back (`lengths` each).
     `changed`: the rows the reader turns round (ARP keys with the REVERSE bit), whole in
     `changed_batch`: these are encoded, as ra -w writes them."""
 
