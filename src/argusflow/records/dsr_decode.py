@@ -15,7 +15,6 @@ than the reading itself.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -133,20 +132,36 @@ class ByteBuffer:
         return self._words
 
 
-@dataclass
 class Dsrs:
-    """The DSRs of one type in a batch: owning record, byte position, size, header bytes."""
+    """The DSRs of one type in a batch: owning record, byte position, size, header bytes.
 
-    rec: np.ndarray
-    pos: np.ndarray
-    size: np.ndarray
-    sub: np.ndarray
-    qual: np.ndarray
+    A subset (`where`) copies the header bytes only when asked: most subsets are only read."""
+
+    def __init__(self, rec: np.ndarray, pos: np.ndarray, size: np.ndarray,
+                 sub: np.ndarray | Callable[[], np.ndarray],
+                 qual: np.ndarray | Callable[[], np.ndarray]) -> None:
+        self.rec, self.pos, self.size = rec, pos, size
+        self._sub, self._qual = sub, qual
+
+    @property
+    def sub(self) -> np.ndarray:
+        if callable(self._sub):
+            self._sub = self._sub()
+        return self._sub
+
+    @property
+    def qual(self) -> np.ndarray:
+        if callable(self._qual):
+            self._qual = self._qual()
+        return self._qual
 
     def where(self, mask: np.ndarray) -> Dsrs:
-        if np.count_nonzero(mask) == len(mask):  # usually all or none: no copies then
+        count = np.count_nonzero(mask)
+        if count == len(mask):  # usually all or none: no copies then
             return self
-        return Dsrs(self.rec[mask], self.pos[mask], self.size[mask], self.sub[mask], self.qual[mask])
+        at = np.flatnonzero(mask)
+        return Dsrs(self.rec[at], self.pos[at], self.size[at], lambda: self.sub[at],
+                    lambda: self.qual[at])
 
 
 class Columns(dict):
