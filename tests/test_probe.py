@@ -354,3 +354,42 @@ def test_igmp_messages_are_records_of_their_own() -> None:
     rows = [r for f in frames for r in f.select("daddr_lo", "spkts").to_dicts()]
     # v3 reports: destination 0.0.0.1 (their record count); a general query keeps the IP one
     assert sorted((r["daddr_lo"], r["spkts"]) for r in rows) == [(1, 1), (1, 1), (all_hosts, 1)]
+
+
+def _corpus_captures() -> list[Path]:
+    found = sorted(CORPUS.glob("*")) if CORPUS.is_dir() else []
+    return found + (sorted(SAMPLES.glob("*.pcap")) if SAMPLES.is_dir() else [])
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"{CORPUS} is absent")
+def test_compiled_keys_equal_the_numpy_specification() -> None:
+    """flows.fastkeys must give keys.packet_keys's arrays exactly: on every corpus capture and
+    on bit-flipped copies of their packets (damaged headers take the rare branches)."""
+    from dataclasses import fields
+
+    from argusflow.capture import open_capture
+    from argusflow.errors import ArgusflowError
+    from argusflow.flows import fastkeys, keys
+
+    rng = np.random.default_rng(4)
+    checked = 0
+    for capture in _corpus_captures():
+        try:
+            reader = open_capture(capture)
+        except ArgusflowError:
+            continue
+        with reader:
+            for batch in reader:
+                data = batch.data.copy()
+                flip = rng.integers(0, len(data), size=max(1, len(data) // 200))
+                data[flip] ^= rng.integers(1, 256, size=len(flip)).astype(np.uint8)
+                damaged = PacketBatch(batch.ts_us, batch.caplen, batch.wirelen, batch.linktype,
+                                      batch.ifindex, batch.offset, data)
+                for b in (batch, damaged):
+                    d = decode_batch(b)
+                    want, got = keys.packet_keys(d), fastkeys.packet_keys(d)
+                    for f in fields(want):
+                        w, g = getattr(want, f.name), getattr(got, f.name)
+                        assert w.dtype == g.dtype and np.array_equal(w, g), (capture.name, f.name)
+                    checked += len(d)
+    assert checked > 10_000

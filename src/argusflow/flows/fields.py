@@ -57,7 +57,7 @@ def _check_cache() -> None:
 
     here = os.path.dirname(__file__)
     sources = []
-    for name in ("kernel.py", "tcp.py", "keys.py", "jit.py"):
+    for name in ("kernel.py", "tcp.py", "keys.py", "fastkeys.py", "jit.py"):
         try:
             with open(os.path.join(here, name), "rb") as f:
                 sources.append(f.read().hex())

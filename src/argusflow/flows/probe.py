@@ -21,8 +21,9 @@ from argusflow.capture.batch import PacketBatch
 from argusflow.capture.linktype import C_HDLC, LINUX_SLL, LOOP, NULL, PPP
 from argusflow.decode.columns import DecodedBatch
 from argusflow.flows import kernel
+from argusflow.flows.fastkeys import packet_keys
 from argusflow.flows.fields import N_FLOW_FIELDS, N_PACKET_FIELDS, PACKET_FIELDS, P
-from argusflow.flows.keys import P_TCP, P_UDP, packet_keys
+from argusflow.flows.keys import P_TCP, P_UDP
 from argusflow.flows.records import Config, build_records
 
 P_LEN = P["len"]
