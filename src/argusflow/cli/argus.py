@@ -26,7 +26,7 @@ from argusflow.capture import open_capture
 from argusflow.capture.live import DEFAULT_RING, DEFAULT_SNAPLEN
 from argusflow.cli import daemon
 from argusflow.cli.argus_live import LiveOptions, LiveProbe, check_interfaces
-from argusflow.cli.options import parse_argv
+from argusflow.cli.options import Extension, parse_argv, take_extensions
 from argusflow.cli.radium import split_long_options
 from argusflow.cli.runner import EXIT_MATCHED, entry
 from argusflow.decode import decode_capture
@@ -141,23 +141,11 @@ class TextOut:
 
 def split_interfaces(argv: list[str]) -> tuple[list[str], list[str]]:
     """`-i IFACE` words, taken out first: the shared parser knows -i only as a client switch."""
-    rest: list[str] = []
-    found: list[str] = []
-    i = 0
-    while i < len(argv):
-        word = argv[i]
-        if word in ("-", "--"):
-            rest.extend(argv[i:])
-            break
-        if word.startswith("-i") and not word.startswith("--"):
-            value = word[2:] or (argv[i + 1] if i + 1 < len(argv) else "")
-            if not value:
-                raise UsageError("option -i needs an interface")
-            found.append(value)
-            i += 1 if word[2:] else 2
-            continue
-        rest.append(word)
-        i += 1
+    wanted = [Extension("-i", glued="any", missing="option -i needs an interface")]
+    rest, taken = take_extensions(argv, wanted)
+    found = [t.value or "" for t in taken]
+    if not all(found):
+        raise UsageError("option -i needs an interface")
     return rest, found
 
 

@@ -109,3 +109,79 @@ def set_filter(args: ParsedArgs, words: list[str]) -> None:
         words = words[1:]
     text = " ".join(words).strip()
     args.filter = text or None
+
+
+# --- options taken out before the classic parser -------------------------------------------------
+
+@dataclass(frozen=True)
+class Extension:
+    """An option the classic parser does not know (or knows differently), taken out first.
+
+    `glued` says how a value may be written in the same word: "=" (`--tz=UTC`), "any"
+    (`-wFILE`, `-ieth0`), "digits" (`-a3`: other `-a...` words are left to the parser), or ""
+    (only as the next word).  `trailing` takes one more word when it does not start with '-'
+    (radium's `-w FILE FILTER`)."""
+
+    name: str
+    takes_value: bool = True
+    glued: str = ""
+    trailing: bool = False
+    missing: str = ""  # the one-line error when the value is missing
+
+    def glued_value(self, word: str) -> str | None:
+        """The value written in `word` itself, or None when `word` is not this option so."""
+        if not self.glued or not word.startswith(self.name) or word == self.name:
+            return None
+        rest = word[len(self.name):]
+        if self.glued == "=":
+            return rest[1:] if rest.startswith("=") else None
+        if self.glued == "digits":
+            return rest if rest.isdigit() else None
+        return rest
+
+
+@dataclass(frozen=True)
+class Taken:
+    name: str
+    value: str | None = None
+    trailing: str | None = None
+
+
+def take_extensions(argv: list[str], options: list[Extension]) -> tuple[list[str], list[Taken]]:
+    """Take `options` out of argv (up to a lone '-' or '--', which ends the options): returns the
+    other words in order, and what was taken in order (repeated options appear repeatedly)."""
+    rest: list[str] = []
+    taken: list[Taken] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in ("-", "--"):
+            rest.extend(argv[i:])
+            break
+        i, found = _take_one(argv, i, options)
+        if found is None:
+            rest.append(word)
+        else:
+            taken.append(found)
+    return rest, taken
+
+
+def _take_one(argv: list[str], i: int, options: list[Extension]) -> tuple[int, Taken | None]:
+    """The option at argv[i], if it is one of `options`: (index of the next word, what it took)."""
+    word = argv[i]
+    for opt in options:
+        if word == opt.name:
+            if not opt.takes_value:
+                return i + 1, Taken(opt.name)
+            if i + 1 >= len(argv):
+                raise UsageError(opt.missing or f"option {opt.name} needs a value")
+            value, i = argv[i + 1], i + 2
+        elif (value := opt.glued_value(word)) is not None:
+            i += 1
+        else:
+            continue
+        trailing = None
+        if opt.trailing and i < len(argv) and not argv[i].startswith("-"):
+            trailing, i = argv[i], i + 1
+        return i, Taken(opt.name, value, trailing)
+    return i + 1, None

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from argusflow.cli import daemon
-from argusflow.cli.options import parse_argv
+from argusflow.cli.options import Extension, parse_argv, take_extensions
 from argusflow.cli.rarc import is_yes, load_rarc
 from argusflow.cli.runner import EXIT_MATCHED, entry
 from argusflow.errors import ArgusflowError, CorruptInput, NetworkError, UsageError
@@ -96,52 +96,15 @@ def split_long_options(argv: list[str], options: dict[str, str] = LONG_OPTIONS,
                        ) -> tuple[list[str], dict[str, str]]:
     """Our `--name value` / `--name=value` extensions, taken out before the classic parser
     (`options`: option -> the configuration variable it sets; argus passes its own)."""
-    rest: list[str] = []
-    found: dict[str, str] = {}
-    i = 0
-    while i < len(argv):
-        word = argv[i]
-        name, eq, value = word.partition("=")
-        if name in options:
-            if not eq:
-                if i + 1 >= len(argv):
-                    raise UsageError(f"{name} needs a value")
-                value = argv[i + 1]
-                i += 1
-            found[options[name]] = value
-        elif word in ("-", "--"):
-            rest.extend(argv[i:])
-            break
-        else:
-            rest.append(word)
-        i += 1
-    return rest, found
+    wanted = [Extension(name, glued="=", missing=f"{name} needs a value") for name in options]
+    rest, taken = take_extensions(argv, wanted)
+    return rest, {options[t.name]: t.value or "" for t in taken}
 
 
 def split_outputs(argv: list[str]) -> tuple[list[str], list[tuple[str, str | None]]]:
     """`-w FILE [FILTER]` pairs (the filter is one shell word), taken out before the parser."""
-    rest: list[str] = []
-    outputs: list[tuple[str, str | None]] = []
-    i = 0
-    while i < len(argv):
-        word = argv[i]
-        if word in ("-", "--"):
-            rest.extend(argv[i:])
-            break
-        if word == "-w" or (word.startswith("-w") and len(word) > 2):
-            path = word[2:] if len(word) > 2 else (argv[i + 1] if i + 1 < len(argv) else None)
-            if path is None:
-                raise UsageError("option -w needs a value")
-            i += 1 if len(word) > 2 else 2
-            filt = None
-            if i < len(argv) and not argv[i].startswith("-"):
-                filt = argv[i]
-                i += 1
-            outputs.append((path, filt))
-            continue
-        rest.append(word)
-        i += 1
-    return rest, outputs
+    rest, taken = take_extensions(argv, [Extension("-w", glued="any", trailing=True)])
+    return rest, [(t.value or "", t.trailing) for t in taken]
 
 
 def number(value: str, what: str, kind: type = int) -> int | float:

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from argusflow.cli.client import ClientSession, compile_record_filter
-from argusflow.cli.options import ParsedArgs, parse_argv
+from argusflow.cli.options import Extension, ParsedArgs, parse_argv, take_extensions
 from argusflow.cli.runner import EXIT_MATCHED, entry
 from argusflow.errors import UsageError
 from argusflow.ops.split import (
@@ -60,31 +60,14 @@ class Terminated(Exception):  # noqa: N818 - a signal, not an error
     """SIGTERM/SIGHUP: finish the files being written, then stop."""
 
 
+SPLIT_OPTIONS = [Extension("--utc", takes_value=False), Extension("--tz", glued="="),
+                 Extension("-a", glued="digits")]
+
+
 def take_long_options(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     """Options the shared parser does not know: -a N (a flag elsewhere), --utc, --tz ZONE."""
-    rest: list[str] = []
-    extra: dict[str, str] = {}
-    i = 0
-    while i < len(argv):
-        word = argv[i]
-        if word in ("-", "--"):
-            rest.extend(argv[i:])
-            break
-        if word == "--utc":
-            extra["utc"] = "1"
-        elif word == "--tz" or word == "-a":
-            if i + 1 >= len(argv):
-                raise UsageError(f"option {word} needs a value")
-            extra[word.lstrip("-")] = argv[i + 1]
-            i += 1
-        elif word.startswith("--tz="):
-            extra["tz"] = word.split("=", 1)[1]
-        elif word.startswith("-a") and word[2:].isdigit():
-            extra["a"] = word[2:]
-        else:
-            rest.append(word)
-        i += 1
-    return rest, extra
+    rest, taken = take_extensions(argv, SPLIT_OPTIONS)
+    return rest, {t.name.lstrip("-"): "1" if t.value is None else t.value for t in taken}
 
 
 @dataclass
