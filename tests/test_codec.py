@@ -327,3 +327,22 @@ def test_arp_reverse_key_is_turned_round_once_by_the_reader() -> None:
     assert row["dstart"] == 1_700_000_000_000_000 and row["sstart"] == 0
     again = read_bytes(mar + encode_batch(read_bytes(mar + bytes(record))[1:]))
     assert again.row(1, named=True)["dpkts"] == 1
+
+
+@pytest.mark.parametrize(("time_dsr", "want"), [
+    # plain range (start, last): a last time before the start becomes the start
+    ("03021805 54872e59 000f423f 54872e5a ffdf3b65",
+     (1418145369_999999, 1418145369_999999, 0, 0)),
+    # src start, src last, dst start: swapped with the start; a fraction of 1e6 counts whole
+    ("033a1807 54872e59 000f423f 54872e5a ffdf3b65 54872e5a 000f4240",
+     (1418145367_852517, 1418145369_999999, 1418145371_000000, 1418145371_000000)),
+])
+def test_time_fractions_past_a_second_read_as_ra_reads_them(time_dsr: str, want: tuple) -> None:
+    """tcpdump__timestamp_invalid_nano: a microsecond fraction too big for a C int of
+    nanoseconds wraps to -2147483 us in ra 3.0.8; the last time then lies before the start."""
+    from argusflow.records.mar import start_mar
+
+    dsr = bytes.fromhex(time_dsr.replace(" ", ""))
+    record = bytes([0x13, 0x10, 0, 1 + len(dsr) // 4]) + dsr
+    row = read_bytes(start_mar(None, startime_us=1, now_us=2) + record).row(1, named=True)
+    assert (row["sstart"], row["slast"], row["dstart"], row["dlast"]) == want
