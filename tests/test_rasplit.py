@@ -437,3 +437,19 @@ def test_skip_ahead_reads_times_as_3_0_8() -> None:
     start, t = 81_000_000, 83_100_000
     assert _skip_gap(t, start, 90_000_000) == t - start - 90  # end's seconds read as usec
     assert _skip_gap(t, start, 90_392_683) < 0  # end's usec shifted into the "usec" word
+
+
+def test_week_names_as_3_0_8() -> None:
+    """Week files are named after a Sunday, except early in a month where 3.0.8 takes the
+    previous month's length (February: 28) minus the weekday: Sat 4 June 2022 -> 25 May,
+    Fri 3 March 2000 -> 23 February; later in a month the true Sunday."""
+    import calendar as cal
+
+    from argusflow.ops.split import bin_start
+
+    week = SplitMode("time", 1, "w")
+    days = [cal.timegm(t) for t in ((2022, 6, 4, 23, 25, 0), (2000, 3, 3, 18, 49, 0),
+                                    (2022, 6, 16, 12, 0, 0))]
+    starts = bin_start(np.array(days), week, utc=True)
+    assert starts.tolist() == [cal.timegm(t) for t in ((2022, 5, 25, 0, 0, 0), (2000, 2, 23, 0, 0, 0),
+                                                        (2022, 6, 12, 0, 0, 0))]

@@ -12,18 +12,19 @@ the writer groups rows by key, keeping their order.  What the real rasplit does,
   through a 4 KiB stdio buffer, so stat() lags behind: we emulate that (measured).
 * flow: a record that matches the filter starts a new file (the one before it keeps what came
   earlier; no file is made for an empty start).
-* time: file bins aligned on the epoch in local time (s m h d), on Sunday (w), on the first of
-  the month (M) or year (y).  A record of two packets or more that ends after the end of the bin
-  it starts in is cut into pieces, one cut at a time, as 3.0.8 does (measured against it and
-  read from its behaviour; see _align_kernel): each direction has a rate per bin (its packets,
-  bytes and app bytes over its duration in bins, at least one bin; float32) and a carry; a piece
-  takes trunc((rate + carry) * its share of the rest's duration) packets (at least one, at most
-  what is left), bytes at the rate's mean size truncated to a C int (so 100-byte packets can
-  come out as 99), and the carry keeps the fraction.  Two packets left: one piece each.  A
-  sparse record may skip ahead to where its next packet is expected (3.0.8's test for that
-  reads two 32-bit times as one 64-bit one, so it happens only for records that span a very
-  long time, e.g. the 21-year suricata record: pieces at its start, middle and end).  Merged
-  record counts (trans) and retransmissions are shared by packets as well.
+* time: file bins aligned on the epoch in local time (s m h d), on Sunday (w; early in a
+  month 3.0.8 gets that Sunday wrong, see _week_start), on the first of the month (M) or year
+  (y).  A record of two packets or more that ends after the end of the bin it starts in is cut
+  into pieces, one cut at a time, as 3.0.8 does (measured against it and read from its
+  behaviour; see _align_kernel): each direction has a rate per bin (its packets, bytes and app
+  bytes over its duration in bins, at least one bin; float32) and a carry; a piece takes
+  trunc((rate + carry) * its share of the rest's duration) packets (at least one, at most what
+  is left), bytes at the rate's mean size truncated to a C int (so 100-byte packets can come
+  out as 99), and the carry keeps the fraction.  Two packets left: one piece each.  A sparse
+  record may skip ahead to where its next packet is expected (3.0.8's test for that reads two
+  32-bit times as one 64-bit one, so it happens only for records that span a very long time,
+  e.g. the 21-year suricata record: pieces at its start, middle and end).  Merged record counts
+  (trans) and retransmissions are shared by packets as well.
 * MARs: the first input START MAR heads every file (a copy); later MARs are records like the
   others (time mode files them by their `now` time, as the real tool does).
 * `$field` in a name is the field as ra prints it (trimmed); `%` codes are strftime of the bin
@@ -234,8 +235,7 @@ def _calendar_starts(seconds: np.ndarray, mode: SplitMode, utc: bool, step: int 
         tm = to_tm(int(day) * 86400 + 43200)
         y, mo, d = tm.tm_year, tm.tm_mon, tm.tm_mday
         if mode.unit == "w":
-            wday = (tm.tm_wday + 1) % 7  # Sunday = 0
-            start = calendar.timegm((y, mo, d, 0, 0, 0)) - wday * 86400 + step * mode.seconds
+            start = _week_start(y, mo, d, (tm.tm_wday + 1) % 7) + step * mode.seconds
         elif mode.unit == "M":
             mo0 = mo - 1 + step
             start = calendar.timegm((y + mo0 // 12, mo0 % 12 + 1, 1, 0, 0, 0))
@@ -243,6 +243,20 @@ def _calendar_starts(seconds: np.ndarray, mode: SplitMode, utc: bool, step: int 
             start = calendar.timegm((y + step, 1, 1, 0, 0, 0))
         out[i] = start - (0 if utc else to_tm(start).tm_gmtoff)
     return out[inverse]
+
+
+# 3.0.8's month lengths for its week names (no leap day).
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _week_start(year: int, month: int, day: int, wday: int) -> int:
+    """The Sunday a week file is named after, as 3.0.8 finds it: early in a month (day < weekday)
+    it takes the previous month's length minus the weekday, forgetting the day itself, so a
+    Saturday, 4 June 2022, is filed under Wednesday 25 May (measured)."""
+    if day - wday < 0:
+        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+        day = _MONTH_DAYS[month - 1]
+    return calendar.timegm((year, month, day - wday, 0, 0, 0))
 
 
 # --- cutting records at bin boundaries ------------------------------------------------------------
