@@ -104,8 +104,7 @@ class RecordReader:
         records = probe.select("rtype", "offset", "mar_raw")  # what the writer reads
         records = records[rows] if len(rows) < records.height else records
         starts, lengths = found.starts[rows], found.lengths[rows]
-        changed = np.intersect1d(reader_changes(found), rows)
-        rows_changed = np.searchsorted(rows, changed)
+        changed, rows_changed = kept_among(reader_changes(found), rows)
         changed_batch = (decode_records(data, found.take(changed), self._consumed, fill=True)
                          if len(changed) else empty())
         raw = RawBatch(records, record_bytes(data.raw, starts, lengths, found.end), lengths,
@@ -248,9 +247,19 @@ def reader_changes(found: Frame) -> np.ndarray:
     The reader's other change, dropping the RTP objects ra does not read (drop_unread_rtp), is
     left to whoever reads the copy: ra drops them again, so copying costs nothing in fidelity,
     while encoding the ~0.3% of records that carry one cost as much as copying the rest."""
-    kind, sub = found.dsr_kind, found.dsr_sub
-    arp = (kind == FLOW_DSR) & ((sub & 0x3F) == ARP_KEY) & ((sub & KEY_REVERSE) > 0)
+    flow = np.flatnonzero(found.dsr_kind == FLOW_DSR)  # one per record: test only those
+    sub = found.dsr_sub[flow]
+    arp = flow[((sub & 0x3F) == ARP_KEY) & ((sub & KEY_REVERSE) > 0)]
     return np.unique(found.dsr_rec[arp])
+
+
+def kept_among(records: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Those of `records` that the ascending `rows` keep, and where they are among the rows
+    (a binary search each: `records` are few, `rows` many)."""
+    at = np.searchsorted(rows, records)
+    kept = at < len(rows)
+    kept[kept] = rows[at[kept]] == records[kept]
+    return records[kept], at[kept]
 
 
 def record_bytes(buf: bytes, starts: np.ndarray, lengths: np.ndarray, end: int) -> bytes:
