@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from argusflow.cli.client import ClientSession
+from argusflow.cli.malloc import reuse_freed_memory
 from argusflow.cli.options import ParsedArgs, parse_argv
 from argusflow.cli.runner import EXIT_MATCHED, entry
 
@@ -40,6 +41,7 @@ def ra(argv: list[str]) -> int:
     if args.flag("h"):
         print(USAGE)
         return EXIT_MATCHED
+    reuse_freed_memory()  # before the first chunk's arrays
     session = ClientSession.from_args("ra", args)
     out_path = args.value("w")
     sink = open_sink(args, session, out_path)

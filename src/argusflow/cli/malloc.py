@@ -1,0 +1,31 @@
+"""glibc's malloc set for batch work: the big temporaries of one chunk reuse the memory the
+previous chunk freed.
+
+Each 4 MB chunk of records allocates and frees numpy arrays of megabytes.  By default glibc
+serves such a block with a fresh mmap and unmaps it on free, so the next chunk faults every page
+in again: `ra -r big.argus -w /dev/null - filter` (345k records) took ~70k page faults and 0.25 s
+of system time that way, and 20k faults and 0.08 s with the thresholds below.  Peak memory is
+the same; what is freed goes back to the system at exit instead of at once.
+"""
+
+from __future__ import annotations
+
+import sys
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+MMAP_THRESHOLD = 32 << 20  # the most glibc accepts (HEAP_MAX_SIZE / 2 on 64-bit)
+TRIM_THRESHOLD = 256 << 20
+
+
+def reuse_freed_memory() -> None:
+    """Raise glibc's mmap and trim thresholds; elsewhere (no glibc) leave malloc as it is."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # glibc's, among the process's own symbols
+    except (OSError, AttributeError):  # musl and others: no mallopt
+        return
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
