@@ -432,7 +432,7 @@ def test_cut_shares_counters_as_3_0_8(shared_dir: Path) -> None:
 def test_skip_ahead_reads_times_as_3_0_8() -> None:
     """3.0.8 reads a direction's start and end (32-bit second/usec pairs) as one 64-bit timeval:
     a skip of 2.1 s beyond a start on a whole second only counts when the end is whole too."""
-    from argusflow.ops.split import _skip_gap
+    from argusflow.ops.split_align import _skip_gap
 
     start, t = 81_000_000, 83_100_000
     assert _skip_gap(t, start, 90_000_000) == t - start - 90  # end's seconds read as usec

@@ -16,7 +16,7 @@ the writer groups rows by key, keeping their order.  What the real rasplit does,
   month 3.0.8 gets that Sunday wrong, see _week_start), on the first of the month (M) or year
   (y).  A record of two packets or more that ends after the end of the bin it starts in is cut
   into pieces, one cut at a time, as 3.0.8 does (measured against it and read from its
-  behaviour; see _align_kernel): each direction has a rate per bin (its packets, bytes and app
+  behaviour; see ops.split_align): each direction has a rate per bin (its packets, bytes and app
   bytes over its duration in bins, at least one bin; float32) and a carry; a piece takes
   trunc((rate + carry) * its share of the rest's duration) packets (at least one, at most what
   is left), bytes at the rate's mean size truncated to a C int (so 100-byte packets can come
@@ -48,7 +48,6 @@ import re
 import time as _time
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 import polars as pl
 
@@ -299,7 +298,7 @@ def cut_at_boundaries(batch: pl.DataFrame, mode: SplitMode, utc: bool = False) -
     # One gather of the wide frame by an index sorted in numpy (a polars sort of the whole
     # frame by a key column cost a third of rasplit's own time).
     whole = np.flatnonzero(~spans)
-    owner = np.concatenate([whole, pieces[:, _ROW]])  # pieces already in order per row
+    owner = np.concatenate([whole, pieces[:, 0]])  # pieces (row first) in order per row
     index = np.concatenate([whole, batch.height + np.arange(cut.height)])
     order = index[np.argsort(owner, kind="stable")]
     return pl.concat([batch, cut], how="vertical")[order]
@@ -322,18 +321,15 @@ def _align_grid(t0: np.ndarray, mode: SplitMode, utc: bool) -> tuple[int, np.nda
     return size, t0.copy()
 
 
-# Columns of a piece row (the kernel's output).
-_ROW, _K, _S0, _S1, _D0, _D1, _SP, _DP, _SB, _DB, _SA, _DA, _TR, _SR, _DR = range(15)
-_IN = ("spkts", "dpkts", "sbytes", "dbytes", "sappbytes", "dappbytes")
-
-
 def _align_pieces(batch: pl.DataFrame, times: pl.DataFrame, rows: np.ndarray, size: int,
                   origin: np.ndarray) -> np.ndarray:
     """One row per piece: [row, k, s0, s1, d0, d1, spkts, dpkts, sbytes, dbytes, sapp, dapp,
-    trans, sretrans, dretrans]."""
+    trans, sretrans, dretrans] (column numbers named in ops.split_align)."""
+    from argusflow.ops import split_align as A  # numba: loaded only when a record is cut
+
     cols = [times[c].to_numpy()[rows].astype(np.int64) for c in ("s0", "s1", "d0", "d1")]
     cols += [batch[c].to_numpy()[rows].astype(np.int64)
-             for c in (*_IN, "agr_count", "stcp_retrans", "dtcp_retrans")]
+             for c in (*A.COUNTERS, "agr_count", "stcp_retrans", "dtcp_retrans")]
     pkts = cols[4] + cols[5]
     t0 = times["t0"].to_numpy()[rows]
     t1 = times["t1"].to_numpy()[rows]
@@ -341,227 +337,33 @@ def _align_pieces(batch: pl.DataFrame, times: pl.DataFrame, rows: np.ndarray, si
     bins = (t1 - t0) // size + 8
     for capacity in (np.minimum(pkts + 1, bins), pkts + 1):
         out = np.zeros((int(capacity.sum()), 15), dtype=np.int64)
-        n = _align_kernel(rows.astype(np.int64), *cols, origin[rows].astype(np.int64),
+        n = A.align_kernel(rows.astype(np.int64), *cols, origin[rows].astype(np.int64),
                           np.int64(size), out)
         if n >= 0:
             return out[:n]
     raise AssertionError("rasplit: more pieces than packets")  # cannot happen: one packet each
 
 
-@numba.njit(cache=True)
-def _c_int(x: float) -> int:
-    """A double converted to a C int as x86 does: NaN and out-of-range give INT_MIN."""
-    if x != x or x >= 2147483648.0 or x <= -2147483649.0:
-        return -2147483648
-    return int(x)
-
-
-@numba.njit(cache=True)
-def _nz_min(a: int, b: int) -> int:
-    if a == 0:
-        return b
-    if b == 0:
-        return a
-    return min(a, b)
-
-
-@numba.njit(cache=True)
-def _skip_gap(t: int, start: int, end: int) -> int:
-    """How far (us) 3.0.8 sees `t` past a direction's start when deciding to skip ahead.
-
-    It reads the start and end (two 32-bit second/microsecond pairs) as one 64-bit timeval,
-    so its "seconds" are start.sec + start.usec << 32 and its "microseconds" end.sec +
-    end.usec << 32 (wrapping 64-bit arithmetic).  Measured consequence: a record only skips
-    ahead when both times fall on whole seconds or the skip is large enough to beat that."""
-    b_sec = start // 1_000_000 + ((start % 1_000_000) << 32)
-    b_usec = end // 1_000_000 + ((end % 1_000_000) << 32)
-    return (t // 1_000_000 - b_sec) * 1_000_000 + (t % 1_000_000 - b_usec)
-
-
-@numba.njit(cache=True)
-def _lost_share(pkts: int, before: int, lost: int) -> tuple[int, int]:
-    """A piece's retransmissions: its packets' share of what the rest of the record still
-    holds, rounded half to even (measured); returns (the piece's, what is left)."""
-    if before <= 0 or lost <= 0:
-        return 0, lost
-    mine = min(int(np.rint(pkts * lost / before)), lost)
-    return mine, lost - mine
-
-
-@numba.njit(cache=True)
-def _align_kernel(rows, s0a, s1a, d0a, d1a, spa, dpa, sba, dba, saa, daa, agra, sra, dra,
-                  origins, size, out):
-    """3.0.8's rasplit record cutting, measured and read from its behaviour, one record at a
-    time (each piece depends on the carry the previous one left).  Returns the number of
-    pieces, or -1 when `out` is too short."""
-    n = 0
-    for i in range(len(rows)):
-        s0, s1, d0, d1 = s0a[i], s1a[i], d0a[i], d1a[i]
-        sp, dp, sb, db, sa, da = spa[i], dpa[i], sba[i], dba[i], saa[i], daa[i]
-        agr = agra[i]  # records merged (ra trans); 0: the record has no aggregation DSR
-        sr, dr = sra[i], dra[i]  # retransmissions (ra sloss, dloss)
-        origin = origins[i]
-        # Per-record model, set up at the first proportional cut: packets (and bytes) per bin
-        # in each direction (float32, as the C struct holds them) and the mean packet spacing
-        # (in bins) that lets a long, sparse record skip empty bins.
-        ready = False
-        srate = drate = np.float32(0.0)
-        sbrate = dbrate = sarate = darate = np.float32(0.0)
-        scarry = dcarry = np.float32(0.0)
-        sgap = dgap = 0.0
-        k = 0
-        while sp + dp > 0:
-            if n >= out.shape[0]:
-                return -1
-            start = _nz_min(s0, d0)
-            end = max(s1, d1)
-            if end == 0:
-                end = max(s0, d0)
-            esecs = origin + ((start - origin) // size + 1) * size
-            row = out[n]
-            row[_ROW], row[_K] = rows[i], k
-            if sp + dp == 1 or end <= esecs:  # the rest fits in this bin: one last piece
-                row[_S0], row[_S1], row[_D0], row[_D1] = s0, s1, d0, d1
-                row[_SP], row[_DP], row[_SB], row[_DB], row[_SA], row[_DA] = sp, dp, sb, db, sa, da
-                row[_TR], row[_SR], row[_DR] = agr, sr, dr
-                n += 1
-                break
-            if sp + dp == 2:  # two packets: one piece each, the first direction's first
-                row[_S0], row[_S1], row[_D0], row[_D1] = s0, s1, d0, d1
-                if agr >= 1:
-                    agr = 1
-                row[_TR] = agr
-                if sp == 1:
-                    row[_D0] = row[_D1] = 0
-                    row[_SP], row[_SB], row[_SA] = 1, sb, sa
-                    s0 = s1 = 0
-                    sp = sb = sa = 0
-                elif sp == 2:
-                    half_b, half_a = sb // 2 + (sb & 1), sa // 2 + (sa & 1)
-                    row[_S1] = s0
-                    row[_SP], row[_SB], row[_SA] = 1, half_b, half_a
-                    s0 = s1
-                    sp, sb, sa = 1, sb - half_b, sa - half_a
-                else:
-                    half_b, half_a = db // 2 + (db & 1), da // 2 + (da & 1)
-                    row[_D1] = d0
-                    row[_DP], row[_DB], row[_DA] = 1, half_b, half_a
-                    d0 = d1
-                    dp, db, da = 1, db - half_b, da - half_a
-                row[_SR], sr = _lost_share(row[_SP], sp + row[_SP], sr)
-                row[_DR], dr = _lost_share(row[_DP], dp + row[_DP], dr)
-                n += 1
-                k += 1
-                continue
-            if not ready:
-                speriod = max((s1 - s0) / size, 1.0)
-                dperiod = max((d1 - d0) / size, 1.0)
-                srate, drate = np.float32(sp / speriod), np.float32(dp / dperiod)
-                sbrate, dbrate = np.float32(sb / speriod), np.float32(db / dperiod)
-                sarate, darate = np.float32(sa / speriod), np.float32(da / dperiod)
-                sgap = speriod / (sp - 1) if sp > 1 else 0.0
-                if dp > 1:
-                    dgap = dperiod / (dp - 1)
-                else:
-                    sgap = 0.0  # (sic: 3.0.8 clears the source spacing here)
-                scarry = dcarry = np.float32(0.0)
-                ready = True
-            ss, se, ds, de = s0, s1, d0, d1  # the rest, before this cut
-            ps0, ps1, pd0, pd1 = s0, s1, d0, d1
-            psp, pdp, psb, pdb, psa, pda = sp, dp, sb, db, sa, da
-            if ss > esecs:
-                ps0 = ps1 = 0
-                psp = psb = psa = 0
-            elif se > esecs:
-                ps1 = esecs
-                s0 = esecs
-            else:
-                s0 = s1 = 0
-                sgap = 0.0
-            if ds > esecs:
-                pd0 = pd1 = 0
-                pdp = pdb = pda = 0
-            elif de > esecs:
-                pd1 = esecs
-                d0 = esecs
-            else:
-                d0 = d1 = 0
-                dgap = 0.0
-            if ps0 != 0 and psp != 0:
-                share = min(ps1 - ps0, size) / min(se - ss, size) if se > ss else np.nan
-                psp = min(_c_int(np.float64(np.float32(srate + scarry)) * share), psp)
-                psp = max(psp, 1)
-                scarry = np.float32(np.float64(scarry) + (np.float64(srate) * share - psp))
-                ratio = psp / np.float64(srate)
-                psb, psa = _c_int(np.float64(sbrate) * ratio), _c_int(np.float64(sarate) * ratio)
-            if pd0 != 0 and pdp != 0:
-                share = min(pd1 - pd0, size) / min(de - ds, size) if de > ds else np.nan
-                pdp = min(_c_int(np.float64(np.float32(drate + dcarry)) * share), pdp)
-                pdp = max(pdp, 1)
-                dcarry = np.float32(np.float64(dcarry) + (np.float64(drate) * share - pdp))
-                ratio = pdp / np.float64(drate)
-                pdb, pda = _c_int(np.float64(dbrate) * ratio), _c_int(np.float64(darate) * ratio)
-            # Merged records are shared by packets as well (truncated, at least one).
-            pagr = agr
-            if agr > 1:
-                pagr = max(_c_int(agr * ((psp + pdp) / (sp + dp))), 1)
-                agr -= pagr
-            sp, sb, sa = sp - psp, sb - psb, sa - psa
-            dp, db, da = dp - pdp, db - pdb, da - pda
-            # Bytes left without packets: a packet goes back to them, or the piece takes them.
-            if sp == 0 and sb > 0:
-                if psp > 1:
-                    psp, sp = psp - 1, sp + 1
-                else:
-                    psb, psa = psb + sb, psa + sa
-            if dp == 0 and db > 0:
-                if pdp > 1:
-                    pdp, dp = pdp - 1, dp + 1
-                else:
-                    pdb, pda = pdb + db, pda + da
-            if psp + pdp == 1:
-                ps1, pd1 = ps0, pd0
-            # A sparse record skips ahead to where its next packets are expected.
-            if sp > 1 and sgap != 0.0:
-                t = ss + np.int64(sgap * psp * size)
-                if _skip_gap(t, s0, s1) >= size:
-                    s0 = t
-            elif sp == 1:
-                s0 = s1
-            if dp > 1 and dgap != 0.0:
-                t = ds + np.int64(dgap * pdp * size)
-                if _skip_gap(t, d0, d1) >= size:
-                    d0 = t
-            elif dp == 1:
-                d0 = d1
-            row[_S0], row[_S1], row[_D0], row[_D1] = ps0, ps1, pd0, pd1
-            row[_SP], row[_DP], row[_SB], row[_DB], row[_SA], row[_DA] = psp, pdp, psb, pdb, psa, pda
-            row[_TR] = pagr
-            row[_SR], sr = _lost_share(psp, sp + psp, sr)
-            row[_DR], dr = _lost_share(pdp, dp + pdp, dr)
-            n += 1
-            k += 1
-    return n
-
-
 def _piece_frame(batch: pl.DataFrame, pieces: np.ndarray) -> pl.DataFrame:
     """The pieces as records: the original row with its times and counters replaced."""
-    row = pieces[:, _ROW]
+    from argusflow.ops import split_align as A
+
+    row = pieces[:, A.ROW]
     base = batch[row]
     cols: dict[str, pl.Series] = {}
     status = base["tcp_status"].to_numpy().astype(np.int64)
-    for side, first_col, bit in (("s", _S0, 0x100), ("d", _D0, 0x200)):
-        retrans = pieces[:, _SR if side == "s" else _DR]
+    for side, first_col, bit in (("s", A.S0, 0x100), ("d", A.D0, 0x200)):
+        retrans = pieces[:, A.SR if side == "s" else A.DR]
         # A piece without retransmissions of its own loses the direction's retransmission bit.
         gone = (base[f"{side}tcp_retrans"].to_numpy() > 0) & (retrans == 0)
         status = np.where(gone, status & ~bit, status)
         cols[f"{side}tcp_retrans"] = pl.Series(retrans).cast(pl.UInt32)
         cols[f"{side}start"] = pl.Series(pieces[:, first_col])
         cols[f"{side}last"] = pl.Series(pieces[:, first_col + 1])
-    for name, col in zip(_IN, (_SP, _DP, _SB, _DB, _SA, _DA), strict=True):
+    for name, col in zip(A.COUNTERS, (A.SP, A.DP, A.SB, A.DB, A.SA, A.DA), strict=True):
         # 3.0.8 keeps a piece's bytes in a C int: past 2^31 they wrap negative (shown as 0).
         cols[name] = pl.Series(np.maximum(pieces[:, col], 0)).cast(pl.UInt64)
-    cols["agr_count"] = pl.Series(pieces[:, _TR]).cast(pl.UInt32)
+    cols["agr_count"] = pl.Series(pieces[:, A.TR]).cast(pl.UInt32)
     return base.with_columns(tcp_status=pl.Series(status).cast(pl.UInt32), **cols)
 
 
