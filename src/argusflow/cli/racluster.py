@@ -19,6 +19,7 @@ import shlex
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -35,7 +36,6 @@ from argusflow.ops.cluster import (
     reverse,
     sort_output,
 )
-from argusflow.ops.cluster_timers import Clock, Timers
 from argusflow.records import derive
 from argusflow.records.output import ArgusOutput
 from argusflow.records.schema import DSR_BITS
@@ -49,6 +49,9 @@ USAGE = """usage: racluster [-f racluster.conf] [-m KEY ...] [-M MODE ...] [ra o
   -w FILE       write the merged records as Argus ('-' is stdout) instead of printing
   ra's options: -r -R -s -n -c -u -p -L -t -z -Z -F -X -D (see ra -h)
 Exit status: 0 records matched, 1 none matched, 2 error."""
+
+if TYPE_CHECKING:
+    from argusflow.ops.cluster_timers import Clock
 
 MODES = ("correct", "nocorrect", "norep", "rmon", "ind", "replace")
 
@@ -88,6 +91,9 @@ def _words(text: str) -> dict[str, str]:
 
 def load_conf(path: str, modes: set[str]) -> tuple[list[Rule], dict[str, str]]:
     """The rules and global settings of a racluster.conf file."""
+    # Imported here: the timers start numba, which a run without racluster.conf does not need.
+    from argusflow.ops.cluster_timers import Clock, Timers
+
     try:
         text = open(path, encoding="utf-8", errors="replace").read()  # noqa: SIM115
     except OSError as err:
@@ -135,6 +141,8 @@ def fallback_rule(rules: list[Rule], settings: dict[str, str], modes: set[str],
                   clock: Clock) -> Rule:
     """Records that no statement takes are aggregated on the default flow key, as racluster
     3.0.8 does (a conf of one `filter="tcp"` line still outputs every other flow, merged)."""
+    from argusflow.ops.cluster_timers import Timers
+
     model = Model()
     model.preserve = settings.get("RACLUSTER_PRESERVE_FIELDS", "no").lower() in ("yes", "1")
     clusterer = Clusterer(model=model, correct="nocorrect" not in modes,

@@ -21,7 +21,9 @@ How it works, with memory bounded by the number of groups (not records):
    float32 formulas, quirks included.  The kernel is sequential because racluster's results
    depend on the order of the merges (direction correction, running statistics, which TCP
    object wins); it is compiled, so no Python runs per record.  A group's first record fills
-   its state row in the same pass.
+   its state row in the same pass.  The compiled kernel is an extension module built ahead of
+   time by ops.cluster_aot (numba.pycc), so that a run does not start numba (0.7 s, 100 MB);
+   numba's JIT is the fallback.
 4. `Clusterer.result` returns the merged records in racluster's output order: the order in
    which each group was last updated, then sorted by the `-m` keys that are also sort keys.
 
@@ -33,14 +35,15 @@ in which case the group is reversed instead (as racluster does).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import numba
 import numpy as np
 import polars as pl
 
-from argusflow.errors import UsageError
-from argusflow.ops.cluster_timers import Timers
+from argusflow.errors import ArgusflowError, UsageError
+from argusflow.ops import cluster_aot
 from argusflow.ops.key_ids import number_keys
 from argusflow.records import derive
 from argusflow.records import fields as field_table
@@ -59,6 +62,17 @@ from argusflow.records.schema import (
 )
 from argusflow.records.writer import Batch as WriterBatch
 from argusflow.records.writer import client_times
+
+if TYPE_CHECKING:
+    from argusflow.ops.cluster_timers import Timers
+
+if cluster_aot.READY:
+    def _njit(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return fn  # the kernel comes from the built extension (ops.cluster_aot): no numba
+else:
+    import numba
+
+    _njit = numba.njit(cache=True)
 
 c = pl.col
 
@@ -269,7 +283,7 @@ BLOCK = 64  # records the kernel turns row-major at once
 A_MIN, A_MEAN, A_STDEV, A_MAX = range(4)
 
 
-@numba.njit(cache=True)
+@_njit
 def _swap(row: np.ndarray, pairs: np.ndarray, bits: np.ndarray) -> None:
     for k in range(pairs.shape[0]):
         a, b = pairs[k, 0], pairs[k, 1]
@@ -283,7 +297,7 @@ def _swap(row: np.ndarray, pairs: np.ndarray, bits: np.ndarray) -> None:
         row[col] = (v & ~np.uint64(a | b)) | np.uint64(moved)
 
 
-@numba.njit(cache=True)
+@_njit
 def _prefix4(a: np.uint64, b: np.uint64, masklen: np.uint64) -> tuple[np.uint64, np.uint64]:
     """Longest common prefix of two IPv4 addresses, limited to `masklen` bits."""
     if a == b:
@@ -298,7 +312,7 @@ def _prefix4(a: np.uint64, b: np.uint64, masklen: np.uint64) -> tuple[np.uint64,
     return value, taken
 
 
-@numba.njit(cache=True)
+@_njit
 def _prefix64(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
     """Common leading bits of two 64-bit words and how many there are."""
     value = np.uint64(0)
@@ -311,7 +325,7 @@ def _prefix64(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
     return value, taken
 
 
-@numba.njit(cache=True)
+@_njit
 def _prefix6(ahi: np.uint64, alo: np.uint64, bhi: np.uint64,
              blo: np.uint64) -> tuple[np.uint64, np.uint64, np.uint64]:
     """Common prefix of two IPv6 addresses as racluster 3.0.8 takes it: whole 32-bit words, so
@@ -331,7 +345,7 @@ def _prefix6(ahi: np.uint64, alo: np.uint64, bhi: np.uint64,
     return (out[0] << np.uint64(32)) | out[1], (out[2] << np.uint64(32)) | out[3], taken
 
 
-@numba.njit(cache=True)
+@_njit
 def _bswap32(v: np.uint64) -> np.uint64:
     u = np.uint64(v)
     b0 = u & np.uint64(0xFF)
@@ -341,7 +355,7 @@ def _bswap32(v: np.uint64) -> np.uint64:
     return (b0 << np.uint64(24)) | (b1 << np.uint64(16)) | (b2 << np.uint64(8)) | b3
 
 
-@numba.njit(cache=True)
+@_njit
 def _keep_equal(s: np.ndarray, r: np.ndarray, cols: np.ndarray) -> None:
     """The EQUAL rule: a value survives only while every merged record has it."""
     for k in range(cols.shape[0]):
@@ -349,7 +363,7 @@ def _keep_equal(s: np.ndarray, r: np.ndarray, cols: np.ndarray) -> None:
             s[cols[k]] = 0
 
 
-@numba.njit(cache=True)
+@_njit
 def _merge_flow(s: np.ndarray, r: np.ndarray) -> None:
     """Flow key fields outside the model: common prefix for addresses, equal-or-zero else."""
     st, rt = s[FQUAL] & 0x1F, r[FQUAL] & 0x1F
@@ -411,7 +425,7 @@ def _merge_flow(s: np.ndarray, r: np.ndarray) -> None:
         _keep_equal(s, r, FLOW_EQUAL)
 
 
-@numba.njit(cache=True)
+@_njit
 def _merge_time(s: np.ndarray, r: np.ndarray) -> None:
     later = r[SSTART] >= s[SSTART]
     if r[SSTART] != 0 and (s[SSTART] == 0 or r[SSTART] < s[SSTART]):
@@ -434,7 +448,7 @@ def _merge_time(s: np.ndarray, r: np.ndarray) -> None:
                 s[DLAST] = r[DLAST]
 
 
-@numba.njit(cache=True)
+@_njit
 def _merge_tcp_dir(s: np.ndarray, r: np.ndarray, ix: np.ndarray) -> None:
     s[ix[T_STATUS]] |= r[ix[T_STATUS]]
     s[ix[T_ACK]] = r[ix[T_ACK]]
@@ -454,12 +468,12 @@ def _merge_tcp_dir(s: np.ndarray, r: np.ndarray, ix: np.ndarray) -> None:
     s[ix[T_FLAGS]] |= r[ix[T_FLAGS]]
 
 
-@numba.njit(cache=True)
+@_njit
 def _is_tcp_net(v: np.uint64) -> bool:
     return v == NET_TCP_INIT or v == NET_TCP_STATUS or v == NET_TCP_PERF
 
 
-@numba.njit(cache=True)
+@_njit
 def _merge_net(s: np.ndarray, r: np.ndarray) -> None:
     sn, rn = s[NETSUB], r[NETSUB]
     if sn != rn and not (_is_tcp_net(sn) and _is_tcp_net(rn)):
@@ -517,7 +531,7 @@ def _merge_net(s: np.ndarray, r: np.ndarray) -> None:
             s[ESPSPI] = 0
 
 
-@numba.njit(cache=True)
+@_njit
 def _merge_attr_side(s: np.ndarray, r: np.ndarray, bit: int, opt_bit: int, frag_bit: int,
                      cols: np.ndarray, equal: np.ndarray, minnz: np.ndarray) -> None:
     opts = cols[3]
@@ -538,13 +552,13 @@ def _merge_attr_side(s: np.ndarray, r: np.ndarray, bit: int, opt_bit: int, frag_
         s[AQUAL] |= bit | (r[AQUAL] & (opt_bit | frag_bit))
 
 
-@numba.njit(cache=True)
+@_njit
 def _f32mul(mean: np.float32, n: int) -> np.float64:
     """C's `float * int`: computed in single precision."""
     return np.float64(np.float32(mean * np.float32(n)))
 
 
-@numba.njit(cache=True)
+@_njit
 def _merge_agr(g: int, first_dur: np.ndarray, value: float, s: np.ndarray, count: np.ndarray,
                n: np.ndarray, stats: np.ndarray, rcount: int, rn: int, rstats: np.ndarray) -> None:
     """racluster's running statistics of the merged records' durations (C floats)."""
@@ -596,7 +610,7 @@ def _merge_agr(g: int, first_dur: np.ndarray, value: float, s: np.ndarray, count
     stats[g, A_STDEV] = np.float32(np.sqrt(abs(ss1 / n[g] - m2)))
 
 
-@numba.njit(cache=True)
+@_njit
 def _merge_one(s: np.ndarray, r: np.ndarray) -> None:
     """ArgusMergeRecords for the merging columns: `s` is the group so far, `r` the new record."""
     sd, rd = s[DSRS], r[DSRS]
@@ -640,7 +654,7 @@ def _merge_one(s: np.ndarray, r: np.ndarray) -> None:
             s[DSRS] |= B_ICMPMAP
 
 
-@numba.njit(cache=True)
+@_njit
 def merge_batch(rec: np.ndarray, gid: np.ndarray, fresh: np.ndarray, seq: np.ndarray,
                 relrev: np.ndarray, dur: np.ndarray, state: np.ndarray, first_dur: np.ndarray,
                 count: np.ndarray, n: np.ndarray, stats: np.ndarray, flipped: np.ndarray,
@@ -688,6 +702,21 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, fresh: np.ndarray, seq: np.nda
         _merge_agr(g, first_dur, np.float64(np.float32(dur[i])), st, count, n, stats,
                    rcount[i], rn[i], rstats[i])
         _merge_one(st, row)
+
+
+_KERNEL: list[Callable[..., Any]] = []
+
+
+def _kernel() -> Callable[..., Any]:
+    """merge_batch compiled: from the extension of ops.cluster_aot (built on first use), else
+    numba's JIT."""
+    if not _KERNEL:
+        kernel = cluster_aot.merge_batch()
+        if kernel is None and cluster_aot.READY:
+            # The extension existed when this module was imported but cannot be loaded now.
+            raise ArgusflowError("the compiled merge kernel could not be loaded; run again")
+        _KERNEL.append(kernel or merge_batch)
+    return _KERNEL[0]
 
 
 # --- the model applied to a batch ------------------------------------------------------------
@@ -951,7 +980,7 @@ class Clusterer:
         # The merging columns are converted a slice at a time: memory stays small per batch.
         for lo in range(0, batch.height, SLICE_ROWS):
             hi = min(lo + SLICE_ROWS, batch.height)
-            merge_batch(_to_u64(columns[lo:hi]), gid[lo:hi], fresh[lo:hi], seq[lo:hi],
+            _kernel()(_to_u64(columns[lo:hi]), gid[lo:hi], fresh[lo:hi], seq[lo:hi],
                         relrev[lo:hi], durations[lo:hi], self._state, self._first_dur,
                         self._count, self._n, self._stats, self._flipped, self._last,
                         SWAP_PAIRS, SWAP_BITS, rcount[lo:hi], rn[lo:hi], rstats[lo:hi])
