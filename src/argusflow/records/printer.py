@@ -30,6 +30,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -492,13 +493,29 @@ def _address_expr(side: str, named: bool, layer2: bool) -> pl.Expr:
     return pl.when(c("_mar")).then(pl.lit("")).otherwise(text).alias("a")
 
 
-def _address_series(frame: pl.DataFrame, side: str, named: bool) -> pl.Series:
+def _ipv4_by_value(lo: pl.Series, fit: Callable[[pl.Series], pl.Series] | None) -> pl.Series:
+    """IPv4 text made (and fitted) once per distinct address, then spread back: a batch holds
+    far fewer addresses than records."""
+    v4 = lo & 0xFFFFFFFF
+    uniq = v4.unique()
+    table = pl.select(ipv4(pl.lit(uniq))).to_series()
+    return v4.replace_strict(uniq, fit(table) if fit else table, return_dtype=pl.String)
+
+
+def _address_series(frame: pl.DataFrame, side: str, named: bool,
+                    fit: Callable[[pl.Series], pl.Series] | None = None) -> pl.Series:
     """Address text.  `named`: show the broadcast MAC of a layer-2 key as "Broadcast" (ra 3.0.8
-    does so only in delimited output without -nn)."""
+    does so only in delimited output without -nn).  `fit`: pads IPv4 texts to the column (the
+    other texts are fitted afterwards with the rest of the column)."""
     at = frame["_at"]
     lo, hi = frame[f"{side}addr_lo"], frame[f"{side}addr_hi"]
     layer2 = bool(at.is_in([ADDR_ETHER, ADDR_RARP]).any())
-    base = frame.select(_address_expr(side, named, layer2)).to_series()
+    if layer2:
+        base = frame.select(_address_expr(side, named, layer2)).to_series()
+    else:
+        base = _ipv4_by_value(lo, fit)
+        if frame["_mar"].any():
+            base = base.scatter(np.flatnonzero(frame["_mar"].to_numpy()), "")
     v6 = (at == ADDR_IPV6) & ~frame["_mar"]
     if v6.any():
         idx = np.flatnonzero(v6.to_numpy())
@@ -804,7 +821,7 @@ class Printer:
                 if p.rare is not None:
                     cells.append(p.rare.alias(f"_r{i}"))
             elif p.kind != "expr":
-                extra[f"_s{i}"] = self._series_text(frame, values, col, p.kind, i)
+                extra[f"_s{i}"] = self._series_text(frame, values, col, p.kind, i, fit)
                 expr = c(f"_s{i}")
                 if p.keep is not None:
                     expr = pl.when(p.keep).then(expr).otherwise(pl.lit(""))
@@ -860,11 +877,12 @@ class Printer:
         return texts.with_columns(updates) if updates else texts
 
     def _series_text(self, frame: pl.DataFrame, values: pl.DataFrame | None, col: Column, kind: str,
-                     i: int) -> pl.Series:
+                     i: int, fit: bool = False) -> pl.Series:
         o = self.options
         name = col.field.name
         if kind == "addr":
-            return _address_series(frame, name[0], o.delimiter is not None and o.nflag < 2)
+            return _address_series(frame, name[0], o.delimiter is not None and o.nflag < 2,
+                                   (lambda text: self._fit(text, col)) if fit else None)
         if kind == "user":
             return _user_series(frame, name, col.width)
         assert values is not None
