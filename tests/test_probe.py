@@ -393,3 +393,24 @@ def test_compiled_keys_equal_the_numpy_specification() -> None:
                         assert w.dtype == g.dtype and np.array_equal(w, g), (capture.name, f.name)
                     checked += len(d)
     assert checked > 10_000
+
+
+def test_held_and_chunked_records_are_the_same_records() -> None:
+    """A file probe holds records back (hold) and reports the open flows in chunks at the end:
+    the same records in the same order as one frame per batch and one final frame."""
+    n = 3000
+    rng = np.random.default_rng(2)
+    packets = [eth_ipv4_udp(0x0A000001, 0x0A000002 + int(i % 40), int(p), 80)
+               for i, p in enumerate(rng.integers(1024, 65535, n))]
+    times = np.sort(rng.uniform(0, 40, n))
+    batches = [PacketBatch.from_packets(packets[k:k + 500], ts_us=[int(t * 1e6) for t in
+                                                                   times[k:k + 500]])
+               for k in range(0, n, 500)]
+    frames = {}
+    for hold, chunk in ((0, None), (700, 9)):
+        probe = FlowProbe(ProbeSettings(), hold=hold)
+        out = [probe.feed(decode_batch(b), b) for b in batches]
+        out += [probe.finish()] if chunk is None else list(probe.finish_chunks(chunk))
+        frames[hold] = pl.concat([f for f in out if f.height])
+    assert frames[0].height > 700
+    assert frames[0].equals(frames[700])

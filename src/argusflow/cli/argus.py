@@ -198,18 +198,19 @@ def argus(argv: list[str]) -> int:
                         sink.write(records, header)
             if reader.error is not None:
                 errors.append(reader.error)
-        records = probe.finish()
         if header is None:
             header = start_mar(srcid, startime_us=0, now_us=0,
                                report_interval=int(settings.status_interval),
                                mar_interval=mar_interval)
+        for records in probe.finish_chunks():  # the open flows, a bounded frame at a time
+            sink.write(records, header)
         stop = stop_mar(srcid, startime_us=probe.first_ts, now_us=probe.last_ts,
                         counters=MarCounters(pkts=probe.packets, bytes=probe.bytes,
                                              records=probe.flows_reported,
                                              flows=probe.flows_reported,
                                              dropped=probe.packets_not_keyed),
                         report_interval=int(settings.status_interval), mar_interval=mar_interval)
-        sink.write(pl.concat([records, mar_frame(stop)]), header)
+        sink.write(mar_frame(stop), header)
     finally:
         sink.close()
     for err in errors:
