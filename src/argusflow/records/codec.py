@@ -50,7 +50,8 @@ class RecordReader:
                  expected_bytes: int | None = None) -> None:
         self.source = source
         # How much input to expect (None: unknown, e.g. a stream): decides whether numba's
-        # compiled kernels repay their start-up (capture/jit.py), once for the whole input.
+        # compiled framer repays its start-up (capture/jit.py); a stream switches to it once it
+        # has brought that much.
         self.expected_bytes = expected_bytes
         self.require_start_mar = require_start_mar
         self._pending = b""
@@ -58,7 +59,7 @@ class RecordReader:
         self.records_read = 0
         self.error: CorruptInput | None = None
         self.start_mar: bytes | None = None
-        self.compiled = use_numba(expected_bytes)  # decided once for the whole input
+        self.compiled = use_numba(expected_bytes)
 
     @property
     def bytes_pending(self) -> int:
@@ -132,6 +133,8 @@ class RecordReader:
         buf = self._take(chunk)
         if buf is None:
             return None
+        if not self.compiled and self.expected_bytes is None:
+            self.compiled = use_numba(None, self._consumed)
         data = dsr_decode.ByteBuffer(buf, compiled=self.compiled)
         found = frame(data.u8[:len(buf)], data.compiled)
         self.records_read += len(found.starts)
@@ -175,22 +178,24 @@ class RecordReader:
         self.error = CorruptInput(self.source, offset, problem, self.records_read)
 
 
-# numba's kernels decode ~1.5x faster than the numpy ones once loaded, but importing numba and
-# loading the cached kernels costs ~0.8 s of CPU: worth it from about a million records on.
-NUMBA_FROM_BYTES = 150 << 20
+# numba now only frames (the DSR decode is numpy's): it saves ~1.4 ms of CPU per MB, and
+# importing numba and loading the cached kernel costs ~0.5 s, so it pays from about 350 MB on.
+NUMBA_FROM_BYTES = 350 << 20
 
 
-def use_numba(expected_bytes: int | None) -> bool:
-    """Decode with numba's kernels?  Yes if numba is loaded already (the probe, tests forcing
-    it), or the input is big enough to repay loading it, or of unknown size (a stream, which
-    may run for hours: capture/jit.py assumes many records)."""
+def use_numba(expected_bytes: int | None, consumed: int = 0) -> bool:
+    """Frame with numba's kernel?  Yes if numba is loaded already (the probe, tests forcing it)
+    or the input is big enough to repay loading it.  A stream's size is unknown: it starts
+    with numpy and switches once it has brought NUMBA_FROM_BYTES (`consumed`), so a short pipe
+    never pays for numba and a day-long stream does."""
     if numba_active():
         return True
-    if expected_bytes is not None and expected_bytes < NUMBA_FROM_BYTES:
+    size = consumed if expected_bytes is None else expected_bytes
+    if size < NUMBA_FROM_BYTES:
         return False
     from argusflow.capture import jit
 
-    return jit.wanted(None if expected_bytes is None else expected_bytes // AVERAGE_RECORD_BYTES)
+    return jit.wanted(size // AVERAGE_RECORD_BYTES)
 
 
 class RowSelector(Protocol):
