@@ -325,23 +325,13 @@ def _align_pieces(batch: pl.DataFrame, times: pl.DataFrame, rows: np.ndarray, si
                   origin: np.ndarray) -> np.ndarray:
     """One row per piece: [row, k, s0, s1, d0, d1, spkts, dpkts, sbytes, dbytes, sapp, dapp,
     trans, sretrans, dretrans] (column numbers named in ops.split_align)."""
-    from argusflow.ops import split_align as A  # numba: loaded only when a record is cut
+    from argusflow.ops import split_align as A
 
-    cols = [times[c].to_numpy()[rows].astype(np.int64) for c in ("s0", "s1", "d0", "d1")]
-    cols += [batch[c].to_numpy()[rows].astype(np.int64)
-             for c in (*A.COUNTERS, "agr_count", "stcp_retrans", "dtcp_retrans")]
-    pkts = cols[4] + cols[5]
-    t0 = times["t0"].to_numpy()[rows]
-    t1 = times["t1"].to_numpy()[rows]
-    # Every piece takes a packet, and at most one piece starts in a bin (plus the last ones).
-    bins = (t1 - t0) // size + 8
-    for capacity in (np.minimum(pkts + 1, bins), pkts + 1):
-        out = np.zeros((int(capacity.sum()), 15), dtype=np.int64)
-        n = A.align_kernel(rows.astype(np.int64), *cols, origin[rows].astype(np.int64),
-                          np.int64(size), out)
-        if n >= 0:
-            return out[:n]
-    raise AssertionError("rasplit: more pieces than packets")  # cannot happen: one packet each
+    cols = [rows, origin[rows]]
+    cols += [times[c].to_numpy()[rows] for c in ("s0", "s1", "d0", "d1")]
+    cols += [batch[c].to_numpy()[rows] for c in (*A.COUNTERS, "agr_count", "stcp_retrans",
+                                                  "dtcp_retrans")]
+    return A.align_pieces(cols, size)
 
 
 def _piece_frame(batch: pl.DataFrame, pieces: np.ndarray) -> pl.DataFrame:

@@ -1,208 +1,225 @@
-"""The record cutting kernel of rasplit/rastream time mode (ops.split), apart because numba
-costs about a second to load: count, size and flow modes, and time mode runs where no record
-spans a bin boundary, never import it."""
+"""The record cutting of rasplit/rastream time mode (ops.split), as 3.0.8 cuts: one cut per turn
+for every record still being cut, in numpy over all of them at once (a record takes one piece
+per turn, so the turns are as many as the most pieces one record gives: a few for Argus'
+usual status intervals)."""
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-# Columns of a piece row (the kernel's output).
+# Columns of a piece row.
 ROW, K, S0, S1, D0, D1, SP, DP, SB, DB, SA, DA, TR, SR, DR = range(15)
 COUNTERS = ("spkts", "dpkts", "sbytes", "dbytes", "sappbytes", "dappbytes")
+INT_MIN = -2147483648
+_STATE = ("row", "origin", "s0", "s1", "d0", "d1", "sp", "dp", "sb", "db", "sa", "da", "agr",
+          "sr", "dr")
+_MODEL = {"srate": np.float32, "drate": np.float32, "sbrate": np.float32, "dbrate": np.float32,
+          "sarate": np.float32, "darate": np.float32, "scarry": np.float32,
+          "dcarry": np.float32, "sgap": np.float64, "dgap": np.float64, "ready": bool}
+
+Rest = dict[str, np.ndarray]
 
 
-@numba.njit(cache=True)
-def _c_int(x: float) -> int:
-    """A double converted to a C int as x86 does: NaN and out-of-range give INT_MIN."""
-    if x != x or x >= 2147483648.0 or x <= -2147483649.0:
-        return -2147483648
-    return int(x)
+def align_pieces(columns: list[np.ndarray], size: int) -> np.ndarray:
+    """`columns`: the _STATE arrays of the records to cut.  Returns one row per piece, in
+    record order and piece order within a record."""
+    rest: Rest = {name: np.asarray(col, dtype=np.int64) for name, col in zip(_STATE, columns,
+                                                                             strict=True)}
+    n = len(rest["row"])
+    rest.update({name: np.zeros(n, dtype=kind) for name, kind in _MODEL.items()})
+    turns = []
+    k = 0
+    while len(rest["row"]):
+        piece, alive = _turn(rest, size)
+        piece[:, K] = k
+        turns.append(piece)
+        rest = {name: col[alive] for name, col in rest.items()}
+        k += 1
+    out = np.concatenate(turns) if turns else np.zeros((0, 15), dtype=np.int64)
+    return out[np.lexsort((out[:, K], out[:, ROW]))]
 
 
-@numba.njit(cache=True)
-def _nz_min(a: int, b: int) -> int:
-    if a == 0:
-        return b
-    if b == 0:
-        return a
-    return min(a, b)
+def _turn(r: Rest, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One cut of every record: the pieces, and which records still have a rest to cut."""
+    start = _nz_min(r["s0"], r["d0"])
+    end = np.maximum(r["s1"], r["d1"])
+    end = np.where(end == 0, np.maximum(r["s0"], r["d0"]), end)
+    esecs = r["origin"] + ((start - r["origin"]) // size + 1) * size
+    total = r["sp"] + r["dp"]
+    last = (total <= 1) | (end <= esecs)  # the rest fits in this bin: one last piece
+    piece = np.zeros((len(total), 15), dtype=np.int64)
+    piece[:, ROW] = r["row"]
+    whole = np.flatnonzero(last)
+    for col, name in ((S0, "s0"), (S1, "s1"), (D0, "d0"), (D1, "d1"), (SP, "sp"), (DP, "dp"),
+                      (SB, "sb"), (DB, "db"), (SA, "sa"), (DA, "da"), (TR, "agr"), (SR, "sr"),
+                      (DR, "dr")):
+        piece[whole, col] = r[name][whole]
+    two = np.flatnonzero(~last & (total == 2))
+    if len(two):
+        _two_packets(r, two, piece)
+    main = np.flatnonzero(~last & (total > 2))
+    if len(main):
+        _proportional(r, main, esecs[main], size, piece)
+    alive = ~last & (r["sp"] + r["dp"] > 0)
+    return piece, alive
 
 
-@numba.njit(cache=True)
-def _skip_gap(t: int, start: int, end: int) -> int:
+def _two_packets(r: Rest, i: np.ndarray, piece: np.ndarray) -> None:
+    """Two packets left: one piece each, the source's first (or the first of a direction)."""
+    for col, name in ((S0, "s0"), (S1, "s1"), (D0, "d0"), (D1, "d1")):
+        piece[i, col] = r[name][i]
+    agr = np.where(r["agr"][i] >= 1, 1, r["agr"][i])
+    piece[i, TR] = agr
+    r["agr"][i] = agr
+    one_each = i[r["sp"][i] == 1]
+    piece[one_each, D0] = piece[one_each, D1] = 0
+    piece[one_each, SP] = 1
+    piece[one_each, SB], piece[one_each, SA] = r["sb"][one_each], r["sa"][one_each]
+    for name in ("s0", "s1", "sp", "sb", "sa"):
+        r[name][one_each] = 0
+    for side, first, col_p, col_b, col_a, col_1 in (("s", "s0", SP, SB, SA, S1),
+                                                    ("d", "d0", DP, DB, DA, D1)):
+        j = i[r[f"{side}p"][i] == 2]
+        b, a = r[f"{side}b"][j], r[f"{side}a"][j]
+        half_b, half_a = b // 2 + (b & 1), a // 2 + (a & 1)
+        piece[j, col_1] = r[first][j]
+        piece[j, col_p], piece[j, col_b], piece[j, col_a] = 1, half_b, half_a
+        r[first][j] = r[f"{side}1"][j]
+        r[f"{side}p"][j] = 1
+        r[f"{side}b"][j], r[f"{side}a"][j] = b - half_b, a - half_a
+    _share_losses(r, i, piece)
+
+
+def _share_losses(r: Rest, i: np.ndarray, piece: np.ndarray) -> None:
+    """A piece's retransmissions: its packets' share of what the rest still holds, rounded half
+    to even (measured); the rest keeps the others."""
+    for side, col_p, col_r in (("s", SP, SR), ("d", DP, DR)):
+        pkts, lost = piece[i, col_p], r[f"{side}r"][i]
+        before = r[f"{side}p"][i] + pkts
+        ok = (before > 0) & (lost > 0)
+        mine = np.rint(pkts * lost / np.where(ok, before, 1)).astype(np.int64)
+        mine = np.where(ok, np.minimum(mine, lost), 0)
+        piece[i, col_r] = mine
+        r[f"{side}r"][i] = lost - mine
+
+
+def _start_model(r: Rest, i: np.ndarray, size: int) -> None:
+    """At a record's first proportional cut: its rates per bin (float32, as the C struct holds
+    them) and the mean packet spacing in bins that lets a sparse record skip ahead."""
+    i = i[~r["ready"][i]]
+    if not len(i):
+        return
+    for side in ("s", "d"):
+        period = np.maximum((r[f"{side}1"][i] - r[f"{side}0"][i]) / size, 1.0)
+        pkts = r[f"{side}p"][i]
+        r[f"{side}rate"][i] = (pkts / period).astype(np.float32)
+        r[f"{side}brate"][i] = (r[f"{side}b"][i] / period).astype(np.float32)
+        r[f"{side}arate"][i] = (r[f"{side}a"][i] / period).astype(np.float32)
+        r[f"{side}gap"][i] = np.where(pkts > 1, period / np.maximum(pkts - 1, 1), 0.0)
+        r[f"{side}carry"][i] = 0.0
+    # (sic) 3.0.8 clears the source spacing when the destination has one packet or none.
+    r["sgap"][i] = np.where(r["dp"][i] > 1, r["sgap"][i], 0.0)
+    r["ready"][i] = True
+
+
+def _proportional(r: Rest, i: np.ndarray, esecs: np.ndarray, size: int, piece: np.ndarray
+                  ) -> None:
+    """Three packets or more: each direction gives the piece its share up to the boundary."""
+    _start_model(r, i, size)
+    before = {name: r[name][i].copy() for name in ("s0", "s1", "d0", "d1", "sp", "dp")}
+    parts = {side: _cut_direction(r, i, esecs, size, side) for side in ("s", "d")}
+    (ps0, ps1, psp, psb, psa), (pd0, pd1, pdp, pdb, pda) = parts["s"], parts["d"]
+    # Merged records are shared by packets as well (truncated, at least one).
+    agr = r["agr"][i]
+    share = (psp + pdp) / (before["sp"] + before["dp"])
+    pagr = np.where(agr > 1, np.maximum(_c_int(agr * share), 1), agr)
+    r["agr"][i] = np.where(agr > 1, agr - pagr, agr)
+    counts = {}
+    for side, p, b, a in (("s", psp, psb, psa), ("d", pdp, pdb, pda)):
+        left_p, left_b, left_a = r[f"{side}p"][i] - p, r[f"{side}b"][i] - b, r[f"{side}a"][i] - a
+        # Bytes left without packets: a packet goes back to them, or the piece takes them.
+        orphan = (left_p == 0) & (left_b > 0)
+        give = orphan & (p > 1)
+        take = orphan & ~give
+        p, left_p = np.where(give, p - 1, p), np.where(give, left_p + 1, left_p)
+        b, a = np.where(take, b + left_b, b), np.where(take, a + left_a, a)
+        r[f"{side}p"][i], r[f"{side}b"][i], r[f"{side}a"][i] = left_p, left_b, left_a
+        counts[side] = (p, b, a)
+    psp, psb, psa = counts["s"]
+    pdp, pdb, pda = counts["d"]
+    point = psp + pdp == 1
+    ps1, pd1 = np.where(point, ps0, ps1), np.where(point, pd0, pd1)
+    for side, p, old0 in (("s", psp, before["s0"]), ("d", pdp, before["d0"])):
+        _skip_ahead(r, i, side, p, old0, size)
+    for col, value in ((S0, ps0), (S1, ps1), (D0, pd0), (D1, pd1), (SP, psp), (DP, pdp),
+                       (SB, psb), (DB, pdb), (SA, psa), (DA, pda), (TR, pagr)):
+        piece[i, col] = value
+    _share_losses(r, i, piece)
+
+
+def _cut_direction(r: Rest, i: np.ndarray, esecs: np.ndarray, size: int, side: str
+                   ) -> tuple[np.ndarray, ...]:
+    """One direction's part of a proportional cut: (start, end, pkts, bytes, appbytes) of the
+    piece; the rest's times move to the boundary (or clear when the direction ends here)."""
+    t0, t1 = r[f"{side}0"][i], r[f"{side}1"][i]
+    pkts, byts, app = r[f"{side}p"][i], r[f"{side}b"][i], r[f"{side}a"][i]
+    after = t0 > esecs  # the direction starts after the boundary: not in this piece
+    across = ~after & (t1 > esecs)
+    ends = ~after & ~across
+    p0, p1 = np.where(after, 0, t0), np.where(after, 0, np.where(across, esecs, t1))
+    pkts_p = np.where(after, 0, pkts)
+    byts_p, app_p = np.where(after, 0, byts), np.where(after, 0, app)
+    r[f"{side}0"][i] = np.where(across, esecs, np.where(ends, 0, t0))
+    r[f"{side}1"][i] = np.where(ends, 0, t1)
+    r[f"{side}gap"][i] = np.where(ends, 0.0, r[f"{side}gap"][i])
+    counted = (p0 != 0) & (pkts_p != 0)
+    if counted.any():
+        j = np.flatnonzero(counted)
+        rate, carry = r[f"{side}rate"][i][j], r[f"{side}carry"][i][j]
+        span = t1[j] - t0[j]
+        share = np.where(span > 0, np.minimum(p1[j] - p0[j], size)
+                         / np.maximum(np.minimum(span, size), 1), np.nan)
+        got = (rate + carry).astype(np.float32).astype(np.float64) * share
+        cnt = np.maximum(np.minimum(_c_int(got), pkts_p[j]), 1)
+        r[f"{side}carry"][i[j]] = (carry.astype(np.float64) + (rate.astype(np.float64) * share
+                                                               - cnt)).astype(np.float32)
+        ratio = cnt / rate.astype(np.float64)
+        pkts_p[j] = cnt
+        byts_p[j] = _c_int(r[f"{side}brate"][i][j].astype(np.float64) * ratio)
+        app_p[j] = _c_int(r[f"{side}arate"][i][j].astype(np.float64) * ratio)
+    return p0, p1, pkts_p, byts_p, app_p
+
+
+def _skip_ahead(r: Rest, i: np.ndarray, side: str, taken: np.ndarray, old0: np.ndarray,
+                size: int) -> None:
+    """A sparse record's rest jumps to where its next packets are expected (3.0.8's test, see
+    _skip_gap); a direction with one packet left collapses onto its last time."""
+    left, gap = r[f"{side}p"][i], r[f"{side}gap"][i]
+    t0, t1 = r[f"{side}0"][i], r[f"{side}1"][i]
+    jumps = (left > 1) & (gap != 0.0)
+    t = old0 + (gap * taken * size).astype(np.int64)
+    moved = jumps & (_skip_gap(t, t0, t1) >= size)
+    r[f"{side}0"][i] = np.where(moved, t, np.where(~jumps & (left == 1), t1, t0))
+
+
+def _skip_gap(t: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """How far (us) 3.0.8 sees `t` past a direction's start when deciding to skip ahead.
 
     It reads the start and end (two 32-bit second/microsecond pairs) as one 64-bit timeval,
     so its "seconds" are start.sec + start.usec << 32 and its "microseconds" end.sec +
     end.usec << 32 (wrapping 64-bit arithmetic).  Measured consequence: a record only skips
     ahead when both times fall on whole seconds or the skip is large enough to beat that."""
-    b_sec = start // 1_000_000 + ((start % 1_000_000) << 32)
-    b_usec = end // 1_000_000 + ((end % 1_000_000) << 32)
-    return (t // 1_000_000 - b_sec) * 1_000_000 + (t % 1_000_000 - b_usec)
+    with np.errstate(over="ignore"):
+        b_sec = start // 1_000_000 + ((start % 1_000_000) << 32)
+        b_usec = end // 1_000_000 + ((end % 1_000_000) << 32)
+        return (t // 1_000_000 - b_sec) * 1_000_000 + (t % 1_000_000 - b_usec)
 
 
-@numba.njit(cache=True)
-def _lost_share(pkts: int, before: int, lost: int) -> tuple[int, int]:
-    """A piece's retransmissions: its packets' share of what the rest of the record still
-    holds, rounded half to even (measured); returns (the piece's, what is left)."""
-    if before <= 0 or lost <= 0:
-        return 0, lost
-    mine = min(int(np.rint(pkts * lost / before)), lost)
-    return mine, lost - mine
+def _c_int(x: np.ndarray) -> np.ndarray:
+    """Doubles converted to a C int as x86 does: NaN and out-of-range give INT_MIN."""
+    bad = np.isnan(x) | (x >= 2147483648.0) | (x <= -2147483649.0)
+    return np.where(bad, INT_MIN, np.trunc(np.where(bad, 0.0, x))).astype(np.int64)
 
 
-@numba.njit(cache=True)
-def align_kernel(rows, s0a, s1a, d0a, d1a, spa, dpa, sba, dba, saa, daa, agra, sra, dra,
-                  origins, size, out):
-    """3.0.8's rasplit record cutting, measured and read from its behaviour, one record at a
-    time (each piece depends on the carry the previous one left).  Returns the number of
-    pieces, or -1 when `out` is too short."""
-    n = 0
-    for i in range(len(rows)):
-        s0, s1, d0, d1 = s0a[i], s1a[i], d0a[i], d1a[i]
-        sp, dp, sb, db, sa, da = spa[i], dpa[i], sba[i], dba[i], saa[i], daa[i]
-        agr = agra[i]  # records merged (ra trans); 0: the record has no aggregation DSR
-        sr, dr = sra[i], dra[i]  # retransmissions (ra sloss, dloss)
-        origin = origins[i]
-        # Per-record model, set up at the first proportional cut: packets (and bytes) per bin
-        # in each direction (float32, as the C struct holds them) and the mean packet spacing
-        # (in bins) that lets a long, sparse record skip empty bins.
-        ready = False
-        srate = drate = np.float32(0.0)
-        sbrate = dbrate = sarate = darate = np.float32(0.0)
-        scarry = dcarry = np.float32(0.0)
-        sgap = dgap = 0.0
-        k = 0
-        while sp + dp > 0:
-            if n >= out.shape[0]:
-                return -1
-            start = _nz_min(s0, d0)
-            end = max(s1, d1)
-            if end == 0:
-                end = max(s0, d0)
-            esecs = origin + ((start - origin) // size + 1) * size
-            row = out[n]
-            row[ROW], row[K] = rows[i], k
-            if sp + dp == 1 or end <= esecs:  # the rest fits in this bin: one last piece
-                row[S0], row[S1], row[D0], row[D1] = s0, s1, d0, d1
-                row[SP], row[DP], row[SB], row[DB], row[SA], row[DA] = sp, dp, sb, db, sa, da
-                row[TR], row[SR], row[DR] = agr, sr, dr
-                n += 1
-                break
-            if sp + dp == 2:  # two packets: one piece each, the first direction's first
-                row[S0], row[S1], row[D0], row[D1] = s0, s1, d0, d1
-                if agr >= 1:
-                    agr = 1
-                row[TR] = agr
-                if sp == 1:
-                    row[D0] = row[D1] = 0
-                    row[SP], row[SB], row[SA] = 1, sb, sa
-                    s0 = s1 = 0
-                    sp = sb = sa = 0
-                elif sp == 2:
-                    half_b, half_a = sb // 2 + (sb & 1), sa // 2 + (sa & 1)
-                    row[S1] = s0
-                    row[SP], row[SB], row[SA] = 1, half_b, half_a
-                    s0 = s1
-                    sp, sb, sa = 1, sb - half_b, sa - half_a
-                else:
-                    half_b, half_a = db // 2 + (db & 1), da // 2 + (da & 1)
-                    row[D1] = d0
-                    row[DP], row[DB], row[DA] = 1, half_b, half_a
-                    d0 = d1
-                    dp, db, da = 1, db - half_b, da - half_a
-                row[SR], sr = _lost_share(row[SP], sp + row[SP], sr)
-                row[DR], dr = _lost_share(row[DP], dp + row[DP], dr)
-                n += 1
-                k += 1
-                continue
-            if not ready:
-                speriod = max((s1 - s0) / size, 1.0)
-                dperiod = max((d1 - d0) / size, 1.0)
-                srate, drate = np.float32(sp / speriod), np.float32(dp / dperiod)
-                sbrate, dbrate = np.float32(sb / speriod), np.float32(db / dperiod)
-                sarate, darate = np.float32(sa / speriod), np.float32(da / dperiod)
-                sgap = speriod / (sp - 1) if sp > 1 else 0.0
-                if dp > 1:
-                    dgap = dperiod / (dp - 1)
-                else:
-                    sgap = 0.0  # (sic: 3.0.8 clears the source spacing here)
-                scarry = dcarry = np.float32(0.0)
-                ready = True
-            ss, se, ds, de = s0, s1, d0, d1  # the rest, before this cut
-            ps0, ps1, pd0, pd1 = s0, s1, d0, d1
-            psp, pdp, psb, pdb, psa, pda = sp, dp, sb, db, sa, da
-            if ss > esecs:
-                ps0 = ps1 = 0
-                psp = psb = psa = 0
-            elif se > esecs:
-                ps1 = esecs
-                s0 = esecs
-            else:
-                s0 = s1 = 0
-                sgap = 0.0
-            if ds > esecs:
-                pd0 = pd1 = 0
-                pdp = pdb = pda = 0
-            elif de > esecs:
-                pd1 = esecs
-                d0 = esecs
-            else:
-                d0 = d1 = 0
-                dgap = 0.0
-            if ps0 != 0 and psp != 0:
-                share = min(ps1 - ps0, size) / min(se - ss, size) if se > ss else np.nan
-                psp = min(_c_int(np.float64(np.float32(srate + scarry)) * share), psp)
-                psp = max(psp, 1)
-                scarry = np.float32(np.float64(scarry) + (np.float64(srate) * share - psp))
-                ratio = psp / np.float64(srate)
-                psb, psa = _c_int(np.float64(sbrate) * ratio), _c_int(np.float64(sarate) * ratio)
-            if pd0 != 0 and pdp != 0:
-                share = min(pd1 - pd0, size) / min(de - ds, size) if de > ds else np.nan
-                pdp = min(_c_int(np.float64(np.float32(drate + dcarry)) * share), pdp)
-                pdp = max(pdp, 1)
-                dcarry = np.float32(np.float64(dcarry) + (np.float64(drate) * share - pdp))
-                ratio = pdp / np.float64(drate)
-                pdb, pda = _c_int(np.float64(dbrate) * ratio), _c_int(np.float64(darate) * ratio)
-            # Merged records are shared by packets as well (truncated, at least one).
-            pagr = agr
-            if agr > 1:
-                pagr = max(_c_int(agr * ((psp + pdp) / (sp + dp))), 1)
-                agr -= pagr
-            sp, sb, sa = sp - psp, sb - psb, sa - psa
-            dp, db, da = dp - pdp, db - pdb, da - pda
-            # Bytes left without packets: a packet goes back to them, or the piece takes them.
-            if sp == 0 and sb > 0:
-                if psp > 1:
-                    psp, sp = psp - 1, sp + 1
-                else:
-                    psb, psa = psb + sb, psa + sa
-            if dp == 0 and db > 0:
-                if pdp > 1:
-                    pdp, dp = pdp - 1, dp + 1
-                else:
-                    pdb, pda = pdb + db, pda + da
-            if psp + pdp == 1:
-                ps1, pd1 = ps0, pd0
-            # A sparse record skips ahead to where its next packets are expected.
-            if sp > 1 and sgap != 0.0:
-                t = ss + np.int64(sgap * psp * size)
-                if _skip_gap(t, s0, s1) >= size:
-                    s0 = t
-            elif sp == 1:
-                s0 = s1
-            if dp > 1 and dgap != 0.0:
-                t = ds + np.int64(dgap * pdp * size)
-                if _skip_gap(t, d0, d1) >= size:
-                    d0 = t
-            elif dp == 1:
-                d0 = d1
-            row[S0], row[S1], row[D0], row[D1] = ps0, ps1, pd0, pd1
-            row[SP], row[DP], row[SB], row[DB], row[SA], row[DA] = psp, pdp, psb, pdb, psa, pda
-            row[TR] = pagr
-            row[SR], sr = _lost_share(psp, sp + psp, sr)
-            row[DR], dr = _lost_share(pdp, dp + pdp, dr)
-            n += 1
-            k += 1
-    return n
+def _nz_min(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.where(a == 0, b, np.where(b == 0, a, np.minimum(a, b)))
