@@ -1,7 +1,9 @@
 """The record cutting of rasplit/rastream time mode (ops.split), as 3.0.8 cuts: one cut per turn
 for every record still being cut, in numpy over all of them at once (a record takes one piece
 per turn, so the turns are as many as the most pieces one record gives: a few for Argus'
-usual status intervals)."""
+usual status intervals).  A turn costs about 0.45 ms however few records it has, so a record
+cut into 10,000 pieces (10,000 packets over 10,000 bins) costs 4.5 s: a compiled loop would
+be the cure if such records turn up (numba was measured too: a second to load per run)."""
 
 from __future__ import annotations
 
