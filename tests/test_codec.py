@@ -346,3 +346,24 @@ def test_time_fractions_past_a_second_read_as_ra_reads_them(time_dsr: str, want:
     record = bytes([0x13, 0x10, 0, 1 + len(dsr) // 4]) + dsr
     row = read_bytes(start_mar(None, startime_us=1, now_us=2) + record).row(1, named=True)
     assert (row["sstart"], row["slast"], row["dstart"], row["dlast"]) == want
+
+
+@pytest.mark.parametrize(("key", "time_head", "spa"), [
+    # pln 4: argus turned the time DSR's header round when it wrote the key; ra turns it back
+    ("02060404 00010825 00040001 001f29da", "03180103", 0x001F29DA),
+    # pln 0: nothing is turned round; the addresses are the bytes' little-endian value
+    ("02060404 00000000 00000000 00000000", "03011803", 0),
+])
+def test_short_arp_key_reads_its_target_from_the_next_dsr(key: str, time_head: str,
+                                                          spa: int) -> None:
+    """tcpdump__arp-oobr.pcap: 4-word ARP keys.  ra reads the target address at its offset
+    whatever the key's length (the next DSR's header, 3.24.1.3 here) and the time DSR as a
+    plain timestamp (no `T` flag)."""
+    from argusflow.records.mar import start_mar
+
+    dsrs = bytes.fromhex((key + time_head + "4b9c15c6 0000cecb").replace(" ", ""))
+    record = bytes([0x13, 0x10, 0, 1 + len(dsrs) // 4]) + dsrs
+    row = read_bytes(start_mar(None, startime_us=1, now_us=2) + record).row(1, named=True)
+    assert (row["saddr_lo"], row["daddr_lo"]) == (spa, 0x03180103)
+    assert (row["time_subtype"], row["time_qual"]) == (0x01, 0x18)
+    assert row["sstart"] == 0x4B9C15C6 * 1_000_000 + 0xCECB

@@ -369,7 +369,8 @@ def decode(buf: ByteBuffer, found: Frame,
     order = np.argsort(found.dsr_kind, kind="stable")
     kind = found.dsr_kind[order]
     rec, pos, size = found.dsr_rec[order], found.dsr_pos[order], found.dsr_size[order]
-    sub, qual = found.dsr_sub[order].astype(np.int64), found.dsr_qual[order].astype(np.int64)
+    sub, qual = ra_dsr_headers(buf, found)
+    sub, qual = sub[order], qual[order]
     bounds = np.searchsorted(kind, np.arange(129))
     for code in np.unique(kind).tolist():
         lo, hi = bounds[code], bounds[code + 1]
@@ -576,7 +577,7 @@ def flow_arp(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
         return
     gather(cols, buf, d, FLOW_ARP)
     rarp = (d.qual & 0x1F) == 0x05
-    gather(cols, buf, d.where(~rarp), [("saddr_lo", 12, 4, BE, U), ("daddr_lo", 16, 4, BE, U)])
+    arp_addresses(cols, buf, d.where(~rarp))
     # RARP carries only the target protocol address, then the hardware addresses.
     gather(cols, buf, d.where(rarp), [("daddr_lo", 12, 4, BE, U)])
     # Sender hardware address: as many of its hln bytes as the DSR really holds (argus 3.0.8
@@ -589,6 +590,53 @@ def flow_arp(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
         byte = buf.u8[d.pos + base + k].astype(np.uint64)
         sha = np.where(k < take, sha << np.uint64(8) | byte, sha)
     cols.put("arp_sha", d.rec, sha)
+
+
+def ra_dsr_headers(buf: ByteBuffer, found: Frame) -> tuple[np.ndarray, np.ndarray]:
+    """Subtype and qualifier of every DSR as ra reads them.
+
+    ra turns an ARP key's target address (offset 16) from network order in place when pln is
+    4, even when the key is 4 words long: it turns the next DSR's header round.  argus 3.0.8 did
+    the same when writing such keys (their time DSR is stored `03 18 01 03`), so ra's swap
+    restores it.  Only headers whose type and length bytes are equal keep their framing; in
+    those the subtype and qualifier trade places (arp_addresses reads the address itself)."""
+    sub, qual = found.dsr_sub.astype(np.int64), found.dsr_qual.astype(np.int64)
+    short = np.flatnonzero((found.dsr_kind == 0x02) & (found.dsr_size == 16)
+                           & ((found.dsr_sub & 0x3F) == 0x06) & ((found.dsr_qual & 0x1F) == 0x04))
+    if not len(short):
+        return sub, qual
+    pos = found.dsr_pos[short]
+    short, pos = short[buf.u8[pos + 9] == 4], pos[buf.u8[pos + 9] == 4]
+    # DSRs come rank by rank, not in buffer order: find the one 16 bytes on by its position.
+    by_pos = np.argsort(found.dsr_pos, kind="stable")
+    at = np.minimum(np.searchsorted(found.dsr_pos, pos + 16, sorter=by_pos), len(by_pos) - 1)
+    nxt = by_pos[at]
+    ok = ((found.dsr_pos[nxt] == pos + 16) & (found.dsr_rec[nxt] == found.dsr_rec[short])
+          & (buf.u8[pos + 16] == buf.u8[pos + 19]))
+    nxt = nxt[ok]
+    sub[nxt], qual[nxt] = qual[nxt], sub[nxt].copy()
+    return sub, qual
+
+
+def arp_addresses(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
+    """Sender and target protocol addresses of ARP keys, read as ra 3.0.8 reads them.
+
+    ra takes them at their offsets whatever the DSR's length says: a key cut short (argus
+    writes some 4-word keys for malformed ARP, tcpdump__arp-oobr.pcap) gets its target address
+    from the bytes after it, the next DSR's header.  ra swaps them from network order only when
+    pln is 4; otherwise they keep the bytes' little-endian value (records.writer writes them
+    back the same way)."""
+    if not len(d.rec):
+        return
+    pln = buf.u8[d.pos + 9]
+    for name, off in (("saddr_lo", 12), ("daddr_lo", 16)):
+        at = d.pos + off  # the buffer is zero-padded past its end: never out of bounds
+        big = read_numpy(buf.u8, at, 4, False, buf.words)
+        cols.put(name, d.rec, np.where(pln == 4, big, byteswap32(big)))
+
+
+def byteswap32(values: np.ndarray) -> np.ndarray:
+    return values.astype(np.uint32).byteswap().astype(np.uint64)
 
 
 def unreverse(cols: Columns, rows: np.ndarray) -> None:

@@ -298,15 +298,35 @@ def flow_arp(b: Batch, rows: np.ndarray) -> Piece:
     fields = HDR + [("hrd", ">u2"), ("pro", ">u2"), ("hln", "u1"), ("pln", "u1"), ("op", ">u2"),
                     ("spa", ">u4"), ("tpa", ">u4"), ("hw", "u1", (32,))]
     words = np.where(rarp, RARP_KEY_WORDS, ARP_KEY_WORDS)
+    hrd, pro, hln, pln = arp_defaults(b, rows, rarp)
+    # RARP keys carry only the target protocol address, in the first slot.
+    spa = np.where(rarp, b.at("daddr_lo", rows), b.at("saddr_lo", rows))
+    tpa = np.where(rarp, 0, b.at("daddr_lo", rows))
+    # The reader took ARP addresses as little-endian numbers when pln was not 4 (ra swaps them
+    # from network order only then): they go back in the same byte order.
+    swap = ~rarp & (pln != 4)
     data = packed(len(rows), fields, {
         **header(0x02, b.at("flow_subtype", rows), b.at("flow_qual", rows), words),
-        "hrd": b.at("arp_hrd", rows), "pro": b.at("arp_pro", rows),
-        "hln": b.at("arp_hln", rows), "pln": b.at("arp_pln", rows), "op": b.at("arp_op", rows),
-        # RARP keys carry only the target protocol address, in the first slot.
-        "spa": np.where(rarp, b.at("daddr_lo", rows), b.at("saddr_lo", rows)),
-        "tpa": np.where(rarp, 0, b.at("daddr_lo", rows)),
+        "hrd": hrd, "pro": pro, "hln": hln, "pln": pln, "op": b.at("arp_op", rows),
+        "spa": np.where(swap, byteswap32(spa), spa), "tpa": np.where(swap, byteswap32(tpa), tpa),
     })
     return Piece(rows, data, words * 4)
+
+
+def arp_defaults(b: Batch, rows: np.ndarray, rarp: np.ndarray) -> tuple[np.ndarray, ...]:
+    """hrd, pro, hln, pln of ARP keys as ra -w writes them: a field that is 0 becomes the
+    Ethernet/IPv4 value (1, 0x0800, 6, 4), each on its own (ra -w on tcpdump__arp-oobr.pcap:
+    all-zero 4-word keys come out `0001 0800 0604`, `0001 0825 0004` as `0001 0825 0604`).
+    RARP keys are written as read (no zero ones were seen)."""
+    out = []
+    for name, default in (("arp_hrd", 1), ("arp_pro", 0x0800), ("arp_hln", 6), ("arp_pln", 4)):
+        value = b.at(name, rows)
+        out.append(np.where(~rarp & (value == 0), default, value))
+    return tuple(out)
+
+
+def byteswap32(values: np.ndarray) -> np.ndarray:
+    return values.astype(np.uint32).byteswap()
 
 
 def flow_matrix(b: Batch, rows: np.ndarray) -> Piece:
