@@ -216,10 +216,6 @@ def test_bad_key_is_one_line() -> None:
     assert code == 2 and err.count("\n") == 1 and "bogus" in err
 
 
-@pytest.mark.xfail(strict=True, reason="timers: 3.0.8 restarts an aggregate by zeroing the reported "
-                   "one (ArgusZeroRecord) and merging the new record into it, so seq, cause, "
-                   "masked ports, IP ids, TCP state/base/windows and agr min/stdev carry over from "
-                   "the previous segment; we start the segment from the record itself")
 def test_conf_timers(status_argus_files, run_real, conf3, tmp_path) -> None:
     path = status_argus_files.get("ndpi__wechat.pcap") or next(iter(status_argus_files.values()))
     compare_written(run_real, path, ["-f", str(conf3.parent / "timers.conf")], tmp_path)

@@ -6,7 +6,6 @@ Pipeline: argus-file source -> selection (filter, -t) -> ops.cluster (one aggreg
 -> text printer or Argus writer.
 
 Deviations from 3.0.8: `-m none` really collapses every record into one (3.0.8 does not).
-racluster.conf timers restart an aggregate from the record itself (see ops.cluster_timers).
 Not done yet: `-%` (percentages), the rmon column labels (Host, OutPkts, InPkts) and `-M norep`'s
 Trans of 0 in printed text (both need printer support).
 """

@@ -273,6 +273,15 @@ SAW_SYN = derive.SAW_SYN
 TCP_SUBTYPES = (NET_TCP_INIT, NET_TCP_STATUS, NET_TCP_PERF)
 MAX_WINDOW = 65536
 
+# What ArgusZeroRecord clears when racluster.conf's timers restart an aggregate.
+RESTART_ZERO = np.array([
+    SSTART, SLAST, DSTART, DLAST, *[_IX[k] for k in ("spkts", "sbytes", "sappbytes", "dpkts",
+                                                     "dbytes", "dappbytes")],
+    *[_IX[k] for k in ("smaxsz", "sminsz", "dmaxsz", "dminsz", "spktsz_hist", "dpktsz_hist")],
+    TSTATUS, *TCP_S, *TCP_D,
+    *[_IX[k] for k in ("sjit_act_n", "sjit_idl_n", "djit_act_n", "djit_idl_n")],
+], dtype=np.int64)
+
 # Column of `result()`: the group's first record carried statistics already (racluster output).
 AGR_FROM_INPUT = "_agr_in"
 
@@ -576,6 +585,13 @@ def _merge_agr(g: int, first_dur: np.ndarray, value: float, s: np.ndarray, count
         stats[g, A_MEAN] = v0
         stats[g, A_STDEV] = 0
         stats[g, A_MAX] = v0
+    _add_agr(g, value, count, n, stats, rcount, rn, rstats)
+
+
+@_njit
+def _add_agr(g: int, value: float, count: np.ndarray, n: np.ndarray, stats: np.ndarray,
+             rcount: int, rn: int, rstats: np.ndarray) -> None:
+    """A record's duration (or its statistics) into group `g`'s existing statistics."""
     if rcount > 0:
         # Both sides carry statistics (records racluster wrote before): combine them.
         count[g] += rcount
@@ -655,14 +671,32 @@ def _merge_one(s: np.ndarray, r: np.ndarray) -> None:
 
 
 @_njit
+def _restart(g: int, p: int, state: np.ndarray, count: np.ndarray, n: np.ndarray,
+             stats: np.ndarray, flipped: np.ndarray) -> None:
+    """Group `g` begins as racluster.conf's timers restart an aggregate (ArgusZeroRecord):
+    the reported group `p` with its times, counters, sizes, TCP status and directions and
+    statistics zeroed; everything else (key, attributes, masked fields) carries over.
+    Statistics that `p` had stay as zeroed ones, so their minimum stays 0 (3.0.8)."""
+    st = state[g]
+    st[:] = state[p]
+    for k in range(RESTART_ZERO.shape[0]):
+        st[RESTART_ZERO[k]] = 0
+    flipped[g] = flipped[p]
+    count[g] = 0
+    n[g] = 0
+    stats[g, :] = 0
+
+
+@_njit
 def merge_batch(rec: np.ndarray, gid: np.ndarray, fresh: np.ndarray, seq: np.ndarray,
                 relrev: np.ndarray, dur: np.ndarray, state: np.ndarray, first_dur: np.ndarray,
                 count: np.ndarray, n: np.ndarray, stats: np.ndarray, flipped: np.ndarray,
                 last: np.ndarray, pairs: np.ndarray, bits: np.ndarray, rcount: np.ndarray,
-                rn: np.ndarray, rstats: np.ndarray) -> None:
+                rn: np.ndarray, rstats: np.ndarray, restart: np.ndarray) -> None:
     """Records into their groups' state rows, in input order: a group's first record becomes
     its state row, the later ones merge into it.  `rec` is column-major (one row per merging
-    column), as the columns come from the batch: no transposed copy."""
+    column), as the columns come from the batch: no transposed copy.  A first record with a
+    `restart` group (>= 0, racluster.conf timers) merges into that group's zeroed copy."""
     ncols, nrec = rec.shape
     block = np.empty((BLOCK, ncols), dtype=np.uint64)
     row = np.empty(ncols, dtype=np.uint64)
@@ -677,9 +711,15 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, fresh: np.ndarray, seq: np.nda
         g = gid[i]
         st = state[g]
         last[g] = seq[i]
+        value = np.float64(np.float32(dur[i]))
         if fresh[i]:
-            st[:] = block[i % BLOCK]
-            continue
+            if restart[i] < 0:
+                st[:] = block[i % BLOCK]
+                continue
+            _restart(g, restart[i], state, count, n, stats, flipped)
+            _add_agr(g, value, count, n, stats, rcount[i], rn[i], rstats[i])
+        else:
+            _merge_agr(g, first_dur, value, st, count, n, stats, rcount[i], rn[i], rstats[i])
         row[:] = block[i % BLOCK]
         if row[DPKTS] == 0 and row[NETSUB] == NET_TCP_PERF:
             # A TCP record with no destination packets brings no destination window.
@@ -699,8 +739,6 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, fresh: np.ndarray, seq: np.nda
                     t = row[SPORT]
                     row[SPORT] = row[DPORT]
                     row[DPORT] = t
-        _merge_agr(g, first_dur, np.float64(np.float32(dur[i])), st, count, n, stats,
-                   rcount[i], rn[i], rstats[i])
         _merge_one(st, row)
 
 
@@ -919,6 +957,9 @@ class Clusterer:
     _stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.float32))
     _flipped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     _last: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # Per group: the group whose first record it keeps (itself, or the first of the groups a
+    # racluster.conf timer restarted into it).
+    _parent: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     timers: Timers | None = None  # racluster.conf status=/idle= (None: one aggregate per key)
 
     def add(self, batch: pl.DataFrame) -> None:
@@ -947,8 +988,9 @@ class Clusterer:
         if timed:
             keys = self.timers.segment(keys, batch)  # type: ignore[union-attr]
         gid, fresh = self._group_ids(keys.drop("_fwd"))
+        restart = np.full(len(gid), -1, dtype=np.int64)
         if timed:
-            self.timers.record(gid, pos, self.groups)  # type: ignore[union-attr, arg-type]
+            restart = self.timers.record(gid, pos, self.groups)  # type: ignore[union-attr, arg-type]
         fwd = keys["_fwd"].to_numpy()
         del keys
         self._grow(self.groups)
@@ -970,10 +1012,12 @@ class Clusterer:
             g = gid[new_rows]
             self._orient[g] = fwd[new_rows]
             self._first_dur[g] = durations[new_rows]
+            self._parent[g] = g
             carried = new_rows[rcount[new_rows] > 0]
             self._count[gid[carried]] = rcount[carried]
             self._n[gid[carried]] = rn[carried]
             self._stats[gid[carried]] = rstats[carried]
+            self._restarted(gid, restart)
         self.seen += batch.height
         relrev = fwd != self._orient[gid]
         columns = batch.select(MERGED)
@@ -983,7 +1027,25 @@ class Clusterer:
             _kernel()(_to_u64(columns[lo:hi]), gid[lo:hi], fresh[lo:hi], seq[lo:hi],
                         relrev[lo:hi], durations[lo:hi], self._state, self._first_dur,
                         self._count, self._n, self._stats, self._flipped, self._last,
-                        SWAP_PAIRS, SWAP_BITS, rcount[lo:hi], rn[lo:hi], rstats[lo:hi])
+                        SWAP_PAIRS, SWAP_BITS, rcount[lo:hi], rn[lo:hi], rstats[lo:hi],
+                        restart[lo:hi])
+
+    def _restarted(self, gid: np.ndarray, restart: np.ndarray) -> None:
+        """Groups that restart an earlier one (racluster.conf timers) take its first record's
+        columns and orientation: `_parent` links them, resolved to the chain's first group."""
+        rows = np.flatnonzero(restart >= 0)
+        if not len(rows):
+            return
+        g = gid[rows]
+        self._parent[g] = restart[rows]
+        root = restart[rows]
+        while True:  # a chain may grow within the batch: follow it to its start
+            up = self._parent[root]
+            if np.array_equal(up, root):
+                break
+            root = up
+        self._parent[g] = root
+        self._orient[g] = self._orient[root]
 
     def _bases(self) -> pl.DataFrame:
         """The non-merging columns of every group's first record, in group order (one frame)."""
@@ -1017,6 +1079,7 @@ class Clusterer:
         self._stats = grown(self._stats)
         self._flipped = grown(self._flipped)
         self._last = grown(self._last)
+        self._parent = grown(self._parent)
 
     def _merged_columns(self) -> list[pl.Series]:
         """The merging columns of every group, from the state rows (freed as they are read)."""
@@ -1037,6 +1100,9 @@ class Clusterer:
             return pl.DataFrame(schema={**SCHEMA, AGR_FROM_INPUT: pl.Boolean})
         base = self._bases()
         self._base = []
+        parent = self._parent[:g]
+        if (parent != np.arange(g)).any():
+            base = base[parent]
         flipped = pl.Series(self._flipped[:g])
         if flipped.any():
             base = base.with_columns(flipped.alias("_flip"))

@@ -34,7 +34,7 @@ BUILDING = "ARGUSFLOW_KERNEL_BUILD"  # set in the build subprocess: compile with
 
 # merge_batch's arguments as cluster.Clusterer.add passes them (all contiguous arrays).
 _ARGS = ("u8:2 i8:1 b1:1 i8:1 b1:1 f8:1 u8:2 f8:1 i8:1 i8:1 f4:2 b1:1 i8:1 i8:2 i8:2 i8:1 "
-         "i8:1 f4:2").split()
+         "i8:1 f4:2 i8:1").split()
 
 
 def signature() -> str:

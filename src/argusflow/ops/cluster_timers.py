@@ -16,9 +16,13 @@ Here an aggregate is a (key, segment) group of the Clusterer: `segments` numbers
 segments in record order (sequential per key, so compiled), and `emission` gives each group its
 report position, computed over whole arrays once every record has been read.
 
-Not done: 3.0.8 restarts an aggregate by zeroing the reported one (times, counters, sizes, TCP
-object, aggregation statistics) and merging the new record into it, so the restarted record keeps
-the old one's seq, cause, masked ports and IP attributes; we start it from the record itself.
+* A merge that reports an aggregate restarts it in place (ArgusZeroRecord): the times, counters,
+  packet sizes, TCP status and per-direction objects and the aggregation statistics are zeroed,
+  and the record is merged into what is left.  So the restarted aggregate keeps the old one's
+  seq, cause, masked key fields and IP attributes (ids, TTLs, TOS); its TCP window scales stay
+  0 (zeroed, and a merge never sets them), and so does its statistics' minimum.  An aggregate the idle
+  timer reported before the record came is gone: the record starts a new one.  `Timers.record`
+  tells the Clusterer which group each record restarts; its kernel does the zeroing and merge.
 """
 
 from __future__ import annotations
@@ -43,14 +47,24 @@ class Clock:
 
     seen: int = 0
     _starts: list[np.ndarray] = field(default_factory=list)
+    # The latest start time read up to each record of the current batch (and the one before).
+    _run: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _run_from: int = -1
 
     def advance(self, batch: pl.DataFrame) -> pl.DataFrame:
         """The batch with `_pos`, its records' positions in the whole input."""
         starts = batch.select(derive.stime_us()).to_series().fill_null(0).to_numpy()
         self._starts.append(starts.astype(np.int64))
+        start = self._run[-1] if len(self._run) else np.iinfo(np.int64).min
+        self._run = np.maximum.accumulate(np.concatenate([[start], starts.astype(np.int64)]))
+        self._run_from = self.seen - 1
         pos = pl.int_range(self.seen, self.seen + batch.height, dtype=pl.Int64, eager=True)
         self.seen += batch.height
         return batch.with_columns(pos.alias("_pos"))
+
+    def latest(self, pos: np.ndarray) -> np.ndarray:
+        """The latest start time read up to (and with) the records at `pos` (current batch)."""
+        return self._run[pos - self._run_from]
 
     def global_times(self) -> np.ndarray:
         """Start times of every record read, made non-decreasing (so positions can be searched)."""
@@ -93,12 +107,14 @@ def segments(base: np.ndarray, st: np.ndarray, lt: np.ndarray, status: np.int64,
 
 @numba.njit(cache=True)
 def closed_by(base: np.ndarray, full: np.ndarray, closes: np.ndarray, pos: np.ndarray,
-              prev_full: np.ndarray, closed_at: np.ndarray) -> None:
+              prev_full: np.ndarray, closed_at: np.ndarray, previous: np.ndarray) -> None:
     """Position of the record whose merge reported each group (its key's next segment's first
-    record); `prev_full` remembers each key's current group across batches."""
+    record), and that record's `previous` group; `prev_full` remembers each key's current
+    group across batches."""
     for i in range(base.shape[0]):
         if closes[i]:
             closed_at[prev_full[base[i]]] = pos[i]
+            previous[i] = prev_full[base[i]]
         prev_full[base[i]] = full[i]
 
 
@@ -165,14 +181,25 @@ class Timers:
         self._base, self._closes, self._lt = base, closes, lt
         return keys.with_columns(pl.Series("_seg", seg))
 
-    def record(self, gid: np.ndarray, pos: np.ndarray, groups: int) -> None:
-        """Note, per (key, segment) group, what its report position depends on."""
+    def record(self, gid: np.ndarray, pos: np.ndarray, groups: int) -> np.ndarray:
+        """Note, per (key, segment) group, what its report position depends on; returns, per
+        record, the group its merge restarts (-1: none).  3.0.8 restarts the reported
+        aggregate in place (zeroed, then the record merged in), unless the idle timer had
+        already reported and dropped it before the record came."""
         self._closed_at = _grown(self._closed_at, groups, NEVER)
         self._last_pos = _grown(self._last_pos, groups, -1)
         self._last_time = _grown(self._last_time, groups)
-        closed_by(self._base, gid, self._closes, pos, self._prev, self._closed_at)
+        previous = np.full(len(gid), -1, dtype=np.int64)
+        closed_by(self._base, gid, self._closes, pos, self._prev, self._closed_at, previous)
         np.maximum.at(self._last_pos, gid, pos)
         np.maximum.at(self._last_time, gid, self._lt)
+        rows = np.flatnonzero(previous >= 0)
+        if self.idle_us > 0 and len(rows):
+            # The timer runs before each record on the latest start time read so far.
+            now = self.clock.latest(pos[rows])
+            dropped = now >= self._last_time[previous[rows]] + self.idle_us
+            previous[rows[dropped]] = -1
+        return previous
 
     def reports(self, groups: int) -> tuple[np.ndarray, np.ndarray]:
         """(position, phase) of each group's report, once the whole input is read."""
