@@ -25,7 +25,7 @@ from argusflow.records.printer import (
     ipv6_series,
     parse_field_list,
 )
-from argusflow.records.schema import SCHEMA
+from argusflow.records.schema import DSR_BITS, SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "spec" / "samples"
@@ -268,6 +268,16 @@ def test_every_field_has_label_and_width() -> None:
 
 def test_deviations_documented() -> None:
     assert isinstance(DEVIATIONS, dict)
+
+
+@pytest.mark.parametrize(("qual", "letter"), [(0, " "), (1, "s"), (2, "d"), (3, "*")])
+def test_rtp_silence_flags_as_the_man_page_says(qual: int, letter: str) -> None:
+    """DEVIATIONS['rtp-silence-flags']: ra 3.0.8 prints ' ', ' ', 'd', 'd' here."""
+    assert "rtp-silence-flags" in DEVIATIONS
+    rtp = {**TCP, "proto": 17, "dsrs": TCP["dsrs"] | DSR_BITS["net"], "net_subtype": 0x0A,
+           "net_qual": qual}
+    text = format_batch(batch(**rtp), PrintOptions(columns=parse_field_list(["flgs"])))
+    assert text.splitlines()[1].ljust(9)[4] == letter
 
 
 @pytest.mark.skipif(shutil.which("true") is None, reason="no coreutils")

@@ -22,6 +22,7 @@ from argusflow.records.schema import (
     ADDR_RARP,
     DSR_BITS,
     NET_ESP,
+    NET_RTP,
     NET_TCP_INIT,
     NET_TCP_PERF,
     NET_TCP_STATUS,
@@ -690,6 +691,21 @@ def _flag_frag() -> pl.Expr:
             .when(bit("flow_qual", 0x80)).then(_ch("F")).otherwise(_ch(" ")))
 
 
+# The RTP object's qualifier: silence suppression seen in the source / destination stream.
+RTP_SRC_SILENCE, RTP_DST_SILENCE = 0x01, 0x02
+
+
+def _flag_window_or_silence() -> pl.Expr:
+    """Flgs position 4: TCP window shut (S D @), or RTP silence suppression (s d *).  ra 3.0.8
+    prints 'd' for both directions and nothing for the source alone; its man page promises
+    s/d/* and we print that (printer.DEVIATIONS)."""
+    qual = c("net_qual")
+    silence = _sd((qual & RTP_SRC_SILENCE) != 0, (qual & RTP_DST_SILENCE) != 0, "s", "d", "*")
+    rtp = has("net") & (c("net_subtype") == NET_RTP) & (c("proto") == IPPROTO_UDP)
+    return (pl.when(rtp).then(silence)
+            .otherwise(_flag_tcp(SRC_WINDOW_SHUT, DST_WINDOW_SHUT, "S", "D", "@")))
+
+
 def flgs() -> pl.Expr:
     """The 9-character Flgs string."""
     first = (pl.when(c("rtype") == RTYPE_NETFLOW).then(_ch("N"))
@@ -699,7 +715,7 @@ def flgs() -> pl.Expr:
             .otherwise(n // 1000))
     cor = pl.when(has("cor")).then((ord("0") + lead).cast(pl.UInt8)).otherwise(_ch(" "))  # first digit
     parts = [first, _flag_encaps(), _flag_icmpmap(), _flag_loss(),
-             _flag_tcp(SRC_WINDOW_SHUT, DST_WINDOW_SHUT, "S", "D", "@"),
+             _flag_window_or_silence(),
              _flag_tcp(SRC_CONGESTED, DST_CONGESTED, "x", "t", "E"),
              _flag_frag(), _flag_ipopts(), cor]
     # each part is an ASCII code (integer work is far cheaper than 9 string when/then chains)

@@ -51,7 +51,7 @@ from argusflow.records.fields import (
     FMT_TIME,
     Field,
 )
-from argusflow.records.schema import ADDR_ARP, ADDR_ETHER, ADDR_IPV6, ADDR_RARP
+from argusflow.records.schema import ADDR_ARP, ADDR_ETHER, ADDR_IPV6, ADDR_RARP, NET_RTP
 
 ADDR_WLAN = 0x08
 
@@ -60,8 +60,12 @@ c = pl.col
 DEFAULT_TIME_FORMAT = "%T.%f"
 
 # Where ra 3.0.8 is provably wrong and its man page promises otherwise, we deviate; each entry
-# names the case and is covered by a test.  None so far: every difference found was matched.
-DEVIATIONS: dict[str, str] = {}
+# names the case and is covered by a test (tests/test_printer.py).
+DEVIATIONS: dict[str, str] = {
+    "rtp-silence-flags": "Flgs position 4 of an RTP flow: man ra gives s / d / * for silence "
+                         "suppression by the source / destination / both; ra 3.0.8 prints 'd' for "
+                         "both and nothing for the source alone. We print what the man page says.",
+}
 
 
 @dataclass(frozen=True)
@@ -364,7 +368,6 @@ def _name_or_number(e: pl.Expr, table: dict[int, str]) -> pl.Expr:
     return e.cast(pl.Int64).replace_strict(table, default=e.cast(pl.String), return_dtype=pl.String)
 
 
-_NET_RTP = 0x0A
 
 
 def proto_text(opts: PrintOptions) -> pl.Expr:
@@ -372,7 +375,7 @@ def proto_text(opts: PrintOptions) -> pl.Expr:
     numeric = opts.nflag in (2,)
     ip_name = c("proto").cast(pl.String) if numeric else _name_or_number(c("proto"), d.protocols())
     if not numeric:  # ra names UDP flows that carry an RTP network object (subtype 0x0A) "rtp"
-        rtp = (c("proto") == d.IPPROTO_UDP) & d.has("net") & (c("net_subtype") == _NET_RTP)
+        rtp = (c("proto") == d.IPPROTO_UDP) & d.has("net") & (c("net_subtype") == NET_RTP)
         ip_name = pl.when(rtp).then(pl.lit("rtp")).otherwise(ip_name)
     etype = c("proto").cast(pl.Int64)
     if opts.nflag == 2:

@@ -89,6 +89,7 @@ ADDR_IPV4, ADDR_IPV6, ADDR_ETHER, ADDR_ARP, ADDR_RARP = 0x01, 0x02, 0x03, 0x04, 
 # Network DSR subtypes.
 NET_NONE, NET_TCP_INIT, NET_TCP_STATUS, NET_TCP_PERF = 0x00, 0x03, 0x04, 0x05
 NET_ARP, NET_ICMP, NET_ESP, NET_FRAG = 0x10, 0x34, 0x38, 0x45
+NET_RTP = 0x0A  # the RTP object (kept by ra when IPv4 with >= 5 packets one way)
 
 
 def _tcp_direction(prefix: str) -> list[tuple[str, pl.DataType, str]]:
