@@ -389,7 +389,7 @@ def proto_text(opts: PrintOptions) -> pl.Expr:
     return (pl.when(d.is_mar()).then(pl.lit("man"))
             .when(at == ADDR_ARP).then(pl.lit("2054" if numeric else "arp"))
             .when(at == ADDR_RARP).then(pl.lit("rarp"))
-            .when(at == ADDR_WLAN).then(pl.lit("0" if numeric else "wlan"))
+            .when(at == ADDR_WLAN).then(pl.lit("wlan"))  # even with -nn, as ra 3.0.8 prints it
             .when(at == ADDR_ETHER).then(ether)
             .when(c("flow_subtype") == 3).then(pl.lit("ip" if opts.delimiter is not None else "ip "))
             .otherwise(ip_name))
