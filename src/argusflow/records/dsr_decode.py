@@ -601,8 +601,9 @@ def ra_dsr_headers(buf: ByteBuffer, found: Frame) -> tuple[np.ndarray, np.ndarra
     restores it.  Only headers whose type and length bytes are equal keep their framing; in
     those the subtype and qualifier trade places (arp_addresses reads the address itself)."""
     sub, qual = found.dsr_sub.astype(np.int64), found.dsr_qual.astype(np.int64)
-    short = np.flatnonzero((found.dsr_kind == 0x02) & (found.dsr_size == 16)
-                           & ((found.dsr_sub & 0x3F) == 0x06) & ((found.dsr_qual & 0x1F) == 0x04))
+    short = np.flatnonzero(found.dsr_size == 16)  # one pass over all DSRs, the rest on few
+    short = short[(found.dsr_kind[short] == 0x02) & ((found.dsr_sub[short] & 0x3F) == 0x06)
+                  & ((found.dsr_qual[short] & 0x1F) == 0x04)]
     if not len(short):
         return sub, qual
     pos = found.dsr_pos[short]
