@@ -229,13 +229,37 @@ filter="" model="proto"
 """
 
 
-@pytest.mark.parametrize("conf", ["timers", "tcp"])
+# Two idle rules: aggregates that 3.0.8 reports at one timer check, in queue order, we report
+# at different records (see test_conf_timer_segments' xfail).
+CONF_IDLE_TWO_RULES = """\
+filter="udp" status=15 idle=8
+filter="tcp" model="saddr daddr" idle=6
+"""
+_IDLE_ORDER = ("timed idle report order: 3.0.8 reports aggregates whose idle time passed at "
+               "different records together, later than the first record past their idle time "
+               "(netflix: two DNS flows idle since 43.02 and 44.85 come out with an SSDP flow "
+               "idle since 46.00, after TCP records of the other rule at 43.01-44.99; UDP-only "
+               "input gives the same order as ours); when 3.0.8 checks the idle timers is not "
+               "found yet (not before every record, nor only on the rule's own records, nor on "
+               "records taken by it or an earlier rule)")
+
+
+@pytest.mark.parametrize("conf", [
+    "timers", "tcp",
+    pytest.param("idle_two_rules", marks=pytest.mark.xfail(reason=_IDLE_ORDER, strict=False)),
+])
 def test_conf_timer_segments(conf, status_argus_files, run_real, conf3, tmp_path) -> None:
     path = status_argus_files.get("ndpi__wechat.pcap") or next(iter(status_argus_files.values()))
     conf_path = conf3.parent / "timers.conf"
     if conf == "tcp":
         conf_path = tmp_path / "tcp.conf"
         conf_path.write_text(CONF_TIMERS_TCP)
+    if conf == "idle_two_rules":
+        if "ndpi__netflix.pcap" not in status_argus_files:
+            pytest.skip("the real argus made nothing from ndpi__netflix.pcap")
+        path = status_argus_files["ndpi__netflix.pcap"]
+        conf_path = tmp_path / "idle.conf"
+        conf_path.write_text(CONF_IDLE_TWO_RULES)
     real_out, our_out = tmp_path / "real.argus", tmp_path / "ours.argus"
     opts = ["-f", str(conf_path)]
     run_real(["racluster", "-X", "-r", str(path), "-w", str(real_out), *opts])
