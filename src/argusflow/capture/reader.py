@@ -65,7 +65,8 @@ class CaptureReader:
         self.file_offset = 0  # file offset of the current buffer's byte 0
         self._started = False
         # compile the walker only when the input is big enough to repay numba's start-up
-        self.use_jit = jit.wanted(None if size_hint is None else size_hint // BYTES_PER_PACKET_GUESS)
+        packets = None if size_hint is None else size_hint // BYTES_PER_PACKET_GUESS
+        self.use_jit = jit.wanted(packets, precompiled_kernels=True)
 
     # -- public -----------------------------------------------------------------------------
     def __iter__(self) -> Iterator[PacketBatch]:

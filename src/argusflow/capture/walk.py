@@ -145,8 +145,8 @@ def _walk_pcapng(
     return n, pos, BATCH_FULL, 0
 
 
-walk_pcap = Kernel(_walk_pcap, deps=("_u32", "_u16"))
-walk_pcapng = Kernel(_walk_pcapng, deps=("_u32", "_u16"))
+walk_pcap = Kernel(_walk_pcap, deps=("_u32", "_u16"), aot="walk_pcap")
+walk_pcapng = Kernel(_walk_pcapng, deps=("_u32", "_u16"), aot="walk_pcapng")
 
 
 def walker(kernel: Kernel, buf: np.ndarray, compiled: bool) -> tuple[Any, Any]:

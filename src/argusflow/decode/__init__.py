@@ -48,7 +48,7 @@ def decode_batch(batch: PacketBatch, fast: bool = True) -> DecodedBatch:
     """Decode every packet of `batch`.  With numba (loaded, or worth loading for a batch this
     big: capture/jit.py), a compiled fast path takes the common packets (fastpath.py) and the
     reference decoder below the rest; `fast=False` forces the reference decoder for all."""
-    if not (fast and jit.wanted(len(batch))) or len(batch) == 0:
+    if not (fast and jit.wanted(len(batch), precompiled_kernels=True)) or len(batch) == 0:
         return reference_decode(batch)
     out = DecodedBatch(len(batch), batch.ts_us, batch.wirelen, batch.caplen)
     caplen = batch.caplen.astype(np.int64)

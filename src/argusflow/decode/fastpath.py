@@ -296,22 +296,26 @@ def _fast(
         i4[I4_PCAPLEN, i] = max(min(ip_end, cl) - poff, 0)
 
 
-FAST = jit.Kernel(_fast, deps=("_be", "tcp_option_walk"))
+def _bind_prefetch() -> None:
+    """Before numba compiles the loop: _prefetch becomes the llvm.prefetch intrinsic."""
+    globals()["_prefetch"] = _prefetch_intrinsic()
+
+
+FAST = jit.Kernel(_fast, deps=("_be", "tcp_option_walk"), aot="fast_decode", prepare=_bind_prefetch)
 _TABLES = _tables()
 
 
 def _compiled_fast() -> Any:
-    """The compiled fast path, with _prefetch turned into the llvm.prefetch intrinsic.
+    """The compiled fast path (precompiled, or numba's with the llvm.prefetch intrinsic).
 
     numba's on-disk cache is keyed on this file only, but the loop bakes in constants from
-    columns.py and headers.py (column rows, field offsets).  So the first use compares the
-    compiled loop with its Python source on a few packets, and recompiles on any difference."""
+    columns.py and headers.py (column rows, field offsets).  So the first use of numba's
+    compiles compares the compiled loop with its Python source on a few packets, and recompiles
+    on any difference (argusflow.aot's digest covers all of decode/ already)."""
     global _checked
-    if FAST._compiled is None:
-        globals()["_prefetch"] = _prefetch_intrinsic()
     kernel = FAST.jit()
     if not _checked:
-        if not _agrees(kernel):
+        if kernel is FAST._numba and not _agrees(kernel):
             kernel.recompile()
         _checked = True
     return kernel

@@ -128,12 +128,13 @@ def _gather_numpy(
         out[f] = np.where(avail >= o + s, v, 0)
 
 
-GATHER_LOOP = jit.Kernel(_gather_loop)
+GATHER_LOOP = jit.Kernel(_gather_loop, aot="gather_loop")
 
 
 def _kernel(*args: np.ndarray) -> None:
-    """The compiled loop once numba is loaded; numpy byte gathers before that."""
-    (GATHER_LOOP.jit() if jit.active() else _gather_numpy)(*args)
+    """The compiled loop once numba (or the precompiled extension) is loaded; numpy byte
+    gathers before that."""
+    (GATHER_LOOP.jit() if GATHER_LOOP.ready() else _gather_numpy)(*args)
 
 
 def gather(buf: np.ndarray, pos: np.ndarray, avail: np.ndarray, header: Header) -> Gathered:

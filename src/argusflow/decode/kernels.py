@@ -94,12 +94,12 @@ def _tcp_options(buf: Any, pos: np.ndarray, length: np.ndarray, table: np.ndarra
         out[i, 4] = tsecr
 
 
-IP_OPTIONS = jit.Kernel(_ip_options)
-TCP_OPTIONS = jit.Kernel(_tcp_options, deps=("tcp_option_walk",))
+IP_OPTIONS = jit.Kernel(_ip_options, aot="ip_options")
+TCP_OPTIONS = jit.Kernel(_tcp_options, deps=("tcp_option_walk",), aot="tcp_options")
 
 
 def _run(kernel: jit.Kernel, buf: np.ndarray, *args: np.ndarray) -> None:
-    if jit.active():
+    if kernel.ready():
         kernel.jit()(buf, *args)
     else:
         kernel.py(memoryview(buf), *args)

@@ -13,7 +13,7 @@ import numpy as np
 
 from argusflow.decode.codes import ENC_ETHER, ENC_PPP, Status
 from argusflow.decode.columns import DecodedBatch
-from argusflow.flows.jit import njit
+from argusflow.flows.jit import entry, njit
 from argusflow.flows.keys import (
     ETH_ARP,
     ETH_IPV4,
@@ -100,7 +100,7 @@ def _icmp_value(icmp4: bool, icmp6: bool, t: int, code: int, icmp_id: int, icmp_
     return (1 << 60) | (tp_p << 48) | (ktype << 40) | (code << 32) | slot
 
 
-@njit
+@entry("flow_keys")
 def _keys(status, reason, ver, ethertype, encaps, proto_c, frag_offset, sport_c, dport_c,  # noqa: ANN001, PLR0913
           ip_id, src_hi, src_lo, dst_hi, dst_lo, icmp_type, icmp_code, icmp_rest, icmp_id,
           icmp_seq, src_mac, dst_mac, llc_ssap, llc_dsap, dns_id, q_ip_version, q_dport,

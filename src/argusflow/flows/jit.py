@@ -1,24 +1,39 @@
-"""`njit`: numba's compiler when it is installed, else the plain Python function (same results,
-much slower; numba is a declared dependency, the fallback only keeps imports working)."""
+"""`entry(name)` for the kernels the probe calls from Python, `njit` for their helpers.
+
+The entry points come from argusflow.aot's extension, compiled ahead of time (built on the
+first import after the sources change), so the probe never loads numba; the helpers then stay
+plain Python (nothing calls them compiled).  Without the extension (no compiler, ARGUSFLOW_JIT=1,
+the build subprocess itself) numba's JIT compiles both; without numba they are all plain Python
+(same results, much slower; numba is a declared dependency, that only keeps imports working)."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
-try:
-    import numba
+from argusflow import aot
 
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - only without numba
-    numba = None
-    HAVE_NUMBA = False
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+EXTENSION = aot.extension() if HAVE_NUMBA else None
 
 
 def njit(fn: Callable[..., Any]) -> Callable[..., Any]:
-    if not HAVE_NUMBA:
+    if not HAVE_NUMBA or EXTENSION is not None:
         return fn
-    return numba.njit(cache=True, nogil=True)(fn)
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(fn)  # type: ignore[no-any-return]
+
+
+def entry(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The kernel `name` of argusflow.aot.KERNELS from the extension, else `njit(fn)`."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        compiled = getattr(EXTENSION, name, None) if EXTENSION is not None else None
+        return compiled if compiled is not None else njit(fn)
+
+    return wrap
 
 
 def drop_stale_cache(package_dir: str, layout: str) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from argusflow.flows.fields import FLOW_FIELDS, PACKET_FIELDS, RECORD_END, RECORD_FIRST
-from argusflow.flows.jit import njit
+from argusflow.flows.jit import entry, njit
 from argusflow.flows.keys import KIND_IPV4, KIND_IPV6
 from argusflow.flows.tcp import tcp_update
 
@@ -127,7 +127,7 @@ def release(F: np.ndarray, H: np.ndarray, SLOTS: np.ndarray, FREE: np.ndarray, n
     return nfree + 1
 
 
-@njit
+@entry("flow_scan")
 def scan(F: np.ndarray, K: np.ndarray, H: np.ndarray, SLOTS: np.ndarray, FREE: np.ndarray,
          nfree: int, now: int, interval: int, OUT: np.ndarray, OK: np.ndarray, n_out: int,
          counters: np.ndarray, flush: bool) -> tuple[int, int]:
@@ -298,7 +298,7 @@ def map_icmp_error(F: np.ndarray, K: np.ndarray, H: np.ndarray, SLOTS: np.ndarra
     F[IMAP_TS, g] = P[P_TS, i]
 
 
-@njit
+@entry("flow_run")
 def run(P: np.ndarray, keys: np.ndarray, hashes: np.ndarray, fhashes: np.ndarray,
         fkeys: np.ndarray, quoted: np.ndarray, qhashes: np.ndarray, start: int,
         F: np.ndarray, K: np.ndarray, H: np.ndarray, SLOTS: np.ndarray, FREE: np.ndarray,
@@ -370,7 +370,7 @@ def run(P: np.ndarray, keys: np.ndarray, hashes: np.ndarray, fhashes: np.ndarray
     return n, nfree, n_out, DONE
 
 
-@njit
+@entry("flow_rehash")
 def rehash(H: np.ndarray, F: np.ndarray, SLOTS: np.ndarray) -> None:
     """Rebuild the hash table (after growing it, or to drop deleted markers)."""
     SLOTS[:] = 0

@@ -9,8 +9,6 @@ set to RTP in the encoded bytes, found exactly by framing them (records.framing)
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import polars as pl
 
@@ -19,13 +17,6 @@ from argusflow.records.output import ArgusOutput, drop_leading_copy, synthesised
 from argusflow.records.writer import encode_batch
 
 NET_DSR, NET_RTCP, NET_RTP = 0x30, 0x09, 0x0A
-
-
-def _frame(data: np.ndarray):  # noqa: ANN202 - records.framing.Frame
-    # records.framing is gaining a `compiled` switch; work with either form.
-    if "compiled" in inspect.signature(frame).parameters:
-        return frame(data, compiled=True)
-    return frame(data)
 
 
 def encode_probe_batch(batch: pl.DataFrame) -> bytes:
@@ -37,7 +28,7 @@ def encode_probe_batch(batch: pl.DataFrame) -> bytes:
         pl.when(rtp).then(pl.lit(NET_RTCP, dtype=pl.UInt8)).otherwise(pl.col("net_subtype"))
         .alias("net_subtype"))
     data = np.frombuffer(encode_batch(batch, synthesise_agr=False), dtype=np.uint8).copy()
-    found = _frame(data)
+    found = frame(data)  # numba's framer only if loaded already: the numpy one frames the same
     at = found.dsr_pos[(found.dsr_kind == NET_DSR) & (found.dsr_sub == NET_RTCP)]
     data[at + 1] = NET_RTP
     return data.tobytes()

@@ -1,0 +1,74 @@
+"""argusflow.aot: the kernels compiled ahead of time are the ones numba's JIT compiles, and a
+probe run with the extension never loads numba."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from argusflow import aot
+
+SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "spec" / "samples"
+
+
+def test_signatures_are_parseable() -> None:
+    pytest.importorskip("numba")
+    from numba.core import sigutils
+
+    for name, (target, sig) in aot.KERNELS.items():
+        assert ":" in target, name
+        args, ret = sigutils.normalize_signature(sig)
+        assert len(args) > 0, name
+
+
+def test_cluster_shim_keeps_its_interface() -> None:
+    from argusflow.ops import cluster_aot
+
+    assert cluster_aot.signature() == aot.KERNELS["merge_batch"][1]
+    assert isinstance(cluster_aot.READY, bool)
+
+
+def test_extension_exports_every_kernel() -> None:
+    module = aot.extension()
+    if module is None:
+        pytest.skip("no ahead-of-time extension here (no compiler, or ARGUSFLOW_JIT)")
+    for name in aot.KERNELS:
+        assert callable(getattr(module, name)), name
+
+
+def test_precompiled_walk_agrees_with_python() -> None:
+    from argusflow.capture import walk
+
+    fn = aot.function("walk_pcap")
+    if fn is None:
+        pytest.skip("no ahead-of-time extension here")
+    # two little-endian pcap records of 4 and 2 bytes
+    recs = np.array([1, 2, 4, 60], "<u4").tobytes() + bytes(4)
+    recs += np.array([3, 4, 2, 60], "<u4").tobytes() + bytes(2)
+    buf = np.frombuffer(recs, dtype=np.uint8).copy()
+    outs = []
+    for kernel, view in ((fn, buf), (walk.walk_pcap.py, memoryview(buf))):
+        rows = np.zeros((6, 8), dtype=np.int64)
+        got = kernel(view, 0, len(buf), 8, False, 0, 65535, rows, 0)
+        outs.append((tuple(int(x) for x in got), rows))
+    assert outs[0][0] == outs[1][0]
+    assert np.array_equal(outs[0][1], outs[1][1])
+
+
+def test_probe_runs_without_numba(tmp_path: Path) -> None:
+    pcaps = sorted(SAMPLE.glob("*.pcap"))
+    if not pcaps:
+        pytest.skip(f"no spec samples in {SAMPLE}")
+    if aot.extension() is None:
+        pytest.skip("no ahead-of-time extension here")
+    code = ("import sys; from argusflow.cli import argus; sys.argv = ['argus', '-X', '-r', "
+            f"{str(pcaps[0])!r}, '-w', {str(tmp_path / 'out')!r}]\n"
+            "try:\n    argus.main()\nexcept SystemExit:\n    pass\n"
+            "print('numba' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stderr[-2000:]
