@@ -367,3 +367,15 @@ def test_short_arp_key_reads_its_target_from_the_next_dsr(key: str, time_head: s
     assert (row["saddr_lo"], row["daddr_lo"]) == (spa, 0x03180103)
     assert (row["time_subtype"], row["time_qual"]) == (0x01, 0x18)
     assert row["sstart"] == 0x4B9C15C6 * 1_000_000 + 0xCECB
+
+
+def test_rarp_key_source_is_the_hardware_address_ra_prints() -> None:
+    """tcpdump__arp-oobr.pcap: ra prints a RARP key's SrcAddr from bytes 22..27 (the second
+    hardware address slot); records.writer zeroes that area, as ra -w does."""
+    from argusflow.records.mar import start_mar
+
+    dsrs = bytes.fromhex("02060507 00010800 06040003 00000000 00000000 00000065 29da2d79"
+                         "03011803 4b9c1a9f 00000001".replace(" ", ""))
+    record = bytes([0x13, 0x10, 0, 1 + len(dsrs) // 4]) + dsrs
+    row = read_bytes(start_mar(None, startime_us=1, now_us=2) + record).row(1, named=True)
+    assert (row["saddr_lo"], row["daddr_lo"]) == (0x006529DA2D79, 0)

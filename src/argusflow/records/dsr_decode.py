@@ -578,8 +578,9 @@ def flow_arp(cols: Columns, buf: ByteBuffer, d: Dsrs) -> None:
     gather(cols, buf, d, FLOW_ARP)
     rarp = (d.qual & 0x1F) == 0x05
     arp_addresses(cols, buf, d.where(~rarp))
-    # RARP carries only the target protocol address, then the hardware addresses.
-    gather(cols, buf, d.where(rarp), [("daddr_lo", 12, 4, BE, U)])
+    # RARP carries only the target protocol address, then the hardware addresses; ra prints
+    # the second of those (bytes 22..27) as SrcAddr (tcpdump__arp-oobr.pcap).
+    gather(cols, buf, d.where(rarp), [("daddr_lo", 12, 4, BE, U), ("saddr_lo", 22, 6, BE, U)])
     # Sender hardware address: as many of its hln bytes as the DSR really holds (argus 3.0.8
     # writes the ARP key one word short, spec §6.2.8).  ARP flows are few: numpy is fine here.
     hln = np.minimum(buf.u8[d.pos + 8].astype(np.int64), 6)
