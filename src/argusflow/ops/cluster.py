@@ -503,7 +503,13 @@ def _merge_net(s: np.ndarray, r: np.ndarray) -> None:
             s[TCP_S[T_SEQBASE]] = 0
         s[TCP_D[T_SEQBASE]] = dst_base
         s[TCP_S[0]] = r[TCP_S[0]]
-    elif sn == NET_TCP_PERF:  # INIT or STATUS into PERF
+    elif sn == NET_TCP_PERF and rn == NET_TCP_INIT:
+        # racluster 3.0.8 takes only the INIT record's options, and its (absent) handshake
+        # times: the status and directions stay the group's (wechat, port 443 flows).
+        s[TOPT] = r[TOPT]
+        s[SYNACK] = 0
+        s[ACKDAT] = 0
+    elif sn == NET_TCP_PERF:  # STATUS into PERF
         s[TSTATUS] |= r[TSTATUS]
         s[TOPT] |= r[TOPT]
         s[TCP_S[T_FLAGS]] |= r[TCP_S[T_FLAGS]]
