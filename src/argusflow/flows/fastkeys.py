@@ -217,11 +217,15 @@ def packet_keys(d: DecodedBatch) -> PacketKeys:
     fkey = np.empty((6, n), dtype=np.uint64)
     rev, reply, frag, frev = (np.empty(n, dtype=np.bool_) for _ in range(4))
     h, fh = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
-    _keys(d.status, d.reason, d.ip_version, d.ethertype, d.encaps, d.proto, d.frag_offset,
-          d.sport, d.dport, d.ip_id, d.src_hi, d.src_lo, d.dst_hi, d.dst_lo, d.icmp_type,
-          d.icmp_code, d.icmp_rest, d.icmp_id, d.icmp_seq, d.src_mac, d.dst_mac, d.llc_ssap,
-          d.llc_dsap, d.dns_id, d.q_ip_version, d.q_dport, d.q_proto, d.q_dst_lo, d.esp_spi,
-          d.arp_op, DAMAGE, kind, key, rev, reply, h, frag, fh, fkey, frev)
+    # The precompiled kernel (argusflow.aot) takes contiguous columns only, and a batch taken
+    # out of another (a capture filter) holds strided views: copied then, free otherwise.
+    columns = (d.status, d.reason, d.ip_version, d.ethertype, d.encaps, d.proto, d.frag_offset,
+               d.sport, d.dport, d.ip_id, d.src_hi, d.src_lo, d.dst_hi, d.dst_lo, d.icmp_type,
+               d.icmp_code, d.icmp_rest, d.icmp_id, d.icmp_seq, d.src_mac, d.dst_mac, d.llc_ssap,
+               d.llc_dsap, d.dns_id, d.q_ip_version, d.q_dport, d.q_proto, d.q_dst_lo, d.esp_spi,
+               d.arp_op, DAMAGE)
+    _keys(*(np.ascontiguousarray(c) for c in columns), kind, key, rev, reply, h, frag, fh, fkey,
+          frev)
     quoted, qhash = quoted_keys(d, kind)
     return PacketKeys(kind, key[0], key[1], key[2], key[3], key[4], key[5], rev, reply, h, frag,
                       fh, fkey, frev, quoted, qhash)
