@@ -135,11 +135,16 @@ def compiled(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 def test_jit_only_for_big_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jit, "FORCE", None)
     monkeypatch.setattr(jit, "active", lambda: False)  # as in a fresh process
+    monkeypatch.setattr(jit, "precompiled", lambda: False)  # ... without argusflow.aot's kernels
     path = tmp_path / "small.pcap"
     path.write_bytes(pcap_bytes([pkt(1)]))
     assert not open_capture(path).use_jit
     assert open_capture(path).use_jit is False
     monkeypatch.setattr(jit, "MIN_PACKETS", 0)
+    assert open_capture(path).use_jit == jit.AVAILABLE
+    # The precompiled walkers cost nothing to use: small inputs take them too.
+    monkeypatch.setattr(jit, "MIN_PACKETS", 20_000)
+    monkeypatch.setattr(jit, "precompiled", lambda: True)
     assert open_capture(path).use_jit == jit.AVAILABLE
 
 
