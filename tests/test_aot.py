@@ -3,6 +3,7 @@ probe run with the extension never loads numba."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,38 @@ def test_probe_runs_without_numba(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=600, check=False)
     assert done.stdout.strip().splitlines()[-1] == "False", done.stderr[-2000:]
+
+
+CORPUS = SAMPLE.parent.parent / "corpus"
+
+
+@pytest.mark.parametrize(("name", "extra"), [
+    ("zeek__wikipedia.pcap", ["-", "tcp and port 80"]),  # a filtered batch: strided columns
+    ("zeek__wikipedia.pcap", ["-S", "1", "-A", "-J", "-Z", "-m"]),
+    ("zeek__pcapng-multi-interface.pcapng", []),
+])
+def test_kernels_get_the_types_they_were_built_for(name: str, extra: list[str],
+                                                   tmp_path: Path) -> None:
+    """pycc's exports do not check their arguments: ARGUSFLOW_AOT_CHECK makes every call do."""
+    path = CORPUS / name
+    if not path.exists():
+        pytest.skip(f"no corpus capture {path}")
+    if aot.extension() is None:
+        pytest.skip("no ahead-of-time extension here")
+    argv = ["argus", "-X", "-r", str(path), "-w", str(tmp_path / "out"), *extra]
+    code = (f"import sys; from argusflow.cli import argus; sys.argv = {argv!r}\n"
+            "try:\n    argus.main()\nexcept SystemExit:\n    pass\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600, check=False, env={**os.environ, aot.CHECK: "1"})
+    assert "the kernel takes" not in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_check_mode_refuses_a_wrong_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("numba")
+    if aot.function("flow_rehash") is None:
+        pytest.skip("no ahead-of-time extension here")
+    monkeypatch.setenv(aot.CHECK, "1")
+    rehash = aot.function("flow_rehash")
+    with pytest.raises(TypeError, match="the kernel takes"):
+        rehash(np.zeros(4, np.uint64), np.zeros((3, 4), np.int64), np.zeros(4, np.int64))

@@ -12,7 +12,8 @@ The kernels are listed in KERNELS with the one signature each is called with (py
 single specialisation; the callers pass exactly these types).  The extension's name carries a
 digest of every source the compiled code depends on (whole packages where kernels read
 constants from their neighbours), the signatures and the Python and numba versions.
-`ARGUSFLOW_JIT=1` skips the extension (numba's JIT; for debugging).
+`ARGUSFLOW_JIT=1` skips the extension (numba's JIT; for debugging), `ARGUSFLOW_AOT_CHECK=1`
+checks the arrays of every call against the signatures (for tests).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ PACKAGE = Path(__file__).resolve().parent
 CACHE = PACKAGE / "__pycache__"
 PREFIX = "kernels_"
 BUILDING = "ARGUSFLOW_KERNEL_BUILD"  # set in the build subprocess: compile with numba there
+CHECK = "ARGUSFLOW_AOT_CHECK"  # check every call's argument types (tests; slow)
 # Sources whose code or constants the kernels compile in: a file, or a package (all its .py).
 SOURCES = ("aot.py", "capture", "decode", "flows", "ops/cluster.py", "records/fields.py",
            "records/schema.py", "records/derive.py")
@@ -128,7 +130,30 @@ def loaded() -> bool:
 def function(name: str) -> Any:
     """Kernel `name` of KERNELS from the extension (built if missing), or None."""
     module = extension()
-    return None if module is None else getattr(module, name, None)
+    fn = None if module is None else getattr(module, name, None)
+    if fn is not None and os.environ.get(CHECK):
+        return _checked(name, fn)
+    return fn
+
+
+def _checked(name: str, fn: Any) -> Any:
+    """`fn` behind a check of its arrays' dtypes, dimensions and layouts against its
+    signature: pycc's exports check none of them and would read memory wrongly."""
+    import numpy as np
+    from numba import typeof
+    from numba.core import sigutils
+
+    wanted, _ = sigutils.normalize_signature(KERNELS[name][1])
+
+    def call(*args: Any) -> Any:
+        for i, (arg, want) in enumerate(zip(args, wanted, strict=True)):
+            if isinstance(arg, np.ndarray):
+                got = typeof(arg)
+                if (got.dtype, got.ndim, got.layout) != (want.dtype, want.ndim, want.layout):
+                    raise TypeError(f"{name}: argument {i} is {got}, the kernel takes {want}")
+        return fn(*args)
+
+    return call
 
 
 def _load() -> ModuleType | None:

@@ -30,7 +30,7 @@ def entry(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The kernel `name` of argusflow.aot.KERNELS from the extension, else `njit(fn)`."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        compiled = getattr(EXTENSION, name, None) if EXTENSION is not None else None
+        compiled = aot.function(name) if EXTENSION is not None else None
         return compiled if compiled is not None else njit(fn)
 
     return wrap
