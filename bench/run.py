@@ -148,6 +148,13 @@ PAIRED_ROWS: list[PairedRow] = [
         ("sh", "-c", "rm -f {out}; exec /usr/sbin/argus -X -r {pcap} -w {out}"),
         reads="pcap",
     ),
+    # rasplit into one-minute files (a fresh directory each run: rasplit appends to what is there).
+    PairedRow(
+        "rasplit -M time 1m",
+        ("sh", "-c", "rm -rf {out}.split; exec {bin}/rasplit -X -M time 1m -r {argus} -w {out}.split/%H.%M"),
+        ("sh", "-c", "rm -rf {out}.split; exec /usr/bin/rasplit -X -M time 1m -r {argus} "
+         "-w {out}.split/%H.%M"),
+    ),
     # Later issues add rows here (rasort, racount, rabins, radium, ...), in the same form.
 ]
 
