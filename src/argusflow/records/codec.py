@@ -243,18 +243,22 @@ class RawBatch:
 
 FLOW_DSR = 0x02
 ARP_KEY, KEY_REVERSE = 0x06, 0x40
+RARP_QUAL = 0x05  # an ARP key's qualifier & 0x1F for RARP
 
 
 def reader_changes(found: Frame) -> np.ndarray:
-    """Records the reader turns round (dsr_decode.unreverse_arp), found from the DSR headers
-    framing read, without decoding anything.
+    """Records the reader turns round (dsr_decode.unreverse_arp), and RARP records, found from
+    the DSR headers framing read, without decoding anything.  RARP keys are encoded because
+    ra -w zeroes their hardware addresses (bytes 22..27, which ra prints as SrcAddr): a copy
+    would print otherwise than the real ra's copy does.
 
     The reader's other change, dropping the RTP objects ra does not read (drop_unread_rtp), is
     left to whoever reads the copy: ra drops them again, so copying costs nothing in fidelity,
     while encoding the ~0.3% of records that carry one cost as much as copying the rest."""
     flow = np.flatnonzero(found.dsr_kind == FLOW_DSR)  # one per record: test only those
     sub = found.dsr_sub[flow]
-    arp = flow[((sub & 0x3F) == ARP_KEY) & ((sub & KEY_REVERSE) > 0)]
+    rarp = (found.dsr_qual[flow] & 0x1F) == RARP_QUAL
+    arp = flow[((sub & 0x3F) == ARP_KEY) & (((sub & KEY_REVERSE) > 0) | rarp)]
     return np.unique(found.dsr_rec[arp])
 
 
@@ -300,10 +304,13 @@ def header_columns(buf: bytes, starts: np.ndarray, lengths: np.ndarray, base: in
 
 def suspects(buf: bytes, starts: np.ndarray, end: int) -> np.ndarray:
     """Records holding a word that reads like the header of an ARP key with the REVERSE bit
-    (reader_changes), wherever it is: a superset of the records the reader turns round, found
-    without walking the DSRs.  Words as little-endian numbers: byte 0 is the lowest."""
+    or of a RARP key (reader_changes), wherever it is: a superset of the records that are
+    encoded, found without walking the DSRs.  Words as little-endian numbers: byte 0 is the
+    lowest."""
     words = np.frombuffer(buf, dtype="<u4", count=end // 4)
-    hits = np.flatnonzero((words & 0x7F7F) == (ARP_KEY | KEY_REVERSE) << 8 | FLOW_DSR)
+    reverse = (words & 0x7F7F) == (ARP_KEY | KEY_REVERSE) << 8 | FLOW_DSR
+    rarp = (words & 0x1F3F7F) == RARP_QUAL << 16 | ARP_KEY << 8 | FLOW_DSR
+    hits = np.flatnonzero(reverse | rarp)
     if not len(hits):
         return hits
     return np.unique(np.searchsorted(starts, hits * 4, side="right") - 1)
