@@ -214,6 +214,20 @@ def test_record_ranges_and_time_ranges(run_real, sample_argus_files: list[Path])
         assert_same_as_real(run_real, icmp, ["-s", "stime", "proto", "state", *options])
 
 
+@pytest.mark.parametrize("count", ["2", "2-3", "4-9", "3+1"])
+def test_record_ranges_keep_the_mars_ra_keeps(count: str, run_real, tmp_path: Path,
+                                              sample_argus_files: list[Path]) -> None:
+    """-N with MARs shown (-M man) and written (-w): ra 3.0.8 stops at the last record it
+    wants (no STOP MAR after it) and skips the MARs before the first."""
+    icmp = next(p for p in sample_argus_files if p.name == "icmp.argus")
+    assert_same_as_real(run_real, icmp, ["-M", "man", "-s", "stime", "proto", "state", "-N", count])
+    ours, real = tmp_path / "ours.argus", tmp_path / "real.argus"
+    assert ra_inproc(["-X", "-r", str(icmp), "-N", count, "-w", str(ours)])[0] == 0
+    run_real(["ra", "-X", "-r", str(icmp), "-N", count, "-w", str(real)])
+    listing = ["ra", "-X", "-n", "-M", "man", "-s", "proto", "state", "seq", "-r"]
+    assert run_real([*listing, str(ours)]).stdout == run_real([*listing, str(real)]).stdout
+
+
 # --- bad input -------------------------------------------------------------------------------
 
 def damaged_copies(good: bytes) -> dict[str, tuple[bytes, int]]:

@@ -217,14 +217,18 @@ class ClientSession:
         return batch
 
     def apply_count_range(self, batch: pl.DataFrame) -> pl.DataFrame:
-        """Keep the flow records numbered first..last (MARs are not counted, as in ra)."""
+        """Keep the flow records numbered first..last (MARs are not counted, as in ra), and
+        the MARs between them: ra 3.0.8 stops once it has the last (no STOP MAR after it) and
+        skips the MARs before the first (a MAR's number is that of the flows before it)."""
         assert self.count_range is not None
         is_flow = batch["rtype"] != RTYPE_MAR
         number = is_flow.cast(pl.Int64).cum_sum() + self.flows_seen
         self.flows_seen = int(number[-1]) if batch.height else self.flows_seen
+        first = self.count_range.first
         last = self.count_range.last if self.count_range.last is not None else 2**62
-        keep = ~is_flow | ((number >= self.count_range.first) & (number <= last))
-        return batch.filter(keep)
+        flow_kept = is_flow & (number >= first) & (number <= last)
+        mar_kept = ~is_flow & (number >= first - 1) & (number < last)
+        return batch.filter(flow_kept | mar_kept)
 
     def done(self) -> bool:
         return (self.count_range is not None and self.count_range.last is not None
