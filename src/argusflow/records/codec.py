@@ -308,9 +308,9 @@ def suspects(buf: bytes, starts: np.ndarray, end: int) -> np.ndarray:
     encoded, found without walking the DSRs.  Words as little-endian numbers: byte 0 is the
     lowest."""
     words = np.frombuffer(buf, dtype="<u4", count=end // 4)
-    reverse = (words & 0x7F7F) == (ARP_KEY | KEY_REVERSE) << 8 | FLOW_DSR
-    rarp = (words & 0x1F3F7F) == RARP_QUAL << 16 | ARP_KEY << 8 | FLOW_DSR
-    hits = np.flatnonzero(reverse | rarp)
+    hits = np.flatnonzero((words & 0x3F7F) == ARP_KEY << 8 | FLOW_DSR)  # one pass: ARP keys
+    found = words[hits]
+    hits = hits[((found & KEY_REVERSE << 8) > 0) | ((found >> 16 & 0x1F) == RARP_QUAL)]
     if not len(hits):
         return hits
     return np.unique(np.searchsorted(starts, hits * 4, side="right") - 1)
