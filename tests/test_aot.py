@@ -108,3 +108,16 @@ def test_check_mode_refuses_a_wrong_layout(monkeypatch: pytest.MonkeyPatch) -> N
     rehash = aot.function("flow_rehash")
     with pytest.raises(TypeError, match="the kernel takes"):
         rehash(np.zeros(4, np.uint64), np.zeros((3, 4), np.int64), np.zeros(4, np.int64))
+
+
+def test_an_extension_that_does_not_load_is_set_aside(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A damaged extension fails once: it is moved aside and remembered as a failed build, so
+    the next run takes numba's JIT instead of failing the same way again."""
+    monkeypatch.setattr(aot, "CACHE", tmp_path)
+    monkeypatch.setattr(aot, "NAME", "kernels_damaged")
+    path = aot._module_path("kernels_damaged")
+    path.write_bytes(b"not an ELF file")
+    assert aot._load() is None
+    assert not path.exists() and path.with_suffix(".failed").exists()
+    assert aot._load() is None  # remembered: no build is tried

@@ -170,9 +170,20 @@ def _load() -> ModuleType | None:
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-    except ImportError:
+    except ImportError as err:
+        _give_up(path, failed, err)
         return None
     return module
+
+
+def _give_up(path: Path, failed: Path, err: ImportError) -> None:
+    """An extension that exists but does not load (damaged, another libc): remember it as a
+    failed build and move it aside, so the next run uses numba's JIT instead of failing again."""
+    try:
+        failed.write_text(f"could not load {path.name}: {err}\n")
+        os.replace(path, path.with_suffix(".unloadable"))
+    except OSError:
+        pass
 
 
 def _build(name: str, path: Path, failed: Path) -> None:
