@@ -207,6 +207,19 @@ def test_filter_that_matches_nothing_exits_1(sample_argus_file: Path, run_real) 
     assert_same_as_real(run_real, sample_argus_file, ["-", "udp and tcp"])
 
 
+def test_options_after_the_filter(run_real, tmp_path: Path, sample_argus_files: list[Path]) -> None:
+    """getopt permutes: options after the filter's lone '-' are options (`ra -r f - tcp -w out`);
+    after '--' everything is the filter."""
+    tcp = next(p for p in sample_argus_files if p.name == "tcp.argus")
+    assert_same_as_real(run_real, tcp, ["-", "tcp", "-s", "saddr", "proto", "-N", "2"])
+    ours, real = tmp_path / "ours.argus", tmp_path / "real.argus"
+    assert ra_inproc(["-X", "-r", str(tcp), "-", "tcp", "-w", str(ours)])[0] == 0
+    run_real(["ra", "-X", "-r", str(tcp), "-", "tcp", "-w", str(real)])
+    listing = ["ra", "-X", "-n", "-r"]
+    assert run_real([*listing, str(ours)]).stdout == run_real([*listing, str(real)]).stdout
+    assert ra_inproc(["-X", "-r", str(tcp), "--", "tcp", "-w", str(ours)])[0] == 2
+
+
 def test_record_ranges_and_time_ranges(run_real, sample_argus_files: list[Path]) -> None:
     icmp = next(p for p in sample_argus_files if p.name == "icmp.argus")
     for options in (["-N", "2"], ["-N", "2-3"], ["-N", "2+1"], ["-t", "1700000004-1700000006"],

@@ -2,9 +2,10 @@
 
 It follows the real tools: getopt-style letters (`-nn`, `-p3`, `-L 0`, `-nr file`), options that
 take a list (`-r f1 f2`, `-s saddr daddr`, `-m saddr daddr`) keep consuming words that do not
-start with '-', and the filter is everything after a lone `-` or `--` (words left over after the
-options join it too, as in the real ra).  `local` before a filter means: do not send it to a
-remote server (the filter still applies locally).
+start with '-', and the filter is the words after a lone `-` that are not options (getopt
+permutes, so `ra -r f - tcp -w out` writes out), or everything after `--`; words left over
+before them join the filter too, as in the real ra.  `local` before a filter means: do not send
+it to a remote server (the filter still applies locally).
 """
 
 from __future__ import annotations
@@ -58,11 +59,14 @@ def parse_argv(argv: list[str], program: str, *, flags: set[str] | None = None,
     i = 0
     while i < len(argv):
         word = argv[i]
-        if word in ("-", "--"):
+        if word == "--":
             leftovers.extend(argv[i + 1:])
             break
         if not word.startswith("-") or len(word) == 1:
-            leftovers.append(word)
+            # getopt permutes: a lone '-' starts the filter, but options may still follow it
+            # (`ra -r f - tcp -w out`, as the real tools accept); only '--' ends the options.
+            if word != "-":
+                leftovers.append(word)
             i += 1
             continue
         i = parse_cluster(argv, i, args, switch_letters, one, many)
