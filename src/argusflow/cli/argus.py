@@ -13,21 +13,17 @@ command-line options.  MAR times are packet times (the real argus stamps wall-cl
 
 from __future__ import annotations
 
-import asyncio
 import os
-import ssl
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from argusflow.capture import open_capture
-from argusflow.capture.live import DEFAULT_RING, DEFAULT_SNAPLEN
 from argusflow.cli import daemon
-from argusflow.cli.argus_live import LiveOptions, LiveProbe, check_interfaces
-from argusflow.cli.options import Extension, parse_argv, take_extensions
-from argusflow.cli.radium import split_long_options
+from argusflow.cli.options import Extension, parse_argv, split_long_options, take_extensions
 from argusflow.cli.runner import EXIT_MATCHED, entry
 from argusflow.decode import decode_capture
 from argusflow.errors import UsageError
@@ -35,9 +31,12 @@ from argusflow.filter.compile_packets import compile_capture_filter
 from argusflow.flows.probe import DEFAULT_TIMEOUTS, FILE_HOLD, FlowProbe, ProbeSettings
 from argusflow.flows.probe_writer import ProbeOutput
 from argusflow.records.mar import MarCounters, SourceId, start_mar, stop_mar
-from argusflow.records.printer import Printer, PrintOptions
 from argusflow.records.schema import SCHEMA
-from argusflow.stream.server import tls_server_context
+
+if TYPE_CHECKING:  # live capture, TLS and the text printer are imported only when used
+    import ssl
+
+    from argusflow.cli.argus_live import LiveOptions
 
 SYSTEM_CONF = "/etc/argus.conf"
 # Our extensions for live probes (man argus has none of these); each sets a config variable.
@@ -128,6 +127,8 @@ class TextOut:
     """Records printed as ra prints them by default (argus without -w)."""
 
     def __init__(self) -> None:
+        from argusflow.records.printer import Printer, PrintOptions
+
         self.printer = Printer(PrintOptions())
 
     def write(self, batch: pl.DataFrame, start: bytes | None) -> None:
@@ -220,6 +221,8 @@ def argus(argv: list[str]) -> int:
 
 def ring_bytes(text: str | None) -> int:
     """ARGUS_PCAP_BUF_SIZE: bytes, or with a K/M/G suffix."""
+    from argusflow.capture.live import DEFAULT_RING
+
     if not text:
         return DEFAULT_RING
     scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1].upper(), 1)
@@ -228,6 +231,9 @@ def ring_bytes(text: str | None) -> int:
 
 def live_options(args, conf: dict[str, str], interfaces: list[str],  # noqa: ANN001
                  srcid: SourceId, mar_interval: int) -> LiveOptions:
+    from argusflow.capture.live import DEFAULT_SNAPLEN
+    from argusflow.cli.argus_live import LiveOptions
+
     port = args.value("P") or conf.get("ARGUS_ACCESS_PORT")
     binds = args.value("B") or conf.get("ARGUS_BIND_IP") or ""
     promisc = not args.flag("p") and conf.get("ARGUS_GO_PROMISCUOUS", "yes").lower() != "no"
@@ -243,6 +249,8 @@ def live_options(args, conf: dict[str, str], interfaces: list[str],  # noqa: ANN
 
 def server_tls(conf: dict[str, str]) -> ssl.SSLContext | None:
     """Our TLS extension for -P (plain TCP, what Argus 3.0.8 speaks, stays the default)."""
+    from argusflow.stream.server import tls_server_context
+
     if not conf.get("ARGUS_TLS_CERT"):
         return None
     return tls_server_context(conf["ARGUS_TLS_CERT"], conf.get("ARGUS_TLS_KEY"),
@@ -252,6 +260,10 @@ def server_tls(conf: dict[str, str]) -> ssl.SSLContext | None:
 def run_live(args, conf: dict[str, str], interfaces: list[str],  # noqa: ANN001
              settings: ProbeSettings, srcid: SourceId, mar_interval: int) -> int:
     """argus -i: open the rings (as root, before detaching), then serve until SIGTERM."""
+    import asyncio
+
+    from argusflow.cli.argus_live import LiveProbe, check_interfaces
+
     opts = live_options(args, conf, interfaces, srcid, mar_interval)
     out_path = args.value("w") or (conf.get("ARGUS_OUTPUT_FILE") if not args.flag("X") else None)
     as_daemon = bool(args.flag("d")) or yes(conf.get("ARGUS_DAEMON"))

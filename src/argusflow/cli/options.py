@@ -189,3 +189,11 @@ def _take_one(argv: list[str], i: int, options: list[Extension]) -> tuple[int, T
             trailing, i = argv[i], i + 1
         return i, Taken(opt.name, value, trailing)
     return i + 1, None
+
+
+def split_long_options(argv: list[str], options: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """Our `--name value` / `--name=value` extensions, taken out before the classic parser
+    (`options`: option -> the configuration variable it sets; argus and radium pass theirs)."""
+    wanted = [Extension(name, glued="=", missing=f"{name} needs a value") for name in options]
+    rest, taken = take_extensions(argv, wanted)
+    return rest, {options[t.name]: t.value or "" for t in taken}

@@ -39,6 +39,7 @@ import polars as pl
 
 from argusflow.cli import daemon
 from argusflow.cli.options import Extension, parse_argv, take_extensions
+from argusflow.cli.options import split_long_options as options_split_long
 from argusflow.cli.rarc import is_yes, load_rarc
 from argusflow.cli.runner import EXIT_MATCHED, entry
 from argusflow.errors import ArgusflowError, CorruptInput, NetworkError, UsageError
@@ -94,11 +95,8 @@ class Settings:
 
 def split_long_options(argv: list[str], options: dict[str, str] = LONG_OPTIONS,
                        ) -> tuple[list[str], dict[str, str]]:
-    """Our `--name value` / `--name=value` extensions, taken out before the classic parser
-    (`options`: option -> the configuration variable it sets; argus passes its own)."""
-    wanted = [Extension(name, glued="=", missing=f"{name} needs a value") for name in options]
-    rest, taken = take_extensions(argv, wanted)
-    return rest, {options[t.name]: t.value or "" for t in taken}
+    """radium's long options (see options.split_long_options)."""
+    return options_split_long(argv, options)
 
 
 def split_outputs(argv: list[str]) -> tuple[list[str], list[tuple[str, str | None]]]:
