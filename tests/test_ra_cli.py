@@ -322,3 +322,28 @@ def test_recursive_directories_sorted_without_dot_files(sample_argus_files: list
     (top / "a" / ".dot.argus").write_bytes(by_name["icmp.argus"].read_bytes())
     want = run_real(["ra", "-X", "-n", "-r", str(by_name["udp.argus"]), str(by_name["tcp.argus"])])
     assert ra_inproc(["-X", "-n", "-R", str(top)])[1] == want.stdout
+
+
+def test_every_protocol_number_is_named_as_ra_names_it(run_real, tmp_path: Path,
+                                                       sample_argus_files: list[Path]) -> None:
+    """ra 3.0.8's own protocol table (not /etc/protocols): one record per number 0-255."""
+    from argusflow.records.codec import read_file
+
+    udp = next(p for p in sample_argus_files if p.name == "udp.argus")
+    records, _ = framed(udp.read_bytes())
+    start, flow = records[0], next(r for r in records[1:] if r[0] & 0xF0 != 0x80)
+    proto = 17
+    probe = tmp_path / "probe.argus"
+
+    def decoded_proto(record: bytes) -> int:
+        probe.write_bytes(start + record)
+        return int(read_file(str(probe)).filter(rtype=0x10)["proto"][0])
+
+    spots = [k for k in range(len(flow)) if flow[k] == proto
+             and decoded_proto(flow[:k] + bytes([61]) + flow[k + 1:]) == 61]
+    assert spots, "no protocol byte found in the sample's first flow record"
+    k = spots[0]
+    every = tmp_path / "every.argus"
+    every.write_bytes(start + b"".join(flow[:k] + bytes([v]) + flow[k + 1:] for v in range(256)))
+    for options in (["-s", "proto"], ["-n", "-s", "proto"]):
+        assert_same_as_real(run_real, every, options)

@@ -742,25 +742,26 @@ def services(proto: str) -> dict[int, str]:
     return names
 
 
-# ra 3.0.8's own IP protocol names (IANA keywords as the ra binary spells them), 0-133; other
-# numbers up to 252 print as "unas" (checked: 165, 249), the rest as numbers.
+# ra 3.0.8's own IP protocol names (IANA keywords as the ra binary spells them), 0-134; 135-252
+# and 254-255 print as "unas", 253 as "ib" (every number checked against the ra binary).
 _IP_PROTOCOLS = (
-    "ip icmp igmp ggp ipip st2 tcp cbt egp igp bbn-rcc nvp pup argus emcon xnet chaos udp mux dcn "
+    "ip icmp igmp ggp ipnip st2 tcp cbt egp igp bbn-rcc nvp pup argus emcon xnet chaos udp mux dcn "
     "hmp prm xns-idp trunk-1 trunk-2 leaf-1 leaf-2 rdp irtp iso-tp4 netblt mfe-nsp merit-inp sep "
     "3pc idpr xtp ddp idpr-cmtp tp++ il ipv6 sdrp ipv6-route ipv6-frag idrp rsvp gre mhrp bna esp "
     "ah i-nlsp swipe narp mobile tlsp skip ipv6-icmp ipv6-no ipv6-opts any cftp any sat-expak "
     "kryptolan rvd ippc any sat-mon visa ipcv cpnx cphb wsn pvp br-sat-mon sun-nd wb-mon "
     "wb-expak iso-ip vmtp secure-vmtp vines ttp nsfnet-igp dgp tcf eigrp ospf sprite-rpc larp "
     "mtp ax.25 ipip micp aes-sp3-d etherip encap pri-enc gmtp ifmp pnni pim aris scps qnx a/n "
-    "ipcomp snp compaq-peer ipx-n-ip vrrp pgm any l2tp ddx iatp stp srp uti smp sm ptp isis fire "
-    "crtp crudp sccopmce iplt sps pipe sctp fc").split()
+    "ipcomp snp compaq-peer ipx-n-ip vrrp pgm zero l2tp ddx iatp stp srp uti smp sm ptp isis fire "
+    "crtp crudp sccopmce iplt sps pipe sctp fc rsvp").split()
 
 
 @functools.cache
 def protocols() -> dict[int, str]:
     """IP protocol number -> the name ra prints."""
     names = dict(enumerate(_IP_PROTOCOLS))
-    names.update({n: "unas" for n in range(len(_IP_PROTOCOLS), 253)})
+    names.update({n: "unas" for n in range(len(_IP_PROTOCOLS), 256)})
+    names[253] = "ib"
     return names
 
 
