@@ -21,11 +21,16 @@ The field table (`records.fields`) maps user-visible Argus field names onto thes
 
 from __future__ import annotations
 
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
-U8, U16, U32, U64 = pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64
-I32, I64, F32, F64 = pl.Int32, pl.Int64, pl.Float32, pl.Float64
-BIN, STR = pl.Binary, pl.String
+if TYPE_CHECKING:
+    import polars as pl
+
+# Dtypes by their polars names: polars is imported when SCHEMA or COLUMNS is first used, not by
+# this module (argus -r -w never needs it: its import is ~0.2 s of CPU and 33 MB).
+U8, U16, U32, U64 = "UInt8", "UInt16", "UInt32", "UInt64"
+I32, I64, F32, F64 = "Int32", "Int64", "Float32", "Float64"
+BIN, STR = "Binary", "String"
 
 # Bits of the `dsrs` column: which DSRs a record carried.
 DSR_BITS: dict[str, int] = {
@@ -92,7 +97,7 @@ NET_ARP, NET_ICMP, NET_ESP, NET_FRAG = 0x10, 0x34, 0x38, 0x45
 NET_RTP = 0x0A  # the RTP object (kept by ra when IPv4 with >= 5 packets one way)
 
 
-def _tcp_direction(prefix: str) -> list[tuple[str, pl.DataType, str]]:
+def _tcp_direction(prefix: str) -> list[tuple[str, str, str]]:
     return [
         (f"{prefix}tcp_last", I64, "time of the last packet in this direction (us)"),
         (f"{prefix}tcp_status", U32, "TCP status bits for this direction"),
@@ -110,7 +115,7 @@ def _tcp_direction(prefix: str) -> list[tuple[str, pl.DataType, str]]:
     ]
 
 
-def _jitter_block(prefix: str) -> list[tuple[str, pl.DataType, str]]:
+def _jitter_block(prefix: str) -> list[tuple[str, str, str]]:
     return [
         (f"{prefix}_n", I32, "number of intervals"),
         (f"{prefix}_min", F32, "minimum (us)"),
@@ -120,8 +125,8 @@ def _jitter_block(prefix: str) -> list[tuple[str, pl.DataType, str]]:
     ]
 
 
-# (column, dtype, meaning) in schema order.
-COLUMNS: list[tuple[str, pl.DataType, str]] = [
+# (column, dtype name, meaning) in schema order.
+_COLUMNS: list[tuple[str, str, str]] = [
     # record header
     ("offset", U64, "byte offset of the record in its file or stream"),
     ("rtype", U8, "record type: byte 0 & 0xF0 (0x10 FAR, 0x30 NetFlow FAR, 0x40 event, 0x80 MAR)"),
@@ -263,10 +268,28 @@ COLUMNS: list[tuple[str, pl.DataType, str]] = [
     ("mar_raw", BIN, "the whole MAR as read (128 bytes, or 4 for an error MAR); empty for flows"),
 ]
 
-SCHEMA: dict[str, pl.DataType] = {name: dtype for name, dtype, _ in COLUMNS}
-COLUMN_DOCS: dict[str, str] = {name: doc for name, _, doc in COLUMNS}
+COLUMN_DOCS: dict[str, str] = {name: doc for name, _, doc in _COLUMNS}
+# numpy dtype of each column as DataFrame.to_numpy() gives it (Binary/String: object), for
+# batches built without polars (records.writer.Columns).
+_NUMPY = {U8: "u1", U16: "u2", U32: "u4", U64: "u8", I32: "i4", I64: "i8", F32: "f4",
+          F64: "f8", BIN: "O", STR: "O"}
+NUMPY_DTYPES: dict[str, str] = {name: _NUMPY[dtype] for name, dtype, _ in _COLUMNS}
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401 - SCHEMA and COLUMNS, built on first use
+    """SCHEMA (column -> polars dtype) and COLUMNS (column, polars dtype, meaning)."""
+    if name not in ("SCHEMA", "COLUMNS"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import polars as pl
+
+    columns = [(column, getattr(pl, dtype), doc) for column, dtype, doc in _COLUMNS]
+    globals()["COLUMNS"] = columns
+    globals()["SCHEMA"] = {column: dtype for column, dtype, _ in columns}
+    return globals()[name]
 
 
 def empty_batch() -> pl.DataFrame:
     """A batch with no rows and the full schema."""
-    return pl.DataFrame(schema=SCHEMA)
+    import polars as pl
+
+    return pl.DataFrame(schema=__getattr__("SCHEMA"))
