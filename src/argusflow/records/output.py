@@ -26,15 +26,18 @@ import struct
 import sys
 import time
 import zlib
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import numpy as np
-import polars as pl
 
 from argusflow.errors import ArgusflowError
-from argusflow.records.codec import RawBatch
 from argusflow.records.framing import record_bounds
 from argusflow.records.schema import RTYPE_MAR
+
+if TYPE_CHECKING:  # not imported by the probe's sink (flows.probe_writer): it runs without polars
+    import polars as pl
+
+    from argusflow.records.codec import RawBatch
 
 
 class OutputError(ArgusflowError):
@@ -112,6 +115,8 @@ class ArgusOutput:
         changes, which are encoded: ra and racluster print the copy as they print the input."""
         if batch.height == 0:
             return
+        from argusflow.records.codec import RawBatch
+
         if isinstance(batch, RawBatch):
             data = passed_through(batch, self.synthesise_agr)
             self.write_encoded(data, batch.records, start_mar)
