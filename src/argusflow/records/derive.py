@@ -708,6 +708,13 @@ def _flag_window_or_silence() -> pl.Expr:
 
 def flgs() -> pl.Expr:
     """The 9-character Flgs string."""
+    # each part is an ASCII code (integer work is far cheaper than 9 string when/then chains)
+    text = pl.concat_str([pl.lit(_ASCII).gather(part) for part in flgs_codes()])
+    return pl.when(is_mar()).then(pl.lit(" " * 9)).otherwise(text)
+
+
+def flgs_codes() -> list[pl.Expr]:
+    """The ASCII code of each Flgs character (of a flow record: MARs print nine blanks)."""
     first = (pl.when(c("rtype") == RTYPE_NETFLOW).then(_ch("N"))
              .when(has("time") & bit("time_qual", 0x01)).then(_ch("T")).otherwise(_ch(" ")))
     n = (c("cor_raw").bin.size() // 24).cast(pl.Int64)
@@ -718,9 +725,7 @@ def flgs() -> pl.Expr:
              _flag_window_or_silence(),
              _flag_tcp(SRC_CONGESTED, DST_CONGESTED, "x", "t", "E"),
              _flag_frag(), _flag_ipopts(), cor]
-    # each part is an ASCII code (integer work is far cheaper than 9 string when/then chains)
-    text = pl.concat_str([pl.lit(_ASCII).gather(part) for part in parts])
-    return pl.when(is_mar()).then(pl.lit(" " * 9)).otherwise(text)
+    return parts
 
 
 # --- names --------------------------------------------------------------------------------------------
