@@ -45,8 +45,9 @@ _A = "UniTuple(i8, 4)"  # (count, position, status, reason) of the capture walke
 KERNELS: dict[str, tuple[str, str]] = {
     "merge_batch": ("argusflow.ops.cluster:merge_batch",
                     "void(u8[:, ::1], i8[::1], b1[::1], i8[::1], b1[::1], f8[::1], u8[:, ::1], "
-                    "f8[::1], i8[::1], i8[::1], f4[:, ::1], b1[::1], i8[::1], i8[:, ::1], "
-                    "i8[:, ::1], i8[::1], i8[::1], f4[:, ::1], i8[::1])"),
+                    "u4[:, ::1], u2[:, ::1], u1[:, ::1], f8[::1], i8[::1], i8[::1], "
+                    "f4[:, ::1], b1[::1], i8[::1], i8[:, ::1], i8[:, ::1], i8[::1], i8[::1], "
+                    "f4[:, ::1], i8[::1])"),
     "walk_pcap": ("argusflow.capture.walk:walk_pcap",
                   f"{_A}(u1[::1], i8, i8, i8, b1, i8, i8, i8[:, ::1], i8)"),
     "walk_pcapng": ("argusflow.capture.walk:walk_pcapng",

@@ -34,6 +34,7 @@ in which case the group is reversed instead (as racluster does).
 
 from __future__ import annotations
 
+import mmap
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -203,6 +204,20 @@ MERGED: tuple[str, ...] = (
 _IX = {name: i for i, name in enumerate(MERGED)}
 NCOLS = len(MERGED)
 
+
+def _width(name: str) -> int:
+    """Bytes a merging column keeps per group: its own unsigned width.  Signed 32-bit columns
+    stay 64-bit, as the kernel holds them (sign-extended); 64-bit ones keep every bit."""
+    return {pl.UInt8: 1, pl.UInt16: 2, pl.UInt32: 4}.get(SCHEMA[name], 8)  # type: ignore[call-overload]
+
+
+# The merging columns of each width: a group's state row is kept in four narrow matrices
+# (423 bytes instead of 856 as one u64 row) and widened to u64 only while it merges.
+WIDTHS = {w: np.array([_IX[n] for n in MERGED if _width(n) == w], dtype=np.int64)
+          for w in (8, 4, 2, 1)}
+W64, W32, W16, W8 = WIDTHS[8], WIDTHS[4], WIDTHS[2], WIDTHS[1]
+STATE_DTYPES = {8: np.uint64, 4: np.uint32, 2: np.uint16, 1: np.uint8}
+
 # Column pairs swapped when a record is reversed (derive's list, restricted to merged columns),
 # and qualifier bits that swap with them.
 SWAP_PAIRS = np.array([(_IX[a], _IX[b]) for a, b in derive._SWAP_PAIRS if a in _IX and b in _IX],
@@ -285,7 +300,10 @@ RESTART_ZERO = np.array([
 # Column of `result()`: the group's first record carried statistics already (racluster output).
 AGR_FROM_INPUT = "_agr_in"
 
-SLICE_ROWS = 8192  # rows of the merging-column matrix built at once
+SLICE_ROWS = 4096  # rows of the merging-column matrix built at once (3.5 MB)
+# Groups the per-group arrays are first reserved for (about 30 MB of address space, mapped in
+# only as groups are written), then doubled.
+RESERVED_GROUPS = 1 << 16
 BLOCK = 64  # records the kernel turns row-major at once
 
 # Aggregation statistics per group: float32 min, mean, stdev, max (racluster keeps C floats).
@@ -677,14 +695,42 @@ def _merge_one(s: np.ndarray, r: np.ndarray) -> None:
 
 
 @_njit
-def _restart(g: int, p: int, state: np.ndarray, count: np.ndarray, n: np.ndarray,
+def _load(st: np.ndarray, g: int, s64: np.ndarray, s32: np.ndarray, s16: np.ndarray,
+          s8: np.ndarray) -> None:
+    """Group `g`'s state row, widened to u64 (the merge works on one width)."""
+    for k in range(W64.shape[0]):
+        st[W64[k]] = s64[g, k]
+    for k in range(W32.shape[0]):
+        st[W32[k]] = np.uint64(s32[g, k])
+    for k in range(W16.shape[0]):
+        st[W16[k]] = np.uint64(s16[g, k])
+    for k in range(W8.shape[0]):
+        st[W8[k]] = np.uint64(s8[g, k])
+
+
+@_njit
+def _store(st: np.ndarray, g: int, s64: np.ndarray, s32: np.ndarray, s16: np.ndarray,
+           s8: np.ndarray) -> None:
+    """Group `g`'s state row back at its columns' own widths."""
+    for k in range(W64.shape[0]):
+        s64[g, k] = st[W64[k]]
+    for k in range(W32.shape[0]):
+        s32[g, k] = np.uint32(st[W32[k]] & np.uint64(0xFFFFFFFF))
+    for k in range(W16.shape[0]):
+        s16[g, k] = np.uint16(st[W16[k]] & np.uint64(0xFFFF))
+    for k in range(W8.shape[0]):
+        s8[g, k] = np.uint8(st[W8[k]] & np.uint64(0xFF))
+
+
+@_njit
+def _restart(g: int, p: int, st: np.ndarray, s64: np.ndarray, s32: np.ndarray,
+             s16: np.ndarray, s8: np.ndarray, count: np.ndarray, n: np.ndarray,
              stats: np.ndarray, flipped: np.ndarray) -> None:
     """Group `g` begins as racluster.conf's timers restart an aggregate (ArgusZeroRecord):
     the reported group `p` with its times, counters, sizes, TCP status and directions and
     statistics zeroed; everything else (key, attributes, masked fields) carries over.
     Statistics that `p` had stay as zeroed ones, so their minimum stays 0 (3.0.8)."""
-    st = state[g]
-    st[:] = state[p]
+    _load(st, p, s64, s32, s16, s8)
     for k in range(RESTART_ZERO.shape[0]):
         st[RESTART_ZERO[k]] = 0
     flipped[g] = flipped[p]
@@ -695,17 +741,21 @@ def _restart(g: int, p: int, state: np.ndarray, count: np.ndarray, n: np.ndarray
 
 @_njit
 def merge_batch(rec: np.ndarray, gid: np.ndarray, fresh: np.ndarray, seq: np.ndarray,
-                relrev: np.ndarray, dur: np.ndarray, state: np.ndarray, first_dur: np.ndarray,
-                count: np.ndarray, n: np.ndarray, stats: np.ndarray, flipped: np.ndarray,
-                last: np.ndarray, pairs: np.ndarray, bits: np.ndarray, rcount: np.ndarray,
-                rn: np.ndarray, rstats: np.ndarray, restart: np.ndarray) -> None:
+                relrev: np.ndarray, dur: np.ndarray, s64: np.ndarray, s32: np.ndarray,
+                s16: np.ndarray, s8: np.ndarray, first_dur: np.ndarray, count: np.ndarray,
+                n: np.ndarray, stats: np.ndarray, flipped: np.ndarray, last: np.ndarray,
+                pairs: np.ndarray, bits: np.ndarray, rcount: np.ndarray, rn: np.ndarray,
+                rstats: np.ndarray, restart: np.ndarray) -> None:
     """Records into their groups' state rows, in input order: a group's first record becomes
     its state row, the later ones merge into it.  `rec` is column-major (one row per merging
     column), as the columns come from the batch: no transposed copy.  A first record with a
-    `restart` group (>= 0, racluster.conf timers) merges into that group's zeroed copy."""
+    `restart` group (>= 0, racluster.conf timers) merges into that group's zeroed copy.
+    The state rows are kept at their columns' widths (s64 ... s8, see WIDTHS) and widened to
+    u64 for each merge."""
     ncols, nrec = rec.shape
     block = np.empty((BLOCK, ncols), dtype=np.uint64)
     row = np.empty(ncols, dtype=np.uint64)
+    st = np.empty(ncols, dtype=np.uint64)
     for i in range(nrec):
         if i % BLOCK == 0:
             # A block of records turned row-major, each column read as one contiguous run
@@ -715,16 +765,16 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, fresh: np.ndarray, seq: np.nda
                 for k in range(i, hi):
                     block[k - i, j] = rec[j, k]
         g = gid[i]
-        st = state[g]
         last[g] = seq[i]
         value = np.float64(np.float32(dur[i]))
         if fresh[i]:
             if restart[i] < 0:
-                st[:] = block[i % BLOCK]
+                _store(block[i % BLOCK], g, s64, s32, s16, s8)
                 continue
-            _restart(g, restart[i], state, count, n, stats, flipped)
+            _restart(g, restart[i], st, s64, s32, s16, s8, count, n, stats, flipped)
             _add_agr(g, value, count, n, stats, rcount[i], rn[i], rstats[i])
         else:
+            _load(st, g, s64, s32, s16, s8)
             _merge_agr(g, first_dur, value, st, count, n, stats, rcount[i], rn[i], rstats[i])
         row[:] = block[i % BLOCK]
         if row[DPKTS] == 0 and row[NETSUB] == NET_TCP_PERF:
@@ -746,6 +796,7 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, fresh: np.ndarray, seq: np.nda
                     row[SPORT] = row[DPORT]
                     row[DPORT] = t
         _merge_one(st, row)
+        _store(st, g, s64, s32, s16, s8)
 
 
 _KERNEL: list[Callable[..., Any]] = []
@@ -929,6 +980,15 @@ def client_form_times(batch: pl.DataFrame) -> pl.DataFrame:
                                                                               strict=True))
 
 
+def _reserved(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Zeros in a private anonymous mapping: the kernel maps a page in when it is first
+    written, so capacity that is never used costs no memory (np.zeros may take small arrays
+    from the heap and clear them)."""
+    size = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+
+
 def _to_u64(batch: pl.DataFrame) -> np.ndarray:
     """The merging columns as one u64 matrix, column-major (one row per column)."""
     cols = np.empty((NCOLS, batch.height), dtype=np.uint64)
@@ -956,7 +1016,9 @@ class Clusterer:
     _base: list[pl.DataFrame] = field(default_factory=list)
     _columns: list[str] = field(default_factory=list)  # the input's column order
     _orient: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    _state: np.ndarray = field(default_factory=lambda: np.zeros((0, NCOLS), dtype=np.uint64))
+    # The state rows, one matrix per column width (WIDTHS): 8, 4, 2 and 1 bytes.
+    _state: dict[int, np.ndarray] = field(default_factory=lambda: {
+        w: np.zeros((0, len(WIDTHS[w])), dtype=STATE_DTYPES[w]) for w in WIDTHS})
     _first_dur: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _n: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -1031,7 +1093,7 @@ class Clusterer:
         for lo in range(0, batch.height, SLICE_ROWS):
             hi = min(lo + SLICE_ROWS, batch.height)
             _kernel()(_to_u64(columns[lo:hi]), gid[lo:hi], fresh[lo:hi], seq[lo:hi],
-                        relrev[lo:hi], durations[lo:hi], self._state, self._first_dur,
+                        relrev[lo:hi], durations[lo:hi], *self._state.values(), self._first_dur,
                         self._count, self._n, self._stats, self._flipped, self._last,
                         SWAP_PAIRS, SWAP_BITS, rcount[lo:hi], rn[lo:hi], rstats[lo:hi],
                         restart[lo:hi])
@@ -1068,17 +1130,17 @@ class Clusterer:
         have = len(self._orient)
         if size <= have:
             return
-        # Grown a batch at a time (not per record), so a small factor suffices: little slack,
-        # and little held twice while a copy is made.
-        cap = max(size, have * 5 // 4, 1024)
+        # The arrays are reserved, not filled: their pages are mapped in as groups are written,
+        # so a generous capacity costs no memory, and most inputs never copy their state.
+        cap = max(size, have * 2, RESERVED_GROUPS)
 
         def grown(a: np.ndarray) -> np.ndarray:
-            out = np.zeros((cap, *a.shape[1:]), dtype=a.dtype)
+            out = _reserved((cap, *a.shape[1:]), a.dtype)
             out[:have] = a
             return out
 
         self._orient = grown(self._orient)
-        self._state = grown(self._state)
+        self._state = {w: grown(a) for w, a in self._state.items()}
         self._first_dur = grown(self._first_dur)
         self._count = grown(self._count)
         self._n = grown(self._n)
@@ -1089,14 +1151,16 @@ class Clusterer:
 
     def _merged_columns(self) -> list[pl.Series]:
         """The merging columns of every group, from the state rows (freed as they are read)."""
-        state = self._state[:self.groups]
-        self._state = np.zeros((0, NCOLS), dtype=np.uint64)
+        state, self._state = self._state, {}
         cols = []
-        for i, name in enumerate(MERGED):
-            dtype = SCHEMA[name]
-            values = pl.Series(name, state[:, i])
-            values = values.reinterpret(signed=True) if dtype == pl.Int64 else values.cast(dtype)
-            cols.append(values)
+        for width, matrix in state.items():
+            for k, i in enumerate(WIDTHS[width]):
+                name = MERGED[i]
+                dtype = SCHEMA[name]
+                values = pl.Series(name, matrix[:self.groups, k])
+                values = values.reinterpret(signed=True) if dtype == pl.Int64 \
+                    else values.cast(dtype)
+                cols.append(values)
         return cols
 
     def result(self) -> pl.DataFrame:
