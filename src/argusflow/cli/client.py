@@ -173,6 +173,7 @@ class ClientSession:
                     self._start_mar = picker_start_mar(batch)
                 if selected.height:
                     yield selected, self._start_mar
+                del batch, selected  # not held while the next chunk is decoded
                 if self.done():
                     return
         except CorruptInput as err:

@@ -163,6 +163,7 @@ def read_input(path: str, source: str | None, chunk_bytes: int,
             batch = feed(reader, chunk)
             if batch.height:
                 yield batch
+            del batch  # not held while the next chunk is decoded (racluster's peak memory)
             if reader.error is not None:
                 raise reader.error
         error = reader.finish()
