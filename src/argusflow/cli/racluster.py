@@ -52,6 +52,7 @@ Exit status: 0 records matched, 1 none matched, 2 error."""
 if TYPE_CHECKING:
     from argusflow.ops.cluster_timers import Clock
 
+WRITE_ROWS = 8192  # merged records encoded at once for -w
 MODES = ("correct", "nocorrect", "norep", "rmon", "ind", "replace")
 
 
@@ -183,6 +184,10 @@ def make_rules(args: ParsedArgs, modes: set[str]) -> list[Rule]:
 
 def dispatch(rules: list[Rule], batch: pl.DataFrame) -> None:
     """Fall-through: a record goes to the first rule it matches (and on, past `cont` rules)."""
+    if len(rules) == 1 and rules[0].selector is None and rules[0].grep is None \
+            and rules[0].clusterer.timers is None:
+        rules[0].clusterer.add(batch)  # -m or the default model: every record, no masks
+        return
     timers = rules[0].clusterer.timers if rules else None
     if timers is not None:
         batch = timers.clock.advance(batch)  # every record moves the timers' clock
@@ -246,22 +251,31 @@ def racluster(argv: list[str]) -> int:
             for batch, mar in batches:
                 start_mar = start_mar or mar
                 dispatch(rules, batch)
+                del batch  # not held while the next chunk is decoded
             records = merged_records(rules)
-            printable = unoriented(with_single_stats(records), args, session.conf)
-            records = records.drop(AGR_FROM_INPUT)
+            rules = []  # the aggregators' state is in `records` now: free it before writing
             matched += records.height
             if replace and path is not None:
-                replace_file(path, records, start_mar)
+                replace_file(path, records.drop(AGR_FROM_INPUT), start_mar)
             elif out_path:
-                sink.write(records, start_mar)  # type: ignore[union-attr, call-arg]
+                write_chunks(sink, records.drop(AGR_FROM_INPUT), start_mar)  # type: ignore[arg-type]
             elif not args.flag("q") and records.height:
+                printable = unoriented(with_single_stats(records), args, session.conf)
                 sink.write(printable)  # type: ignore[union-attr, call-arg]
+            del records
     finally:
         if sink is not None:
             sink.close()
         sys.stdout.flush()
     # racluster exits 0 when it read its input, whether or not anything was aggregated.
     return session.exit_code(1)
+
+
+def write_chunks(sink: ArgusOutput, records: pl.DataFrame, start_mar: bytes | None) -> None:
+    """The merged records encoded and written WRITE_ROWS at a time: the encoder's buffers for
+    the whole output at once were racluster's peak of memory."""
+    for lo in range(0, records.height, WRITE_ROWS):
+        sink.write(records.slice(lo, WRITE_ROWS), start_mar)
 
 
 def with_single_stats(records: pl.DataFrame) -> pl.DataFrame:

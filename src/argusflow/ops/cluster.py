@@ -45,7 +45,7 @@ import polars as pl
 
 from argusflow.errors import ArgusflowError, UsageError
 from argusflow.ops import cluster_aot
-from argusflow.ops.key_ids import number_keys
+from argusflow.ops.cluster_keys import KeyIndex
 from argusflow.records import derive
 from argusflow.records import fields as field_table
 from argusflow.records.schema import (
@@ -989,12 +989,12 @@ def _reserved(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
 
 
-def _to_u64(batch: pl.DataFrame) -> np.ndarray:
-    """The merging columns as one u64 matrix, column-major (one row per column)."""
-    cols = np.empty((NCOLS, batch.height), dtype=np.uint64)
-    for j, name in enumerate(MERGED):
-        values = batch.get_column(name).to_numpy()
-        cols[j] = values.view(np.uint64) if values.dtype == np.int64 else values
+def _to_u64(arrays: list[np.ndarray], lo: int, hi: int) -> np.ndarray:
+    """Rows lo..hi of the merging columns as one u64 matrix, column-major (one row per
+    column).  Signed values keep their bits (int64) or are sign-extended (int32), as C casts."""
+    cols = np.empty((NCOLS, hi - lo), dtype=np.uint64)
+    for j, values in enumerate(arrays):
+        cols[j] = values[lo:hi]
     return cols
 
 
@@ -1010,7 +1010,7 @@ class Clusterer:
     sort: bool = True            # sort the output by the -m keys (not for racluster.conf rules)
     groups: int = 0
     seen: int = 0
-    _keys: pl.DataFrame | None = None
+    _keys: KeyIndex = field(default_factory=KeyIndex)
     # Per group: the first record's columns that never merge (frames in group order), and the
     # merging columns as one u64 state row.  Nothing else of the input is kept.
     _base: list[pl.DataFrame] = field(default_factory=list)
@@ -1088,11 +1088,12 @@ class Clusterer:
             self._restarted(gid, restart)
         self.seen += batch.height
         relrev = fwd != self._orient[gid]
-        columns = batch.select(MERGED)
-        # The merging columns are converted a slice at a time: memory stays small per batch.
+        # The merging columns (numpy views of the batch) are converted a slice at a time: memory
+        # stays small per batch.
+        arrays = [batch.get_column(name).to_numpy() for name in MERGED]
         for lo in range(0, batch.height, SLICE_ROWS):
             hi = min(lo + SLICE_ROWS, batch.height)
-            _kernel()(_to_u64(columns[lo:hi]), gid[lo:hi], fresh[lo:hi], seq[lo:hi],
+            _kernel()(_to_u64(arrays, lo, hi), gid[lo:hi], fresh[lo:hi], seq[lo:hi],
                         relrev[lo:hi], durations[lo:hi], *self._state.values(), self._first_dur,
                         self._count, self._n, self._stats, self._flipped, self._last,
                         SWAP_PAIRS, SWAP_BITS, rcount[lo:hi], rn[lo:hi], rstats[lo:hi],
@@ -1123,7 +1124,8 @@ class Clusterer:
 
     def _group_ids(self, keys: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Group id of every row (new keys numbered in order of appearance) and first rows."""
-        gid, fresh, self._keys, self.groups = number_keys(keys, self._keys, self.groups)
+        gid, fresh = self._keys.number(keys)
+        self.groups = self._keys.count
         return gid, fresh
 
     def _grow(self, size: int) -> None:
@@ -1149,15 +1151,16 @@ class Clusterer:
         self._last = grown(self._last)
         self._parent = grown(self._parent)
 
-    def _merged_columns(self) -> list[pl.Series]:
-        """The merging columns of every group, from the state rows (freed as they are read)."""
+    def _merged_columns(self, order: np.ndarray) -> list[pl.Series]:
+        """The merging columns of every group (groups taken in `order`), from the state rows
+        (freed once read)."""
         state, self._state = self._state, {}
         cols = []
         for width, matrix in state.items():
             for k, i in enumerate(WIDTHS[width]):
                 name = MERGED[i]
                 dtype = SCHEMA[name]
-                values = pl.Series(name, matrix[:self.groups, k])
+                values = pl.Series(name, matrix[:self.groups, k][order])
                 values = values.reinterpret(signed=True) if dtype == pl.Int64 \
                     else values.cast(dtype)
                 cols.append(values)
@@ -1168,12 +1171,16 @@ class Clusterer:
         g = self.groups
         if g == 0:
             return pl.DataFrame(schema={**SCHEMA, AGR_FROM_INPUT: pl.Boolean})
+        # Timed rules are ordered by the caller; the others by when each group was last
+        # updated: every per-group column is taken in that order once (no sort of the frame).
+        order = np.arange(g) if self.timers is not None \
+            else np.argsort(self._last[:g], kind="stable")
         base = self._bases()
         self._base = []
-        parent = self._parent[:g]
-        if (parent != np.arange(g)).any():
-            base = base[parent]
-        flipped = pl.Series(self._flipped[:g])
+        rows = self._parent[:g][order]
+        if (rows != np.arange(g)).any():
+            base = base[rows]
+        flipped = pl.Series(self._flipped[:g][order])
         if flipped.any():
             base = base.with_columns(flipped.alias("_flip"))
             swaps = []
@@ -1181,12 +1188,13 @@ class Clusterer:
                 swaps += [pl.when(c("_flip")).then(c(b)).otherwise(c(a)).alias(a),
                           pl.when(c("_flip")).then(c(a)).otherwise(c(b)).alias(b)]
             base = base.with_columns(swaps).drop("_flip")
-        out = base.with_columns(self._merged_columns()).select(self._columns)
+        out = base.with_columns(self._merged_columns(order)).select(self._columns)
+        del base
         # The agr bit of the state's dsrs is the first record's: the kernel never changes it.
         out = out.with_columns(((c("dsrs") & DSR_BITS["agr"]) > 0).alias(AGR_FROM_INPUT))
-        count = self._count[:g]
+        count = self._count[:g][order]
         agr = count > 1
-        stats = self._stats[:g]
+        stats = self._stats[:g][order]
         dsrs = out["dsrs"].to_numpy().astype(np.uint32)
         agr_bit = np.uint32(DSR_BITS["agr"])
         dsrs = np.where(agr & self.report, dsrs | agr_bit, dsrs & ~agr_bit)
@@ -1195,20 +1203,19 @@ class Clusterer:
             pl.Series("agr_subtype", np.where(agr, 4, 0), dtype=pl.UInt8),
             pl.Series("agr_qual", np.where(agr, 1, 0), dtype=pl.UInt8),
             pl.Series("agr_count", np.where(agr, count, 0), dtype=pl.UInt32),
-            pl.Series("agr_act_n", np.where(agr, self._n[:g], 0), dtype=pl.Int32),
+            pl.Series("agr_act_n", np.where(agr, self._n[:g][order], 0), dtype=pl.Int32),
             pl.Series("agr_act_min", np.where(agr, stats[:, A_MIN], 0), dtype=pl.Float32),
             pl.Series("agr_act_mean", np.where(agr, stats[:, A_MEAN], 0), dtype=pl.Float32),
             pl.Series("agr_act_stdev", np.where(agr, stats[:, A_STDEV], 0), dtype=pl.Float32),
             pl.Series("agr_act_max", np.where(agr, stats[:, A_MAX], 0), dtype=pl.Float32),
-            pl.Series("_last", self._last[:g]),
         )
         if self.label:
             out = out.with_columns(_add_label(self.label))
         if self.timers is not None:
             # Timed rules are ordered by the caller, across rules, by when each was reported.
             at, phase = self.timers.reports(g)
-            return out.with_columns(pl.Series("_emit", at), pl.Series("_phase", phase))
-        out = out.sort("_last").drop("_last")
+            return out.with_columns(pl.Series("_emit", at), pl.Series("_phase", phase),
+                                    pl.Series("_last", self._last[:g]))
         return sort_output(out, self.model) if self.sort else out
 
 
