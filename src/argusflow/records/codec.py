@@ -12,14 +12,15 @@ type for the whole batch with the declarative layouts of `records.dsr_decode`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import polars as pl
 
 from argusflow.errors import CorruptInput
-from argusflow.records import dsr_decode
+from argusflow.lazy import LazyModule
+from argusflow.records import dsr_decode, schema
 from argusflow.records.framing import (
     AVERAGE_RECORD_BYTES,
     BAD_MAR_LENGTH,
@@ -29,7 +30,12 @@ from argusflow.records.framing import (
     numba_active,
     record_bounds,
 )
-from argusflow.records.schema import RTYPE_MAR, SCHEMA
+from argusflow.records.schema import RTYPE_MAR
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = LazyModule("polars")  # only for polars batches: feed_copies runs without it
 
 COOKIE_V3 = 0xE5712DCB
 COOKIE_V3_SWAPPED = 0xCB2D71E5
@@ -112,6 +118,52 @@ class RecordReader:
                        rows_changed, changed_batch)
         self._advance(data.raw, found.end, found.status)
         return raw
+
+    def feed_copies(self, chunk: bytes, columns: frozenset[str] = frozenset(),
+                    pick: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None) -> Copies:
+        """feed_raw without polars: `pick` judges numpy columns (dsr_decode.decode's, only
+        `columns`, with offset and mar_raw) and returns the ascending rows to keep, which come
+        back as the input holds them (all of them without `pick`).  For ra -w with no filter
+        or one with a numpy form (ra -w - tcp)."""
+        if pick is None:
+            return self._copy_all_numpy(chunk)
+        framed = self._frame(chunk)
+        if framed is None:
+            return Copies.empty()
+        data, found = framed
+        probe = dsr_decode.decode(data, found, columns)
+        for name in columns - probe.keys() - {"offset", "mar_raw"}:  # no DSR wrote it: zeros
+            probe[name] = np.zeros(len(found.starts), dtype=schema.NUMPY_DTYPES[name])
+        probe["offset"] = (found.starts + self._consumed).astype(np.uint64)
+        probe["mar_raw"] = mar_bytes(data.raw, found.starts, found.lengths, probe["rtype"])
+        rows = pick(probe)
+        starts, lengths = found.starts[rows], found.lengths[rows]
+        changed, rows_changed = kept_among(reader_changes(found), rows)
+        rtype = probe["rtype"][rows]
+        base = self._consumed
+        copies = Copies(record_bytes(data.raw, starts, lengths, found.end), lengths, rtype,
+                        probe["offset"][rows], mar_array(data.raw, starts, lengths, rtype),
+                        rows_changed,
+                        lambda: decode_records(data, found.take(changed), base, fill=True))
+        self._advance(data.raw, found.end, found.status)
+        return copies
+
+    def _copy_all_numpy(self, chunk: bytes) -> Copies:
+        """_copy_all as Copies: polars is imported only if some record is one the reader
+        changes."""
+        buf = self._take(chunk)
+        if buf is None:
+            return Copies.empty()
+        starts, lengths, end, status = record_bounds(np.frombuffer(buf, dtype=np.uint8))
+        self.records_read += len(starts)
+        maybe = suspects(buf, starts, end)
+        changed, changed_batch = (changed_among(buf, starts, lengths, maybe) if len(maybe)
+                                  else (maybe, None))
+        rtype = np.frombuffer(buf, dtype=np.uint8)[starts] & 0xF0
+        copies = Copies(buf[:end], lengths, rtype, (starts + self._consumed).astype(np.uint64),
+                        mar_array(buf, starts, lengths, rtype), changed, lambda: changed_batch)
+        self._advance(buf, end, status)
+        return copies
 
     def _copy_all(self, chunk: bytes) -> RawBatch:
         """feed_raw without a selection: no record is decoded, and only the record headers are
@@ -214,7 +266,7 @@ def empty() -> pl.DataFrame:
     """A batch of no records: a slice of one made once (its ~200 columns cost milliseconds to
     build, and ra -w asks for one per chunk)."""
     if not _EMPTY:
-        _EMPTY.append(pl.DataFrame(schema=SCHEMA))
+        _EMPTY.append(pl.DataFrame(schema=schema.SCHEMA))
     return _EMPTY[0].head(0)
 
 
@@ -239,6 +291,65 @@ class RawBatch:
     def empty(cls) -> RawBatch:
         none = np.zeros(0, dtype=np.int64)
         return cls(empty().select("rtype", "offset", "mar_raw"), b"", none, none, empty())
+
+
+@dataclass
+class Copies:
+    """Records as the input holds them, as feed_copies gives them: `data` their bytes back to
+    back (`lengths` each), with each one's record type, offset and MAR bytes.  `changed`: the
+    rows the reader changes, encoded instead of copied (RawBatch.changed); `decode_changed`
+    decodes them, with polars, only when there are some (`raw_batch`)."""
+
+    data: bytes
+    lengths: np.ndarray
+    rtype: np.ndarray
+    offset: np.ndarray
+    mar_raw: np.ndarray  # of bytes objects
+    changed: np.ndarray
+    decode_changed: Callable[[], pl.DataFrame | None] | None
+
+    @property
+    def height(self) -> int:
+        return len(self.lengths)
+
+    @classmethod
+    def empty(cls) -> Copies:
+        none = np.zeros(0, dtype=np.int64)
+        return cls(b"", none, none.astype(np.uint8), none.astype(np.uint64),
+                   none.astype(object), none, None)
+
+    def first_mar(self) -> bytes | None:
+        """The first record's bytes when it is the input's leading (START) MAR."""
+        if self.height and self.rtype[0] == RTYPE_MAR and self.offset[0] == 0:
+            return self.mar_raw[0]
+        return None
+
+    def ends_with_stop_mar(self) -> bool:
+        last = self.mar_raw[-1] if self.height else b""
+        return bool(self.height) and self.rtype[-1] == RTYPE_MAR and len(last) >= 2 \
+            and last[1] & 0xF0 == 0x30
+
+    def raw_batch(self) -> RawBatch:
+        """The same records as a RawBatch (polars), for a writer that encodes changed ones."""
+        records = pl.DataFrame([
+            pl.Series("rtype", self.rtype, dtype=schema.SCHEMA["rtype"]),
+            pl.Series("offset", self.offset, dtype=schema.SCHEMA["offset"]),
+            pl.Series("mar_raw", self.mar_raw.tolist(), dtype=schema.SCHEMA["mar_raw"]),
+        ])
+        changed = None
+        if len(self.changed) and self.decode_changed is not None:
+            changed = self.decode_changed()
+        return RawBatch(records, self.data, self.lengths, self.changed,
+                        empty() if changed is None else changed)
+
+
+def mar_array(buf: bytes, starts: np.ndarray, lengths: np.ndarray, rtype: np.ndarray) -> np.ndarray:
+    """mar_bytes as a numpy array of bytes objects (indexable by row numbers)."""
+    out = np.full(len(starts), b"", dtype=object)
+    for i in np.flatnonzero(rtype == RTYPE_MAR).tolist():  # MARs are rare: a short loop
+        s = int(starts[i])
+        out[i] = buf[s:s + int(lengths[i])]
+    return out
 
 
 FLOW_DSR = 0x02
@@ -296,9 +407,9 @@ def header_columns(buf: bytes, starts: np.ndarray, lengths: np.ndarray, base: in
     """rtype, offset and mar_raw of the records, read from their headers alone."""
     rtype = np.frombuffer(buf, dtype=np.uint8)[starts] & 0xF0
     return pl.DataFrame([
-        pl.Series("rtype", rtype, dtype=SCHEMA["rtype"]),
-        pl.Series("offset", (starts + base).astype(np.uint64), dtype=SCHEMA["offset"]),
-        pl.Series("mar_raw", mar_bytes(buf, starts, lengths, rtype), dtype=SCHEMA["mar_raw"]),
+        pl.Series("rtype", rtype, dtype=schema.SCHEMA["rtype"]),
+        pl.Series("offset", (starts + base).astype(np.uint64), dtype=schema.SCHEMA["offset"]),
+        pl.Series("mar_raw", mar_bytes(buf, starts, lengths, rtype), dtype=schema.SCHEMA["mar_raw"]),
     ])
 
 
@@ -387,7 +498,7 @@ ALWAYS = ("rtype", "offset", "mar_raw", "dsrs")
 
 
 def wanted_columns(projection: frozenset[str]) -> list[str]:
-    return [name for name in SCHEMA if name in projection or name in ALWAYS]
+    return [name for name in schema.SCHEMA if name in projection or name in ALWAYS]
 
 
 def mar_bytes(buf: bytes, starts: np.ndarray, lengths: np.ndarray, rtype: np.ndarray) -> list:
@@ -406,8 +517,8 @@ def to_frame(columns: dict, n: int, names: list[str] | None = None) -> pl.DataFr
     The absent columns are zero-copy slices of cached all-zero columns, so a batch costs a
     Series construction only for the columns its records really carry.
     """
-    keep = SCHEMA if names is None else names
-    return pl.DataFrame([pl.Series(name, columns[name], dtype=SCHEMA[name]) if name in columns
+    keep = schema.SCHEMA if names is None else names
+    return pl.DataFrame([pl.Series(name, columns[name], dtype=schema.SCHEMA[name]) if name in columns
                          else zero_column(name, n) for name in keep])
 
 
@@ -423,14 +534,12 @@ def zero_column(name: str, n: int) -> pl.Series:
 
 
 def empty_values(name: str, n: int) -> pl.Series:
-    dtype = SCHEMA[name]
+    dtype = schema.SCHEMA[name]
     if dtype in (pl.Binary, pl.String):
         return pl.Series(name, [b"" if dtype == pl.Binary else ""], dtype=dtype).new_from_index(0, n)
-    return pl.Series(name, np.zeros(n, dtype=NUMPY_OF[dtype]))
+    return pl.Series(name, np.zeros(n, dtype=schema.NUMPY_DTYPES[name]))
 
 
-NUMPY_OF = {pl.UInt8: np.uint8, pl.UInt16: np.uint16, pl.UInt32: np.uint32, pl.UInt64: np.uint64,
-            pl.Int32: np.int32, pl.Int64: np.int64, pl.Float32: np.float32, pl.Float64: np.float64}
 
 
 def read_bytes(data: bytes, source: str = "<bytes>") -> pl.DataFrame:

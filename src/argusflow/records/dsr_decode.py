@@ -29,8 +29,8 @@ from argusflow.records.schema import (
     NET_TCP_INIT,
     NET_TCP_PERF,
     NET_TCP_STATUS,
+    NUMPY_DTYPES,
     RTYPE_MAR,
-    SCHEMA,
 )
 
 GATHER_PAD = 512  # zero bytes after the data: a base offset plus a field offset stays inside
@@ -38,10 +38,6 @@ ABSENT = 1 << 40  # a base offset that no DSR size reaches: the field reads as 0
 BE, LE = "big", "little"
 U, S, F = "u", "i32", "f32"
 
-_NUMPY_OF = {
-    "UInt8": np.uint8, "UInt16": np.uint16, "UInt32": np.uint32, "UInt64": np.uint64,
-    "Int32": np.int32, "Int64": np.int64, "Float32": np.float32, "Float64": np.float64,
-}
 # Columns a decoder builds on the way to a schema column (popped before the batch is made).
 HELPER_DTYPES = {"flowlabel_word": np.uint32, "stcp_last_sec": np.uint32,
                  "stcp_last_usec": np.uint32, "dtcp_last_sec": np.uint32,
@@ -59,8 +55,8 @@ def dtype_of(name: str) -> np.dtype:
 
 
 DTYPES: dict[str, np.dtype] = {
-    **{name: np.dtype(_NUMPY_OF[str(dtype)]) for name, dtype in SCHEMA.items()
-       if str(dtype) in _NUMPY_OF},
+    # by the schema's numpy names: SCHEMA would import polars, which a numpy reader never needs
+    **{name: np.dtype(code) for name, code in NUMPY_DTYPES.items() if code != "O"},
     **{name: np.dtype(dtype) for name, dtype in HELPER_DTYPES.items()},
 }
 
