@@ -13,18 +13,25 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 
 from argusflow.cli.options import ParsedArgs
 from argusflow.cli.rarc import load_rarc
 from argusflow.cli.runner import EXIT_ERROR, EXIT_MATCHED, EXIT_NONE
 from argusflow.errors import CorruptInput, UsageError
-from argusflow.records.schema import RTYPE_MAR, SCHEMA
-from argusflow.records.source import expand_directories, iter_batches, iter_raw_batches
+from argusflow.records.schema import NUMPY_DTYPES, RTYPE_MAR
+from argusflow.records.source import (
+    expand_directories,
+    iter_batches,
+    iter_copies,
+    iter_raw_batches,
+)
 
 if TYPE_CHECKING:
+    import polars as pl
+
+    from argusflow.filter import RecordFilter
     from argusflow.ops.timerange import TimeRange
-    from argusflow.records.codec import RawBatch
+    from argusflow.records.codec import Copies, RawBatch
     from argusflow.records.fields import Field
 
 
@@ -64,7 +71,7 @@ class ClientSession:
     sources: list = field(default_factory=list)  # -S servers (stream.client.Source)
     duration: float | None = None  # -T secs: how long to read the servers
     decode_columns: frozenset[str] | None = None  # what the sink reads of a file (None: all)
-    _selector: pl.Expr | None = field(default=None, repr=False)
+    _selectors: list[pl.Expr | None] = field(default_factory=list, repr=False)  # built once
     _start_mar: bytes | None = field(default=None, repr=False)  # of the input being read
 
     @classmethod
@@ -86,7 +93,6 @@ class ClientSession:
             session.time_range = parse_timerange(time_text)
         if args.value("N"):
             session.count_range = CountRange.parse(args.value("N") or "")
-        session._selector = session.selector()
         return session
 
     def add_stream_sources(self, args: ParsedArgs, conf: dict[str, str]) -> None:
@@ -110,6 +116,19 @@ class ClientSession:
             return None
         return f"man or ({text})"
 
+    @property
+    def selects(self) -> bool:
+        """A filter or a time range selects records (-N aside)."""
+        return self.record_filter is not None or self.time_range is not None
+
+    @property
+    def _selector(self) -> pl.Expr | None:
+        """selector(), built on first use: a numpy-only filter never builds it (nor imports
+        polars)."""
+        if not self._selectors:
+            self._selectors.append(self.selector())
+        return self._selectors[0]
+
     def selector(self) -> pl.Expr | None:
         parts: list[pl.Expr] = []
         if self.record_filter is not None:
@@ -126,9 +145,12 @@ class ClientSession:
             combined = combined & p
         return combined
 
-    def batches(self, raw: bool = False) -> Iterator[tuple[pl.DataFrame | RawBatch, bytes | None]]:
+    def batches(self, raw: bool = False) -> Iterator[tuple[pl.DataFrame | RawBatch | Copies,
+                                                            bytes | None]]:
         """Selected records of every input, with that input's START MAR.  `raw`: those read
-        from files come as the files hold them (RawBatch), for a writer that copies them."""
+        from files come as the files hold them, for a writer that copies them: Copies when
+        there is no selection or only a filter with a numpy form (then polars is never
+        imported), RawBatch otherwise."""
         for path in self.inputs:
             yield from self._raw_batches_of(path) if raw else self._batches_of(path)
             if self.done():
@@ -163,7 +185,7 @@ class ClientSession:
     def _batches_of(self, path: str) -> Iterator[tuple[pl.DataFrame, bytes | None]]:
         picker = self.row_picker()
         # A selection run on the decoded batch (no picker) may read any column: decode them all.
-        columns = self.decode_columns if picker is not None or self._selector is None else None
+        columns = self.decode_columns if picker is not None or not self.selects else None
         try:
             for batch in iter_batches(path, select=picker, columns=columns):
                 # With a picker the reader has selected already (on a few columns), and the
@@ -183,11 +205,14 @@ class ClientSession:
         finally:
             self._start_mar = None
 
-    def _raw_batches_of(self, path: str) -> Iterator[tuple[RawBatch, bytes | None]]:
+    def _raw_batches_of(self, path: str) -> Iterator[tuple[RawBatch | Copies, bytes | None]]:
         """`_batches_of` for a writer that copies records: the reader decodes only what the
         selection reads (all of it when polars cannot name the columns)."""
-        picker = self.row_picker() or (RowPicker(self, None) if self._selector is not None else None)
+        picker = self.row_picker() or (RowPicker(self, None) if self.selects else None)
         try:
+            if picker is None or picker.numpy is not None:
+                yield from self._copies_of(path, picker)
+                return
             for raw in iter_raw_batches(path, select=picker):
                 if picker is None and picker_start_mar(raw.records) is not None:
                     self._start_mar = picker_start_mar(raw.records)
@@ -199,16 +224,34 @@ class ClientSession:
         finally:
             self._start_mar = None
 
+    def _copies_of(self, path: str, picker: RowPicker | None) -> Iterator[tuple[Copies, bytes | None]]:
+        """_raw_batches_of without polars: every record, or those a numpy filter picks."""
+        columns = picker.columns if picker is not None else None
+        for copies in iter_copies(path, columns or frozenset(), picker):
+            if picker is None and copies.first_mar() is not None:
+                self._start_mar = copies.first_mar()
+            yield copies, self._start_mar
+
     def row_picker(self) -> RowPicker | None:
         """Selection done inside the reader, on the columns it needs (None: nothing to select,
         or a selector whose columns polars cannot name)."""
-        if self._selector is None and self.count_range is None:
+        if not self.selects and self.count_range is None:
             return None
+        numpy = self.numpy_filter()
+        if numpy is not None:
+            return RowPicker(self, frozenset(numpy.columns | PICKER_COLUMNS), numpy)
         try:
             roots = set(self._selector.meta.root_names()) if self._selector is not None else set()
         except Exception:  # noqa: BLE001 - an expression polars cannot list: decode it all
             return None
-        return RowPicker(self, frozenset(roots | {"rtype", "offset", "mar_raw"}))
+        return RowPicker(self, frozenset(roots | PICKER_COLUMNS))
+
+    def numpy_filter(self) -> RecordFilter | None:
+        """The filter, when it is the whole selection and runs on numpy (filter.numpy_ops)."""
+        f = self.record_filter
+        if f is None or self.time_range is not None or self.count_range is not None:
+            return None
+        return f if getattr(f, "numpy", None) is not None else None  # type: ignore[return-value]
 
     def select(self, batch: pl.DataFrame) -> pl.DataFrame:
         if self._selector is not None:
@@ -222,6 +265,8 @@ class ClientSession:
         the MARs between them: ra 3.0.8 stops once it has the last (no STOP MAR after it) and
         skips the MARs before the first (a MAR's number is that of the flows before it)."""
         assert self.count_range is not None
+        import polars as pl
+
         is_flow = batch["rtype"] != RTYPE_MAR
         number = is_flow.cast(pl.Int64).cum_sum() + self.flows_seen
         self.flows_seen = int(number[-1]) if batch.height else self.flows_seen
@@ -269,27 +314,38 @@ def printing_projection(fields: Iterable[Field], tcp_flags: bool) -> frozenset[s
 
     net = DSR_COLUMNS["net"]
     # net_subtype always: the reader needs it to drop the RTP objects ra does not read
-    return frozenset((set(SCHEMA) - net) | (roots & net) | {"net_subtype"})
+    return frozenset((set(NUMPY_DTYPES) - net) | (roots & net) | {"net_subtype"})
 
 
-def picker_start_mar(batch: pl.DataFrame) -> bytes | None:
-    """The input's START MAR if `batch` opens the input with it."""
-    if batch.height and int(batch["offset"][0]) == 0 and int(batch["rtype"][0]) == RTYPE_MAR:
+def picker_start_mar(batch: pl.DataFrame | dict[str, np.ndarray]) -> bytes | None:
+    """The input's START MAR if `batch` (a frame, or numpy columns) opens the input with it."""
+    if len(batch["rtype"]) and int(batch["offset"][0]) == 0 and int(batch["rtype"][0]) == RTYPE_MAR:
         return batch["mar_raw"][0]
     return None
 
 
+PICKER_COLUMNS = frozenset({"rtype", "offset", "mar_raw"})  # what RowPicker reads itself
+
+
 @dataclass
 class RowPicker:
-    """A session's selection (filter, -t, -N) as the reader's RowSelector (records.codec)."""
+    """A session's selection (filter, -t, -N) as the reader's RowSelector (records.codec).
+    `numpy`: the filter, when it is the whole selection and runs on numpy columns."""
 
     session: ClientSession
     columns: frozenset[str] | None  # None: every column
+    numpy: RecordFilter | None = None
 
-    def __call__(self, probe: pl.DataFrame) -> np.ndarray:
+    def __call__(self, probe: pl.DataFrame | dict[str, np.ndarray]) -> np.ndarray:
         start_mar = picker_start_mar(probe)
         if start_mar is not None:
             self.session._start_mar = start_mar
+        if self.numpy is not None:
+            if isinstance(probe, dict):  # RecordReader.feed_copies: numpy columns already
+                columns = probe
+            else:
+                columns = {name: probe[name].to_numpy() for name in self.numpy.columns}
+            return np.flatnonzero(self.numpy.numpy_mask(columns, len(probe["rtype"])))
         selector = self.session._selector
         if self.session.count_range is None and selector is not None:
             # One boolean column is cheaper than filtering a numbered copy of the probe.

@@ -18,6 +18,7 @@ from argusflow.cli.runner import EXIT_MATCHED, entry
 
 if TYPE_CHECKING:
     from argusflow.cli.printing import TextSink
+    from argusflow.records.codec import Copies, RawBatch
     from argusflow.records.output import ArgusOutput
 
 USAGE = """usage: ra [options] [- filter-expression]
@@ -52,13 +53,25 @@ def ra(argv: list[str]) -> int:
         for batch, start_mar in session.batches(raw=bool(out_path)):
             matched += batch.height
             if out_path:
-                sink.write(batch, start_mar)  # type: ignore[call-arg]
+                write_copy(sink, batch, start_mar)  # type: ignore[arg-type]
             elif not args.flag("q"):
                 sink.write(batch)  # type: ignore[call-arg]
     finally:
         sink.close()
         sys.stdout.flush()
     return session.exit_code(matched)
+
+
+def write_copy(sink: ArgusOutput, batch: RawBatch | Copies, start_mar: bytes | None) -> None:
+    """Append records read as the input holds them.  Copies (a numpy filter's selection) go
+    straight to the file: no polars, unless the reader changed some, which are encoded."""
+    from argusflow.records.codec import Copies
+
+    if isinstance(batch, Copies) and not len(batch.changed):
+        sink.write_chunk(batch.data, batch.height, start_mar, batch.first_mar(),
+                         batch.ends_with_stop_mar())
+    else:
+        sink.write(batch.raw_batch() if isinstance(batch, Copies) else batch, start_mar)
 
 
 def open_sink(args: ParsedArgs, session: ClientSession, out_path: str | None) -> ArgusOutput | TextSink:

@@ -6,7 +6,8 @@
 
 `parse(text)` gives the target-independent tree (filter.ast); `compile_filter(text)` gives a
 `RecordFilter` whose `.expr` is a boolean `polars.Expr` over the record batch columns of
-records.schema.  Both raise argusflow.errors.FilterError (1-based column and what was expected).
+records.schema, and `.numpy` the same filter over numpy columns (filter.numpy_ops) when every
+primitive has a numpy form.  Both raise argusflow.errors.FilterError (1-based column and what was expected).
 
 The semantics are the real ra 3.0.8's, odd parts included; where 3.0.8 is broken we follow the
 man page or Argus 5 instead, listed in DEVIATIONS (each has a test in tests/test_filter_parse.py
@@ -15,13 +16,18 @@ or tests/test_filter_diff.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import polars as pl
+import numpy as np
 
 from argusflow.filter.ast import Node
-from argusflow.filter.compile_records import compile_node
+from argusflow.filter.compile_records import compile_node, compile_numpy
+from argusflow.filter.numpy_ops import NpExpr
 from argusflow.filter.parser import parse
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["DEVIATIONS", "RecordFilter", "compile_filter", "parse"]
 
@@ -60,17 +66,44 @@ DEVIATIONS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
 class RecordFilter:
-    """A compiled filter: `.expr` selects records of a batch; `.text` is what the user wrote."""
+    """A compiled filter: `.expr` selects records of a batch; `.text` is what the user wrote.
 
-    text: str
-    tree: Node = field(repr=False)
-    expr: pl.Expr = field(repr=False)
+    `.numpy`, when every primitive allows it, is the same filter over numpy columns
+    (`numpy_mask`): cheaper than polars on a few columns of many records, as `ra -w` reads.
+    Then `.expr` is compiled on first use: a reader that needs only numpy never imports polars.
+    """
+
+    def __init__(self, text: str, tree: Node, numpy: NpExpr | None,
+                 expr: pl.Expr | None = None) -> None:
+        self.text, self.tree, self.numpy = text, tree, numpy
+        self._expr = expr if expr is not None or numpy is not None else compile_node(tree)
+
+    def __repr__(self) -> str:
+        return f"RecordFilter({self.text!r})"
+
+    @property
+    def expr(self) -> pl.Expr:
+        """The boolean polars expression over the columns of a record batch."""
+        if self._expr is None:
+            self._expr = compile_node(self.tree)
+        return self._expr
+
+    @property
+    def columns(self) -> frozenset[str]:
+        """The batch columns the filter reads."""
+        if self.numpy is not None:
+            return self.numpy.roots
+        return frozenset(self.expr.meta.root_names())
 
     def mask(self, batch: pl.DataFrame) -> pl.Series:
         """One boolean per record of `batch`."""
         return batch.select(self.expr.alias("match")).to_series()
+
+    def numpy_mask(self, columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+        """One boolean per record of `n`, from numpy columns holding at least `.columns`."""
+        assert self.numpy is not None
+        return self.numpy.evaluate(columns, n)
 
     def apply(self, batch: pl.DataFrame) -> pl.DataFrame:
         """The records of `batch` the filter accepts."""
@@ -78,6 +111,6 @@ class RecordFilter:
 
 
 def compile_filter(text: str) -> RecordFilter:
-    """Parse and compile a filter expression once; evaluate `.expr` on every batch."""
+    """Parse and compile a filter expression once; evaluate it on every batch."""
     tree = parse(text)
-    return RecordFilter(text, tree, compile_node(tree))
+    return RecordFilter(text, tree, compile_numpy(tree))

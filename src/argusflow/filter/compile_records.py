@@ -21,11 +21,11 @@ spec §9 describes ra deriving them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 
+from argusflow.filter import numpy_ops
 from argusflow.filter.ast import (
     BOTH,
     DST,
@@ -62,10 +62,115 @@ from argusflow.records.schema import (
 )
 
 if TYPE_CHECKING:
+    import polars as pl
+    from polars import Expr
+
     from argusflow.records.fields import Field
 
-col, lit = pl.col, pl.lit
-Expr = pl.Expr
+
+# The building blocks every primitive is written with: polars' by default, filter.numpy_ops'
+# while compile_numpy builds the numpy back-end (one compiler, two back-ends).  polars is
+# imported only for the polars back-end: `ra -w - tcp` runs without it when the reader can.
+class PolarsOps:
+    @staticmethod
+    def module() -> Any:  # noqa: ANN401 - the polars module
+        import polars
+
+        return polars
+
+    @classmethod
+    def col(cls, name: str) -> Expr:
+        return cls.module().col(name)
+
+    @classmethod
+    def lit(cls, value: object) -> Expr:
+        return cls.module().lit(value)
+
+    @classmethod
+    def when(cls, condition: Expr) -> Any:  # noqa: ANN401 - polars' When
+        return cls.module().when(condition)
+
+    @classmethod
+    def any_horizontal(cls, *exprs: Expr | list[Expr]) -> Expr:
+        return cls.module().any_horizontal(*exprs)
+
+    @classmethod
+    def max_horizontal(cls, *exprs: Expr) -> Expr:
+        return cls.module().max_horizontal(*exprs)
+
+    @classmethod
+    def dtype(cls, name: str) -> Any:  # noqa: ANN401 - a polars dtype
+        return getattr(cls.module(), name)
+
+    @staticmethod
+    def field(name: str) -> tuple[Expr, str | None]:
+        f = field_of(name)
+        return f.value(), f.dsr
+
+
+# Fields of the table (records.fields) whose value is the column of the same name, with their
+# DSR: the numpy back-end reads these without importing the table (and polars with it).
+# tests/test_filter_backends.py checks each entry against the table.
+PLAIN_FIELDS: dict[str, str] = {
+    **{f"{s}{n}": "metric" for s in "sd" for n in ("pkts", "bytes", "appbytes")},
+    **{f"{s}{n}": "attr" for s in "sd" for n in ("ttl", "tos", "ipid")},
+    **{f"{s}nstroke": "behavior" for s in "sd"}, **{f"{s}as": "asn" for s in "sd"},
+    **{f"{s}co": "cocode" for s in "sd"},
+}
+
+
+class NumpyOps:
+    col = staticmethod(numpy_ops.col)
+    lit = staticmethod(numpy_ops.lit)
+    when = staticmethod(numpy_ops.when)
+    any_horizontal = staticmethod(numpy_ops.any_horizontal)
+    max_horizontal = staticmethod(numpy_ops.max_horizontal)
+    dtype = staticmethod(numpy_ops.dtype)
+
+    @staticmethod
+    def field(name: str) -> tuple[Expr, str | None]:
+        if name not in PLAIN_FIELDS:
+            raise numpy_ops.Unsupported(f"field {name}: not a plain column")
+        return numpy_ops.col(name), PLAIN_FIELDS[name]  # type: ignore[return-value]
+
+
+_ops: list[type[PolarsOps] | type[NumpyOps]] = [PolarsOps]
+
+
+def col(name: str) -> Expr:
+    return _ops[-1].col(name)
+
+
+def lit(value: object) -> Expr:
+    return _ops[-1].lit(value)
+
+
+def when(condition: Expr) -> Any:  # noqa: ANN401 - polars' When, or numpy_ops.When
+    return _ops[-1].when(condition)
+
+
+def any_horizontal(*exprs: Expr | list[Expr]) -> Expr:
+    return _ops[-1].any_horizontal(*exprs)
+
+
+def max_horizontal(*exprs: Expr) -> Expr:
+    return _ops[-1].max_horizontal(*exprs)
+
+
+def dt(name: str) -> Any:  # noqa: ANN401 - a polars dtype, or a numpy one
+    """The dtype called `name` in polars (Int64, UInt8 ...), for the back-end being built."""
+    return _ops[-1].dtype(name)
+
+
+def field_value(name: str) -> Expr:
+    """The value of field `name` of the field table (records.fields)."""
+    return _ops[-1].field(name)[0]
+
+
+def field_dsr(name: str) -> str | None:
+    """The DSR that carries field `name` (records.fields)."""
+    return _ops[-1].field(name)[1]
+
 
 HOST6_WORD = 46  # host value family: an IPv4-sized number ra compares with IPv6 keys only
 ADDR_ISIS = 0x06  # flow key qualifier ra uses for IS-IS keys (none in argus 3.0.8 output)
@@ -126,7 +231,7 @@ def net_length() -> Expr:
     objects ra does not know count as their header only)."""
     lengths = {NET_TCP_PERF: 120, NET_TCP_INIT: 120, NET_TCP_STATUS: 120, NET_ESP: 20,
                NET_ICMP: 28, NET_ARP: 176, NET_FRAG: 56, NET_UDT: 12}
-    return col("net_subtype").replace_strict(lengths, default=4, return_dtype=pl.Int64)
+    return col("net_subtype").replace_strict(lengths, default=4, return_dtype=dt("Int64"))
 
 
 def opaque_net(*subtypes: int) -> Expr:
@@ -138,17 +243,17 @@ def opaque_net(*subtypes: int) -> Expr:
         wanted = sub.is_in(list(subtypes))
     else:
         wanted = ~sub.is_in([NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS, NET_ESP, 0])
-    return pl.when(wanted).then(col("net_raw"))
+    return when(wanted).then(col("net_raw"))
 
 
 def raw_byte(raw: Expr, index: int) -> Expr:
-    return raw.bin.slice(index, 1).bin.reinterpret(dtype=pl.UInt8, endianness="big") \
-        .fill_null(0).cast(pl.Int64)
+    return raw.bin.slice(index, 1).bin.reinterpret(dtype=dt("UInt8"), endianness="big") \
+        .fill_null(0).cast(dt("Int64"))
 
 
 def raw_u32(raw: Expr, index: int, endianness: str = "big") -> Expr:
-    return raw.bin.slice(index, 4).bin.reinterpret(dtype=pl.UInt32, endianness=endianness) \
-        .fill_null(0).cast(pl.Int64)
+    return raw.bin.slice(index, 4).bin.reinterpret(dtype=dt("UInt32"), endianness=endianness) \
+        .fill_null(0).cast(dt("Int64"))
 
 
 # Network DSR words ra's filter reads, by byte offset: TCP object columns, ESP object columns.
@@ -164,12 +269,12 @@ def net_word(offset: int, tcp_only: bool = False) -> tuple[Expr, Expr]:
     sub = col("net_subtype")
     present = net_present() & (lit(offset + 4) <= net_length())
     tcp = sub.is_in([NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS])
-    tcp_value = col(TCP_WORDS[offset]).cast(pl.Int64) if offset in TCP_WORDS else lit(0)
+    tcp_value = col(TCP_WORDS[offset]).cast(dt("Int64")) if offset in TCP_WORDS else lit(0)
     if tcp_only:
-        return pl.when(tcp).then(tcp_value).otherwise(0), present
-    value = pl.when(tcp).then(tcp_value)
+        return when(tcp).then(tcp_value).otherwise(0), present
+    value = when(tcp).then(tcp_value)
     if offset in ESP_WORDS:
-        value = value.when(sub == NET_ESP).then(col(ESP_WORDS[offset]).cast(pl.Int64))
+        value = value.when(sub == NET_ESP).then(col(ESP_WORDS[offset]).cast(dt("Int64")))
     # ra converts the 32-bit words of the other objects it knows to host order; the ARP
     # responder's hardware address it loads as it lies in memory (little-endian), and of the
     # ICMPv6 object's first word only type and code survive (observed against ra 3.0.8).
@@ -184,14 +289,14 @@ def net_word(offset: int, tcp_only: bool = False) -> tuple[Expr, Expr]:
 
 def net_flag_byte(side: str) -> tuple[Expr, Expr]:
     offset = 70 if side == SRC else 118
-    return col(f"{side[0]}tcp_flags").cast(pl.Int64), net_present() & (lit(offset) <= net_length())
+    return col(f"{side[0]}tcp_flags").cast(dt("Int64")), net_present() & (lit(offset) <= net_length())
 
 
 # ---------------------------------------------------------------- comparisons with ra's -1 rule
 
 def cmp(value: Expr, present: Expr, v: int, op: str) -> Expr:
     """An unmasked load compared with v: an absent field makes eq/gt/ge false, lt/le true."""
-    value = value.cast(pl.Int64)
+    value = value.cast(dt("Int64"))
     if op == EQ:
         return present & (value == v)
     if op == NE:
@@ -207,7 +312,7 @@ def cmp(value: Expr, present: Expr, v: int, op: str) -> Expr:
 
 def mcmp(value: Expr, present: Expr, v: int, mask: int, op: str = EQ) -> Expr:
     """A masked load: an absent field reads as -1, so it compares as the mask itself."""
-    effective = pl.when(present).then(value.cast(pl.Int64) & mask).otherwise(lit(mask))
+    effective = when(present).then(value.cast(dt("Int64")) & mask).otherwise(lit(mask))
     target = v & mask
     return {EQ: effective == target, NE: effective != target, GT: effective > target,
             GE: effective >= target, LT: effective < target, LE: effective <= target}[op]
@@ -229,8 +334,14 @@ def _float_test(v: float, op: str) -> Callable[[pl.Series], pl.Series]:
     f = np.copysign(np.floor(abs(f32) * scale + 0.5) / scale, f32)
     f_neg = bool(np.signbit(f32))
 
-    def run(series: pl.Series) -> pl.Series:
-        raw = series.cast(pl.Float32).cast(pl.Float64).to_numpy()
+    def run(series: pl.Series | np.ndarray) -> pl.Series | np.ndarray:
+        numpy = isinstance(series, np.ndarray)  # the numpy back-end's call
+        if numpy:
+            raw = series.astype(np.float32).astype(np.float64)
+        else:
+            import polars as pl
+
+            raw = series.cast(pl.Float32).cast(pl.Float64).to_numpy()
         with np.errstate(invalid="ignore"):
             x = np.copysign(np.floor(np.abs(raw) * scale + 0.5) / scale, raw)
             nan = np.isnan(raw)
@@ -243,14 +354,14 @@ def _float_test(v: float, op: str) -> Callable[[pl.Series], pl.Series]:
             else:
                 out = (np.abs(x - f) <= 0.1 ** (PFLAG + 1)) & np.where(x == 0, x_neg == f_neg, True)
             out &= ~nan if op not in (GE, LT) else True
-        return pl.Series(out, dtype=pl.Boolean)
+        return out if numpy else pl.Series(out, dtype=pl.Boolean)
 
     return run
 
 
 def fcmp(value: Expr, present: Expr, v: float, op: str) -> Expr:
     """ra's float comparison (see _float_test); an absent value fails gt/ge/eq."""
-    core = value.map_batches(_float_test(v, op), return_dtype=pl.Boolean, is_elementwise=True)
+    core = value.map_batches(_float_test(v, op), return_dtype=dt("Boolean"), is_elementwise=True)
     if op in (EQ, GT, GE):
         return present & core
     return ~(present & core)
@@ -280,13 +391,13 @@ def field_of(name: str) -> Field:
 
 def duration() -> Expr:
     """Record duration (field `dur`); ra's filter sees 0 for a management record."""
-    return pl.when(is_type(RTYPE_MAR)).then(0.0).otherwise(field_of("dur").value())
+    return when(is_type(RTYPE_MAR)).then(0.0).otherwise(field_value("dur"))
 
 
 def side_rate(side: str, load: bool) -> Expr:
     """Field srate/drate or sload/dload; 0 for management records."""
-    value = field_of(f"{side[0]}{'load' if load else 'rate'}").value()
-    return pl.when(is_type(RTYPE_MAR)).then(0.0).otherwise(value)
+    value = field_value(f"{side[0]}{'load' if load else 'rate'}")
+    return when(is_type(RTYPE_MAR)).then(0.0).otherwise(value)
 
 
 def icmp_net_byte(index: int) -> tuple[Expr, Expr]:
@@ -358,9 +469,9 @@ class Compiler:
         v4_too, v6_too = family in (0, 4), family in (0, HOST6_WORD)
         families = [e for e, on in ((ipv4, v4_too), (ipv6, v6_too)) if on]
         if p.proto == "":
-            return pl.any_horizontal(arp, *families)
+            return any_horizontal(arp, *families)
         if p.proto == "ip":
-            return pl.any_horizontal(*families)
+            return any_horizontal(*families)
         if p.proto == "ipv6":
             return ipv6
         if p.proto == "arp":
@@ -482,8 +593,8 @@ class Compiler:
     def per_side(self, p: Prim, name: str, test: Callable[[Expr, Expr], Expr]) -> Expr:
         """Test field s<name> / d<name> of the field table, present when its DSR is."""
         def one(side: str) -> Expr:
-            f = field_of(f"{side[0]}{name}")
-            return test(f.value(), has(f.dsr))  # type: ignore[arg-type]
+            name_here = f"{side[0]}{name}"
+            return test(field_value(name_here), has(field_dsr(name_here)))  # type: ignore[arg-type]
 
         return self.dsides(p.dir, one)
 
@@ -514,7 +625,7 @@ class Compiler:
 
         def one(side: str) -> Expr:
             present = has("mpls") & ((col("mpls_qual") & 0x0F) > 0 if side == DST else lit(True))
-            return mcmp(field_of(f"{side[0]}mpls").value(), present, v, 0xFFFFF, p.op)
+            return mcmp(field_value(f"{side[0]}mpls"), present, v, 0xFFFFF, p.op)
 
         return self.dsides(p.dir, one)
 
@@ -548,7 +659,7 @@ class Compiler:
 
     def k_trans(self, p: Prim) -> Expr:
         # ra counts a flow record without an aggregation DSR as one transaction.
-        count = pl.when(has("agr")).then(col("agr_count").cast(pl.Int64)).otherwise(1)
+        count = when(has("agr")).then(col("agr_count").cast(dt("Int64"))).otherwise(1)
         return cmp(count, is_type(RTYPE_FAR), p.value, p.op)
 
     def k_tcpbase(self, p: Prim) -> Expr:
@@ -556,7 +667,7 @@ class Compiler:
 
     def k_spi(self, p: Prim) -> Expr:
         # ra overwrites the low half of the key's SPI word with its default masks (spec §6.2.4).
-        spi = col("smask").cast(pl.Int64) * 256 + col("dmask").cast(pl.Int64) + 0x20200000
+        spi = col("smask").cast(dt("Int64")) * 256 + col("dmask").cast(dt("Int64")) + 0x20200000
         return ip_proto(50) & cmp(spi, lit(True), p.value, p.op)
 
     def k_deldur(self, p: Prim) -> Expr:
@@ -565,15 +676,15 @@ class Compiler:
     k_dellast = k_deldur
 
     def k_loss(self, p: Prim) -> Expr:
-        return sides(p.dir, lambda side: cmp(field_of(f"{side[0]}loss").value(), lit(True), p.value, p.op))
+        return sides(p.dir, lambda side: cmp(field_value(f"{side[0]}loss"), lit(True), p.value, p.op))
 
     def k_gap(self, p: Prim) -> Expr:
         def gap(side: str) -> Expr:
             s = side[0]
-            seq, base = col(f"{s}tcp_seq").cast(pl.Int64), col(f"{s}tcp_seqbase").cast(pl.Int64)
-            nbytes = col(f"{s}tcp_bytes").cast(pl.Int64)
+            seq, base = col(f"{s}tcp_seq").cast(dt("Int64")), col(f"{s}tcp_seqbase").cast(dt("Int64"))
+            nbytes = col(f"{s}tcp_bytes").cast(dt("Int64"))
             ok = (col(f"{s}tcp_retrans") == 0) & (seq != 0) & (base != col(f"{s}tcp_ackbytes"))
-            value = pl.when(ok).then(pl.max_horizontal(seq - base - nbytes - 1, lit(0))).otherwise(0)
+            value = when(ok).then(max_horizontal(seq - base - nbytes - 1, lit(0))).otherwise(0)
             return cmp(value, ip_proto(6) & (col("net_subtype") == NET_TCP_PERF), p.value, p.op)
 
         return sides(p.dir, gap)
@@ -593,18 +704,18 @@ class Compiler:
         return fcmp(lit(0.0), lit(True), p.value, p.op)  # type: ignore[arg-type]
 
     def k_pcr(self, p: Prim) -> Expr:
-        value = field_of("pcr").value()
+        value = field_value("pcr")
         if self.swap:  # source and destination application bytes trade places
-            value = pl.when(value != 0).then(-value).otherwise(value)
+            value = when(value != 0).then(-value).otherwise(value)
         return is_type(RTYPE_FAR) & fcmp(value, lit(True), p.value, p.op)  # type: ignore[arg-type]
 
     def k_avgdur(self, p: Prim) -> Expr:
         # Argus 5 meaning (see DEVIATIONS): the mean duration of the merged records.
-        mean = pl.when(has("agr")).then(field_of("mean").value()).otherwise(duration())
+        mean = when(has("agr")).then(field_value("mean")).otherwise(duration())
         return fcmp(mean, lit(True), p.value, p.op)  # type: ignore[arg-type]
 
     def k_tcprtt(self, p: Prim) -> Expr:
-        rtt = field_of("tcprtt").value()
+        rtt = field_value("tcprtt")
         present = ip_proto(6) & net_present() & col("net_subtype").is_in([NET_TCP_PERF])
         return fcmp(rtt, present, float(p.value), p.op)  # type: ignore[arg-type]
 
@@ -733,7 +844,7 @@ class Compiler:
     def igmp_type(self) -> Expr:
         # ra holds the key's port words in host order, so its byte load at the IGMP type's
         # offset reads the key's next byte (the code / max response time).
-        return col("sport").cast(pl.Int64) & 0xFF
+        return col("sport").cast(dt("Int64")) & 0xFF
 
     def k_rtr(self, p: Prim) -> Expr:
         return ip_proto(2) & (self.igmp_type() == IGMP_QUERY)
@@ -752,7 +863,7 @@ class Compiler:
         a = col(f"{side[0]}addr_lo")
         nets = [(0x0A000000, 8), (0xAC100000, 12), (0xC0A80000, 16), (0x7F000000, 8),
                 (0xA9FE0000, 16)]
-        v4 = pl.any_horizontal([(a // 2 ** (32 - bits)) == (net >> (32 - bits)) for net, bits in nets])
+        v4 = any_horizontal([(a // 2 ** (32 - bits)) == (net >> (32 - bits)) for net, bits in nets])
         hi = col(f"{side[0]}addr_hi")
         v6 = ((hi // 2**57) == 0x7E) | ((hi // 2**54) == 0x3FA) | ((hi == 0) & (a == 1))
         return (linktype(ADDR_IPV4) & v4) | (linktype(ADDR_IPV6) & v6)
@@ -801,5 +912,17 @@ def compile_node(node: Node) -> Expr:
     plain = Compiler().compile(node)
     if any(isinstance(p, Prim) and p.kind in SWAP_KINDS for p in node.walk()):
         swapped = Compiler(swap=True).compile(node)
-        plain = pl.when(arp_reversed()).then(swapped).otherwise(plain)
+        plain = when(arp_reversed()).then(swapped).otherwise(plain)
     return plain.fill_null(False) & ~stream_header()
+
+
+def compile_numpy(node: Node) -> numpy_ops.NpExpr | None:
+    """compile_node with the numpy building blocks: a function of a batch's numpy columns
+    (None when some primitive needs what only polars has)."""
+    _ops.append(NumpyOps)
+    try:
+        return compile_node(node)  # type: ignore[return-value]
+    except numpy_ops.Unsupported:
+        return None
+    finally:
+        _ops.pop()

@@ -16,14 +16,17 @@ import select
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
-import polars as pl
+import numpy as np
 
 from argusflow.errors import ArgusflowError, CorruptInput
-from argusflow.records.codec import RawBatch, RecordReader, RowSelector
+from argusflow.records.codec import Copies, RawBatch, RecordReader, RowSelector
 
-B = TypeVar("B", pl.DataFrame, RawBatch)
+if TYPE_CHECKING:
+    import polars as pl
+
+B = TypeVar("B")  # a batch: a polars DataFrame, or a RawBatch (records as the input holds them)
 
 CHUNK_BYTES = 4 << 20
 
@@ -150,6 +153,14 @@ def iter_raw_batches(path: str, source: str | None = None, chunk_bytes: int = CH
                      select: RowSelector | None = None) -> Iterator[RawBatch]:
     """`iter_batches`, with the records as the input holds them (RecordReader.feed_raw)."""
     return read_input(path, source, chunk_bytes, lambda r, chunk: r.feed_raw(chunk, select))
+
+
+def iter_copies(path: str, columns: frozenset[str],
+                pick: Callable[[dict[str, np.ndarray]], np.ndarray] | None,
+                source: str | None = None, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Copies]:
+    """`iter_raw_batches` with the selection (if any) judged on numpy columns, only `columns`
+    decoded (RecordReader.feed_copies): reading, filtering and copying without polars."""
+    return read_input(path, source, chunk_bytes, lambda r, chunk: r.feed_copies(chunk, columns, pick))
 
 
 def read_input(path: str, source: str | None, chunk_bytes: int,
