@@ -909,6 +909,9 @@ def apply_model(batch: pl.DataFrame, model: Model, rmon: bool) -> pl.DataFrame:
 
 
 _INFO_PAIRS = {8: 0, 0: 8, 9: 10, 10: 9, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17}
+# The same as a table over the ICMP type byte (-1: the type has no reply type).
+_INFO_TABLE = np.full(256, -1, dtype=np.int64)
+_INFO_TABLE[list(_INFO_PAIRS)] = list(_INFO_PAIRS.values())
 
 
 def key_frame(batch: pl.DataFrame, model: Model, correct: bool) -> pl.DataFrame:
@@ -937,28 +940,43 @@ def key_frame(batch: pl.DataFrame, model: Model, correct: bool) -> pl.DataFrame:
         if not cols and not kind:
             cols.append((c("rtype") * 0).alias("_k_none"))  # -m none: one group
         return batch.select(*kind, *cols, pl.lit(True).alias("_fwd"))
-    # Default key with correction: the flow key in both orientations.
-    icmp = derive.is_icmp4()
-    rtype = (c("sport") // 256).cast(pl.Int64)
-    flipped = rtype.replace_strict(_INFO_PAIRS, default=None)
-    rsport = pl.when(icmp & flipped.is_not_null()).then(flipped * 256 + c("sport") % 256) \
-        .otherwise(pl.when(icmp).then(c("sport")).otherwise(c("dport")))
-    rdport = pl.when(icmp).then(c("dport")).otherwise(c("sport"))
-    fwd = (c("saddr_hi"), c("saddr_lo"), c("daddr_hi"), c("daddr_lo"), c("sport"), c("dport"))
-    rev = (c("daddr_hi"), c("daddr_lo"), c("saddr_hi"), c("saddr_lo"), rsport, rdport)
-    # `_fwd`: the forward orientation is not greater than the reverse one (lexicographic).
-    le = pl.lit(True)
+    return corrected_keys(batch)
+
+
+def corrected_keys(batch: pl.DataFrame) -> pl.DataFrame:
+    """key_frame of the default key with direction correction: the flow key in both
+    orientations, the smaller one kept.  In numpy: the polars expressions' temporaries were a
+    fifth of racluster's peak memory (polars' allocator keeps what it frees, apart from the
+    decoder's)."""
+    col = {n: batch.get_column(n).to_numpy() for n in (
+        "flow_qual", "flow_subtype", "proto", "sport", "dport", "saddr_hi", "saddr_lo",
+        "daddr_hi", "daddr_lo")}
+    at = col["flow_qual"] & 0x1F
+    sub = col["flow_subtype"]
+    proto, sport, dport = col["proto"], col["sport"].astype(np.int64), col["dport"]
+    v4 = (at == ADDR_IPV4) & (sub != 3)
+    icmp = v4 & (proto == derive.IPPROTO_ICMP)
+    # An ICMP request's reverse is its reply: the type byte of `sport` turns round.
+    flipped = _INFO_TABLE[(sport >> 8) & 0xFF]
+    rsport = np.where(icmp, np.where(flipped >= 0, flipped * 256 + (sport & 0xFF), sport),
+                      dport)
+    rdport = np.where(icmp, dport, sport)
+    fwd = (col["saddr_hi"], col["saddr_lo"], col["daddr_hi"], col["daddr_lo"], sport, dport)
+    rev = (col["daddr_hi"], col["daddr_lo"], col["saddr_hi"], col["saddr_lo"], rsport, rdport)
+    # The forward orientation is not greater than the reverse one (lexicographic); only IPv4
+    # keys other than ESP are turned.
+    le = np.ones(batch.height, dtype=bool)
     for a, b in reversed(list(zip(fwd, rev, strict=True))):
         le = (a < b) | ((a == b) & le)
-    ip = derive.is_ip() & (derive.addr_type() == ADDR_IPV4) & (c("proto") != derive.IPPROTO_ESP)
-    # Two steps: the orientation is computed once as a column, not inlined in every key column.
-    batch = batch.with_columns((le | ~ip).alias("_fwd"), rsport.alias("_rsport"))
-    rev = (*rev[:4], c("_rsport"), rev[5])
+    forward = le | ~(v4 & (proto != derive.IPPROTO_ESP))
     names = ["saddr_hi", "saddr_lo", "daddr_hi", "daddr_lo", "sport", "dport"]
-    keyed = [pl.when(c("_fwd")).then(a).otherwise(b).alias(f"_k_{nm}")
-             for nm, a, b in zip(names, fwd, rev, strict=True)]
-    rest = [c(x).alias(f"_k_{x}") for x in ("srcid", "proto", "arp_sha", "flow_raw")]
-    return batch.select(*kind, *keyed, *rest, c("_fwd"))
+    out = {"_kt": pl.Series(sub & 0x3F), "_ka": pl.Series(at)}
+    for nm, a, b in zip(names, fwd, rev, strict=True):
+        out[f"_k_{nm}"] = pl.Series(np.where(forward, a, b))
+    for x in ("srcid", "proto", "arp_sha", "flow_raw"):
+        out[f"_k_{x}"] = batch.get_column(x)
+    out["_fwd"] = pl.Series(forward)
+    return pl.DataFrame(out)
 
 
 # --- the aggregator ------------------------------------------------------------------------------
@@ -1048,7 +1066,8 @@ class Clusterer:
             batch = batch.drop("_pos")
         if not self._columns:
             self._columns = batch.columns
-        batch = batch.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_seq"))
+        if self.rmon:  # the order apply_model keeps among a record and its reversed copy
+            batch = batch.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_seq"))
         batch = apply_model(batch, self.model, self.rmon)
         use_correct = self.correct and self.model.default and not self.rmon
         keys = key_frame(batch, self.model, use_correct)
