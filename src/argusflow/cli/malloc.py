@@ -5,7 +5,8 @@ Each 4 MB chunk of records allocates and frees numpy arrays of megabytes.  By de
 serves such a block with a fresh mmap and unmaps it on free, so the next chunk faults every page
 in again: `ra -r big.argus -w /dev/null - filter` (345k records) took ~70k page faults and 0.25 s
 of system time that way, and 20k faults and 0.08 s with the thresholds below.  Peak memory is
-the same; what is freed goes back to the system at exit instead of at once.
+the same; what is freed goes back to the system at exit instead of at once.  racluster -w on the
+same file: 100k -> 50k page faults, 0.38 -> 0.21 s of system time, peak RSS ~4 MB more.
 """
 
 from __future__ import annotations

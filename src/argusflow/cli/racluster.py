@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from argusflow.cli.client import ClientSession, compile_record_filter
+from argusflow.cli.malloc import reuse_freed_memory
 from argusflow.cli.options import ParsedArgs, parse_argv
 from argusflow.cli.printing import make_printer, print_options
 from argusflow.cli.runner import EXIT_MATCHED, entry
@@ -236,6 +237,7 @@ def racluster(argv: list[str]) -> int:
     modes = {m.lower() for m in args.all("M")}
     if "replace" in modes and args.value("w"):
         raise UsageError("-M replace and -w cannot be used together")
+    reuse_freed_memory()  # before the first chunk's arrays
     session = ClientSession.from_args("racluster", args)
     out_path = args.value("w")
     replace = "replace" in modes
