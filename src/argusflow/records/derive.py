@@ -367,33 +367,58 @@ def jit_present(side: str, block: str | None = None) -> pl.Expr:
     return _block_present(side, block)
 
 
+def _ms(us: pl.Expr) -> pl.Expr:
+    """µs as ms, the IEEE quotient ra prints.  Polars divides a float column by a scalar as a
+    product with the reciprocal, one ulp off for ~14% of values: enough to round a float32
+    µs value (whose quotient by 1000 often ends in a 5 in the 7th decimal) the other way."""
+    return us.cast(F64).map_batches(_exact_ms, return_dtype=F64)
+
+
+def _exact_ms(values: pl.Series) -> pl.Series:
+    ms = pl.Series(values.name, values.to_numpy() / 1000.0)
+    return ms.fill_nan(None) if values.null_count() else ms
+
+
 def intpkt(side: str, block: str | None = None) -> pl.Expr:
     """Mean inter-packet time in ms: one block, or both pooled by their counts."""
     if block is not None:
-        return (c(f"{side}jit_{block}_mean").cast(F64) / 1000.0)
-    na, ni = c(f"{side}jit_act_n").cast(F32), c(f"{side}jit_idl_n").cast(F32)
-    ma, mi = c(f"{side}jit_act_mean").cast(F32), c(f"{side}jit_idl_mean").cast(F32)
-    n = na + ni
+        return _ms(c(f"{side}jit_{block}_mean"))
+    n = c(f"{side}jit_act_n").cast(F64) + c(f"{side}jit_idl_n").cast(F64)
     # the pooled mean is a C float in ra; the /1000 is done in double
-    return pl.when(n > 0).then(((ma * na + mi * ni) / n).cast(F64) / 1000.0).otherwise(0.0)
+    return pl.when(n > 0).then(_ms(_pooled_mean(side))).otherwise(0.0)
 
 
 def jitter(side: str, block: str | None = None) -> pl.Expr:
     """Inter-packet time standard deviation in ms (pooled when both blocks are present)."""
     if block is not None:
-        return c(f"{side}jit_{block}_stdev").cast(F64) / 1000.0
+        return _ms(c(f"{side}jit_{block}_stdev"))
     act, idl = _block_present(side, "act"), _block_present(side, "idl")
-    na, ni = c(f"{side}jit_act_n").cast(F64), c(f"{side}jit_idl_n").cast(F64)
-    ma, mi = c(f"{side}jit_act_mean").cast(F64), c(f"{side}jit_idl_mean").cast(F64)
-    sa, si = c(f"{side}jit_act_stdev").cast(F64), c(f"{side}jit_idl_stdev").cast(F64)
-    n = na + ni
-    mean_ms = (ma * na + mi * ni) / n / 1000.0
-    # ra 3.0.8 scales the pooled sum of squares by 1/1000 instead of 1/10^6 (matched, see
-    # DEVIATIONS note in printer: we reproduce it for identical output).
-    var = (na * (sa * sa + ma * ma) + ni * (si * si + mi * mi)) / n / 1000.0 - mean_ms * mean_ms
-    pooled = var.clip(lower_bound=0.0).sqrt()
-    return (pl.when(act & idl & (n > 0)).then(pooled)
-            .when(act).then(sa / 1000.0).otherwise(si / 1000.0))
+    n = c(f"{side}jit_act_n").cast(F64) + c(f"{side}jit_idl_n").cast(F64)
+    pooled = _ms(_sum_of_squares(side, "act") + _sum_of_squares(side, "idl")) / n
+    # ra 3.0.8 scales the pooled sum of squares by 1/1000 instead of 1/10^6, and squares the
+    # pooled mean after a C float division by 1000 (matched for identical output: every
+    # record of the rich corpus prints as ra prints it).  The float quotient is the double
+    # one rounded to float (exact: double has more than twice float's precision).
+    mean_ms = _ms(_pooled_mean(side)).cast(F32).cast(F64)
+    var = pooled - mean_ms * mean_ms
+    return (pl.when(act & idl & (n > 0)).then(var.clip(lower_bound=0.0).sqrt())
+            .when(act).then(_ms(c(f"{side}jit_act_stdev")))
+            .otherwise(_ms(c(f"{side}jit_idl_stdev"))))
+
+
+def _pooled_mean(side: str) -> pl.Expr:
+    """The mean of both blocks, in C float arithmetic as ra 3.0.8 computes it (µs)."""
+    na, ni = c(f"{side}jit_act_n").cast(F32), c(f"{side}jit_idl_n").cast(F32)
+    ma, mi = c(f"{side}jit_act_mean").cast(F32), c(f"{side}jit_idl_mean").cast(F32)
+    return (ma * na + mi * ni) / (na + ni)
+
+
+def _sum_of_squares(side: str, block: str) -> pl.Expr:
+    """n*stdev^2 + (mean*n)^2/n of one block in µs^2; mean*n is a C float product in ra."""
+    n = c(f"{side}jit_{block}_n")
+    s = c(f"{side}jit_{block}_stdev").cast(F64)
+    total = (c(f"{side}jit_{block}_mean").cast(F32) * n.cast(F32)).cast(F64)
+    return pl.when(n > 0).then(n.cast(F64) * (s * s) + total * total / n.cast(F64)).otherwise(0.0)
 
 
 # --- aggregation statistics (§6.16) ---------------------------------------------------------------

@@ -18,9 +18,6 @@ its width (a longer value is cut and ends in `*`), joins a port to the address b
 `addr.port` and strips trailing blanks; `-c` output joins the natural values with the delimiter.
 MARs print as ra's `man` lines when `print_man`; JSON output (`-M json`, as in Argus 5) prints
 one object per record with the field names as keys.
-
-Known differences from ra 3.0.8 (see the report / tests): the pooled jitter of a direction that
-has both active and idle blocks can differ in the 6th decimal.
 """
 
 from __future__ import annotations
@@ -164,9 +161,16 @@ def fixed(values: pl.Series, precision: int) -> pl.Series:
         text = _fixed_text(r, neg, p)
     if slow.any():
         idx = np.flatnonzero(slow)
-        fixes = [f"{v[i]:.{p}f}" for i in idx]
+        fixes = [_c_fixed(v[i], p) for i in idx]
         text = text.scatter(idx, fixes)
     return text
+
+
+def _c_fixed(value: float, p: int) -> str:
+    """printf("%.*f"): as Python's format, but for a NaN with its sign bit set ("-nan")."""
+    if math.isnan(value) and math.copysign(1.0, value) < 0:
+        return "-nan"
+    return f"{value:.{p}f}"
 
 
 def _fixed_text(r: np.ndarray, neg: np.ndarray, p: int) -> pl.Series:
