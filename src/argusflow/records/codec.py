@@ -156,12 +156,10 @@ class RecordReader:
             return Copies.empty()
         starts, lengths, end, status = record_bounds(np.frombuffer(buf, dtype=np.uint8))
         self.records_read += len(starts)
-        maybe = suspects(buf, starts, end)
-        changed, changed_batch = (changed_among(buf, starts, lengths, maybe) if len(maybe)
-                                  else (maybe, None))
+        changed, decode_changed = changed_rows(buf, starts, lengths, suspects(buf, starts, end))
         rtype = np.frombuffer(buf, dtype=np.uint8)[starts] & 0xF0
         copies = Copies(buf[:end], lengths, rtype, (starts + self._consumed).astype(np.uint64),
-                        mar_array(buf, starts, lengths, rtype), changed, lambda: changed_batch)
+                        mar_array(buf, starts, lengths, rtype), changed, decode_changed)
         self._advance(buf, end, status)
         return copies
 
@@ -431,15 +429,21 @@ def changed_among(buf: bytes, starts: np.ndarray, lengths: np.ndarray,
                   maybe: np.ndarray) -> tuple[np.ndarray, pl.DataFrame]:
     """Which of the `maybe` records the reader changes (framed on their own), and those
     decoded whole."""
+    changed, decode = changed_rows(buf, starts, lengths, maybe)
+    return changed, decode() if len(changed) else empty()
+
+
+def changed_rows(buf: bytes, starts: np.ndarray, lengths: np.ndarray,
+                 maybe: np.ndarray) -> tuple[np.ndarray, Callable[[], pl.DataFrame]]:
+    """changed_among, with what decodes those records (polars) called only if there are
+    some: most chunks of a large file hold a suspect word but no such record."""
     if not len(maybe):
-        return maybe, empty()
+        return maybe, empty
     part = record_bytes(buf, starts[maybe], lengths[maybe], int(starts[-1] + lengths[-1]))
     data = dsr_decode.ByteBuffer(part)
     found = frame(data.u8[:len(part)], False)
     exact = reader_changes(found)
-    if not len(exact):
-        return exact, empty()
-    return maybe[exact], decode_records(data, found.take(exact), 0, fill=True)
+    return maybe[exact], lambda: decode_records(data, found.take(exact), 0, fill=True)
 
 
 def check_start_mar(buf: bytes) -> str | None:
