@@ -78,6 +78,8 @@ KERNELS: dict[str, tuple[str, str]] = {
                   "UniTuple(i8, 2)(i8[::1, :], u8[::1, :], u8[::1], i8[::1], i8[::1], i8, i8, "
                   "i8, i8[:, ::1], u8[:, ::1], i8, i8[::1], b1)"),
     "flow_rehash": ("argusflow.flows.kernel:rehash", "void(u8[::1], i8[::1, :], i8[::1])"),
+    "walk_blocks": ("argusflow.capture.live:walk_blocks",
+                    "UniTuple(i8, 2)(u4[::1], u1[::1], i8, i8, i8, i8, u1[::1], i8[:, ::1])"),
 }
 
 

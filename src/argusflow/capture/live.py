@@ -133,7 +133,7 @@ def _walk_blocks(ring32: np.ndarray, ring8: np.ndarray, block_size: int, block_n
     return block, n
 
 
-walk_blocks = Kernel(_walk_blocks)
+walk_blocks = Kernel(_walk_blocks, aot="walk_blocks")
 
 
 def compile_walk() -> None:
