@@ -6,7 +6,6 @@ ra resolves names while it compiles the filter, so an unknown name is a filter e
 from __future__ import annotations
 
 import ipaddress
-import socket
 from functools import lru_cache
 
 # Encapsulation names ra accepts after `encaps` (spec §6.6 bits).  ra matches a name whose
@@ -46,6 +45,8 @@ def prefix_lookup(table: list[tuple[str, int]], name: str) -> int | None:
 @lru_cache(maxsize=256)
 def service_port(name: str) -> tuple[int, str] | None:
     """(port, "tcp" | "udp" | "") for a service name, "" when both protocols define it."""
+    import socket  # only when a filter names a service: ~7 ms of start-up otherwise
+
     found: dict[str, int] = {}
     for proto in ("tcp", "udp"):
         try:
@@ -62,6 +63,8 @@ def service_port(name: str) -> tuple[int, str] | None:
 
 @lru_cache(maxsize=256)
 def protocol_number(name: str) -> int | None:
+    import socket
+
     try:
         return socket.getprotobyname(name)
     except OSError:
@@ -71,6 +74,8 @@ def protocol_number(name: str) -> int | None:
 @lru_cache(maxsize=256)
 def host_addresses(name: str) -> tuple[tuple[int, int], ...]:
     """Every address of `name` as (family, integer); empty when it does not resolve."""
+    import socket
+
     try:
         infos = socket.getaddrinfo(name, None)
     except (OSError, UnicodeError):

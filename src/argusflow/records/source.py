@@ -7,13 +7,8 @@ has been yielded.
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
-import lzma
 import os
-import select
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
@@ -58,11 +53,18 @@ def open_input(path: str) -> BinaryIO:
         raise InputError(f"{path}: {err.strerror or err}") from None
     peekable = io.BufferedReader(raw) if not hasattr(raw, "peek") else raw  # type: ignore[arg-type]
     kind = sniff(peekable.peek(16)[:16])
+    # The decompressors are imported only for their inputs (start-up time of plain reads).
     if kind == "gzip":
+        import gzip
+
         return gzip.GzipFile(fileobj=peekable)  # type: ignore[return-value]
     if kind == "bzip2":
+        import bz2
+
         return bz2.BZ2File(peekable)  # type: ignore[return-value]
     if kind == "xz":
+        import lzma
+
         return lzma.LZMAFile(peekable)  # type: ignore[return-value]
     if kind == "compress":
         return decompress_with_gzip(peekable, path)
@@ -81,6 +83,8 @@ def open_zstd(stream: BinaryIO, path: str) -> BinaryIO:
 
 def decompress_with_gzip(stream: BinaryIO, path: str) -> BinaryIO:
     """Unix compress (.Z) has no Python module; `gzip -dc` reads it."""
+    import subprocess
+
     proc = subprocess.Popen(["gzip", "-dc"], stdin=stream, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
@@ -97,7 +101,13 @@ def input_size(path: str) -> int | None:
         return None
 
 
-READ_ERRORS = (OSError, EOFError, lzma.LZMAError, ValueError, RuntimeError)
+READ_ERRORS = (OSError, EOFError, ValueError, RuntimeError)
+
+
+def read_errors() -> tuple[type[Exception], ...]:
+    """READ_ERRORS, and xz's own error once lzma is in use."""
+    lzma = sys.modules.get("lzma")
+    return READ_ERRORS + ((lzma.LZMAError,) if lzma is not None else ())
 
 
 def read_chunks(stream: BinaryIO, path: str, size: int = CHUNK_BYTES,
@@ -105,12 +115,13 @@ def read_chunks(stream: BinaryIO, path: str, size: int = CHUNK_BYTES,
     """Chunks of up to `size` bytes.  A `live` input (stdin, a pipe) yields what has arrived as
     soon as nothing more is waiting: `argus -w - | ra -r -` prints as records come, not per 4 MB."""
     read = stream.read1 if live and hasattr(stream, "read1") else stream.read
+    errors = read_errors()
     while True:
         try:
             chunk = read(size)
             if live and chunk:
                 chunk = top_up(stream, chunk, size)
-        except READ_ERRORS as err:
+        except errors as err:
             raise InputError(f"{path}: cannot decompress: {err}") from None
         if not chunk:
             return
@@ -131,6 +142,8 @@ def top_up(stream: BinaryIO, chunk: bytes, size: int) -> bytes:
 
 
 def waiting(stream: BinaryIO) -> bool:
+    import select
+
     try:
         ready, _, _ = select.select([stream.fileno()], [], [], 0)
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
