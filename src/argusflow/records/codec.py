@@ -394,11 +394,17 @@ def record_bytes(buf: bytes, starts: np.ndarray, lengths: np.ndarray, end: int) 
         # A few records: number their words (work in proportion to what is kept).
         first = np.cumsum(count) - count
         return words[np.arange(total) + np.repeat(starts // 4 - first, count)].tobytes()
-    # Many: mark the words each covers (+1 at its first, -1 after its last), keep those.
-    edge = np.zeros(len(words) + 1, dtype=np.int8)
-    edge[starts // 4] += 1
-    edge[(starts + lengths) // 4] -= 1
-    return words[np.cumsum(edge[:-1], dtype=np.int8) > 0].tobytes()
+    # Many: the gaps and the kept records cover the words in turn (records are ascending and
+    # apart): one mask repeated over their sizes (an int8 cumsum of edges cost ~4x more).
+    first = starts // 4
+    sizes = np.empty(2 * len(starts) + 1, dtype=np.int64)
+    sizes[1::2] = count
+    sizes[0] = first[0]
+    sizes[2:-1:2] = first[1:] - (first[:-1] + count[:-1])
+    sizes[-1] = len(words) - (first[-1] + count[-1])
+    kept = np.zeros(len(sizes), dtype=bool)
+    kept[1::2] = True
+    return words[np.repeat(kept, sizes)].tobytes()
 
 
 def header_columns(buf: bytes, starts: np.ndarray, lengths: np.ndarray, base: int) -> pl.DataFrame:
