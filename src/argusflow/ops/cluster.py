@@ -1180,8 +1180,9 @@ class Clusterer:
                 name = MERGED[i]
                 dtype = SCHEMA[name]
                 values = pl.Series(name, matrix[:self.groups, k][order])
-                values = values.reinterpret(signed=True) if dtype == pl.Int64 \
-                    else values.cast(dtype)
+                if dtype.is_signed_integer():  # held sign-extended: -1 is 2**64 - 1 here
+                    values = values.reinterpret(signed=True)
+                values = values.cast(dtype)
                 cols.append(values)
         return cols
 
