@@ -754,7 +754,6 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, fresh: np.ndarray, seq: np.nda
     u64 for each merge."""
     ncols, nrec = rec.shape
     block = np.empty((BLOCK, ncols), dtype=np.uint64)
-    row = np.empty(ncols, dtype=np.uint64)
     st = np.empty(ncols, dtype=np.uint64)
     for i in range(nrec):
         if i % BLOCK == 0:
@@ -776,7 +775,7 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, fresh: np.ndarray, seq: np.nda
         else:
             _load(st, g, s64, s32, s16, s8)
             _merge_agr(g, first_dur, value, st, count, n, stats, rcount[i], rn[i], rstats[i])
-        row[:] = block[i % BLOCK]
+        row = block[i % BLOCK]  # the record's own copy: changed in place, read once
         if row[DPKTS] == 0 and row[NETSUB] == NET_TCP_PERF:
             # A TCP record with no destination packets brings no destination window.
             row[TCP_D[T_WIN]] = 0
