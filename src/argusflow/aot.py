@@ -37,7 +37,7 @@ BUILDING = "ARGUSFLOW_KERNEL_BUILD"  # set in the build subprocess: compile with
 CHECK = "ARGUSFLOW_AOT_CHECK"  # check every call's argument types (tests; slow)
 # Sources whose code or constants the kernels compile in: a file, or a package (all its .py).
 SOURCES = ("aot.py", "capture", "decode", "flows", "ops/cluster.py", "records/fields.py",
-           "records/schema.py", "records/derive.py")
+           "records/schema.py", "records/derive.py", "records/kernels.py")
 
 _A = "UniTuple(i8, 4)"  # (count, position, status, reason) of the capture walkers
 # export name -> ("module:attribute", numba signature).  The attribute is a numba dispatcher
@@ -78,6 +78,12 @@ KERNELS: dict[str, tuple[str, str]] = {
                   "UniTuple(i8, 2)(i8[::1, :], u8[::1, :], u8[::1], i8[::1], i8[::1], i8, i8, "
                   "i8, i8[:, ::1], u8[:, ::1], i8, i8[::1], b1)"),
     "flow_rehash": ("argusflow.flows.kernel:rehash", "void(u8[::1], i8[::1, :], i8[::1])"),
+    "frame_records": ("argusflow.records.kernels:FRAME_RECORDS",
+                      "UniTuple(i8, 4)(u1[::1], i8, b1, b1, i8[::1], i8[::1], i8[::1], i8[::1], "
+                      "i8[::1], i8[::1], u1[::1], u1[::1], u1[::1], i8[::1])"),
+    "gather_fields": ("argusflow.records.kernels:GATHER_FIELDS",
+                      "void(u4[::1], u1[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], "
+                      "b1[::1], i8[::1], i8[::1], u1[:, ::1], u2[:, ::1], u4[:, ::1], u8[:, ::1])"),
     "walk_blocks": ("argusflow.capture.live:walk_blocks",
                     "UniTuple(i8, 2)(u4[::1], u1[::1], i8, i8, i8, i8, u1[::1], i8[:, ::1])"),
 }

@@ -20,16 +20,8 @@ import numpy as np
 
 from argusflow.errors import CorruptInput
 from argusflow.lazy import LazyModule
-from argusflow.records import dsr_decode, schema
-from argusflow.records.framing import (
-    AVERAGE_RECORD_BYTES,
-    BAD_MAR_LENGTH,
-    OK,
-    Frame,
-    frame,
-    numba_active,
-    record_bounds,
-)
+from argusflow.records import dsr_decode, framing, schema
+from argusflow.records.framing import BAD_MAR_LENGTH, OK, Frame, frame, record_bounds
 from argusflow.records.schema import RTYPE_MAR
 
 if TYPE_CHECKING:
@@ -55,8 +47,8 @@ class RecordReader:
     def __init__(self, source: str = "<stream>", require_start_mar: bool = True,
                  expected_bytes: int | None = None) -> None:
         self.source = source
-        # How much input to expect (None: unknown, e.g. a stream): decides whether numba's
-        # compiled framer repays its start-up (capture/jit.py); a stream switches to it once it
+        # How much input to expect (None: unknown, e.g. a stream): decides whether the compiled
+        # kernels repay loading them (framing.use_kernels); a stream switches to them once it
         # has brought that much.
         self.expected_bytes = expected_bytes
         self.require_start_mar = require_start_mar
@@ -65,7 +57,7 @@ class RecordReader:
         self.records_read = 0
         self.error: CorruptInput | None = None
         self.start_mar: bytes | None = None
-        self.compiled = use_numba(expected_bytes)
+        self.compiled = use_kernels(expected_bytes)
 
     @property
     def bytes_pending(self) -> int:
@@ -154,7 +146,8 @@ class RecordReader:
         buf = self._take(chunk)
         if buf is None:
             return Copies.empty()
-        starts, lengths, end, status = record_bounds(np.frombuffer(buf, dtype=np.uint8))
+        starts, lengths, end, status = record_bounds(np.frombuffer(buf, dtype=np.uint8),
+                                                     self.compiled or None)
         self.records_read += len(starts)
         changed, decode_changed = changed_rows(buf, starts, lengths, suspects(buf, starts, end))
         rtype = np.frombuffer(buf, dtype=np.uint8)[starts] & 0xF0
@@ -170,7 +163,8 @@ class RecordReader:
         buf = self._take(chunk)
         if buf is None:
             return RawBatch.empty()
-        starts, lengths, end, status = record_bounds(np.frombuffer(buf, dtype=np.uint8))
+        starts, lengths, end, status = record_bounds(np.frombuffer(buf, dtype=np.uint8),
+                                                     self.compiled or None)
         self.records_read += len(starts)
         changed, changed_batch = changed_among(buf, starts, lengths, suspects(buf, starts, end))
         raw = RawBatch(header_columns(buf, starts, lengths, self._consumed), buf[:end], lengths,
@@ -184,7 +178,7 @@ class RecordReader:
         if buf is None:
             return None
         if not self.compiled and self.expected_bytes is None:
-            self.compiled = use_numba(None, self._consumed)
+            self.compiled = use_kernels(None, self._consumed)
         data = dsr_decode.ByteBuffer(buf, compiled=self.compiled)
         found = frame(data.u8[:len(buf)], data.compiled)
         self.records_read += len(found.starts)
@@ -228,24 +222,14 @@ class RecordReader:
         self.error = CorruptInput(self.source, offset, problem, self.records_read)
 
 
-# numba now only frames (the DSR decode is numpy's): it saves ~1.4 ms of CPU per MB, and
-# importing numba and loading the cached kernel costs ~0.5 s, so it pays from about 350 MB on.
-NUMBA_FROM_BYTES = 350 << 20
+def use_kernels(expected_bytes: int | None, consumed: int = 0) -> bool:
+    """Frame and gather with the compiled kernels (framing.use_kernels)?  A stream's size is
+    unknown: it starts with numpy and switches once it has brought enough (`consumed`), so a
+    short pipe never loads them and a day-long stream does."""
+    return framing.use_kernels(consumed if expected_bytes is None else expected_bytes)
 
 
-def use_numba(expected_bytes: int | None, consumed: int = 0) -> bool:
-    """Frame with numba's kernel?  Yes if numba is loaded already (the probe, tests forcing it)
-    or the input is big enough to repay loading it.  A stream's size is unknown: it starts
-    with numpy and switches once it has brought NUMBA_FROM_BYTES (`consumed`), so a short pipe
-    never pays for numba and a day-long stream does."""
-    if numba_active():
-        return True
-    size = consumed if expected_bytes is None else expected_bytes
-    if size < NUMBA_FROM_BYTES:
-        return False
-    from argusflow.capture import jit
-
-    return jit.wanted(size // AVERAGE_RECORD_BYTES)
+use_numba = use_kernels  # its name before the kernels were compiled ahead of time (bench/)
 
 
 class RowSelector(Protocol):
@@ -529,8 +513,17 @@ def to_frame(columns: dict, n: int, names: list[str] | None = None) -> pl.DataFr
     Series construction only for the columns its records really carry.
     """
     keep = schema.SCHEMA if names is None else names
-    return pl.DataFrame([pl.Series(name, columns[name], dtype=schema.SCHEMA[name]) if name in columns
+    return pl.DataFrame([series(name, columns[name]) if name in columns
                          else zero_column(name, n) for name in keep])
+
+
+def series(name: str, values: np.ndarray | list) -> pl.Series:
+    """A batch column.  A numpy array of the schema's own dtype is taken as it is: naming the
+    dtype makes polars cast it, ~20x the cost of the rest of a batch's assembly."""
+    dtype = schema.SCHEMA[name]
+    if isinstance(values, np.ndarray) and NUMPY_OF.get(str(dtype)) is values.dtype.type:
+        return pl.Series(name, values)
+    return pl.Series(name, values, dtype=dtype)
 
 
 _ZEROS: dict[str, pl.Series] = {}
@@ -549,6 +542,12 @@ def empty_values(name: str, n: int) -> pl.Series:
     if dtype in (pl.Binary, pl.String):
         return pl.Series(name, [b"" if dtype == pl.Binary else ""], dtype=dtype).new_from_index(0, n)
     return pl.Series(name, np.zeros(n, dtype=schema.NUMPY_DTYPES[name]))
+
+
+# numpy type of each numeric polars dtype, by the dtype's name (str(pl.UInt8) == "UInt8"):
+# naming polars' dtypes here would import polars with this module.
+NUMPY_OF = {"UInt8": np.uint8, "UInt16": np.uint16, "UInt32": np.uint32, "UInt64": np.uint64,
+            "Int32": np.int32, "Int64": np.int64, "Float32": np.float32, "Float64": np.float64}
 
 
 

@@ -9,7 +9,9 @@ fixed layout again.  A field beyond its DSR's length reads as 0, like an absent 
 
 Columns are written once, straight into arrays of the schema's dtypes (`kind` f32/i32 fields are
 reinterpreted, not converted): no wide intermediate columns, which cost more memory traffic
-than the reading itself.
+than the reading itself.  When the compiled kernels are loaded (ByteBuffer.compiled), a layout
+is read in one compiled pass (records.kernels.gather_fields) into an Arena holding the batch's
+columns, instead of numpy's few passes per field.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from argusflow.records.framing import Frame
+from argusflow.records.framing import Frame, kernel
 from argusflow.records.schema import (
     ADDR_ETHER,
     ADDR_IPV4,
@@ -110,7 +112,7 @@ def read_numpy(u8: np.ndarray, at: np.ndarray, width: int, little: bool = False,
 class ByteBuffer:
     """The bytes being decoded, zero-padded so that no gather leaves the array.
 
-    `compiled` says whether this buffer is framed with numba's kernel (DSRs are decoded with numpy).
+    `compiled`: framed and gathered with the compiled kernels (records.kernels), else numpy.
     """
 
     def __init__(self, raw: bytes, compiled: bool = False) -> None:
@@ -169,16 +171,28 @@ class Columns(dict):
         self.raw = raw  # the undecoded bytes, for the few DSRs kept as byte strings
         self.wanted = wanted  # a projection (with_helpers): the only columns to build
         self.raw_u8 = np.frombuffer(raw, dtype=np.uint8)
+        self.arena: Arena | None = None  # where the compiled gather writes (decode sets it)
 
     def wants(self, name: str) -> bool:
         return self.wanted is None or name in self.wanted
 
     def column(self, name: str) -> np.ndarray:
-        """The column `name`, made (zeros) on first use."""
+        """The column `name`, made (zeros, in the arena if it has room for it) on first use."""
         values = self.get(name)
         if values is None:
-            values = self[name] = np.zeros(self.n, dtype=dtype_of(name))
+            if self.arena is not None and name in self.arena.slot:
+                values = self[name] = self.arena.view(name)
+            else:
+                values = self[name] = np.zeros(self.n, dtype=dtype_of(name))
         return values
+
+    def in_arena(self, name: str) -> bool:
+        """Column `name` is (or will be made) the arena's: the compiled gather may write it."""
+        arena = self.arena
+        if arena is None or name not in arena.slot:
+            return False
+        values = self.get(name)
+        return values is None or values is arena.views.get(name)
 
     def scatter(self, name: str, rows: np.ndarray, values: np.ndarray) -> None:
         """column[rows] |= values, as bits: integers are truncated to the column's width, and
@@ -227,6 +241,10 @@ def gather(cols: Columns, buf: ByteBuffer, d: Dsrs, layout: Layout, prefix: str 
         layout = [f for f in layout if prefix + f[0] in cols.wanted]
     if not len(d.rec) or not layout:
         return
+    if cols.arena is not None:
+        layout = gather_compiled(cols, buf, d, layout, prefix, base)
+        if not layout:
+            return
     scalar = np.ndim(base) == 0
     smallest = int(d.size.min())
     aligned = int(base) % 4 == 0 if scalar else bool(((np.asarray(base) & 3) == 0).all())
@@ -255,6 +273,53 @@ def gather(cols: Columns, buf: ByteBuffer, d: Dsrs, layout: Layout, prefix: str 
             at = d.pos + base + off if ok is None else (d.pos + base + off)[ok]
             values = read_numpy(buf.u8, at, width, order == LE, buf.words)
         cols.scatter(prefix + name, rows, values)
+
+
+class Arena:
+    """Zeroed columns for one batch, held as four 2D blocks by width (u8, u16, u32, u64 rows),
+    so that the compiled gather writes any of them in one call.  A column is a row, viewed in
+    its schema dtype (i32/f32 columns are u32 rows reinterpreted)."""
+
+    def __init__(self, n: int, names: list[str]) -> None:
+        by_width: dict[int, list[str]] = {1: [], 2: [], 4: [], 8: []}
+        for name in names:
+            by_width[dtype_of(name).itemsize].append(name)
+        self.blocks = [np.zeros((len(by_width[w]), n), dtype=BITS_OF[w]) for w in (1, 2, 4, 8)]
+        self.slot = {name: (w, row) for w, group in by_width.items()
+                     for row, name in enumerate(group)}
+        self.views: dict[str, np.ndarray] = {}
+
+    def view(self, name: str) -> np.ndarray:
+        width, row = self.slot[name]
+        values = self.views[name] = self.blocks[(1, 2, 4, 8).index(width)][row].view(dtype_of(name))
+        return values
+
+
+def gather_compiled(cols: Columns, buf: ByteBuffer, d: Dsrs, layout: Layout, prefix: str,
+                    base: np.ndarray | int) -> Layout:
+    """gather's work, for the fields whose column is in the arena, in one compiled pass over the
+    DSRs (records.kernels.gather_fields); returns the fields left for numpy."""
+    mine = [f for f in layout if cols.in_arena(prefix + f[0])]
+    if not mine:
+        return layout
+    arena = cols.arena
+    assert arena is not None
+    slots = []
+    for name, *_ in mine:
+        cols.column(prefix + name)  # registers the arena's view as the column
+        slots.append(arena.slot[prefix + name])
+    gather_fields = kernel("gather_fields")
+    assert gather_fields is not None  # decode makes an arena only when it is there
+    gather_fields(buf.words, buf.u8, np.ascontiguousarray(d.pos, dtype=np.int64),
+                  np.ascontiguousarray(d.size, dtype=np.int64),
+                  np.ascontiguousarray(d.rec, dtype=np.int64),
+                  np.ascontiguousarray(np.reshape(base, -1), dtype=np.int64),
+                  np.array([f[1] for f in mine], dtype=np.int64),
+                  np.array([f[2] for f in mine], dtype=np.int64),
+                  np.array([f[3] == LE for f in mine], dtype=np.bool_),
+                  np.array([w for w, _ in slots], dtype=np.int64),
+                  np.array([row for _, row in slots], dtype=np.int64), *arena.blocks)
+    return [f for f in layout if f not in mine] if len(mine) < len(layout) else []
 
 
 def fixed(layout: Layout) -> Callable[[Columns, ByteBuffer, Dsrs], None]:
@@ -361,14 +426,16 @@ def decode(buf: ByteBuffer, found: Frame,
     cols["cause"] = buf.u8[starts + 1]
     present = np.zeros(len(starts), dtype=np.uint32)
     unknown = found.bad_dsrs.copy()
-    # Group the DSRs by type once (a stable sort keeps each record's order), then slice.
-    order = np.argsort(found.dsr_kind, kind="stable")
-    kind = found.dsr_kind[order]
-    rec, pos, size = found.dsr_rec[order], found.dsr_pos[order], found.dsr_size[order]
+    kind, rec, pos, size = found.dsr_kind, found.dsr_rec, found.dsr_pos, found.dsr_size
     sub, qual = ra_dsr_headers(buf, found)
-    sub, qual = sub[order], qual[order]
+    if not found.by_kind:  # group the DSRs by type (a stable sort keeps each record's order)
+        order = np.argsort(kind, kind="stable")
+        kind, rec, pos, size, sub, qual = (a[order] for a in (kind, rec, pos, size, sub, qual))
     bounds = np.searchsorted(kind, np.arange(129))
-    for code in np.unique(kind).tolist():
+    codes = np.flatnonzero(np.diff(bounds)).tolist()  # the DSR types present
+    if buf.compiled and kernel("gather_fields") is not None:
+        cols.arena = Arena(cols.n, arena_columns(codes, cols.wanted))
+    for code in codes:
         lo, hi = bounds[code], bounds[code + 1]
         name = DSR_TYPES.get(code)
         if name is None:
@@ -388,6 +455,16 @@ def decode(buf: ByteBuffer, found: Frame,
     if columns is None or not columns.isdisjoint(("srcid", "srcid_type")):
         decode_mar_ids(cols, buf, starts, lengths, rtype)
     return cols.typed()
+
+
+def arena_columns(codes: list[int], wanted: frozenset[str] | None) -> list[str]:
+    """The numeric columns the decoders of DSR types `codes` may gather (helpers included)."""
+    names: set[str] = set()
+    for code in codes:
+        name = DSR_TYPES.get(code)
+        if name is not None:
+            names |= GATHERED.get(name, frozenset())
+    return sorted(n for n in names if wanted is None or n in wanted)
 
 
 NET_RTP = 0x0A
@@ -971,6 +1048,10 @@ DECODERS: dict[str, Callable[[Columns, ByteBuffer, Dsrs], None]] = {
 }
 
 
+HELPERS_OF = {"flow": {"flowlabel_word"},
+              "net": {"stcp_last_sec", "stcp_last_usec", "dtcp_last_sec", "dtcp_last_usec"}}
+
+
 def _names(*layouts: Layout, prefix: str = "") -> set[str]:
     return {prefix + f[0] for layout in layouts for f in layout}
 
@@ -1005,3 +1086,10 @@ DSR_COLUMNS: dict[str, frozenset[str]] = {name: frozenset(cols) for name, cols i
     "cocode": {"sco", "dco"},
     "label": {"label"},
 }.items()}
+
+# The numeric columns of each DSR type (what the arena holds for it), and the helper columns.
+GATHERED: dict[str, frozenset[str]] = {
+    name: frozenset(c for c in cols | (set(HELPER_DTYPES) & HELPERS_OF.get(name, set()))
+                    if c in DTYPES)
+    for name, cols in DSR_COLUMNS.items()
+}

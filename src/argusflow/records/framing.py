@@ -1,14 +1,16 @@
 """Framing: find the records in a buffer and the DSRs inside each flow record.
 
 This is the one inherently sequential step of reading Argus data (each header gives the next
-one's position).  Two implementations give the same Frame: a small numba kernel, used when numba
-is loaded already (the probe), and a numpy framer (pointer doubling over the words that look like
-record headers, then all records' DSRs walked side by side) that never pays numba's start-up of
-close to a second.  Everything after framing is vectorised per DSR type.
+one's position).  Two implementations give the same Frame: a compiled kernel (records.kernels,
+built ahead of time by argusflow.aot), used for inputs big enough to repay loading it, which
+lists the DSRs grouped by type; and a numpy framer (pointer doubling over the words that look
+like record headers, then all records' DSRs walked side by side) for small inputs and when
+the kernels cannot be had.  Everything after framing is vectorised per DSR type.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,83 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from argusflow.records import kernels
+from argusflow.records.kernels import BAD_HEADER, BAD_MAR_LENGTH, OK
+
 # For sizing guesses (capture/jit.py): argus flow records are 100-350 bytes.
 AVERAGE_RECORD_BYTES = 150
 
-# Status codes of the kernel.
-OK, BAD_HEADER, BAD_MAR_LENGTH = 0, 1, 2
-
-
-def _frame(buf, n, starts, lengths, drec, dpos, dsize, dkind, dsub, dqual, dbad):  # noqa: ANN001
-    pos = 0
-    nrec = 0
-    ndsr = 0
-    status = OK
-    while pos + 4 <= n:
-        b0 = buf[pos]
-        kind = b0 & 0xF0
-        length = ((np.int64(buf[pos + 2]) << 8) | buf[pos + 3]) * 4
-        if length == 0 or (b0 & 0x0F) != 3 or kind == 0 or kind > 0x80:
-            status = BAD_HEADER
-            break
-        if kind == 0x80 and length != 128 and length != 4:
-            status = BAD_MAR_LENGTH
-            break
-        if pos + length > n:
-            break
-        starts[nrec] = pos
-        lengths[nrec] = length
-        if kind != 0x80:
-            cur = pos + 4
-            end = pos + length
-            while cur + 4 <= end:
-                t = buf[cur]
-                st = buf[cur + 1]
-                q = buf[cur + 2]
-                if t & 0x80:
-                    words = 1
-                elif st & 0x80:
-                    words = (np.int64(q) << 8) | buf[cur + 3]
-                else:
-                    words = np.int64(buf[cur + 3])
-                size = words * 4
-                if words == 0 or cur + size > end:
-                    dbad[nrec] += 1  # ra stops parsing the record here too
-                    break
-                drec[ndsr] = nrec
-                dpos[ndsr] = cur
-                dsize[ndsr] = size
-                dkind[ndsr] = t & 0x7F
-                dsub[ndsr] = st
-                dqual[ndsr] = q
-                ndsr += 1
-                cur += size
-        nrec += 1
-        pos += length
-    return nrec, ndsr, pos, status
-
-
-class LazyKernel:
-    """capture.jit.Kernel, made on first use: reading records never needs numba, and importing
-    the capture package costs start-up time that `ra - filter` runs notice."""
-
-    def __init__(self, fn: Callable[..., Any], deps: tuple[str, ...] = ()) -> None:
-        self.fn, self.deps = fn, deps
-        self._kernel: Any = None
-
-    def kernel(self) -> Any:
-        if self._kernel is None:
-            from argusflow.capture.jit import Kernel
-
-            self._kernel = Kernel(self.fn, deps=self.deps)
-        return self._kernel
-
-    def jit(self) -> Callable[..., Any]:
-        return self.kernel().jit()
-
-    @property
-    def py(self) -> Callable[..., Any]:
-        return self.kernel().py
+COMPILED_FROM_BYTES = 2 << 20  # inputs from this size on take the compiled kernels (see below)
+NUMBA_FROM_BYTES = 350 << 20  # ... and numba's JIT when the extension cannot be had
 
 
 def numba_active() -> bool:
@@ -101,7 +34,60 @@ def numba_active() -> bool:
     return bool(jit is not None and jit.active())
 
 
-FRAME = LazyKernel(_frame)
+def forced() -> bool | None:
+    """capture.jit.FORCE (tests): True for compiled code, False for numpy, None to choose."""
+    jit = sys.modules.get("argusflow.capture.jit")
+    if jit is None or jit.FORCE is None:
+        return None
+    return bool(jit.FORCE and jit.AVAILABLE)
+
+
+_KERNELS: dict[str, Callable[..., Any]] = {}
+
+
+def kernel(name: str, jit: bool = False) -> Callable[..., Any] | None:
+    """records.kernels' `name` compiled: from argusflow.aot's extension (built once if missing),
+    else numba's JIT when numba is loaded already or `jit` says to load it; None: use numpy."""
+    fn = _KERNELS.get(name)
+    if fn is not None:
+        return fn
+    if AOT_POSSIBLE:
+        from argusflow import aot
+
+        fn = aot.function(name)
+    if fn is None and (jit or numba_active()):
+        fn = kernels.COMPILED[name].numba()
+    if fn is not None:
+        _KERNELS[name] = fn
+    return fn
+
+
+AOT_POSSIBLE = importlib.util.find_spec("numba") is not None  # the build needs numba
+
+
+def extension_loaded() -> bool:
+    aot = sys.modules.get("argusflow.aot")
+    return bool(aot is not None and aot.loaded())
+
+
+def use_kernels(size: int | None) -> bool:
+    """Frame and gather with the compiled kernels an input of `size` bytes (None: unknown yet)?
+
+    Yes once they are loaded (the probe, an earlier batch).  Loading argusflow.aot's extension
+    costs ~25 ms of imports, more than the kernels save below COMPILED_FROM_BYTES: small inputs
+    stay with numpy.  Without the extension (no compiler, ARGUSFLOW_JIT), numba's JIT costs
+    ~0.5 s to load and repays that from NUMBA_FROM_BYTES on.
+    """
+    force = forced()
+    if force is not None:
+        return force
+    if numba_active() or extension_loaded():
+        return True
+    if size is None or size < COMPILED_FROM_BYTES:
+        return False
+    if kernel("frame_records") is not None:
+        return True
+    return size >= NUMBA_FROM_BYTES and kernel("frame_records", jit=True) is not None
 
 
 @dataclass
@@ -119,6 +105,7 @@ class Frame:
     dsr_sub: np.ndarray
     dsr_qual: np.ndarray
     bad_dsrs: np.ndarray  # per record: DSRs that could not be framed
+    by_kind: bool = False  # the DSRs come grouped by type (ascending), each record's in order
 
     def take(self, rows: np.ndarray) -> Frame:
         """The frame of records `rows` only (ascending), their DSRs renumbered to match."""
@@ -128,35 +115,35 @@ class Frame:
         return Frame(self.starts[rows], self.lengths[rows], self.end, self.status,
                      number[self.dsr_rec[keep]], self.dsr_pos[keep], self.dsr_size[keep],
                      self.dsr_kind[keep], self.dsr_sub[keep], self.dsr_qual[keep],
-                     self.bad_dsrs[rows])
+                     self.bad_dsrs[rows], self.by_kind)
 
 
 def frame(buf: np.ndarray, compiled: bool | None = None) -> Frame:
-    """Frame `buf`; `compiled` chooses numba's kernel, else the numpy framer (same result).
+    """Frame `buf`; `compiled` chooses the compiled kernel, else the numpy framer (the same
+    records and DSRs; the kernel lists the DSRs grouped by type, numpy rank by rank).
 
-    None means the caller cannot tell how much input follows (a stream): numba if it is loaded
-    already, since importing it costs more than the numpy framer (capture/jit.py).
+    None: the caller cannot tell how much input follows (a stream): compiled if the kernels are
+    loaded already, since loading them costs more than the numpy framer (use_kernels).
     """
-    if compiled is None:
-        compiled = numba_active()
-    if not compiled:
+    walk = kernel("frame_records") if (use_kernels(None) if compiled is None else compiled) else None
+    if walk is None:
         return frame_numpy(buf)
+    buf = np.ascontiguousarray(buf)
     n = len(buf)
-    cap = n // 4 + 1
-    starts = np.empty(cap, dtype=np.int64)
-    lengths = np.empty(cap, dtype=np.int64)
-    drec = np.empty(cap, dtype=np.int64)
-    dpos = np.empty(cap, dtype=np.int64)
-    dsize = np.empty(cap, dtype=np.int64)
-    dkind = np.empty(cap, dtype=np.uint8)
-    dsub = np.empty(cap, dtype=np.uint8)
-    dqual = np.empty(cap, dtype=np.uint8)
-    dbad = np.zeros(cap, dtype=np.int64)
-    nrec, ndsr, end, status = FRAME.jit()(buf, n, starts, lengths, drec, dpos, dsize, dkind, dsub,
-                                          dqual, dbad)
-    return Frame(starts[:nrec].copy(), lengths[:nrec].copy(), int(end), int(status),
-                 drec[:ndsr].copy(), dpos[:ndsr].copy(), dsize[:ndsr].copy(),
-                 dkind[:ndsr].copy(), dsub[:ndsr].copy(), dqual[:ndsr].copy(), dbad[:nrec].copy())
+    kinds = np.zeros(128, dtype=np.int64)
+    none8, none64 = np.empty(0, dtype=np.uint8), np.empty(0, dtype=np.int64)
+    nrec, ndsr, end, status = walk(buf, n, True, False, kinds, none64, none64, none64, none64,
+                                   none64, none8, none8, none8, none64)
+    # Counting sort: each type's DSRs from the slot after the previous types' (decode then
+    # slices them out by type, with no sort).
+    kinds = np.cumsum(kinds) - kinds
+    starts, lengths, bad = (np.empty(nrec, dtype=np.int64), np.empty(nrec, dtype=np.int64),
+                            np.zeros(nrec, dtype=np.int64))
+    drec, dpos, dsize = (np.empty(ndsr, dtype=np.int64) for _ in range(3))
+    dkind, dsub, dqual = (np.empty(ndsr, dtype=np.uint8) for _ in range(3))
+    walk(buf, n, True, True, kinds, starts, lengths, drec, dpos, dsize, dkind, dsub, dqual, bad)
+    return Frame(starts, lengths, int(end), int(status), drec, dpos, dsize, dkind, dsub, dqual,
+                 bad, by_kind=True)
 
 
 # --- the numpy framer: the kernel's result without a per-record loop -------------------------
@@ -190,12 +177,18 @@ def chain(nxt: np.ndarray, stop: int) -> np.ndarray:
         jump = jump[jump]
 
 
-def record_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Starts, lengths, end and status of the records of `buf`, as the kernel finds them.
+def record_bounds(buf: np.ndarray, compiled: bool | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Starts, lengths, end and status of the records of `buf`, as the kernel finds them
+    (with the kernel if `compiled`, None: if it is loaded already).
 
     Records start on word boundaries, so every word that holds a good header is a candidate
     whose successor is the word after it; the records are the chain of candidates from 0.
     """
+    walk = _KERNELS.get("frame_records") if compiled is None else (
+        kernel("frame_records") if compiled else None)
+    if walk is not None:
+        return compiled_bounds(walk, buf)
     n = len(buf)
     first = header_status(buf, 0)
     if first is not None:
@@ -220,6 +213,21 @@ def record_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
     end = int(starts[-1] + lengths[-1])
     status = header_status(buf, end)
     return starts, lengths, end, OK if status is None else status
+
+
+def compiled_bounds(walk: Callable[..., Any], buf: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """record_bounds by the compiled kernel, which walks the record headers only (twice: to
+    count them, then to write them into arrays of that size)."""
+    buf = np.ascontiguousarray(buf)
+    kinds = np.zeros(128, dtype=np.int64)
+    none8, none64 = np.empty(0, dtype=np.uint8), np.empty(0, dtype=np.int64)
+    nrec, _, end, status = walk(buf, len(buf), False, False, kinds, none64, none64, none64,
+                                none64, none64, none8, none8, none8, none64)
+    starts, lengths = np.empty(nrec, dtype=np.int64), np.empty(nrec, dtype=np.int64)
+    walk(buf, len(buf), False, True, kinds, starts, lengths, none64, none64, none64, none8, none8,
+         none8, none64)
+    return starts, lengths, int(end), int(status)
 
 
 def frame_numpy(buf: np.ndarray) -> Frame:
