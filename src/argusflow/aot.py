@@ -37,7 +37,7 @@ BUILDING = "ARGUSFLOW_KERNEL_BUILD"  # set in the build subprocess: compile with
 CHECK = "ARGUSFLOW_AOT_CHECK"  # check every call's argument types (tests; slow)
 # Sources whose code or constants the kernels compile in: a file, or a package (all its .py).
 SOURCES = ("aot.py", "capture", "decode", "flows", "ops/cluster.py", "records/fields.py",
-           "records/schema.py", "records/derive.py", "records/kernels.py")
+           "records/schema.py", "records/derive.py", "records/kernels.py", "records/linekernel.py")
 
 _A = "UniTuple(i8, 4)"  # (count, position, status, reason) of the capture walkers
 # export name -> ("module:attribute", numba signature).  The attribute is a numba dispatcher
@@ -86,7 +86,12 @@ KERNELS: dict[str, tuple[str, str]] = {
                       "b1[::1], i8[::1], i8[::1], u1[:, ::1], u2[:, ::1], u4[:, ::1], u8[:, ::1])"),
     "walk_blocks": ("argusflow.capture.live:walk_blocks",
                     "UniTuple(i8, 2)(u4[::1], u1[::1], i8, i8, i8, i8, u1[::1], i8[:, ::1])"),
+    "write_lines": ("argusflow.records.linekernel:WRITE_LINES",
+                    "i8(i8[:, ::1], i8[:, ::1], u1[::1], i8[::1], i8[::1], u1[::1])"),
 }
+# Exports that release the GIL while they run (pycc's wrappers keep it otherwise): the
+# printer's line writer runs in a thread beside the decoder.
+NOGIL = frozenset({"write_lines"})
 
 
 def _digest() -> str:
@@ -243,10 +248,32 @@ def _compile(name: str, out_dir: str) -> None:
     cc = CC(name)
     cc.output_dir = out_dir
     cc.verbose = False
+    released = []
     for export, (target, sig) in KERNELS.items():
-        cc.export(export, sig)(python_source(target))
+        fn = python_source(target)
+        cc.export(export, sig)(fn)
+        if export in NOGIL:
+            released.append(fn)
+    _release_gil(released)
     cc.compile()
     shutil.rmtree(Path(out_dir) / "build", ignore_errors=True)
+
+
+def _release_gil(functions: list[Any]) -> None:
+    """Compile `functions` with numba's release_gil flag (what @njit(nogil=True) sets): pycc
+    has no option for it, so its compile step is wrapped."""
+    from numba.pycc import compiler
+
+    original = compiler.compile_extra
+
+    def compile_extra(typingctx: Any, targetctx: Any, func: Any, args: Any, return_type: Any,
+                      flags: Any, *rest: Any, **kws: Any) -> Any:
+        if any(func is fn for fn in functions):
+            flags = flags.copy()
+            flags.release_gil = True
+        return original(typingctx, targetctx, func, args, return_type, flags, *rest, **kws)
+
+    compiler.compile_extra = compile_extra
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import polars as pl
 
 from argusflow.errors import UsageError
 from argusflow.records import derive as d
+from argusflow.records import linewriter
 from argusflow.records.fields import (
     DEFAULT_FIELDS,
     FIELDS,
@@ -667,7 +668,51 @@ def _tcpopt_table() -> pl.Series:
     return pl.Series(texts, dtype=pl.String)
 
 
+_PROTO_BLOCK = 65536
+# after the IP block: rtp, man, arp, rarp, wlan, ip (flow subtype 3), then the ether block
+_PROTO_RTP, _PROTO_MAN, _PROTO_ARP, _PROTO_RARP, _PROTO_WLAN, _PROTO_IP3, _PROTO_ETHER = \
+    (_PROTO_BLOCK + k for k in range(7))
+
+
+@functools.cache
+def _proto_table(nflag: int, delimited: bool) -> pl.Series:
+    """Every Proto text `proto_text` can give, indexed as `_proto_code` counts."""
+    numeric = nflag == 2
+    number = pl.int_range(0, _PROTO_BLOCK, eager=True).to_frame("p")
+    as_text = c("p").cast(pl.String)
+    ip = as_text if numeric else _name_or_number(c("p"), d.protocols())
+    if nflag == 2:
+        ether = as_text
+    else:
+        ether = c("p").replace_strict(d.ETHER_TYPES, default=as_text if nflag == 1 else pl.lit("unknown"),
+                                      return_dtype=pl.String)
+    ether = pl.when(c("p") == 0).then(pl.lit("0" if numeric else "llc")).otherwise(ether)
+    named = ["rtp", "man", "2054" if numeric else "arp", "rarp", "wlan", "ip" if delimited else "ip "]
+    return pl.concat([number.select(ip.alias("t")).to_series(), pl.Series("t", named, dtype=pl.String),
+                      number.select(ether.alias("t")).to_series()]).rename("")
+
+
+def _proto_code(opts: PrintOptions) -> pl.Expr:
+    """The index of a record's Proto text in `_proto_table` (integer work: no text per row)."""
+    at = d.addr_type()
+    proto = c("proto").cast(pl.Int64).clip(0, _PROTO_BLOCK - 1)
+    ip = proto
+    if opts.nflag != 2:  # ra names UDP flows that carry an RTP network object (subtype 0x0A) "rtp"
+        rtp = (c("proto") == d.IPPROTO_UDP) & d.has("net") & (c("net_subtype") == NET_RTP)
+        ip = pl.when(rtp).then(pl.lit(_PROTO_RTP)).otherwise(proto)
+    code = (pl.when(d.is_mar()).then(pl.lit(_PROTO_MAN))
+            .when(at == ADDR_ARP).then(pl.lit(_PROTO_ARP))
+            .when(at == ADDR_RARP).then(pl.lit(_PROTO_RARP))
+            .when(at == ADDR_WLAN).then(pl.lit(_PROTO_WLAN))
+            .when(at == ADDR_ETHER).then(_PROTO_ETHER + proto)
+            .when(c("flow_subtype") == 3).then(pl.lit(_PROTO_IP3))
+            .otherwise(ip))
+    return code.cast(pl.UInt32)
+
+
 def _coded_plan(name: str, opts: PrintOptions) -> _Plan | None:
+    if name == "proto":
+        return _Plan("coded", _proto_code(opts), table=_proto_table(opts.nflag, opts.delimiter is not None))
     if name == "tcpopt":
         bits = (c("tcp_options") // (1 << 20)) & 0xFFF
         return _Plan("coded", bits.cast(pl.UInt32), table=_tcpopt_table())
@@ -685,6 +730,50 @@ def _coded_plan(name: str, opts: PrintOptions) -> _Plan | None:
     return None
 
 
+NULL_VALUE = linewriter.NULL  # a kernel value that shows entry 0 of its table: the blank
+
+
+def _blank_value(kc: linewriter.KernelColumn) -> int:
+    """The value of a blank cell: the kernel's NULL, or for a TEXT column the index of a blank
+    entry (appended when its table has none)."""
+    if kc.kind != linewriter.TEXT:
+        return NULL_VALUE
+    lengths = kc.table.lengths
+    empty = np.flatnonzero(lengths == 0)
+    if len(empty):
+        return int(empty[0])
+    kc.table = linewriter.join_tables(kc.table, linewriter.BLANK)
+    return len(kc.table) - 1
+
+
+def _distinct_pairs(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`hi`, where each distinct (hi, lo) pair first shows in sorted order, and each row's
+    index among the distinct pairs (np.unique(axis=0) sorts rows far more slowly)."""
+    order = np.lexsort((lo, hi))
+    hs, ls = hi[order], lo[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (hs[1:] != hs[:-1]) | (ls[1:] != ls[:-1])
+    inverse = np.empty(len(order), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return hi, order[new], inverse
+
+
+def _blanks(n: int) -> pl.Series:
+    return pl.repeat("", n, dtype=pl.String, eager=True)
+
+
+def _seconds_of(sec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The seconds to format (a range, or the distinct ones when the batch spans too long)
+    and each row's index among them."""
+    if len(sec) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    low, high = int(sec.min()), int(sec.max())
+    if high - low <= max(4 * len(sec), 4096):
+        return np.arange(low, high + 1, dtype=np.int64), sec - low
+    uniq, inverse = np.unique(sec, return_inverse=True)
+    return uniq.astype(np.int64), inverse.astype(np.int64)
+
+
 # --- the printer ----------------------------------------------------------------------------------------
 
 @dataclass
@@ -696,6 +785,8 @@ class Printer:
     _cached_plan: list[_Plan] | None = field(default=None, repr=False, compare=False)
     _tables: dict[tuple[int, bool], pl.Series] = field(default_factory=dict, repr=False, compare=False)
     _columns: frozenset[str] | None = field(default=None, repr=False, compare=False)
+    _kernel_tables: dict[tuple[int, str], linewriter.Table] = field(default_factory=dict, repr=False,
+                                                                    compare=False)
 
     def project(self, batch: pl.DataFrame) -> pl.DataFrame:
         """The batch cut to the columns this printer reads.
@@ -964,6 +1055,197 @@ class Printer:
             return self._delimited(self._cells(frame, fit=False))
         return self._fixed(self._cells(frame, fit=True))
 
+    # --- the compiled line writer (fixed-width output) ------------------------------------------
+
+    def _compiled_lines(self, batch: pl.DataFrame) -> tuple[memoryview, int] | None:
+        """The lines (newline-ended bytes) and their count from the compiled writer, or None
+        where it does not apply: -c, JSON, -L N, MAR lines, or no compiled writer."""
+        o = self.options
+        if o.json or o.delimiter is not None or not self._plain() or not linewriter.available():
+            return None
+        batch = self.project(batch)
+        if (batch["rtype"] == 0x80).any():
+            if o.print_man:
+                return None
+            batch = batch.filter(~d.is_mar())
+        if batch.height == 0:
+            return memoryview(b""), 0
+        frame = self._prepare(batch)
+        return linewriter.write_lines(self._kernel_columns(frame), frame.height), frame.height
+
+    def _kernel_columns(self, frame: pl.DataFrame) -> list[linewriter.KernelColumn]:
+        """Each column as the kernel takes it.  Every number, code and mask is computed in one
+        select (polars runs them in parallel), then shaped with numpy."""
+        o = self.options
+        plan = self._plan()
+        exprs: dict[str, pl.Expr] = {}
+        for i, (col, p) in enumerate(zip(o.columns, plan, strict=True)):
+            exprs.update(self._kernel_exprs(i, col, p))
+        values = frame.select(**exprs) if exprs else pl.DataFrame()
+        return [self._kernel_column(frame, values, i, col, p)
+                for i, (col, p) in enumerate(zip(o.columns, plan, strict=True))]
+
+    def _kernel_exprs(self, i: int, col: Column, p: _Plan) -> dict[str, pl.Expr]:
+        """What column i needs computed over the batch: `_v` its numbers or codes, `_k` where it
+        shows, `_r` its rare rows, `_t` its text (a column the kernel cannot code)."""
+        f = col.field
+        out: dict[str, pl.Expr] = {}
+        keep = self._keep(f) if p.kind == "expr" else p.keep  # an 'expr' plan's text applies it
+        if keep is not None and p.kind != "coded":
+            out[f"_k{i}"] = keep
+        if p.kind in ("time", "float"):
+            assert p.expr is not None
+            out[f"_v{i}"] = p.expr
+        elif p.kind == "coded":
+            assert p.expr is not None
+            out[f"_v{i}"] = p.expr
+            if p.rare is not None:
+                out[f"_r{i}"] = p.rare
+        elif p.kind == "expr" and f.name == "flgs":
+            out[f"_v{i}"] = pl.sum_horizontal([code.cast(pl.Int64) * (1 << (7 * k))
+                                               for k, code in enumerate(d.flgs_codes())])
+        elif p.kind == "expr" and f.fmt == FMT_INT:
+            out[f"_v{i}"] = f.value().cast(pl.Int64)
+        elif p.kind == "expr":
+            assert p.expr is not None
+            out.pop(f"_k{i}", None)  # the text expression applies it
+            out[f"_t{i}"] = p.expr
+        return out
+
+    def _kernel_column(self, frame: pl.DataFrame, values: pl.DataFrame, i: int, col: Column,
+                       p: _Plan) -> linewriter.KernelColumn:
+        f = col.field
+        n = frame.height
+        if p.kind == "time":
+            kc = self._kernel_time(values[f"_v{i}"])
+        elif p.kind == "float":
+            kc = self._kernel_float(values[f"_v{i}"], col)
+        elif p.kind == "coded":
+            kc = self._kernel_coded(frame, values, i)
+        elif p.kind == "addr":
+            kc = self._kernel_address(frame, col)
+        elif p.kind == "expr" and f.name == "flgs":
+            kc = linewriter.KernelColumn(linewriter.CHARS7, values[f"_v{i}"].to_numpy(), linewriter.BLANK,
+                                         param=len(d.flgs_codes()))
+        elif p.kind == "expr" and f.fmt == FMT_INT:
+            v = values[f"_v{i}"]
+            kc = linewriter.KernelColumn(linewriter.INT, v.fill_null(NULL_VALUE).to_numpy(), linewriter.BLANK)
+        else:
+            texts = values[f"_t{i}"] if p.kind == "expr" else _user_series(frame, f.name, col.width)
+            kc = linewriter.KernelColumn(linewriter.TEXT, np.arange(n, dtype=np.int64),
+                                         linewriter.table(texts))
+        keep = f"_k{i}"
+        if keep in values.columns:
+            shown = values[keep].fill_null(False).to_numpy()
+            if not shown.all():
+                kc.values = np.where(shown, kc.values, _blank_value(kc))
+        kc.values = np.ascontiguousarray(kc.values, dtype=np.int64)
+        kc.width = self._col_width(col)
+        kc.align_left = f.align == "l"
+        kc.cut = f.name == "cause"
+        kc.joined = i > 0 and f.name in ("sport", "dport") and \
+            self.options.columns[i - 1].field.name == ("saddr" if f.name == "sport" else "daddr")
+        return kc
+
+    def _kernel_time(self, us: pl.Series) -> linewriter.KernelColumn:
+        """Times: per second of the batch, the local-time texts around each %f (strftime once
+        per second and piece), the fraction written by the kernel."""
+        o = self.options
+        p = min(max(o.precision, 0), 6)
+        valid = us.is_not_null().to_numpy()
+        v = us.fill_null(0).to_numpy().astype(np.int64)
+        sec = v // 1_000_000
+        seconds, index = _seconds_of(sec[valid] if not valid.all() else sec)
+        if o.epoch:
+            texts = [pl.Series(seconds).cast(pl.String) + ("." if p else "")]
+            texts += [_blanks(len(seconds))] if p else []
+        else:
+            fmt = o.time_format or DEFAULT_TIME_FORMAT
+            if p == 0:
+                fmt = fmt.replace(".%f", "").replace("%f", "")
+            stamps = _local_stamps(pl.Series(seconds))
+            texts = [stamps.dt.strftime(piece) if piece else _blanks(len(seconds))
+                     for piece in fmt.split("%f")]
+        full = np.zeros(len(v), dtype=np.int64)
+        full[valid] = index
+        values = np.where(valid, full * 1_000_000 + v % 1_000_000, NULL_VALUE)
+        return linewriter.KernelColumn(linewriter.TIME, values, linewriter.join_tables(
+            linewriter.BLANK, *(linewriter.table(t) for t in texts)),
+            param=p, pieces=len(texts), seconds=len(seconds))
+
+    def _kernel_float(self, values: pl.Series, col: Column) -> linewriter.KernelColumn:
+        """printf("%.*f") as `fixed` makes it: r = |v| * 10**p rounded, exact ties, huge and
+        non-finite values formatted by Python (as table entries)."""
+        p = max(0, self.options.precision)
+        name = col.field.name
+        padded = name in _PERCENT_FIELDS  # ra: "%3.*f"
+        if p > 15 or (padded and (self._col_width(col) < 3 or col.field.align == "l")):
+            text = fixed(values, p)
+            text = text.str.pad_start(3) if padded else text
+            return linewriter.KernelColumn(linewriter.TEXT, np.arange(len(text), dtype=np.int64),
+                                           linewriter.table(text))
+        v = values.cast(pl.Float64).to_numpy()
+        with np.errstate(invalid="ignore", over="ignore"):
+            a = np.abs(v) * (10.0 ** p)
+            r = np.rint(a)
+            frac = a - np.floor(a)
+        slow = ~np.isfinite(a) | (a >= 2.0 ** 52) | (np.abs(frac - 0.5) < 1e-6)
+        r = np.where(slow, 0, r).astype(np.int64)
+        neg = np.signbit(v) & ~np.isnan(v)
+        coded = np.where(neg, ~r, r)
+        rows = np.flatnonzero(slow)
+        if len(rows) == 0:
+            return linewriter.KernelColumn(linewriter.FIXED, coded, linewriter.BLANK, param=p)
+        texts = [_c_fixed(v[k], p) for k in rows]  # rare: ties and oddities, as `fixed` does
+        coded, tab = linewriter.with_texts(coded, rows, linewriter.BLANK, texts)
+        return linewriter.KernelColumn(linewriter.FIXED, coded, tab, param=p)
+
+    def _kernel_coded(self, frame: pl.DataFrame, values: pl.DataFrame, i: int) -> linewriter.KernelColumn:
+        """A coded column: its (unfitted) table, and the rare rows' own texts appended."""
+        p = self._plan()[i]
+        base = self._kernel_table(i)
+        codes = values[f"_v{i}"].cast(pl.Int64).to_numpy()
+        rare = f"_r{i}"
+        rows = np.flatnonzero(values[rare].fill_null(False).to_numpy()) if rare in values.columns \
+            else np.zeros(0, dtype=np.int64)
+        if len(rows) == 0:
+            return linewriter.KernelColumn(linewriter.TEXT, codes, base)
+        assert p.fallback is not None
+        texts = frame.select(sorted(set(p.fallback.meta.root_names())))[rows].select(p.fallback).to_series()
+        extra = linewriter.table(texts)
+        codes = codes.copy()
+        codes[rows] = len(base) + np.arange(len(rows), dtype=np.int64)
+        return linewriter.KernelColumn(linewriter.TEXT, codes, linewriter.join_tables(base, extra))
+
+    def _kernel_table(self, i: int) -> linewriter.Table:
+        key = (i, "kernel")
+        if key not in self._kernel_tables:
+            self._kernel_tables[key] = linewriter.table(self._table(i, False))
+        return self._kernel_tables[key]
+
+    def _kernel_address(self, frame: pl.DataFrame, col: Column) -> linewriter.KernelColumn:
+        """IPv4 addresses as numbers (the kernel writes them); IPv6, MAC and 802.11 texts as
+        `_address_series` makes them, for their rows only."""
+        o = self.options
+        side = col.field.name[0]
+        at = frame["_at"].to_numpy()
+        lo = frame[f"{side}addr_lo"].to_numpy()
+        values = (lo & 0xFFFFFFFF).astype(np.int64)
+        mar = frame["_mar"].to_numpy()
+        v6 = (at == ADDR_IPV6) & ~mar
+        other = np.flatnonzero(np.isin(at, (ADDR_ETHER, ADDR_RARP, ADDR_WLAN)) | mar)
+        tab = linewriter.BLANK
+        if v6.any():  # IPv6 texts once per distinct address
+            rows = np.flatnonzero(v6)
+            hi, first, inverse = _distinct_pairs(frame[f"{side}addr_hi"].to_numpy()[rows], lo[rows])
+            texts = ipv6_series(pl.Series(hi[first]), pl.Series(lo[rows][first]))
+            values[rows] = NULL_VALUE - len(tab) - inverse
+            tab = linewriter.join_tables(tab, linewriter.table(texts))
+        if len(other):  # MACs, 802.11 keys and MARs: rare, row by row
+            texts = _address_series(frame[other], side, o.delimiter is not None and o.nflag < 2)
+            values, tab = linewriter.with_texts(values, other, tab, texts)
+        return linewriter.KernelColumn(linewriter.IPV4, values, tab)
+
     def _delimited(self, cells: pl.DataFrame) -> pl.Series:
         parts = []
         for i, col in enumerate(self.options.columns):
@@ -1015,21 +1297,34 @@ class Printer:
 
     def render(self, batch: pl.DataFrame) -> str:
         """Header lines (per -L) and one line per record, each ending in a newline."""
+        compiled = self._compiled_lines(batch)
+        if compiled is not None:
+            data, count = compiled
+            return self._headers(count) + bytes(data).decode() if count else ""
         lines = self.lines(batch)
         if lines.len() == 0:
             return ""
-        return self._headers(lines) + lines.str.join("\n").item() + "\n" if self._plain(lines) \
+        return self._headers(lines.len()) + lines.str.join("\n").item() + "\n" if self._plain() \
             else self._paginate(lines)
 
     def write(self, batch: pl.DataFrame, out: BinaryIO) -> None:
         """What `render` returns, written to a binary stream in one native write (no Python str)."""
+        compiled = self._compiled_lines(batch)
+        if compiled is not None:
+            data, count = compiled
+            if count:
+                head = self._headers(count)
+                if head:
+                    out.write(head.encode())
+                out.write(data)
+            return
         lines = self.lines(batch)
         if lines.len() == 0:
             return
-        if not self._plain(lines):
+        if not self._plain():
             out.write(self._paginate(lines).encode())
             return
-        head = self._headers(lines)
+        head = self._headers(lines.len())
         if head:
             out.write(head.encode())
         out.flush()  # polars writes after what the stream holds
@@ -1040,18 +1335,18 @@ class Printer:
                 raise BrokenPipeError(32, "Broken pipe") from None
             raise
 
-    def _plain(self, lines: pl.Series) -> bool:
-        """True when no header falls inside this batch (at most one, before its first line)."""
+    def _plain(self) -> bool:
+        """True when no header falls inside a batch (at most one, before its first line)."""
         o = self.options
         every = o.header if o.header is not None else 0
         return o.json or every <= 0
 
-    def _headers(self, lines: pl.Series) -> str:
-        """The header before the lines (none for JSON, -L -1, or after the first batch)."""
+    def _headers(self, count: int) -> str:
+        """The header before `count` lines (none for JSON, -L -1, or after the first batch)."""
         o = self.options
         every = o.header if o.header is not None else 0
         first = self.lines_printed == 0
-        self.lines_printed += lines.len()
+        self.lines_printed += count
         return self.header() if every == 0 and first and not o.json else ""
 
     def _paginate(self, lines: pl.Series) -> str:
