@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 
-from argusflow.records.dsr_decode import ARP_SWAPPED_PAIRS, swap_bits
 from argusflow.records.schema import (
     ADDR_ARP,
     ADDR_ETHER,
@@ -35,8 +34,12 @@ from argusflow.records.schema import (
     NET_TCP_INIT,
     NET_TCP_PERF,
     NET_TCP_STATUS,
+    NUMPY_DTYPES,
     RTYPE_MAR,
 )
+
+if TYPE_CHECKING:  # a Columns batch is encoded without polars (the probe's file sink)
+    import polars as pl
 
 # DSR order of the client writers (spec §5.4).
 CLIENT_ORDER = (
@@ -81,6 +84,22 @@ class Bytes:
     def starts(self) -> np.ndarray:
         return np.cumsum(self.sizes) - self.sizes
 
+    @classmethod
+    def empty(cls, n: int) -> Bytes:
+        return cls(np.zeros(n, dtype=np.int64), np.zeros(0, dtype=np.uint8))
+
+    def take(self, rows: np.ndarray) -> Bytes:
+        sizes = self.sizes[rows]
+        within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        return Bytes(sizes, self.flat[np.repeat(self.starts[rows], sizes) + within])
+
+    def pick(self, other: Bytes, use_other: np.ndarray) -> Bytes:
+        """Row i from `other` where use_other[i], else from self (same row count)."""
+        n = len(self.sizes)
+        both = Bytes(np.concatenate([self.sizes, other.sizes]),
+                     np.concatenate([self.flat, other.flat]))
+        return both.take(np.arange(n) + np.where(use_other, n, 0))
+
     def fixed(self, width: int) -> np.ndarray:
         """(n, width) array: each string cut or zero-padded to `width` bytes."""
         out = np.zeros((len(self.sizes), width), dtype=np.uint8)
@@ -91,30 +110,69 @@ class Bytes:
         return out
 
 
-class Batch:
-    """Column access for the encoders: numpy arrays, optionally restricted to some rows."""
+class Columns:
+    """A record batch as numpy columns with the schema's names and dtypes (records.schema
+    NUMPY_DTYPES), byte-string columns as `Bytes`: what the encoders read, without polars.
+    Columns not given read as zeros (byte strings as empty), the schema's defaults.  The probe's
+    file sink encodes these: polars costs it 0.2 s to import and ~15 ms a batch to build."""
 
-    def __init__(self, df: pl.DataFrame, ra_rewrite: bool = True) -> None:
+    def __init__(self, values: dict[str, np.ndarray], height: int,
+                 strings: dict[str, Bytes] | None = None) -> None:
+        self.values = values
+        self.height = height
+        self.strings = strings or {}
+
+    def column(self, name: str) -> np.ndarray:
+        values = self.values.get(name)
+        return np.zeros(self.height, dtype=NUMPY_DTYPES[name]) if values is None else values
+
+    def bytes(self, name: str) -> Bytes:
+        return self.strings.get(name) or Bytes.empty(self.height)
+
+
+class Batch:
+    """Column access for the encoders: numpy arrays, optionally restricted to some rows, over a
+    polars frame or a `Columns` batch."""
+
+    def __init__(self, df: pl.DataFrame | Columns, ra_rewrite: bool = True) -> None:
         self.df = df
         self.n = df.height
         self.ra_rewrite = ra_rewrite  # ra -w (True) or racluster/radium (False)
         self._cache: dict[str, np.ndarray] = {}
         self._series: dict[str, pl.Series] = {}
+        self._bytes: dict[str, Bytes] = {}  # swapped byte-string columns of a Columns batch
 
     def col(self, name: str) -> np.ndarray:
         if name not in self._cache:
-            self._cache[name] = self.df.get_column(name).to_numpy()
+            df = self.df
+            column = df.column(name) if isinstance(df, Columns) else df.get_column(name).to_numpy()
+            self._cache[name] = column
         return self._cache[name]
 
     def at(self, name: str, rows: np.ndarray) -> np.ndarray:
         return self.col(name)[rows]
 
     def series(self, name: str) -> pl.Series:
+        assert not isinstance(self.df, Columns)
         return self._series.get(name, self.df.get_column(name))
+
+    def has_column(self, name: str) -> bool:
+        """A Columns batch has them all (zero when not given)."""
+        return isinstance(self.df, Columns) or name in self.df.columns
+
+    def binary_sizes(self, name: str) -> np.ndarray:
+        """Byte length of each row of a Binary column."""
+        if isinstance(self.df, Columns):
+            return self._bytes.get(name, self.df.bytes(name)).sizes
+        return self.series(name).bin.size().to_numpy()
 
     def binary(self, name: str, rows: np.ndarray) -> Bytes:
         """The bytes of a Binary/String column for `rows`: sizes and one flat buffer, built by
         polars (no Python object per row)."""
+        if isinstance(self.df, Columns):
+            return self._bytes.get(name, self.df.bytes(name)).take(rows)
+        import polars as pl
+
         series = self.series(name)
         if series.dtype == pl.String:
             series = series.cast(pl.Binary)
@@ -125,7 +183,15 @@ class Batch:
 
     def swap(self, a: str, b: str, rows: np.ndarray) -> None:
         """Exchange two columns on `rows`."""
-        if self.df.schema[a] in (pl.Binary, pl.String):
+        if NUMPY_DTYPES[a] == "O" and isinstance(self.df, Columns):
+            on = np.zeros(self.n, dtype=bool)
+            on[rows] = True
+            va, vb = (self._bytes.get(c, self.df.bytes(c)) for c in (a, b))
+            self._bytes[a], self._bytes[b] = va.pick(vb, on), vb.pick(va, on)
+            return
+        if NUMPY_DTYPES[a] == "O":
+            import polars as pl
+
             idx = pl.Series(rows, dtype=pl.Int64)
             sa, sb = self.series(a), self.series(b)
             va, vb = sa.gather(idx), sb.gather(idx)
@@ -151,6 +217,12 @@ def packed(n: int, fields: list[tuple], values: dict[str, object]) -> np.ndarray
     for name, value in values.items():
         arr[name] = value
     return arr.view(np.uint8).reshape(n, arr.dtype.itemsize)
+
+
+def distinct(codes: np.ndarray) -> np.ndarray:
+    """The values of small non-negative codes, ascending (np.unique imports numpy.ma: 30 ms of
+    start-up)."""
+    return np.flatnonzero(np.bincount(codes.astype(np.intp))) if len(codes) else codes
 
 
 def header(kind: int, sub: object, qual: object, words: object) -> dict[str, object]:
@@ -480,7 +552,7 @@ def enc_metric(b: Batch, rows: np.ndarray) -> list[Piece]:
     qual = metric_qual(sp, sb, dp, db)
     app = (sa > 0) | (da > 0)
     pieces = []
-    for q in np.unique(qual):
+    for q in distinct(qual):
         width = (1, 2, 4, 8)[(int(q) - 1) % 4]
         src, dst = q <= 8, q <= 4 or q >= 9
         for with_app in (False, True):
@@ -599,7 +671,7 @@ def net_opaque(b: Batch, rows: np.ndarray) -> Piece:
     sub = b.at("net_subtype", rows)
     # ra -w copies the RTP object's qualifier as read; the other objects are written with 0.
     qual = np.zeros(len(rows), dtype=np.uint8)
-    if "net_qual" in b.df.columns:
+    if b.has_column("net_qual"):
         qual = np.where(sub == NET_RTP, b.at("net_qual", rows), 0)
     piece = opaque(b, rows, 0x30, "net_subtype", qual, "net_raw")
     # The client rewrite clears the ICMP object's checksum slot (payload bytes 2-3).
@@ -621,7 +693,7 @@ def net_opaque(b: Batch, rows: np.ndarray) -> Piece:
 
 def enc_net(b: Batch, rows: np.ndarray) -> list[Piece]:
     sub = b.at("net_subtype", rows)
-    raw_len = b.df.get_column("net_raw").bin.size().to_numpy()[rows] if len(rows) else sub
+    raw_len = b.binary_sizes("net_raw")[rows] if len(rows) else sub
     kinds: list[tuple[np.ndarray, Callable[[Batch, np.ndarray], Piece]]] = [
         (sub == NET_TCP_PERF, net_perf), (sub == NET_TCP_INIT, net_init),
         (sub == NET_TCP_STATUS, net_status), (sub == NET_ESP, net_esp),
@@ -668,7 +740,7 @@ JIT_BLOCKS = ((1, "sjit_act"), (2, "sjit_idl"), (4, "djit_act"), (8, "djit_idl")
 def enc_jitter(b: Batch, rows: np.ndarray) -> list[Piece]:
     qual = b.at("jit_qual", rows) & 0x0F
     pieces = []
-    for q in np.unique(qual):
+    for q in distinct(qual):
         sel = rows[qual == q]
         fields, values = list(HDR), {}
         blocks = [p for bit, p in JIT_BLOCKS if q & bit]
@@ -686,7 +758,7 @@ def enc_jitter(b: Batch, rows: np.ndarray) -> list[Piece]:
 def enc_attr(b: Batch, rows: np.ndarray) -> list[Piece]:
     qual = b.at("attr_qual", rows)
     pieces = []
-    for q in np.unique(qual):
+    for q in distinct(qual):
         sel = rows[qual == q]
         fields, values = list(HDR), {}
         for bit, p in ((0x01, "s"), (0x04, "sopt"), (0x02, "d"), (0x08, "dopt")):
@@ -840,6 +912,9 @@ def unreverse_arp(b: Batch) -> None:
     rows = np.flatnonzero(far & ((sub & 0x3F) == 0x06) & ((sub & 0x40) > 0))
     if not len(rows):
         return
+    # Only here: the reader's module imports polars (a probe's batches never get this far).
+    from argusflow.records.dsr_decode import ARP_SWAPPED_PAIRS, swap_bits
+
     for a, c in ARP_SWAPPED_PAIRS:
         b.swap(a, c, rows)
     for name, src, dst in SWAPPED_BITS:
@@ -866,8 +941,9 @@ def agr_rows(b: Batch, synthesise_agr: bool) -> np.ndarray:
     return np.flatnonzero(far & given & (b.col("agr_count") != 1))
 
 
-def encode_batch(df: pl.DataFrame, synthesise_agr: bool = True) -> bytes:
-    """Encode a record batch (schema of records.schema) as the client writers do.
+def encode_batch(df: pl.DataFrame | Columns, synthesise_agr: bool = True) -> bytes:
+    """Encode a record batch (schema of records.schema; a polars frame or `Columns`) as the
+    client writers do.
 
     `synthesise_agr=True` is `ra -w` (every flow record carries an aggregation DSR, count 1 when
     the batch row has none; the MPLS merge bit 0x20 is dropped); False is racluster/radium (no
