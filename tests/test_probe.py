@@ -414,3 +414,79 @@ def test_held_and_chunked_records_are_the_same_records() -> None:
         frames[hold] = pl.concat([f for f in out if f.height])
     assert frames[0].height > 700
     assert frames[0].equals(frames[700])
+
+
+def probe_both_ways(batches: list[PacketBatch], settings: ProbeSettings) -> tuple[list, list]:
+    """The records of `batches` as polars frames and as numpy columns (frames=False)."""
+    out: dict[bool, list] = {}
+    for frames in (True, False):
+        probe = FlowProbe(settings, hold=700, frames=frames)
+        got = [probe.feed(decode_batch(b), b) for b in batches]
+        out[frames] = [b for b in [*got, *probe.finish_chunks(900)] if b.height]
+    return out[True], out[False]
+
+
+def capture_batches(capture: Path) -> list[PacketBatch]:
+    from argusflow.capture import open_capture
+
+    with open_capture(str(capture)) as reader:
+        return list(reader)
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"{CORPUS} is absent")
+def test_numpy_columns_are_the_frames_and_encode_alike() -> None:
+    """The file sink's numpy batches (records.writer.Columns) hold the frames' values in the
+    schema's dtypes (absent columns zero / empty) and encode to the same bytes, RTP objects
+    included."""
+    from argusflow.flows.probe_writer import encode_probe_batch
+    from argusflow.records.schema import NUMPY_DTYPES
+
+    rtp_packets = [eth_ipv4_udp(0x0A000001, 0x0A000002, 5004, 5006, b"\x80" + bytes(20))] * 6
+    inputs = {"rtp": [PacketBatch.from_packets(rtp_packets, ts_us=list(range(1, 7)))]}
+    for name in ("ndpi__quic.pcap", "zeek__mixed-vlan-mpls.pcap", "ndpi__wechat.pcap",
+                 "zeek__communityid-arp.pcap", "ndpi__http_ipv6.pcap", "zeek__ntp-NTP_sync.pcap"):
+        inputs[name] = capture_batches(CORPUS / name)
+    rtp = 0
+    for name, batches in inputs.items():
+        settings = ProbeSettings(appbytes=True, psize=True, macs=True, srcid_type=0x20, srcid=7)
+        frames, columns = probe_both_ways(batches, settings)
+        assert [f.height for f in frames] == [c.height for c in columns]
+        for frame, cols in zip(frames, columns, strict=True):
+            for column in frame.columns:
+                if NUMPY_DTYPES[column] == "O":
+                    continue
+                values = cols.column(column)
+                assert values.dtype == np.dtype(NUMPY_DTYPES[column]), column
+                assert np.array_equal(values, frame[column].to_numpy()), (name, column)
+            raw = cols.bytes("net_raw")
+            assert raw.sizes.tolist() == frame["net_raw"].bin.size().to_list()
+            assert raw.flat.tobytes() == b"".join(frame["net_raw"].to_list())
+            rtp += int((frame["net_subtype"] == 0x0A).sum())
+            assert encode_probe_batch(cols) == encode_probe_batch(frame), name
+    assert rtp > 0  # the RTP object was covered
+
+
+def test_file_probe_runs_without_polars(tmp_path: Path) -> None:
+    """argus -r X -w Y never imports polars (0.2 s of start-up); the printer path does."""
+    capture = tmp_path / "two.pcap"
+    packets = [eth_ipv4_udp(0x0A000001, 0x0A000002, 5000, 53)] * 2
+    write_pcap(capture, packets, [1.0, 1.5])
+    code = ("import sys; from argusflow.cli.argus import argus; code = argus(sys.argv[1:]); "
+            "print('polars' in sys.modules); sys.exit(code)")
+    for tail, imported in ((["-w", str(tmp_path / "out.argus")], "False"), ([], "True")):
+        done = subprocess.run([sys.executable, "-c", code, "-X", "-r", str(capture), *tail],
+                              capture_output=True, text=True, timeout=600)  # may build kernels
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1] == imported, done.stdout
+    assert (tmp_path / "out.argus").stat().st_size > 128
+
+
+def write_pcap(path: Path, packets: list[bytes], times_s: list[float]) -> None:
+    """A classic little-endian Ethernet pcap."""
+    import struct
+
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for data, t in zip(packets, times_s, strict=True):
+        sec, usec = divmod(int(round(t * 1e6)), 1_000_000)
+        out.append(struct.pack("<IIII", sec, usec, len(data), len(data)) + data)
+    path.write_bytes(b"".join(out))

@@ -19,24 +19,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 
 from argusflow.capture import open_capture
-from argusflow.cli import daemon
 from argusflow.cli.options import Extension, parse_argv, split_long_options, take_extensions
 from argusflow.cli.runner import EXIT_MATCHED, entry
 from argusflow.decode import decode_capture
 from argusflow.errors import UsageError
-from argusflow.filter.compile_packets import compile_capture_filter
 from argusflow.flows.probe import DEFAULT_TIMEOUTS, FILE_HOLD, FlowProbe, ProbeSettings
 from argusflow.flows.probe_writer import ProbeOutput
 from argusflow.records.mar import MarCounters, SourceId, start_mar, stop_mar
-from argusflow.records.schema import SCHEMA
 
-if TYPE_CHECKING:  # live capture, TLS and the text printer are imported only when used
+if TYPE_CHECKING:  # live capture, TLS, polars and the printer are imported only when used
     import ssl
 
+    import polars as pl
+
     from argusflow.cli.argus_live import LiveOptions
+    from argusflow.filter.compile_packets import CaptureFilter
 
 SYSTEM_CONF = "/etc/argus.conf"
 # Our extensions for live probes (man argus has none of these); each sets a config variable.
@@ -113,16 +112,6 @@ def settings_from(conf: dict[str, str], args) -> tuple[ProbeSettings, SourceId, 
     return s, srcid, mar_interval
 
 
-def mar_frame(raw: bytes) -> pl.DataFrame:
-    """A one-row record frame holding a MAR."""
-    row = {name: None for name in SCHEMA}
-    row.update(rtype=0x80, cause=raw[1], mar_raw=raw, offset=0, dsrs=0)
-    frame = pl.DataFrame([row], schema=SCHEMA)
-    return frame.fill_null(0).with_columns(
-        [pl.col(n).fill_null(b"" if t == pl.Binary else "") for n, t in SCHEMA.items()
-         if t in (pl.Binary, pl.String)])
-
-
 class TextOut:
     """Records printed as ra prints them by default (argus without -w)."""
 
@@ -132,12 +121,24 @@ class TextOut:
         self.printer = Printer(PrintOptions())
 
     def write(self, batch: pl.DataFrame, start: bytes | None) -> None:
+        import polars as pl
+
         flows = batch.filter(pl.col("rtype") != 0x80)
         if flows.height:
             sys.stdout.write(self.printer.render(flows))
 
+    def write_mar(self, mar: bytes, start: bytes | None) -> None:
+        """ra prints no MARs by default."""
+
     def close(self) -> None:
         sys.stdout.flush()
+
+
+def compile_capture_filter(text: str) -> CaptureFilter:
+    """The filter modules import polars: only when there is a filter."""
+    from argusflow.filter.compile_packets import compile_capture_filter as compile_filter
+
+    return compile_filter(text)
 
 
 def split_interfaces(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -178,7 +179,8 @@ def argus(argv: list[str]) -> int:
     filter_text = args.filter or conf.get("ARGUS_FILTER") or ""
     capture_filter = compile_capture_filter(filter_text) if filter_text.strip() else None
     sink = ProbeOutput(out_path) if out_path else TextOut()
-    probe = FlowProbe(settings, hold=FILE_HOLD)
+    # The file sink takes numpy columns (no polars in the process); the printer takes frames.
+    probe = FlowProbe(settings, hold=FILE_HOLD, frames=not out_path)
     header: bytes | None = None
     errors = []
     try:
@@ -211,7 +213,7 @@ def argus(argv: list[str]) -> int:
                                              flows=probe.flows_reported,
                                              dropped=probe.packets_not_keyed),
                         report_interval=int(settings.status_interval), mar_interval=mar_interval)
-        sink.write(mar_frame(stop), header)
+        sink.write_mar(stop, header)
     finally:
         sink.close()
     for err in errors:
@@ -262,6 +264,7 @@ def run_live(args, conf: dict[str, str], interfaces: list[str],  # noqa: ANN001
     """argus -i: open the rings (as root, before detaching), then serve until SIGTERM."""
     import asyncio
 
+    from argusflow.cli import daemon  # logging and sockets: only for live probes
     from argusflow.cli.argus_live import LiveProbe, check_interfaces
 
     opts = live_options(args, conf, interfaces, srcid, mar_interval)

@@ -6,7 +6,8 @@
     out = probe.finish()                     # the flows still open at the end of the input
 
 Per batch: keys (keys.py, numpy), the packet matrix, then one compiled pass (kernel.py) that
-keeps the flow table across batches and reports records; records.py turns them into a frame.
+keeps the flow table across batches and reports records; records.py turns them into a batch: a
+polars frame, or (`frames=False`, the file sink) numpy columns (records.writer.Columns).
 Memory is bounded by the number of active flows (timed-out flows leave the table) plus one batch.
 """
 
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 
 from argusflow.capture.batch import PacketBatch
 from argusflow.capture.linktype import C_HDLC, LINUX_SLL, LOOP, NULL, PPP
@@ -25,7 +26,14 @@ from argusflow.flows import kernel
 from argusflow.flows.fastkeys import packet_keys
 from argusflow.flows.fields import N_FLOW_FIELDS, N_PACKET_FIELDS, PACKET_FIELDS, P
 from argusflow.flows.keys import P_TCP, P_UDP
-from argusflow.flows.records import Config, build_records
+from argusflow.flows.records import Config, build_columns, build_records
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from argusflow.records.writer import Columns
+
+    Records = pl.DataFrame | Columns
 
 P_LEN = P["len"]
 SECOND = 1_000_000
@@ -53,10 +61,12 @@ class ProbeSettings:
 
 class FlowProbe:
     def __init__(self, settings: ProbeSettings | None = None, capacity: int = 1 << 14,
-                 hold: int = 0) -> None:
+                 hold: int = 0, frames: bool = True) -> None:
         """`hold`: records kept back until that many are due (finish and advance return them
         all).  Building and encoding a frame costs ~15 ms whatever its size, so a file probe
-        reading small batches asks for fewer, larger frames; live capture reports at once."""
+        reading small batches asks for fewer, larger frames; live capture reports at once.
+        `frames`: records come as polars frames; False: as numpy columns (records.writer
+        Columns), which the file sink encodes without importing polars."""
         self.settings = s = settings or ProbeSettings()
         self.cfg = Config(s.appbytes, s.psize, s.macs, s.srcid_type, s.srcid)
         self.interval = max(1, int(round(s.status_interval * SECOND)))
@@ -80,10 +90,11 @@ class FlowProbe:
         self.hold = hold
         self._held = 0  # records in _OUT/_OK not yet returned
         self._OUT, self._OK = self._out(0)
-        self._none = build_records(*self._out(0), self.cfg)
+        self._build = build_records if frames else build_columns
+        self._none = self._build(*self._out(0), self.cfg)
 
     # -- public ---------------------------------------------------------------------------
-    def feed(self, d: DecodedBatch, packets: PacketBatch | None = None) -> pl.DataFrame:
+    def feed(self, d: DecodedBatch, packets: PacketBatch | None = None) -> Records:
         """Run one decoded batch through the flow table; the records it completed.  `packets`
         (the batch the decoded one came from) lets payload heuristics (RTP) look at bytes."""
         n = len(d)
@@ -118,7 +129,7 @@ class FlowProbe:
                 OUT, OK = self._more_out(OUT, OK)
         return self._report(OUT, OK, n_out, n_out >= self.hold)
 
-    def advance(self, now_us: int) -> pl.DataFrame:
+    def advance(self, now_us: int) -> Records:
         """Live capture: move the clock to wall-clock `now_us` without a packet, reporting the
         status records and idle timeouts that fall due (argus's timer does this when the link
         is quiet).  At most one table scan per second, like a packet's tick in the kernel."""
@@ -133,11 +144,11 @@ class FlowProbe:
         self.clock[0] = (now_us // SECOND + 1) * SECOND
         return self._report(OUT, OK, n_out, True)
 
-    def finish(self) -> pl.DataFrame:
+    def finish(self) -> Records:
         """Report every flow still open (end of input: causes as usual, spec §3)."""
         return next(self.finish_chunks(self.F.shape[1] + 1), self._none)
 
-    def finish_chunks(self, size: int = FILE_HOLD) -> Iterator[pl.DataFrame]:
+    def finish_chunks(self, size: int = FILE_HOLD) -> Iterator[Records]:
         """finish() as frames of about `size` records (held ones first), in the same order:
         one frame of every open flow would be the probe's peak memory (40k flows at the end
         of the 5M-packet capture: ~50 MB)."""
@@ -209,7 +220,7 @@ class FlowProbe:
         OK[:, : self._held] = self._OK[:, : self._held]
         return OUT, OK
 
-    def _report(self, OUT: np.ndarray, OK: np.ndarray, n_out: int, now: bool) -> pl.DataFrame:
+    def _report(self, OUT: np.ndarray, OK: np.ndarray, n_out: int, now: bool) -> Records:
         """The frame of the n_out records in OUT/OK, or (not `now`) keep them for later."""
         if not now:
             self._OUT, self._OK, self._held = OUT, OK, n_out
@@ -219,7 +230,7 @@ class FlowProbe:
         self._held = 0
         if n_out == 0:
             return self._none
-        return build_records(OUT[:, :n_out], OK[:, :n_out], self.cfg)
+        return self._build(OUT[:, :n_out], OK[:, :n_out], self.cfg)
 
     def _more_out(self, OUT: np.ndarray, OK: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         OUT2, OK2 = self._out(OUT.shape[1] * 2 + self.F.shape[1])

@@ -1,37 +1,25 @@
 """The probe's Argus file sink: the shared client encoder plus what only argus writes.
 
-The client encoder (records.writer, the byte form of ra -w / racluster) leaves out the RTP
-network object, as the real clients do when they rewrite records; argus itself writes it and
-that is what makes ra print `rtp` for the flow.  So RTP rows are encoded as an opaque network
-object under the RTCP subtype (which the encoder passes through), and the subtype byte is then
-set to RTP in the encoded bytes, found exactly by framing them (records.framing).
+The client encoder (records.writer, the byte form of ra -w / racluster) writes the RTP network
+object as it finds it in `net_raw`, with the qualifier of `net_qual` (0 for the probe's
+records), which is how argus writes it: that is what makes ra print `rtp` for the flow.  The
+file path gets its records as numpy columns (records.writer.Columns) and never imports polars.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import polars as pl
+from typing import TYPE_CHECKING
 
-from argusflow.records.framing import frame
 from argusflow.records.output import ArgusOutput, drop_leading_copy, synthesised_start_mar
-from argusflow.records.writer import encode_batch
+from argusflow.records.writer import Columns, encode_batch
 
-NET_DSR, NET_RTCP, NET_RTP = 0x30, 0x09, 0x0A
+if TYPE_CHECKING:
+    import polars as pl
 
 
-def encode_probe_batch(batch: pl.DataFrame) -> bytes:
+def encode_probe_batch(batch: pl.DataFrame | Columns) -> bytes:
     """Encode records as argus would be read back by the clients (no aggregation DSR)."""
-    rtp = (batch["net_subtype"] == NET_RTP) & (batch["rtype"] != 0x80)
-    if not rtp.any():
-        return encode_batch(batch, synthesise_agr=False)
-    batch = batch.with_columns(
-        pl.when(rtp).then(pl.lit(NET_RTCP, dtype=pl.UInt8)).otherwise(pl.col("net_subtype"))
-        .alias("net_subtype"))
-    data = np.frombuffer(encode_batch(batch, synthesise_agr=False), dtype=np.uint8).copy()
-    found = frame(data)  # numba's framer only if loaded already: the numpy one frames the same
-    at = found.dsr_pos[(found.dsr_kind == NET_DSR) & (found.dsr_sub == NET_RTCP)]
-    data[at + 1] = NET_RTP
-    return data.tobytes()
+    return encode_batch(batch, synthesise_agr=False)
 
 
 class ProbeOutput(ArgusOutput):
@@ -40,7 +28,7 @@ class ProbeOutput(ArgusOutput):
     def __init__(self, path: str) -> None:
         super().__init__(path, synthesise_agr=False)
 
-    def write(self, batch: pl.DataFrame, start_mar: bytes | None) -> None:
+    def write(self, batch: pl.DataFrame | Columns, start_mar: bytes | None) -> None:
         if batch.height == 0:
             return
         stream = self._open()
@@ -48,6 +36,16 @@ class ProbeOutput(ArgusOutput):
             header = start_mar or synthesised_start_mar()
             self._emit(stream, header)
             self._needs_header = False
-            batch = drop_leading_copy(batch, header)
+            if not isinstance(batch, Columns):  # the probe's columns hold no MAR
+                batch = drop_leading_copy(batch, header)
         self._emit(stream, encode_probe_batch(batch))
         self.records_written += batch.height
+
+    def write_mar(self, mar: bytes, start_mar: bytes | None) -> None:
+        """A MAR (whole words) after the records, as the encoder would copy it."""
+        stream = self._open()
+        if self._needs_header:
+            self._emit(stream, start_mar or synthesised_start_mar())
+            self._needs_header = False
+        self._emit(stream, mar)
+        self.records_written += 1

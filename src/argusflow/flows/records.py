@@ -1,7 +1,8 @@
 """Reported flow state -> record batch (records.schema), all columns at once.
 
 The kernel copies a flow's state column into OUT when it reports a record; this module turns a
-block of such columns into the polars frame the writer and the printer take.  The flow key is
+block of such columns into a record batch: numpy columns (records.writer.Columns) for the file
+sink, which then runs without polars, or the polars frame the printer and live clients take.  The flow key is
 rebuilt from the normalised key words and the flow's orientation (its first packet), the time
 DSR follows argus's default form (spec §6.3 (a): start = first source packet unless a reply came
 a whole second earlier; last = last packet), and the DSRs present follow spec §7.
@@ -9,8 +10,9 @@ a whole second earlier; last = last packet), and the DSRs present follow spec §
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import polars as pl
 
 from argusflow.flows.fields import F
 from argusflow.flows.keys import (
@@ -24,7 +26,11 @@ from argusflow.flows.keys import (
     P_TCP,
     P_UDP,
 )
-from argusflow.records.schema import DSR_BITS, SCHEMA
+from argusflow.records.schema import DSR_BITS, NUMPY_DTYPES
+from argusflow.records.writer import Bytes, Columns
+
+if TYPE_CHECKING:
+    import polars as pl
 
 U64 = np.uint64
 NET_NONE, NET_TCP_INIT, NET_TCP_PERF, NET_RTP = 0x00, 0x03, 0x05, 0x0A
@@ -51,8 +57,33 @@ def _byteswap16(x: np.ndarray) -> np.ndarray:
     return ((x & 0xFF) << 8) | ((x >> 8) & 0xFF)
 
 
+def build_columns(OUT: np.ndarray, OK: np.ndarray, cfg: Config) -> Columns:
+    """Records for the reported columns OUT[:, :m], OK[:, :m] (already sliced), as numpy."""
+    cols, rtp = record_columns(OUT, OK, cfg)
+    strings = {}
+    if rtp.any():
+        sizes = np.where(rtp, len(RTP_OBJECT), 0)
+        flat = np.tile(np.frombuffer(RTP_OBJECT, dtype=np.uint8), int(rtp.sum()))
+        strings["net_raw"] = Bytes(sizes, flat)
+    return Columns(cols, OUT.shape[1], strings)
+
+
 def build_records(OUT: np.ndarray, OK: np.ndarray, cfg: Config) -> pl.DataFrame:
-    """Records for the reported columns OUT[:, :m], OK[:, :m] (already sliced)."""
+    """The same records as a polars frame."""
+    import polars as pl
+
+    cols, rtp = record_columns(OUT, OK, cfg)
+    out = frame(cols, OUT.shape[1])
+    if rtp.any():
+        raw = pl.Series("net_raw", np.where(rtp, 1, 0)).replace_strict(
+            {1: RTP_OBJECT, 0: b""}, return_dtype=pl.Binary)
+        out = out.with_columns(raw)
+    return out
+
+
+def record_columns(OUT: np.ndarray, OK: np.ndarray,
+                   cfg: Config) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The columns given (schema dtypes) and which records carry the RTP object."""
     m = OUT.shape[1]
     cols: dict[str, np.ndarray] = {}
 
@@ -185,33 +216,32 @@ def build_records(OUT: np.ndarray, OK: np.ndarray, cfg: Config) -> pl.DataFrame:
     cols["seq"] = row("seq")
     cols["srcid_type"] = np.full(m, cfg.srcid_type)
     cols["srcid"] = np.full(m, cfg.srcid)
-    out = frame(cols, m)
-    if rtp.any():
-        raw = pl.Series("net_raw", np.where(rtp, 1, 0)).replace_strict(
-            {1: RTP_OBJECT, 0: b""}, return_dtype=pl.Binary)
-        out = out.with_columns(raw)
-    return out
+    return {name: typed(name, values) for name, values in cols.items()}, rtp
 
 
-_BOUNDS = {pl.UInt8: 0xFF, pl.UInt16: 0xFFFF, pl.UInt32: 0xFFFFFFFF}
+_BOUNDS = {"u1": 0xFF, "u2": 0xFFFF, "u4": 0xFFFFFFFF}
+
+
+def typed(name: str, values: np.ndarray) -> np.ndarray:
+    """`values` in the column's schema dtype."""
+    dtype = NUMPY_DTYPES[name]
+    if dtype in _BOUNDS and values.dtype != np.uint64:
+        # Out-of-order captures can make time differences negative: keep to the field.
+        values = np.clip(values, 0, _BOUNDS[dtype])
+    return values.astype(dtype, copy=False)
 
 
 def frame(cols: dict[str, np.ndarray], m: int) -> pl.DataFrame:
-    """A frame with every schema column: given ones cast, the rest zero / empty (broadcast
-    literals: building ~150 zero columns per batch as arrays cost more than the engine)."""
-    given = []
-    for name, values in cols.items():
-        dtype = SCHEMA[name]
-        if dtype == pl.UInt64 and values.dtype != np.uint64:
-            values = values.astype(np.uint64)
-        elif dtype in _BOUNDS and values.dtype != np.uint64:
-            # Out-of-order captures can make time differences negative: keep to the field.
-            values = np.clip(values, 0, _BOUNDS[dtype])
-        given.append(pl.Series(name, values).cast(dtype))
+    """A frame with every schema column: the given ones (schema dtypes), the rest zero / empty
+    (broadcast literals: building ~150 zero columns per batch as arrays cost more than the
+    engine)."""
+    import polars as pl
+
+    from argusflow.records.schema import SCHEMA
+
+    given = [pl.Series(name, values) for name, values in cols.items()]
     out = pl.DataFrame(given, height=m) if given else pl.DataFrame(height=m)
-    missing = [pl.lit(_ZERO.get(dtype, 0), dtype=dtype).alias(name)
+    zero = {pl.Binary: b"", pl.String: ""}
+    missing = [pl.lit(zero.get(dtype, 0), dtype=dtype).alias(name)
                for name, dtype in SCHEMA.items() if name not in cols]
     return out.with_columns(missing).select(list(SCHEMA))
-
-
-_ZERO = {pl.Binary: b"", pl.String: ""}
