@@ -8,7 +8,8 @@ per distinct value or, for a column the printer cannot code, once per record.
 
 The kernel comes from argusflow.aot's precompiled extension; with `ARGUSFLOW_JIT=1` from
 numba's JIT.  Without either (a failed build, no numba), `available()` is False and the printer
-keeps its polars path.  `ENABLED = False` turns the kernel off (tests compare both paths).
+keeps its polars path.  `ENABLED = False` (or ARGUSFLOW_LINE_WRITER=0) turns the kernel off:
+tests compare both paths.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import polars as pl
 
 from argusflow.records import linekernel as k
 
-ENABLED = True
+ENABLED = os.environ.get("ARGUSFLOW_LINE_WRITER", "1") != "0"
 NULL = k.NULL
 TEXT, INT, FIXED, TIME, IPV4, CHARS7 = k.TEXT, k.INT, k.FIXED, k.TIME, k.IPV4, k.CHARS7
 # the longest text of each kind beyond its table entries (a sign and 19 digits, ...)
