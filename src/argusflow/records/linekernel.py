@@ -265,11 +265,12 @@ class _Kernel:
         if self._jit is None:
             import numba
 
+            # helpers inlined, no reference counting (nothing is allocated): as aot builds it
             module = self.fn.__globals__
             for name in self.helpers:
                 if not isinstance(module[name], numba.core.dispatcher.Dispatcher):
-                    module[name] = numba.njit(inline="always")(module[name])
-            self._jit = numba.njit(nogil=True)(self.fn)
+                    module[name] = numba.njit(inline="always", _nrt=False)(module[name])
+            self._jit = numba.njit(nogil=True, _nrt=False)(self.fn)
         return self._jit
 
 
