@@ -218,6 +218,20 @@ def pytest_configure(config: pytest.Config) -> None:
     _load_hypothesis_profile()
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Build the ahead-of-time kernels (argusflow.aot) once, before any test runs: on a fresh
+    clone the first run compiles them (a minute or two on a loaded machine), which must not
+    count against the time limit of whichever test happens to start a tool first."""
+    from argusflow import aot
+
+    started = time.monotonic()
+    module = aot.extension()
+    took = time.monotonic() - started
+    if took > 5:
+        state = "ready" if module is not None else "not built (numba's JIT is used)"
+        print(f"\nargusflow: compiled kernels {state} after {took:.0f} s", file=sys.stderr)
+
+
 def _load_hypothesis_profile() -> None:
     """Hypothesis without deadlines: this is a shared, noisy machine, and a slow example is not a bug.
 
