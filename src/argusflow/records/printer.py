@@ -731,6 +731,7 @@ def _coded_plan(name: str, opts: PrintOptions) -> _Plan | None:
 
 
 NULL_VALUE = linewriter.NULL  # a kernel value that shows entry 0 of its table: the blank
+_FLGS_CHARS = 9
 
 
 def _blank_value(kc: linewriter.KernelColumn) -> int:
@@ -787,6 +788,7 @@ class Printer:
     _columns: frozenset[str] | None = field(default=None, repr=False, compare=False)
     _kernel_tables: dict[tuple[int, str], linewriter.Table] = field(default_factory=dict, repr=False,
                                                                     compare=False)
+    _kernel_select: dict[str, pl.Expr] | None = field(default=None, repr=False, compare=False)
 
     def project(self, batch: pl.DataFrame) -> pl.DataFrame:
         """The batch cut to the columns this printer reads.
@@ -1078,9 +1080,11 @@ class Printer:
         select (polars runs them in parallel), then shaped with numpy."""
         o = self.options
         plan = self._plan()
-        exprs: dict[str, pl.Expr] = {}
-        for i, (col, p) in enumerate(zip(o.columns, plan, strict=True)):
-            exprs.update(self._kernel_exprs(i, col, p))
+        if self._kernel_select is None:  # built once: the Flgs codes alone take ~8 ms to build
+            self._kernel_select = {}
+            for i, (col, p) in enumerate(zip(o.columns, plan, strict=True)):
+                self._kernel_select.update(self._kernel_exprs(i, col, p))
+        exprs = self._kernel_select
         values = frame.select(**exprs) if exprs else pl.DataFrame()
         return [self._kernel_column(frame, values, i, col, p)
                 for i, (col, p) in enumerate(zip(o.columns, plan, strict=True))]
@@ -1126,7 +1130,7 @@ class Printer:
             kc = self._kernel_address(frame, col)
         elif p.kind == "expr" and f.name == "flgs":
             kc = linewriter.KernelColumn(linewriter.CHARS7, values[f"_v{i}"].to_numpy(), linewriter.BLANK,
-                                         param=len(d.flgs_codes()))
+                                         param=_FLGS_CHARS)
         elif p.kind == "expr" and f.fmt == FMT_INT:
             v = values[f"_v{i}"]
             kc = linewriter.KernelColumn(linewriter.INT, v.fill_null(NULL_VALUE).to_numpy(), linewriter.BLANK)
