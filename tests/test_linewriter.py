@@ -121,3 +121,19 @@ def test_kernel_releases_the_gil() -> None:
     from argusflow import aot
 
     assert "write_lines" in aot.NOGIL
+
+
+@needs_writer
+@needs_samples
+def test_kernel_gets_the_types_it_was_built_for() -> None:
+    """ra under ARGUSFLOW_AOT_CHECK (every call's arrays checked against the signature)."""
+    import subprocess
+    import sys
+
+    path = SAMPLES / "tcp.argus"
+    ra = [str(Path(sys.executable).parent / "ra"), "-X", "-n", "-r", str(path), "-s", "+dur", "+suser"]
+    env = dict(os.environ, TZ="UTC", ARGUSFLOW_AOT_CHECK="1")
+    checked = subprocess.run(ra, capture_output=True, env=env, check=False)
+    assert checked.returncode == 0 and checked.stdout, checked.stderr.decode()
+    env["ARGUSFLOW_LINE_WRITER"] = "0"
+    assert checked.stdout == subprocess.run(ra, capture_output=True, env=env, check=True).stdout
