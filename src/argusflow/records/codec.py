@@ -57,7 +57,8 @@ class RecordReader:
         self.records_read = 0
         self.error: CorruptInput | None = None
         self.start_mar: bytes | None = None
-        self.compiled = use_kernels(expected_bytes)
+        # The compiled kernels, once decided for (loading them costs ~25 ms: see _frame).
+        self.compiled = framing.kernels_loaded()
 
     @property
     def bytes_pending(self) -> int:
@@ -147,7 +148,7 @@ class RecordReader:
         if buf is None:
             return Copies.empty()
         starts, lengths, end, status = record_bounds(np.frombuffer(buf, dtype=np.uint8),
-                                                     self.compiled or None)
+                                                     self._copy_kernels())
         self.records_read += len(starts)
         changed, decode_changed = changed_rows(buf, starts, lengths, suspects(buf, starts, end))
         rtype = np.frombuffer(buf, dtype=np.uint8)[starts] & 0xF0
@@ -155,6 +156,15 @@ class RecordReader:
                         mar_array(buf, starts, lengths, rtype), changed, decode_changed)
         self._advance(buf, end, status)
         return copies
+
+    def _copy_kernels(self) -> bool | None:
+        """record_bounds with the compiled kernel when copying records whole?  Only the record
+        headers are walked then: loading the kernels repays itself on larger inputs only."""
+        if not self.compiled:
+            size = self._consumed if self.expected_bytes is None else self.expected_bytes
+            if size >= COPY_COMPILED_FROM_BYTES:
+                self.compiled = use_kernels(self.expected_bytes, self._consumed)
+        return self.compiled or None
 
     def _copy_all(self, chunk: bytes) -> RawBatch:
         """feed_raw without a selection: no record is decoded, and only the record headers are
@@ -164,7 +174,7 @@ class RecordReader:
         if buf is None:
             return RawBatch.empty()
         starts, lengths, end, status = record_bounds(np.frombuffer(buf, dtype=np.uint8),
-                                                     self.compiled or None)
+                                                     self._copy_kernels())
         self.records_read += len(starts)
         changed, changed_batch = changed_among(buf, starts, lengths, suspects(buf, starts, end))
         raw = RawBatch(header_columns(buf, starts, lengths, self._consumed), buf[:end], lengths,
@@ -177,8 +187,8 @@ class RecordReader:
         buf = self._take(chunk)
         if buf is None:
             return None
-        if not self.compiled and self.expected_bytes is None:
-            self.compiled = use_kernels(None, self._consumed)
+        if not self.compiled:
+            self.compiled = use_kernels(self.expected_bytes, self._consumed)
         data = dsr_decode.ByteBuffer(buf, compiled=self.compiled)
         found = frame(data.u8[:len(buf)], data.compiled)
         self.records_read += len(found.starts)
@@ -220,6 +230,11 @@ class RecordReader:
 
     def _fail(self, offset: int, problem: str) -> None:
         self.error = CorruptInput(self.source, offset, problem, self.records_read)
+
+
+# Copying records whole frames their headers only (~1.5 ms a MB with numpy, a tenth of that
+# compiled): the kernels' ~25 ms of loading pay from about this size.
+COPY_COMPILED_FROM_BYTES = 32 << 20
 
 
 def use_kernels(expected_bytes: int | None, consumed: int = 0) -> bool:

@@ -70,6 +70,14 @@ def extension_loaded() -> bool:
     return bool(aot is not None and aot.loaded())
 
 
+def kernels_loaded() -> bool:
+    """use_kernels without loading anything: compiled code costs nothing more right now."""
+    force = forced()
+    if force is not None:
+        return force
+    return numba_active() or extension_loaded()
+
+
 def use_kernels(size: int | None) -> bool:
     """Frame and gather with the compiled kernels an input of `size` bytes (None: unknown yet)?
 
