@@ -11,6 +11,13 @@ Public API (what the CLI calls)::
     printer.header()                          # the header line
     format_batch(batch, options)              # one-shot convenience
 
+Fixed-width output (the default) is written by a compiled line writer (records/linewriter.py,
+records/linekernel.py): the numbers, codes and masks of every column come from one polars
+select, and one kernel, released from the GIL, writes every line of the batch into one buffer;
+only rare texts (IPv6 addresses, ICMP ports, columns without a kernel kind) are made by polars.
+The rest of this module is the polars path: -c, JSON, -L N, MAR lines, and the fallback when the
+precompiled extension is missing (ARGUSFLOW_LINE_WRITER=0 forces it).
+
 Each field becomes one text column computed over the whole batch with polars expressions;
 columns with few distinct inputs (flags, state, names, addresses, ports) are formatted once per
 distinct input and spread back (no loop over records).  Fixed-width output pads each value to
