@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from argusflow.ops.cluster import MERGED, WIDTHS, Clusterer, parse_model
-from argusflow.records.schema import SCHEMA
+from argusflow.records.schema import DSR_BITS, SCHEMA
 from argusflow.records.source import iter_batches
 
 # One merging column of each width, each set to the edges of its type.
@@ -61,3 +61,15 @@ def test_sums_past_32_bits(bundled_sample: Path, name: str) -> None:
     clusterer = Clusterer(model=parse_model(["srcid"]))
     clusterer.add(batch)
     assert clusterer.result()[name].to_list() == [2 * big]
+
+
+def test_signed_32_bit_sums_wrap_as_in_c(bundled_sample: Path) -> None:
+    """Keystroke counts (i32) add up as C ints do: hostile input near 2**31 wraps, it does not
+    end racluster with a traceback from the cast back to the column's type."""
+    record = _one_tcp_record(bundled_sample)
+    batch = pl.concat([record] * 2).with_columns(
+        pl.Series("snstroke", [2**31 - 1] * 2, dtype=SCHEMA["snstroke"]),
+        pl.col("dsrs") | DSR_BITS["behavior"])
+    clusterer = Clusterer(model=parse_model(["srcid"]))
+    clusterer.add(batch)
+    assert clusterer.result()["snstroke"].to_list() == [-2]

@@ -1181,7 +1181,8 @@ class Clusterer:
                 values = pl.Series(name, matrix[:self.groups, k][order])
                 if dtype.is_signed_integer():  # held sign-extended: -1 is 2**64 - 1 here
                     values = values.reinterpret(signed=True)
-                values = values.cast(dtype)
+                # i32 sums (keystrokes, jitter counts) wrap as racluster's C ints do
+                values = values.cast(dtype, wrap_numerical=True)
                 cols.append(values)
         return cols
 
