@@ -152,3 +152,15 @@ def test_ra_w_copies_without_polars(expr: list[str], tmp_path: Path, shared_dir:
     run_real(["ra", "-X", "-r", str(source), "-w", str(real), *expr])
     printed = [run_real(["ra", "-X", "-n", "-r", str(path)]).stdout for path in (ours, real)]
     assert printed[0] == printed[1]
+
+
+
+def test_counters_past_63_bits_compare_alike(bundled_sample: Path) -> None:
+    """A 64-bit counter of 2**63 or more (hostile input) is compared as the signed value both
+    back-ends read (numpy wraps): polars' strict cast to Int64 ended ra with a traceback."""
+    batch = read_file(str(bundled_sample)).with_columns(
+        pl.lit(2**63 + 5, dtype=pl.UInt64).alias("sbytes"))
+    for text in ("src bytes gt 5", "src bytes lt 5", "bytes gt 5"):
+        f = compile_filter(text)
+        assert f.numpy is not None, text
+        assert disagreement(f, batch) is None, text

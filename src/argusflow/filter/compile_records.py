@@ -296,7 +296,8 @@ def net_flag_byte(side: str) -> tuple[Expr, Expr]:
 
 def cmp(value: Expr, present: Expr, v: int, op: str) -> Expr:
     """An unmasked load compared with v: an absent field makes eq/gt/ge false, lt/le true."""
-    value = value.cast(dt("Int64"))
+    # A u64 counter past 2**63 (hostile input) reads as negative, in both back-ends alike.
+    value = value.cast(dt("Int64"), wrap_numerical=True)
     if op == EQ:
         return present & (value == v)
     if op == NE:

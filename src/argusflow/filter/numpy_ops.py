@@ -152,7 +152,8 @@ class NpExpr:
     __hash__ = object.__hash__
 
     # -- the methods of polars.Expr the compiler uses
-    def cast(self, want: np.dtype) -> NpExpr:
+    def cast(self, want: np.dtype, wrap_numerical: bool = False) -> NpExpr:
+        """astype: integers always wrap here, as polars' with `wrap_numerical`."""
         f = self.fn
         return NpExpr(lambda c: np.asarray(f(c)).astype(want, copy=False), self.roots)
 
