@@ -8,7 +8,7 @@ file path gets its records as numpy columns (records.writer.Columns) and never i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from argusflow.records.output import ArgusOutput, drop_leading_copy, synthesised_start_mar
 from argusflow.records.writer import Columns, encode_batch
@@ -32,20 +32,24 @@ class ProbeOutput(ArgusOutput):
         if batch.height == 0:
             return
         stream = self._open()
-        if self._needs_header:
-            header = start_mar or synthesised_start_mar()
-            self._emit(stream, header)
-            self._needs_header = False
-            if not isinstance(batch, Columns):  # the probe's columns hold no MAR
-                batch = drop_leading_copy(batch, header)
+        header = self._start_file(stream, start_mar)
+        if header is not None and not isinstance(batch, Columns):  # columns hold no MAR
+            batch = drop_leading_copy(batch, header)
         self._emit(stream, encode_probe_batch(batch))
         self.records_written += batch.height
 
     def write_mar(self, mar: bytes, start_mar: bytes | None) -> None:
         """A MAR (whole words) after the records, as the encoder would copy it."""
         stream = self._open()
-        if self._needs_header:
-            self._emit(stream, start_mar or synthesised_start_mar())
-            self._needs_header = False
+        self._start_file(stream, start_mar)
         self._emit(stream, mar)
         self.records_written += 1
+
+    def _start_file(self, stream: BinaryIO, start_mar: bytes | None) -> bytes | None:
+        """The START MAR a new file opens with (None: the file has one already)."""
+        if not self._needs_header:
+            return None
+        header = start_mar or synthesised_start_mar()
+        self._emit(stream, header)
+        self._needs_header = False
+        return header
