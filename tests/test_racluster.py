@@ -200,6 +200,24 @@ def test_filter_after_dash(status_argus_files, run_real, tmp_path) -> None:
     compare_written(run_real, path, ["-", "tcp"], tmp_path)
 
 
+@pytest.mark.parametrize("opts", [["-", "tcp and udp"], ["-m", "proto", "-", "tcp and udp"],
+                                  ["-M", "norep", "-", "tcp and udp"], [], ["-", "man"]],
+                         ids=["none", "m_none", "norep_none", "all", "mars_only"])
+def test_exit_status_as_real(opts, sample_argus_files, run_real, run_ours, tmp_path) -> None:
+    """0 when some record (a MAR too) got through the filter, 1 when none did, as 3.0.8 says
+    and does; with and without -w; and on a file that holds only MARs."""
+    source = sample_argus_files[0]
+    mars_only = tmp_path / "mars.argus"
+    run_real(["ra", "-X", "-r", str(source), "-w", str(mars_only), "-", "man"])
+    for path in (source, mars_only):
+        for write in ([], ["-w", str(tmp_path / "out.argus")]):
+            argv = ["-X", "-r", str(path), *write, *opts]
+            (tmp_path / "out.argus").unlink(missing_ok=True)
+            real = run_real(["racluster", *argv]).returncode
+            (tmp_path / "out.argus").unlink(missing_ok=True)
+            assert run_ours(["racluster", *argv]).returncode == real, argv
+
+
 def test_none_collapses_everything(status_argus_files) -> None:
     """Documented deviation: `-m none` gives one record (3.0.8 does not)."""
     path = status_argus_files.get("ndpi__ocs.pcap") or next(iter(status_argus_files.values()))

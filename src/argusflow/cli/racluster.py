@@ -252,11 +252,11 @@ def racluster(argv: list[str]) -> int:
             start_mar: bytes | None = None
             for batch, mar in batches:
                 start_mar = start_mar or mar
+                matched += batch.height
                 dispatch(rules, batch)
                 del batch  # not held while the next chunk is decoded
             records = merged_records(rules)
             rules = []  # the aggregators' state is in `records` now: free it before writing
-            matched += records.height
             if replace and path is not None:
                 replace_file(path, records.drop(AGR_FROM_INPUT), start_mar)
             elif out_path:
@@ -269,8 +269,8 @@ def racluster(argv: list[str]) -> int:
         if sink is not None:
             sink.close()
         sys.stdout.flush()
-    # racluster exits 0 when it read its input, whether or not anything was aggregated.
-    return session.exit_code(1)
+    # As ra: 1 when no record (MARs included) got through the filter, as 3.0.8 does.
+    return session.exit_code(matched)
 
 
 def write_chunks(sink: ArgusOutput, records: pl.DataFrame, start_mar: bytes | None) -> None:
