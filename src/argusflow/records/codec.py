@@ -144,18 +144,27 @@ class RecordReader:
     def _copy_all_numpy(self, chunk: bytes) -> Copies:
         """_copy_all as Copies: polars is imported only if some record is one the reader
         changes."""
-        buf = self._take(chunk)
-        if buf is None:
+        framed = self._headers_framed(chunk)
+        if framed is None:
             return Copies.empty()
-        starts, lengths, end, status = record_bounds(np.frombuffer(buf, dtype=np.uint8),
-                                                     self._copy_kernels())
-        self.records_read += len(starts)
+        buf, starts, lengths, end, status = framed
         changed, decode_changed = changed_rows(buf, starts, lengths, suspects(buf, starts, end))
         rtype = np.frombuffer(buf, dtype=np.uint8)[starts] & 0xF0
         copies = Copies(buf[:end], lengths, rtype, (starts + self._consumed).astype(np.uint64),
                         mar_array(buf, starts, lengths, rtype), changed, decode_changed)
         self._advance(buf, end, status)
         return copies
+
+    def _headers_framed(self, chunk: bytes) -> tuple[bytes, np.ndarray, np.ndarray, int, int] | None:
+        """The whole records now buffered, by their headers only: (buffer, starts, lengths,
+        end of the last whole record, framing status); None while no record is whole."""
+        buf = self._take(chunk)
+        if buf is None:
+            return None
+        starts, lengths, end, status = record_bounds(np.frombuffer(buf, dtype=np.uint8),
+                                                     self._copy_kernels())
+        self.records_read += len(starts)
+        return buf, starts, lengths, end, status
 
     def _copy_kernels(self) -> bool | None:
         """record_bounds with the compiled kernel when copying records whole?  Only the record
@@ -170,12 +179,10 @@ class RecordReader:
         """feed_raw without a selection: no record is decoded, and only the record headers are
         framed; the DSRs only of the few records a word test says may be ones the reader
         changes (suspects)."""
-        buf = self._take(chunk)
-        if buf is None:
+        framed = self._headers_framed(chunk)
+        if framed is None:
             return RawBatch.empty()
-        starts, lengths, end, status = record_bounds(np.frombuffer(buf, dtype=np.uint8),
-                                                     self._copy_kernels())
-        self.records_read += len(starts)
+        buf, starts, lengths, end, status = framed
         changed, changed_batch = changed_among(buf, starts, lengths, suspects(buf, starts, end))
         raw = RawBatch(header_columns(buf, starts, lengths, self._consumed), buf[:end], lengths,
                        changed, changed_batch)
