@@ -247,6 +247,20 @@ def test_fixed_matches_printf() -> None:
     got = fixed(pl.Series(values), 6).to_list()
     assert got == [f"{v:.6f}" for v in values]
     assert fixed(pl.Series([2.5, 3.5]), 0).to_list() == ["2", "4"]
+    # printf gives a NaN's sign (argus writes jitter deviations that are -nan)
+    assert fixed(pl.Series([-float("nan")]), 6).to_list() == ["-nan"]
+
+
+def test_jitter_ms_is_the_ieee_quotient_and_keeps_nulls_and_nans() -> None:
+    """751073.4375 us / 1000 rounds to ...437 as a C division; polars' product with the
+    reciprocal gives ...438.  Nulls and NaNs (with their sign) pass through."""
+    from argusflow.records.derive import _ms
+
+    values = pl.Series("v", [751073.4375, None, -float("nan"), 1.0])
+    got = pl.DataFrame({"v": values}).select(_ms(pl.col("v"))).to_series()
+    assert fixed(got, 6).to_list()[0] == "751.073437"
+    assert got.is_null().to_list() == [False, True, False, False]
+    assert fixed(got.fill_null(0.0), 6).to_list()[2] == "-nan"
 
 
 _GROUP = st.sampled_from([0, 0, 0, 1, 0xFFFF]) | st.integers(0, 0xFFFF)

@@ -375,8 +375,10 @@ def _ms(us: pl.Expr) -> pl.Expr:
 
 
 def _exact_ms(values: pl.Series) -> pl.Series:
-    ms = pl.Series(values.name, values.to_numpy() / 1000.0)
-    return ms.fill_nan(None) if values.null_count() else ms
+    ms = pl.Series(values.name, values.fill_null(0.0).to_numpy() / 1000.0)
+    if values.null_count():  # nulls stay nulls, and a NaN (argus writes some) stays NaN
+        ms = ms.scatter(values.is_null().arg_true(), None)
+    return ms
 
 
 def intpkt(side: str, block: str | None = None) -> pl.Expr:
