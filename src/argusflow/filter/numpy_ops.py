@@ -247,22 +247,21 @@ def when(condition: Any) -> When:
 
 
 def any_horizontal(*exprs: Any) -> NpExpr:
-    parts = [as_expr(e) for e in _flatten(exprs)]
-    if not parts:
-        raise Unsupported("any_horizontal of nothing")
-    out = parts[0]
-    for p in parts[1:]:
-        out = out | p
-    return out
+    return _fold("any_horizontal", exprs, lambda a, b: a | b)
 
 
 def max_horizontal(*exprs: Any) -> NpExpr:
+    return _fold("max_horizontal", exprs, lambda a, b: a._bin(b, np.maximum))
+
+
+def _fold(name: str, exprs: tuple[Any, ...], combine: Callable[[NpExpr, NpExpr], NpExpr]) -> NpExpr:
+    """The expressions (or one list of them) combined left to right, as polars' *_horizontal."""
     parts = [as_expr(e) for e in _flatten(exprs)]
     if not parts:
-        raise Unsupported("max_horizontal of nothing")
+        raise Unsupported(f"{name} of nothing")
     out = parts[0]
     for p in parts[1:]:
-        out = out._bin(p, np.maximum)
+        out = combine(out, p)
     return out
 
 
