@@ -402,7 +402,9 @@ def side_rate(side: str, load: bool) -> Expr:
 
 
 def icmp_net_byte(index: int) -> tuple[Expr, Expr]:
-    return raw_byte(opaque_net(NET_ICMP), index), net_present() & (lit(4 + index) <= net_length())
+    """(value, present) of byte `index` of the ICMP object: present when the network DSR
+    holds that byte (a header-only DSR, which 3.0.8 writes for a garbled key, does not)."""
+    return raw_byte(opaque_net(NET_ICMP), index), net_present() & (lit(5 + index) <= net_length())
 
 
 # ---------------------------------------------------------------- the compiler
@@ -843,9 +845,12 @@ class Compiler:
         return own | mapped
 
     def igmp_type(self) -> Expr:
-        # ra holds the key's port words in host order, so its byte load at the IGMP type's
-        # offset reads the key's next byte (the code / max response time).
-        return col("sport").cast(dt("Int64")) & 0xFF
+        # ra loads the byte at offset 10 of the flow key.  It holds an IPv4 key's port words
+        # in host order, so that byte is the key's next one (the code / max response time);
+        # in an IPv6 key (proto 2 there is a garbled record) it is byte 10 of the source.
+        v4 = col("sport").cast(dt("Int64")) & 0xFF
+        v6 = (col("saddr_lo") // 2**40).cast(dt("Int64")) & 0xFF
+        return when(linktype(ADDR_IPV6)).then(v6).otherwise(v4)
 
     def k_rtr(self, p: Prim) -> Expr:
         return ip_proto(2) & (self.igmp_type() == IGMP_QUERY)
