@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from garbled import write_garbled_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -163,6 +164,16 @@ def test_corpus_same_text_as_ra(corpus_argus: dict[str, Path], pcap: str, option
         pytest.skip(f"{pcap}: not in the corpus or argus could not read it")
     ra_args, options = OPTION_SETS[option_set]
     assert ours(corpus_argus[pcap], options) == run_ra(corpus_argus[pcap], ra_args)
+
+
+@pytest.mark.parametrize("option_set", sorted(OPTION_SETS))
+def test_garbled_ipv6_keys_same_text_as_ra(option_set: str, tmp_path: Path) -> None:
+    """Every protocol a garbled IPv6 key of 3.0.8 can carry prints as ra prints it."""
+    if not RA.exists():
+        pytest.skip("needs /usr/bin/ra")
+    path = write_garbled_file(tmp_path / "garbled.argus", seed=2)
+    ra_args, options = OPTION_SETS[option_set]
+    assert ours(path, options) == run_ra(path, ra_args)
 
 
 # --- unit tests on hand-made batches ---------------------------------------------------------------

@@ -582,8 +582,9 @@ def state(zflag: str | None = None) -> pl.Expr:
     else:
         src, dst = _letters("stcp_flags", _TCP_FLAG_LETTERS), _letters("dtcp_flags", _TCP_FLAG_LETTERS)
         letters = {"s": src, "d": dst, "b": pl.concat_str([src, pl.lit("_"), dst])}[zflag]
-    # the letters replace the name where the TCP branch of state_code() meets a TCP network object
-    tcp_branch = ~is_mar() & (c("cause") != 0x80) & (c("flow_subtype") != 3) & is_tcp_net()
+    # the letters replace the name where the TCP branch of state_code() meets a network DSR
+    # (a header-only one, which 3.0.8 writes for garbled keys, has no letters)
+    tcp_branch = ~is_mar() & (c("cause") != 0x80) & (c("flow_subtype") != 3) & is_tcp() & has("net")
     return pl.when(tcp_branch).then(letters).otherwise(named)
 
 

@@ -243,7 +243,11 @@ _f("ias", "iAS", 5, FMT_INT, "asn", FIRST, _col("ias"), _has("asn"))
 _f("inode", "Inode", 18, FMT_SPECIAL, "icmpmap", FIRST, _col("icmpmap_osrc"),
    lambda: d.has("icmpmap") & d.bit("icmpmap_qual", 0x07))
 _f("icmpid", "IcmpId", 6, FMT_INT, "flow", FIRST,
-   lambda: pl.when(d.is_icmp6() & (c("sport") == 0)).then(c("sport")).otherwise(c("dport")),
+   # ra reads an ICMPv6 key's id slot in host order (argus leaves it 0 in the flows it
+   # tracks; garbled keys carry bytes there)
+   lambda: pl.when(d.is_icmp6()).then(
+       pl.when(c("sport") == 0).then(0).otherwise((c("dport") % 256) * 256 + c("dport") // 256))
+   .otherwise(c("dport")),
    lambda: d.is_icmp4() | d.is_icmp6())
 
 # --- aggregation ---------------------------------------------------------------------------------

@@ -425,7 +425,17 @@ def _port_text(side: str, opts: PrintOptions, rare_only: bool = False) -> pl.Exp
     icmp6_key = pl.when(c("sport") == 0).then(c("dport")).otherwise(c("sport"))
     icmp6_value = (icmp6_key // 256) if side == "s" else (icmp6_key & 0xFF)
     icmp6 = icmp6_value.cast(pl.String) if numeric else hex4(icmp6_value)
-    esp = hex8(pl.lit(0x20200000, pl.UInt32) + c("smask").cast(pl.UInt32) * 256 + c("dmask").cast(pl.UInt32))
+    esp4 = hex8(pl.lit(0x20200000, pl.UInt32) + c("smask").cast(pl.UInt32) * 256 + c("dmask").cast(pl.UInt32))
+    # ra reads the SPI of an IPv6 key (real argus writes them for garbled packets) where an
+    # IPv4 key has it, key bytes 12-15: the source address's last word, little-endian; eight
+    # digits in columns, "%x" with -c.
+    low = c("saddr_lo").cast(pl.UInt64) & 0xFFFFFFFF
+    as_le = pl.concat_str([_byte_hex(low, s) for s in (0, 8, 16, 24)])
+    if opts.delimiter is not None:
+        as_le = as_le.str.strip_chars_start("0")
+        as_le = pl.when(as_le == "").then(pl.lit("0")).otherwise(as_le)
+    esp6 = pl.concat_str([pl.lit("0x"), as_le])
+    esp = pl.when(d.addr_type() == d.ADDR_IPV6).then(esp6).otherwise(esp4)
     sap = port.cast(pl.String) if numeric else pl.when(c("proto") == 0).then(
         _name_or_number(port, d.LLC_SAPS)).otherwise(pl.lit(""))
     ip = d.is_ip()
