@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from test_filter_diff import EXPRESSIONS, expression
 
 from argusflow.errors import FilterError
-from argusflow.filter import RecordFilter, compile_filter
+from argusflow.filter import RecordFilter, compile_filter, parse
 from argusflow.records.codec import read_file
 
 # The issue-3 filters, and the everyday primitives: these must never fall back to polars.
@@ -164,3 +164,35 @@ def test_counters_past_63_bits_compare_alike(bundled_sample: Path) -> None:
         f = compile_filter(text)
         assert f.numpy is not None, text
         assert disagreement(f, batch) is None, text
+
+
+def test_compiling_is_reentrant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The back-end is the compiler's, not the module's: a polars compile that starts while a
+    numpy one is under way (another thread: two radium clients sending filters) builds polars,
+    and the numpy one goes on with numpy.  (A global back-end stack gave the inner one numpy.)"""
+    from argusflow.filter import compile_records
+    from argusflow.filter.numpy_ops import NpExpr
+
+    inner: list[object] = []
+    numpy_col = compile_records.NumpyOps.col
+
+    def col(name: str) -> NpExpr:
+        if not inner:  # in the middle of the numpy compile
+            inner.append(compile_records.compile_node(parse("tcp and src pkts gt 10")))
+        return numpy_col(name)
+
+    monkeypatch.setattr(compile_records.NumpyOps, "col", staticmethod(col))
+    outer = compile_records.compile_numpy(parse("udp and dst port 53"))
+    assert isinstance(outer, NpExpr)
+    assert isinstance(inner[0], pl.Expr)
+
+
+def test_threads_compile_both_back_ends_at_once() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def both(text: str) -> tuple[bool, bool]:
+        f = compile_filter(text)
+        return f.numpy is not None, isinstance(f.expr, pl.Expr)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(both, MUST_BE_NUMPY * 4)) == {(True, True)}

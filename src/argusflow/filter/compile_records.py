@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 
 
 # The building blocks every primitive is written with: polars' by default, filter.numpy_ops'
-# while compile_numpy builds the numpy back-end (one compiler, two back-ends).  polars is
+# for compile_numpy (one compiler, two back-ends; a Compiler holds its own).  polars is
 # imported only for the polars back-end: `ra -w - tcp` runs without it when the reader can.
 class PolarsOps:
     @staticmethod
@@ -134,44 +134,6 @@ class NumpyOps:
         return numpy_ops.col(name), PLAIN_FIELDS[name]  # type: ignore[return-value]
 
 
-_ops: list[type[PolarsOps] | type[NumpyOps]] = [PolarsOps]
-
-
-def col(name: str) -> Expr:
-    return _ops[-1].col(name)
-
-
-def lit(value: object) -> Expr:
-    return _ops[-1].lit(value)
-
-
-def when(condition: Expr) -> Any:  # noqa: ANN401 - polars' When, or numpy_ops.When
-    return _ops[-1].when(condition)
-
-
-def any_horizontal(*exprs: Expr | list[Expr]) -> Expr:
-    return _ops[-1].any_horizontal(*exprs)
-
-
-def max_horizontal(*exprs: Expr) -> Expr:
-    return _ops[-1].max_horizontal(*exprs)
-
-
-def dt(name: str) -> Any:  # noqa: ANN401 - a polars dtype, or a numpy one
-    """The dtype called `name` in polars (Int64, UInt8 ...), for the back-end being built."""
-    return _ops[-1].dtype(name)
-
-
-def field_value(name: str) -> Expr:
-    """The value of field `name` of the field table (records.fields)."""
-    return _ops[-1].field(name)[0]
-
-
-def field_dsr(name: str) -> str | None:
-    """The DSR that carries field `name` (records.fields)."""
-    return _ops[-1].field(name)[1]
-
-
 HOST6_WORD = 46  # host value family: an IPv4-sized number ra compares with IPv6 keys only
 ADDR_ISIS = 0x06  # flow key qualifier ra uses for IS-IS keys (none in argus 3.0.8 output)
 NET_RTCP, NET_RTP, NET_UDT = 0x09, 0x0A, 0x0D
@@ -198,130 +160,13 @@ IGMP_QUERY, IGMP_LEAVE = 0x11, 0x17
 PFLAG = 6  # ra's default print precision, which its float comparisons round to
 MISSING_FLOAT = -10000000.0
 
-
-# ---------------------------------------------------------------- record-level helpers
-
-def has(dsr: str) -> Expr:
-    return (col("dsrs") & DSR_BITS[dsr]) != 0
-
-
-def is_type(rtype: int) -> Expr:
-    return (col("rtype") & rtype) == rtype
-
-
-def linktype(addr_type: int) -> Expr:
-    return has("flow") & ((col("flow_qual") & 0x1F) == addr_type)
-
-
-def ip_proto(number: int, family: str = "") -> Expr:
-    """ra's prototype(): the flow key is IPv4/IPv6 with this IP protocol."""
-    v4 = linktype(ADDR_IPV4) & (col("proto") == number)
-    v6 = linktype(ADDR_IPV6) & (col("proto") == number)
-    return {"ipv4": v4, "ipv6": v6}.get(family, v4 | v6)
-
-
-def net_present() -> Expr:
-    """The network DSR as ra keeps it.  The reader already leaves out the RTP objects that
-    3.0.8 drops when reading (records.dsr_decode.drop_unread_rtp); RTCP objects it always drops."""
-    return has("net") & (col("net_subtype") != NET_RTCP)
-
-
-def net_length() -> Expr:
-    """Bytes of the network DSR as ra holds it in memory (TCP objects are expanded to 120;
-    objects ra does not know count as their header only)."""
-    lengths = {NET_TCP_PERF: 120, NET_TCP_INIT: 120, NET_TCP_STATUS: 120, NET_ESP: 20,
-               NET_ICMP: 28, NET_ARP: 176, NET_FRAG: 56, NET_UDT: 12}
-    return col("net_subtype").replace_strict(lengths, default=4, return_dtype=dt("Int64"))
-
-
-def opaque_net(*subtypes: int) -> Expr:
-    """The network DSR payload of these object subtypes (default: any the batch does not
-    already have as columns), null elsewhere: slicing binaries is the slow part of a filter,
-    and nulls cost nothing to slice."""
-    sub = col("net_subtype")
-    if subtypes:
-        wanted = sub.is_in(list(subtypes))
-    else:
-        wanted = ~sub.is_in([NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS, NET_ESP, 0])
-    return when(wanted).then(col("net_raw"))
-
-
-def raw_byte(raw: Expr, index: int) -> Expr:
-    return raw.bin.slice(index, 1).bin.reinterpret(dtype=dt("UInt8"), endianness="big") \
-        .fill_null(0).cast(dt("Int64"))
-
-
-def raw_u32(raw: Expr, index: int, endianness: str = "big") -> Expr:
-    return raw.bin.slice(index, 4).bin.reinterpret(dtype=dt("UInt32"), endianness=endianness) \
-        .fill_null(0).cast(dt("Int64"))
-
-
 # Network DSR words ra's filter reads, by byte offset: TCP object columns, ESP object columns.
 TCP_WORDS = {4: "tcp_status", 8: "tcp_state", 12: "tcp_options", 36: "stcp_seqbase",
              84: "dtcp_seqbase"}
 ESP_WORDS = {4: "tcp_status", 8: "esp_spi", 12: "esp_lastseq", 16: "esp_lostseq"}
 
 
-def net_word(offset: int, tcp_only: bool = False) -> tuple[Expr, Expr]:
-    """(value, present) of the u32 at `offset` of the network DSR.  With `tcp_only` the caller
-    also requires a TCP flow, whose network DSR is a TCP object, so the other objects are not
-    decoded."""
-    sub = col("net_subtype")
-    present = net_present() & (lit(offset + 4) <= net_length())
-    tcp = sub.is_in([NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS])
-    tcp_value = col(TCP_WORDS[offset]).cast(dt("Int64")) if offset in TCP_WORDS else lit(0)
-    if tcp_only:
-        return when(tcp).then(tcp_value).otherwise(0), present
-    value = when(tcp).then(tcp_value)
-    if offset in ESP_WORDS:
-        value = value.when(sub == NET_ESP).then(col(ESP_WORDS[offset]).cast(dt("Int64")))
-    # ra converts the 32-bit words of the other objects it knows to host order; the ARP
-    # responder's hardware address it loads as it lies in memory (little-endian), and of the
-    # ICMPv6 object's first word only type and code survive (observed against ra 3.0.8).
-    value = value.when(sub == NET_ARP).then(raw_u32(opaque_net(NET_ARP), offset - 4, "little"))
-    if offset == 4:
-        icmp = opaque_net(NET_ICMP)
-        icmp6 = raw_byte(icmp, 0) + raw_byte(icmp, 1) * 256
-        value = value.when(col("proto") == 58).then(icmp6)
-    value = value.otherwise(raw_u32(opaque_net(), offset - 4))
-    return value, present
-
-
-def net_flag_byte(side: str) -> tuple[Expr, Expr]:
-    offset = 70 if side == SRC else 118
-    return col(f"{side[0]}tcp_flags").cast(dt("Int64")), net_present() & (lit(offset) <= net_length())
-
-
-# ---------------------------------------------------------------- comparisons with ra's -1 rule
-
-def cmp(value: Expr, present: Expr, v: int, op: str) -> Expr:
-    """An unmasked load compared with v: an absent field makes eq/gt/ge false, lt/le true."""
-    # A u64 counter past 2**63 (hostile input) reads as negative, in both back-ends alike.
-    value = value.cast(dt("Int64"), wrap_numerical=True)
-    if op == EQ:
-        return present & (value == v)
-    if op == NE:
-        return ~(present & (value == v))
-    if op == GT:
-        return present & (value > v)
-    if op == GE:
-        return present & (value >= v)
-    if op == LT:
-        return ~(present & (value >= v))
-    return ~(present & (value > v))
-
-
-def mcmp(value: Expr, present: Expr, v: int, mask: int, op: str = EQ) -> Expr:
-    """A masked load: an absent field reads as -1, so it compares as the mask itself."""
-    effective = when(present).then(value.cast(dt("Int64")) & mask).otherwise(lit(mask))
-    target = v & mask
-    return {EQ: effective == target, NE: effective != target, GT: effective > target,
-            GE: effective >= target, LT: effective < target, LE: effective <= target}[op]
-
-
-def flag(value: Expr, present: Expr, bits: int) -> Expr:
-    return mcmp(value, present, bits, bits)
-
+# ---------------------------------------------------------------- back-end independent pieces
 
 def _float_test(v: float, op: str) -> Callable[[pl.Series], pl.Series]:
     """The core of ra's float comparison of a column with v, in numpy over a whole batch.
@@ -360,14 +205,6 @@ def _float_test(v: float, op: str) -> Callable[[pl.Series], pl.Series]:
     return run
 
 
-def fcmp(value: Expr, present: Expr, v: float, op: str) -> Expr:
-    """ra's float comparison (see _float_test); an absent value fails gt/ge/eq."""
-    core = value.map_batches(_float_test(v, op), return_dtype=dt("Boolean"), is_elementwise=True)
-    if op in (EQ, GT, GE):
-        return present & core
-    return ~(present & core)
-
-
 def sides(direction: str, one: Callable[[str], Expr], default: str = EITHER) -> Expr:
     """Apply a per-side test for a direction qualifier."""
     direction = direction or default
@@ -380,8 +217,6 @@ def sides(direction: str, one: Callable[[str], Expr], default: str = EITHER) -> 
     return one(SRC) | one(DST)
 
 
-# ---------------------------------------------------------------- derived values (spec §9)
-
 def field_of(name: str) -> Field:
     """The field table's entry: imported on first use (it and records.derive cost start-up
     time that filters on key columns, the usual ones, never need)."""
@@ -390,26 +225,170 @@ def field_of(name: str) -> Field:
     return FIELDS[name]
 
 
-def duration() -> Expr:
-    """Record duration (field `dur`); ra's filter sees 0 for a management record."""
-    return when(is_type(RTYPE_MAR)).then(0.0).otherwise(field_value("dur"))
+# ---------------------------------------------------------------- ra's loads, for one back-end
 
+class Builder:
+    """ra's loads and comparisons, written once with the building blocks of one back-end
+    (`ops`: PolarsOps or NumpyOps).  The back-end is the instance's: compiling is re-entrant
+    (two threads, radium's clients for one, compile at once for either back-end)."""
 
-def side_rate(side: str, load: bool) -> Expr:
-    """Field srate/drate or sload/dload; 0 for management records."""
-    value = field_value(f"{side[0]}{'load' if load else 'rate'}")
-    return when(is_type(RTYPE_MAR)).then(0.0).otherwise(value)
+    def __init__(self, ops: type[PolarsOps] | type[NumpyOps] = PolarsOps) -> None:
+        self.ops = ops
+        # Bound once: every primitive calls these, and compiling must stay cheap.
+        self.col, self.lit, self.when = ops.col, ops.lit, ops.when
+        self.any_horizontal, self.max_horizontal = ops.any_horizontal, ops.max_horizontal
 
+    def dt(self, name: str) -> Any:  # noqa: ANN401 - a polars dtype, or a numpy one
+        """The dtype called `name` in polars (Int64, UInt8 ...), for this back-end."""
+        return self.ops.dtype(name)
 
-def icmp_net_byte(index: int) -> tuple[Expr, Expr]:
-    """(value, present) of byte `index` of the ICMP object: present when the network DSR
-    holds that byte (a header-only DSR, which 3.0.8 writes for a garbled key, does not)."""
-    return raw_byte(opaque_net(NET_ICMP), index), net_present() & (lit(5 + index) <= net_length())
+    def field_value(self, name: str) -> Expr:
+        """The value of field `name` of the field table (records.fields)."""
+        return self.ops.field(name)[0]
+
+    def field_dsr(self, name: str) -> str | None:
+        """The DSR that carries field `name` (records.fields)."""
+        return self.ops.field(name)[1]
+
+    # -- record-level helpers
+    def has(self, dsr: str) -> Expr:
+        return (self.col("dsrs") & DSR_BITS[dsr]) != 0
+
+    def is_type(self, rtype: int) -> Expr:
+        return (self.col("rtype") & rtype) == rtype
+
+    def linktype(self, addr_type: int) -> Expr:
+        return self.has("flow") & ((self.col("flow_qual") & 0x1F) == addr_type)
+
+    def ip_proto(self, number: int, family: str = "") -> Expr:
+        """ra's prototype(): the flow key is IPv4/IPv6 with this IP protocol."""
+        v4 = self.linktype(ADDR_IPV4) & (self.col("proto") == number)
+        v6 = self.linktype(ADDR_IPV6) & (self.col("proto") == number)
+        return {"ipv4": v4, "ipv6": v6}.get(family, v4 | v6)
+
+    def net_present(self) -> Expr:
+        """The network DSR as ra keeps it.  The reader already leaves out the RTP objects that
+        3.0.8 drops when reading (records.dsr_decode.drop_unread_rtp); RTCP objects it always drops."""
+        return self.has("net") & (self.col("net_subtype") != NET_RTCP)
+
+    def net_length(self) -> Expr:
+        """Bytes of the network DSR as ra holds it in memory (TCP objects are expanded to 120;
+        objects ra does not know count as their header only)."""
+        lengths = {NET_TCP_PERF: 120, NET_TCP_INIT: 120, NET_TCP_STATUS: 120, NET_ESP: 20,
+                   NET_ICMP: 28, NET_ARP: 176, NET_FRAG: 56, NET_UDT: 12}
+        return self.col("net_subtype").replace_strict(lengths, default=4, return_dtype=self.dt("Int64"))
+
+    def opaque_net(self, *subtypes: int) -> Expr:
+        """The network DSR payload of these object subtypes (default: any the batch does not
+        already have as columns), null elsewhere: slicing binaries is the slow part of a filter,
+        and nulls cost nothing to slice."""
+        sub = self.col("net_subtype")
+        if subtypes:
+            wanted = sub.is_in(list(subtypes))
+        else:
+            wanted = ~sub.is_in([NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS, NET_ESP, 0])
+        return self.when(wanted).then(self.col("net_raw"))
+
+    def raw_byte(self, raw: Expr, index: int) -> Expr:
+        return raw.bin.slice(index, 1).bin.reinterpret(dtype=self.dt("UInt8"), endianness="big") \
+            .fill_null(0).cast(self.dt("Int64"))
+
+    def raw_u32(self, raw: Expr, index: int, endianness: str = "big") -> Expr:
+        return raw.bin.slice(index, 4).bin.reinterpret(dtype=self.dt("UInt32"), endianness=endianness) \
+            .fill_null(0).cast(self.dt("Int64"))
+
+    def net_word(self, offset: int, tcp_only: bool = False) -> tuple[Expr, Expr]:
+        """(value, present) of the u32 at `offset` of the network DSR.  With `tcp_only` the caller
+        also requires a TCP flow, whose network DSR is a TCP object, so the other objects are not
+        decoded."""
+        sub = self.col("net_subtype")
+        present = self.net_present() & (self.lit(offset + 4) <= self.net_length())
+        tcp = sub.is_in([NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS])
+        tcp_value = self.col(TCP_WORDS[offset]).cast(self.dt("Int64")) if offset in TCP_WORDS else self.lit(0)
+        if tcp_only:
+            return self.when(tcp).then(tcp_value).otherwise(0), present
+        value = self.when(tcp).then(tcp_value)
+        if offset in ESP_WORDS:
+            value = value.when(sub == NET_ESP).then(self.col(ESP_WORDS[offset]).cast(self.dt("Int64")))
+        # ra converts the 32-bit words of the other objects it knows to host order; the ARP
+        # responder's hardware address it loads as it lies in memory (little-endian), and of the
+        # ICMPv6 object's first word only type and code survive (observed against ra 3.0.8).
+        value = value.when(sub == NET_ARP).then(self.raw_u32(self.opaque_net(NET_ARP), offset - 4, "little"))
+        if offset == 4:
+            icmp = self.opaque_net(NET_ICMP)
+            icmp6 = self.raw_byte(icmp, 0) + self.raw_byte(icmp, 1) * 256
+            value = value.when(self.col("proto") == 58).then(icmp6)
+        value = value.otherwise(self.raw_u32(self.opaque_net(), offset - 4))
+        return value, present
+
+    def net_flag_byte(self, side: str) -> tuple[Expr, Expr]:
+        offset = 70 if side == SRC else 118
+        value = self.col(f"{side[0]}tcp_flags").cast(self.dt("Int64"))
+        return value, self.net_present() & (self.lit(offset) <= self.net_length())
+
+    # -- comparisons with ra's -1 rule
+    def cmp(self, value: Expr, present: Expr, v: int, op: str) -> Expr:
+        """An unmasked load compared with v: an absent field makes eq/gt/ge false, lt/le true."""
+        # A u64 counter past 2**63 (hostile input) reads as negative, in both back-ends alike.
+        value = value.cast(self.dt("Int64"), wrap_numerical=True)
+        if op == EQ:
+            return present & (value == v)
+        if op == NE:
+            return ~(present & (value == v))
+        if op == GT:
+            return present & (value > v)
+        if op == GE:
+            return present & (value >= v)
+        if op == LT:
+            return ~(present & (value >= v))
+        return ~(present & (value > v))
+
+    def mcmp(self, value: Expr, present: Expr, v: int, mask: int, op: str = EQ) -> Expr:
+        """A masked load: an absent field reads as -1, so it compares as the mask itself."""
+        effective = self.when(present).then(value.cast(self.dt("Int64")) & mask).otherwise(self.lit(mask))
+        target = v & mask
+        return {EQ: effective == target, NE: effective != target, GT: effective > target,
+                GE: effective >= target, LT: effective < target, LE: effective <= target}[op]
+
+    def flag(self, value: Expr, present: Expr, bits: int) -> Expr:
+        return self.mcmp(value, present, bits, bits)
+
+    def fcmp(self, value: Expr, present: Expr, v: float, op: str) -> Expr:
+        """ra's float comparison (see _float_test); an absent value fails gt/ge/eq."""
+        core = value.map_batches(_float_test(v, op), return_dtype=self.dt("Boolean"), is_elementwise=True)
+        if op in (EQ, GT, GE):
+            return present & core
+        return ~(present & core)
+
+    # -- derived values (spec §9)
+    def duration(self) -> Expr:
+        """Record duration (field `dur`); ra's filter sees 0 for a management record."""
+        return self.when(self.is_type(RTYPE_MAR)).then(0.0).otherwise(self.field_value("dur"))
+
+    def side_rate(self, side: str, load: bool) -> Expr:
+        """Field srate/drate or sload/dload; 0 for management records."""
+        value = self.field_value(f"{side[0]}{'load' if load else 'rate'}")
+        return self.when(self.is_type(RTYPE_MAR)).then(0.0).otherwise(value)
+
+    def icmp_net_byte(self, index: int) -> tuple[Expr, Expr]:
+        """(value, present) of byte `index` of the ICMP object: present when the network DSR
+        holds that byte (a header-only DSR, which 3.0.8 writes for a garbled key, does not)."""
+        present = self.net_present() & (self.lit(5 + index) <= self.net_length())
+        return self.raw_byte(self.opaque_net(NET_ICMP), index), present
+
+    def arp_reversed(self) -> Expr:
+        sub = self.col("flow_subtype")
+        return self.is_type(RTYPE_FAR) & self.has("flow") & ((sub & 0x3F) == 0x06) & ((sub & 0x40) != 0)
+
+    def stream_header(self) -> Expr:
+        """The management record that opens a file or stream: ra reads it as the stream's header
+        and never puts it to the filter, so no filter selects it."""
+        return self.is_type(RTYPE_MAR) & (self.col("offset") == 0)
 
 
 # ---------------------------------------------------------------- the compiler
 
-class Compiler:
+class Compiler(Builder):
     """Compiles a tree; with `swap`, for ARP records whose key has the REVERSE bit.
 
     ra reverses the time, metric, packet-size, IP-attribute, VLAN, MAC, MPLS, jitter, user,
@@ -417,7 +396,8 @@ class Compiler:
     encapsulation or the network DSR), so those per-side values are looked up on the other side.
     """
 
-    def __init__(self, swap: bool = False) -> None:
+    def __init__(self, ops: type[PolarsOps] | type[NumpyOps] = PolarsOps, swap: bool = False) -> None:
+        super().__init__(ops)
         self.swap = swap
 
     def phys(self, side: str) -> str:
@@ -438,7 +418,7 @@ class Compiler:
         if isinstance(node, Not):
             return ~self.compile(node.child)
         if isinstance(node, Const):
-            return lit(node.value)
+            return self.lit(node.value)
         if isinstance(node, Prim):
             return self.prim(node)
         raise TypeError(f"not a filter node: {node!r}")
@@ -459,22 +439,22 @@ class Compiler:
         family, addr, mask = p.value  # type: ignore[misc]
         if family == 6:
             return self.host6(p, addr, mask)
-        v4 = lambda side: (col(f"{side[0]}addr_lo") & mask) == (addr & mask)  # noqa: E731
-        test = sides(p.dir, v4) if mask else lit(True)
-        arp = linktype(ADDR_ARP) & test
-        ipv4 = linktype(ADDR_IPV4) & test
-        ipv6 = linktype(ADDR_IPV6)
+        v4 = lambda side: (self.col(f"{side[0]}addr_lo") & mask) == (addr & mask)  # noqa: E731
+        test = sides(p.dir, v4) if mask else self.lit(True)
+        arp = self.linktype(ADDR_ARP) & test
+        ipv4 = self.linktype(ADDR_IPV4) & test
+        ipv6 = self.linktype(ADDR_IPV6)
         if mask:  # only the first address word is compared, as ra does
-            word = lambda side: ((col(f"{side[0]}addr_hi") // 2**32) & mask) == (addr & mask)  # noqa: E731
+            word = lambda side: ((self.col(f"{side[0]}addr_hi") // 2**32) & mask) == (addr & mask)  # noqa: E731
             ipv6 = ipv6 & sides(p.dir, word)
         # Family 0: the operand type was unset (both IP versions compared); HOST6_WORD: an IPv4
         # number where ra's operand type says IPv6 (only IPv6 keys compared, first word).
         v4_too, v6_too = family in (0, 4), family in (0, HOST6_WORD)
         families = [e for e, on in ((ipv4, v4_too), (ipv6, v6_too)) if on]
         if p.proto == "":
-            return any_horizontal(arp, *families)
+            return self.any_horizontal(arp, *families)
         if p.proto == "ip":
-            return any_horizontal(*families)
+            return self.any_horizontal(*families)
         if p.proto == "ipv6":
             return ipv6
         if p.proto == "arp":
@@ -487,101 +467,105 @@ class Compiler:
 
         def one(side: str) -> Expr:
             s = side[0]
-            return ((col(f"{s}addr_hi") & mhi) == (hi & mhi)) & ((col(f"{s}addr_lo") & mlo) == (lo & mlo))
+            high = (self.col(f"{s}addr_hi") & mhi) == (hi & mhi)
+            return high & ((self.col(f"{s}addr_lo") & mlo) == (lo & mlo))
 
-        ipv6 = linktype(ADDR_IPV6) & sides(p.dir, one)
+        ipv6 = self.linktype(ADDR_IPV6) & sides(p.dir, one)
         if p.proto == "":
             m0, a0 = mhi >> 32, hi >> 32
-            arp_word = lambda side: (col(f"{side[0]}addr_lo") & m0) == (a0 & m0)  # noqa: E731
-            return (linktype(ADDR_ARP) & sides(p.dir, arp_word)) | ipv6
+            arp_word = lambda side: (self.col(f"{side[0]}addr_lo") & m0) == (a0 & m0)  # noqa: E731
+            return (self.linktype(ADDR_ARP) & sides(p.dir, arp_word)) | ipv6
         return ipv6
 
     def k_ehost(self, p: Prim) -> Expr:
         mac = int.from_bytes(p.value, "big")  # type: ignore[arg-type]
-        return has("mac") & self.dsides(p.dir, lambda side: col(f"{side[0]}mac") == mac)
+        return self.has("mac") & self.dsides(p.dir, lambda side: self.col(f"{side[0]}mac") == mac)
 
     def k_arphw(self, p: Prim) -> Expr:
         mac = int.from_bytes(p.value, "big")  # type: ignore[arg-type]
-        return linktype(ADDR_ARP) & (col("arp_sha") == mac)
+        return self.linktype(ADDR_ARP) & (self.col("arp_sha") == mac)
 
     def k_srcid(self, p: Prim) -> Expr:
         v = p.value
-        mar = is_type(RTYPE_MAR) & (col("srcid") == v)
-        far = (is_type(RTYPE_FAR) | is_type(RTYPE_EVENT)) & cmp(col("srcid"), has("transport"), v, EQ)
+        mar = self.is_type(RTYPE_MAR) & (self.col("srcid") == v)
+        far = ((self.is_type(RTYPE_FAR) | self.is_type(RTYPE_EVENT))
+               & self.cmp(self.col("srcid"), self.has("transport"), v, EQ))
         return mar | far
 
     def k_inode(self, p: Prim) -> Expr:
-        return is_type(RTYPE_FAR) & cmp(col("icmpmap_osrc"), has("icmpmap"), p.value, EQ)
+        return self.is_type(RTYPE_FAR) & self.cmp(self.col("icmpmap_osrc"), self.has("icmpmap"), p.value, EQ)
 
     # -- ports and protocols
     def k_port(self, p: Prim) -> Expr:
         v, op = p.value, p.op
 
         def ports(gate: Expr) -> Expr:
-            return gate & sides(p.dir, lambda side: cmp(col(f"{side[0]}port"), lit(True), v, op))
+            one = lambda side: self.cmp(self.col(f"{side[0]}port"), self.lit(True), v, op)  # noqa: E731
+            return gate & sides(p.dir, one)
 
         if p.proto == "tcp":
-            return ports(ip_proto(6))
+            return ports(self.ip_proto(6))
         if p.proto == "udp":
-            return ports(ip_proto(17))
+            return ports(self.ip_proto(17))
         if p.proto == "udt":
-            return ports(net_present() & (col("net_subtype") == NET_UDT))
+            return ports(self.net_present() & (self.col("net_subtype") == NET_UDT))
         if p.proto in ("rtp", "rtcp"):
             sub = NET_RTP if p.proto == "rtp" else NET_RTCP
-            return ports(ip_proto(17)) & ports(self.udp_app(sub))
-        return ports(ip_proto(6)) | ports(ip_proto(17))
+            return ports(self.ip_proto(17)) & ports(self.udp_app(sub))
+        return ports(self.ip_proto(6)) | ports(self.ip_proto(17))
 
     def udp_app(self, subtype: int) -> Expr:
-        return has("flow") & (col("proto") == 17) & net_present() & (col("net_subtype") == subtype)
+        udp = self.has("flow") & (self.col("proto") == 17)
+        return udp & self.net_present() & (self.col("net_subtype") == subtype)
 
     def k_proto(self, p: Prim) -> Expr:
         v = p.value
         if p.proto == "ether":
-            known = {0x0800: linktype(ADDR_IPV4), 0x86DD: linktype(ADDR_IPV6),
-                     0x0806: linktype(ADDR_ARP), 0x8035: linktype(ADDR_ARP)}
-            return known.get(v, linktype(ADDR_ETHER) & (col("proto") == v))  # type: ignore[arg-type]
+            known = {0x0800: self.linktype(ADDR_IPV4), 0x86DD: self.linktype(ADDR_IPV6),
+                     0x0806: self.linktype(ADDR_ARP), 0x8035: self.linktype(ADDR_ARP)}
+            return known.get(v, self.linktype(ADDR_ETHER) & (self.col("proto") == v))  # type: ignore[arg-type]
         if p.proto == "arp":
-            return linktype(ADDR_ARP)
-        return ip_proto(v, p.proto if p.proto in ("ipv4", "ipv6") else "")  # type: ignore[arg-type]
+            return self.linktype(ADDR_ARP)
+        return self.ip_proto(v, p.proto if p.proto in ("ipv4", "ipv6") else "")  # type: ignore[arg-type]
 
     def k_tcp(self, p: Prim) -> Expr:
-        return ip_proto(6)
+        return self.ip_proto(6)
 
     def k_udp(self, p: Prim) -> Expr:
-        return ip_proto(17)
+        return self.ip_proto(17)
 
     def k_icmp(self, p: Prim) -> Expr:
-        return ip_proto(1)
+        return self.ip_proto(1)
 
     def k_igmp(self, p: Prim) -> Expr:
-        return ip_proto(2)
+        return self.ip_proto(2)
 
     def k_arp(self, p: Prim) -> Expr:
-        return is_type(RTYPE_FAR) & flag(col("flow_subtype"), has("flow"), 0x06)
+        return self.is_type(RTYPE_FAR) & self.flag(self.col("flow_subtype"), self.has("flow"), 0x06)
 
     def k_rarp(self, p: Prim) -> Expr:
-        return linktype(ADDR_ARP)  # ra tests the ARP key type for RARP too
+        return self.linktype(ADDR_ARP)  # ra tests the ARP key type for RARP too
 
     def k_ip(self, p: Prim) -> Expr:
-        return linktype(ADDR_IPV4) | linktype(ADDR_IPV6)
+        return self.linktype(ADDR_IPV4) | self.linktype(ADDR_IPV6)
 
     def k_ipv4(self, p: Prim) -> Expr:
-        return linktype(ADDR_IPV4)
+        return self.linktype(ADDR_IPV4)
 
     def k_ipv6(self, p: Prim) -> Expr:
-        return linktype(ADDR_IPV6)
+        return self.linktype(ADDR_IPV6)
 
     def k_isis(self, p: Prim) -> Expr:
-        return linktype(ADDR_ISIS)
+        return self.linktype(ADDR_ISIS)
 
     def k_mpls(self, p: Prim) -> Expr:
-        return has("mpls")
+        return self.has("mpls")
 
     def k_vlan(self, p: Prim) -> Expr:
-        return has("vlan")
+        return self.has("vlan")
 
     def k_udt(self, p: Prim) -> Expr:
-        return net_present() & (col("net_subtype") == NET_UDT)
+        return self.net_present() & (self.col("net_subtype") == NET_UDT)
 
     def k_rtp(self, p: Prim) -> Expr:
         return self.udp_app(NET_RTP)
@@ -590,36 +574,37 @@ class Compiler:
         return self.udp_app(NET_RTCP)
 
     def k_all(self, p: Prim) -> Expr:
-        return lit(True)
+        return self.lit(True)
 
     # -- integer attributes
     def per_side(self, p: Prim, name: str, test: Callable[[Expr, Expr], Expr]) -> Expr:
         """Test field s<name> / d<name> of the field table, present when its DSR is."""
         def one(side: str) -> Expr:
             name_here = f"{side[0]}{name}"
-            return test(field_value(name_here), has(field_dsr(name_here)))  # type: ignore[arg-type]
+            return test(self.field_value(name_here), self.has(self.field_dsr(name_here)))  # type: ignore[arg-type]
 
         return self.dsides(p.dir, one)
 
     def k_ttl(self, p: Prim) -> Expr:
-        return linktype(ADDR_IPV4) & self.per_side(p, "ttl", lambda v, h: cmp(v, h, p.value, p.op))
+        return self.linktype(ADDR_IPV4) & self.per_side(p, "ttl", lambda v, h: self.cmp(v, h, p.value, p.op))
 
     def k_tos(self, p: Prim) -> Expr:
-        return linktype(ADDR_IPV4) & self.per_side(p, "tos", lambda v, h: cmp(v, h, p.value, p.op))
+        return self.linktype(ADDR_IPV4) & self.per_side(p, "tos", lambda v, h: self.cmp(v, h, p.value, p.op))
 
     def k_dsb(self, p: Prim) -> Expr:
-        test = lambda v, h: mcmp(v, h, p.value, 0xFC, p.op)  # noqa: E731
-        return linktype(ADDR_IPV4) & self.per_side(p, "tos", test)
+        test = lambda v, h: self.mcmp(v, h, p.value, 0xFC, p.op)  # noqa: E731
+        return self.linktype(ADDR_IPV4) & self.per_side(p, "tos", test)
 
     def k_ipid(self, p: Prim) -> Expr:
-        return ip_proto(6) & self.per_side(p, "ipid", lambda v, h: cmp(v, h, p.value, p.op))
+        return self.ip_proto(6) & self.per_side(p, "ipid", lambda v, h: self.cmp(v, h, p.value, p.op))
 
     def k_vid(self, p: Prim) -> Expr:
-        return self.per_side(p, "vid", lambda v, h: mcmp(v, h, p.value, 0x0FFF))
+        return self.per_side(p, "vid", lambda v, h: self.mcmp(v, h, p.value, 0x0FFF))
 
     def k_vpri(self, p: Prim) -> Expr:
         v = (p.value << 12) & 0xFFFFFFFF  # type: ignore[operator]
-        return self.dsides(p.dir, lambda side: mcmp(col(f"{side[0]}vlan"), has("vlan"), v, 0xF000))
+        return self.dsides(p.dir, lambda side: self.mcmp(self.col(f"{side[0]}vlan"), self.has("vlan"),
+                                                         v, 0xF000))
 
     def k_mid(self, p: Prim) -> Expr:
         # ra compares the label bits of the label stack entry (the field table has the label);
@@ -627,13 +612,14 @@ class Compiler:
         v = ((p.value << 12) & 0xFFFFFFFF) >> 12  # type: ignore[operator]
 
         def one(side: str) -> Expr:
-            present = has("mpls") & ((col("mpls_qual") & 0x0F) > 0 if side == DST else lit(True))
-            return mcmp(field_value(f"{side[0]}mpls"), present, v, 0xFFFFF, p.op)
+            labels = (self.col("mpls_qual") & 0x0F) > 0 if side == DST else self.lit(True)
+            present = self.has("mpls") & labels
+            return self.mcmp(self.field_value(f"{side[0]}mpls"), present, v, 0xFFFFF, p.op)
 
         return self.dsides(p.dir, one)
 
     def counter(self, p: Prim, name: str) -> Expr:
-        return self.per_side(p, name, lambda v, h: cmp(v, h, p.value, p.op))
+        return self.per_side(p, name, lambda v, h: self.cmp(v, h, p.value, p.op))
 
     def k_pkts(self, p: Prim) -> Expr:
         return self.counter(p, "pkts")
@@ -645,89 +631,96 @@ class Compiler:
         return self.counter(p, "appbytes")
 
     def k_nstroke(self, p: Prim) -> Expr:
-        return self.per_side(p, "nstroke", lambda v, h: cmp(v, h, p.value, p.op))
+        return self.per_side(p, "nstroke", lambda v, h: self.cmp(v, h, p.value, p.op))
 
     def k_asn(self, p: Prim) -> Expr:
-        return self.per_side(p, "as", lambda v, h: cmp(v, h, p.value, p.op))
+        return self.per_side(p, "as", lambda v, h: self.cmp(v, h, p.value, p.op))
 
     def k_encaps(self, p: Prim) -> Expr:
-        return sides(p.dir, lambda side: mcmp(col(f"{side[0]}encaps"), has("encaps"), p.value, p.value))
+        return sides(p.dir, lambda side: self.mcmp(self.col(f"{side[0]}encaps"), self.has("encaps"),
+                                                   p.value, p.value))
 
     def k_co(self, p: Prim) -> Expr:
         code = p.value.rstrip(b"\0").decode("ascii", "replace")  # type: ignore[union-attr]
         return self.per_side(p, "co", lambda v, h: h & (v == code))
 
     def k_seq(self, p: Prim) -> Expr:
-        return is_type(RTYPE_FAR) & cmp(col("seq"), has("transport"), p.value, p.op)
+        return self.is_type(RTYPE_FAR) & self.cmp(self.col("seq"), self.has("transport"), p.value, p.op)
 
     def k_trans(self, p: Prim) -> Expr:
         # ra counts a flow record without an aggregation DSR as one transaction.
-        count = when(has("agr")).then(col("agr_count").cast(dt("Int64"))).otherwise(1)
-        return cmp(count, is_type(RTYPE_FAR), p.value, p.op)
+        count = self.when(self.has("agr")).then(self.col("agr_count").cast(self.dt("Int64"))).otherwise(1)
+        return self.cmp(count, self.is_type(RTYPE_FAR), p.value, p.op)
 
     def k_tcpbase(self, p: Prim) -> Expr:
-        return sides(p.dir, lambda side: cmp(*net_word(36 if side == SRC else 84), p.value, p.op))
+        return sides(p.dir, lambda side: self.cmp(*self.net_word(36 if side == SRC else 84), p.value, p.op))
 
     def k_spi(self, p: Prim) -> Expr:
         # ra overwrites the low half of the key's SPI word with its default masks (spec §6.2.4).
-        spi = col("smask").cast(dt("Int64")) * 256 + col("dmask").cast(dt("Int64")) + 0x20200000
-        return ip_proto(50) & cmp(spi, lit(True), p.value, p.op)
+        i64 = self.dt("Int64")
+        spi = self.col("smask").cast(i64) * 256 + self.col("dmask").cast(i64) + 0x20200000
+        return self.ip_proto(50) & self.cmp(spi, self.lit(True), p.value, p.op)
 
     def k_deldur(self, p: Prim) -> Expr:
-        return cmp(lit(0), has("cor"), p.value * 1000, p.op)  # type: ignore[operator]
+        return self.cmp(self.lit(0), self.has("cor"), p.value * 1000, p.op)  # type: ignore[operator]
 
     k_dellast = k_deldur
 
     def k_loss(self, p: Prim) -> Expr:
-        return sides(p.dir, lambda side: cmp(field_value(f"{side[0]}loss"), lit(True), p.value, p.op))
+        return sides(p.dir, lambda side: self.cmp(self.field_value(f"{side[0]}loss"), self.lit(True),
+                                                  p.value, p.op))
 
     def k_gap(self, p: Prim) -> Expr:
         def gap(side: str) -> Expr:
             s = side[0]
-            seq, base = col(f"{s}tcp_seq").cast(dt("Int64")), col(f"{s}tcp_seqbase").cast(dt("Int64"))
-            nbytes = col(f"{s}tcp_bytes").cast(dt("Int64"))
-            ok = (col(f"{s}tcp_retrans") == 0) & (seq != 0) & (base != col(f"{s}tcp_ackbytes"))
-            value = when(ok).then(max_horizontal(seq - base - nbytes - 1, lit(0))).otherwise(0)
-            return cmp(value, ip_proto(6) & (col("net_subtype") == NET_TCP_PERF), p.value, p.op)
+            i64 = self.dt("Int64")
+            seq, base = self.col(f"{s}tcp_seq").cast(i64), self.col(f"{s}tcp_seqbase").cast(i64)
+            nbytes = self.col(f"{s}tcp_bytes").cast(self.dt("Int64"))
+            ok = (self.col(f"{s}tcp_retrans") == 0) & (seq != 0) & (base != self.col(f"{s}tcp_ackbytes"))
+            value = self.when(ok).then(self.max_horizontal(seq - base - nbytes - 1, self.lit(0))).otherwise(0)
+            perf = self.ip_proto(6) & (self.col("net_subtype") == NET_TCP_PERF)
+            return self.cmp(value, perf, p.value, p.op)
 
         return sides(p.dir, gap)
 
     # -- floats
     def k_dur(self, p: Prim) -> Expr:
-        return fcmp(duration(), lit(True), p.value, p.op)  # type: ignore[arg-type]
+        return self.fcmp(self.duration(), self.lit(True), p.value, p.op)  # type: ignore[arg-type]
 
     def k_rate(self, p: Prim) -> Expr:
-        return self.dsides(p.dir, lambda side: fcmp(side_rate(side, False), lit(True), p.value, p.op))
+        return self.dsides(p.dir, lambda side: self.fcmp(self.side_rate(side, False), self.lit(True),
+                                                         p.value, p.op))
 
     def k_load(self, p: Prim) -> Expr:
-        return self.dsides(p.dir, lambda side: fcmp(side_rate(side, True), lit(True), p.value, p.op))
+        return self.dsides(p.dir, lambda side: self.fcmp(self.side_rate(side, True), self.lit(True),
+                                                         p.value, p.op))
 
     def k_ploss(self, p: Prim) -> Expr:
         # ra 3.0.8 never fills the percent-loss slots its filter reads: they are always 0.
-        return fcmp(lit(0.0), lit(True), p.value, p.op)  # type: ignore[arg-type]
+        return self.fcmp(self.lit(0.0), self.lit(True), p.value, p.op)  # type: ignore[arg-type]
 
     def k_pcr(self, p: Prim) -> Expr:
-        value = field_value("pcr")
+        value = self.field_value("pcr")
         if self.swap:  # source and destination application bytes trade places
-            value = when(value != 0).then(-value).otherwise(value)
-        return is_type(RTYPE_FAR) & fcmp(value, lit(True), p.value, p.op)  # type: ignore[arg-type]
+            value = self.when(value != 0).then(-value).otherwise(value)
+        return self.is_type(RTYPE_FAR) & self.fcmp(value, self.lit(True), p.value, p.op)  # type: ignore[arg-type]
 
     def k_avgdur(self, p: Prim) -> Expr:
         # Argus 5 meaning (see DEVIATIONS): the mean duration of the merged records.
-        mean = when(has("agr")).then(field_value("mean")).otherwise(duration())
-        return fcmp(mean, lit(True), p.value, p.op)  # type: ignore[arg-type]
+        mean = self.when(self.has("agr")).then(self.field_value("mean")).otherwise(self.duration())
+        return self.fcmp(mean, self.lit(True), p.value, p.op)  # type: ignore[arg-type]
 
     def k_tcprtt(self, p: Prim) -> Expr:
-        rtt = field_value("tcprtt")
-        present = ip_proto(6) & net_present() & col("net_subtype").is_in([NET_TCP_PERF])
-        return fcmp(rtt, present, float(p.value), p.op)  # type: ignore[arg-type]
+        rtt = self.field_value("tcprtt")
+        present = self.ip_proto(6) & self.net_present() & self.col("net_subtype").is_in([NET_TCP_PERF])
+        return self.fcmp(rtt, present, float(p.value), p.op)  # type: ignore[arg-type]
 
     def jitter(self, p: Prim, stat: str, block: str) -> Expr:
         value = float(p.value) * 1000.0  # type: ignore[arg-type]
 
         def one(s: str, b: str) -> Expr:
             s = self.phys(SRC if s == "s" else DST)[0]
-            return fcmp(col(f"{s}jit_{b}_{stat}"), has("jitter"), value, p.op)
+            return self.fcmp(self.col(f"{s}jit_{b}_{stat}"), self.has("jitter"), value, p.op)
 
         if p.dir == SRC:
             return one("s", block)
@@ -756,12 +749,12 @@ class Compiler:
     # -- TCP state, flags and options
     def tcp_flag(self, p: Prim) -> Expr:
         bits = TCP_FLAGS[p.kind]
-        return ip_proto(6) & sides(p.dir, lambda side: flag(*net_flag_byte(side), bits))
+        return self.ip_proto(6) & sides(p.dir, lambda side: self.flag(*self.net_flag_byte(side), bits))
 
     k_rst = tcp_flag
 
     def tcp_status(self, bits: int) -> Expr:
-        return ip_proto(6) & flag(*net_word(4, tcp_only=True), bits)
+        return self.ip_proto(6) & self.flag(*self.net_word(4, tcp_only=True), bits)
 
     def paired(self, p: Prim) -> Expr:
         src, dst = PAIRED_STATUS[p.kind]
@@ -771,134 +764,132 @@ class Compiler:
         return self.tcp_status(CONN_STATUS[p.kind])
 
     def k_est(self, p: Prim) -> Expr:
-        both = cmp(col("spkts"), has("metric"), 0, GT) & cmp(col("dpkts"), has("metric"), 0, GT)
-        return (linktype(ADDR_IPV4) & both) | self.tcp_status(CON_ESTABLISHED)
+        metric = self.has("metric")
+        both = self.cmp(self.col("spkts"), metric, 0, GT) & self.cmp(self.col("dpkts"), metric, 0, GT)
+        return (self.linktype(ADDR_IPV4) & both) | self.tcp_status(CON_ESTABLISHED)
 
     def k_retrans(self, p: Prim) -> Expr:
         def one(side: str) -> Expr:
             k = 0 if side == SRC else 1
-            esp = ip_proto(50) & flag(*net_word(4), ESP_DROP[k])
+            esp = self.ip_proto(50) & self.flag(*self.net_word(4), ESP_DROP[k])
             return esp | self.tcp_status(RETRANS[k])
 
         return sides(p.dir, one)
 
     def k_dup(self, p: Prim) -> Expr:
         bits = {SRC: DUPLICATES[0], DST: DUPLICATES[1]}.get(p.dir, DUPLICATES[0] | DUPLICATES[1])
-        return flag(*net_word(4), bits)
+        return self.flag(*self.net_word(4), bits)
 
     def k_frag(self, p: Prim) -> Expr:
         def one(side: str) -> Expr:
-            return flag(col("attr_qual"), has("attr"), FRAGMENTS[0 if side == SRC else 1])
+            return self.flag(self.col("attr_qual"), self.has("attr"), FRAGMENTS[0 if side == SRC else 1])
 
         direction = p.dir if p.dir in (SRC, DST) else EITHER
-        return linktype(ADDR_IPV4) & self.dsides(direction, one)
+        return self.linktype(ADDR_IPV4) & self.dsides(direction, one)
 
     def k_multipath(self, p: Prim) -> Expr:
         bits = {SRC: 1, DST: 2, BOTH: 3}
         if p.dir in bits:
-            return flag(col("mac_qual"), has("mac"), bits[self.phys(p.dir)])
-        return flag(col("mac_qual"), has("mac"), 1) | flag(col("mac_qual"), has("mac"), 2)
+            return self.flag(self.col("mac_qual"), self.has("mac"), bits[self.phys(p.dir)])
+        qual, mac = self.col("mac_qual"), self.has("mac")
+        return self.flag(qual, mac, 1) | self.flag(qual, mac, 2)
 
     def k_hello(self, p: Prim) -> Expr:
-        return linktype(ADDR_ISIS) & lit(False)  # IS-IS PDU types: no such keys from argus 3.0.8
+        return self.linktype(ADDR_ISIS) & self.lit(False)  # IS-IS PDU types: no such keys from argus 3.0.8
 
     k_lsp = k_csnp = k_psnp = k_hello
 
     def tcp_option(self, p: Prim) -> Expr:
-        return linktype(ADDR_IPV4) & flag(*net_word(12), TCP_OPTIONS[p.kind])
+        return self.linktype(ADDR_IPV4) & self.flag(*self.net_word(12), TCP_OPTIONS[p.kind])
 
     # -- record types and causes
     def cause(self, p: Prim) -> Expr:
-        return flag(col("cause"), lit(True), CAUSES[p.kind])
+        return self.flag(self.col("cause"), self.lit(True), CAUSES[p.kind])
 
     def record_type(self, p: Prim) -> Expr:
-        return is_type(RECORD_TYPES[p.kind])
+        return self.is_type(RECORD_TYPES[p.kind])
 
     # -- ICMP and IGMP
     def icmp_type_is(self, value: int) -> Expr:
-        return ip_proto(1) & cmp(*icmp_net_byte(0), value, EQ)
+        return self.ip_proto(1) & self.cmp(*self.icmp_net_byte(0), value, EQ)
 
     def icmpmap_qual_is(self, value: int) -> Expr:
-        return cmp(col("icmpmap_qual"), has("icmpmap"), value, EQ)
+        return self.cmp(self.col("icmpmap_qual"), self.has("icmpmap"), value, EQ)
 
     def k_icmpmap(self, p: Prim) -> Expr:
-        return has("icmpmap") & ((col("icmpmap_qual") & 0x07) != 0)
+        return self.has("icmpmap") & ((self.col("icmpmap_qual") & 0x07) != 0)
 
     def k_echo(self, p: Prim) -> Expr:
-        byte, present = icmp_net_byte(0)
-        return ip_proto(1) & (cmp(byte, present, 8, EQ) | cmp(byte, present, 0, EQ))
+        byte, present = self.icmp_net_byte(0)
+        return self.ip_proto(1) & (self.cmp(byte, present, 8, EQ) | self.cmp(byte, present, 0, EQ))
 
     def k_unreach(self, p: Prim) -> Expr:
         return self.icmp_type_is(3) | self.icmpmap_qual_is(1)
 
     def k_redirect(self, p: Prim) -> Expr:
-        mapped_type = ip_proto(1) & cmp(col("icmpmap_type"), has("icmpmap"), 5, EQ)
+        mapped_type = self.ip_proto(1) & self.cmp(self.col("icmpmap_type"), self.has("icmpmap"), 5, EQ)
         return mapped_type | self.icmpmap_qual_is(2)
 
     def k_timexed(self, p: Prim) -> Expr:
         return self.icmp_type_is(11) | self.icmpmap_qual_is(4)
 
     def k_unr(self, p: Prim) -> Expr:
-        code, present = icmp_net_byte(1)
-        own = self.icmp_type_is(3) & cmp(code, present, p.value, EQ)  # type: ignore[arg-type]
-        mapped = self.icmpmap_qual_is(1) & (col("icmpmap_code") == p.value)
+        code, present = self.icmp_net_byte(1)
+        own = self.icmp_type_is(3) & self.cmp(code, present, p.value, EQ)  # type: ignore[arg-type]
+        mapped = self.icmpmap_qual_is(1) & (self.col("icmpmap_code") == p.value)
         return own | mapped
 
     def igmp_type(self) -> Expr:
         # ra loads the byte at offset 10 of the flow key.  It holds an IPv4 key's port words
         # in host order, so that byte is the key's next one (the code / max response time);
         # in an IPv6 key (proto 2 there is a garbled record) it is byte 10 of the source.
-        v4 = col("sport").cast(dt("Int64")) & 0xFF
-        v6 = (col("saddr_lo") // 2**40).cast(dt("Int64")) & 0xFF
-        return when(linktype(ADDR_IPV6)).then(v6).otherwise(v4)
+        v4 = self.col("sport").cast(self.dt("Int64")) & 0xFF
+        v6 = (self.col("saddr_lo") // 2**40).cast(self.dt("Int64")) & 0xFF
+        return self.when(self.linktype(ADDR_IPV6)).then(v6).otherwise(v4)
 
     def k_rtr(self, p: Prim) -> Expr:
-        return ip_proto(2) & (self.igmp_type() == IGMP_QUERY)
+        return self.ip_proto(2) & (self.igmp_type() == IGMP_QUERY)
 
     def k_mbr(self, p: Prim) -> Expr:
-        return ip_proto(2) & (self.igmp_type() != IGMP_QUERY)
+        return self.ip_proto(2) & (self.igmp_type() != IGMP_QUERY)
 
     def k_lvg(self, p: Prim) -> Expr:
-        return ip_proto(2) & (self.igmp_type() == IGMP_LEAVE)
+        return self.ip_proto(2) & (self.igmp_type() == IGMP_LEAVE)
 
     def k_cocode(self, p: Prim) -> Expr:
-        return ~(has("cocode") & (col("sco") == ""))
+        return ~(self.has("cocode") & (self.col("sco") == ""))
 
     # -- locality (Argus 5): without an RA_LOCAL table, private and link-local space is local
     def local_side(self, side: str) -> Expr:
-        a = col(f"{side[0]}addr_lo")
+        a = self.col(f"{side[0]}addr_lo")
         nets = [(0x0A000000, 8), (0xAC100000, 12), (0xC0A80000, 16), (0x7F000000, 8),
                 (0xA9FE0000, 16)]
-        v4 = any_horizontal([(a // 2 ** (32 - bits)) == (net >> (32 - bits)) for net, bits in nets])
-        hi = col(f"{side[0]}addr_hi")
+        v4 = self.any_horizontal([(a // 2 ** (32 - bits)) == (net >> (32 - bits)) for net, bits in nets])
+        hi = self.col(f"{side[0]}addr_hi")
         v6 = ((hi // 2**57) == 0x7E) | ((hi // 2**54) == 0x3FA) | ((hi == 0) & (a == 1))
-        return (linktype(ADDR_IPV4) & v4) | (linktype(ADDR_IPV6) & v6)
+        return (self.linktype(ADDR_IPV4) & v4) | (self.linktype(ADDR_IPV6) & v6)
 
     def k_lcl(self, p: Prim) -> Expr:
         return self.local_side(SRC) | self.local_side(DST)
 
     def k_rem(self, p: Prim) -> Expr:
-        ip = linktype(ADDR_IPV4) | linktype(ADDR_IPV6)
+        ip = self.linktype(ADDR_IPV4) | self.linktype(ADDR_IPV6)
         return ip & (~self.local_side(SRC) | ~self.local_side(DST))
 
     # -- broadcast and multicast
     def k_multicast(self, p: Prim) -> Expr:
         if p.proto == "ether":
-            group = lambda side: ((col(f"{side[0]}mac") // 2**40) & 1) == 1  # noqa: E731
-            return has("mac") & sides(EITHER, group)
-        high = lambda side: (col(f"{side[0]}addr_lo") & 0xF0000000) >= 0xE0000000  # noqa: E731
-        return linktype(ADDR_IPV4) & sides(EITHER, high)
+            group = lambda side: ((self.col(f"{side[0]}mac") // 2**40) & 1) == 1  # noqa: E731
+            return self.has("mac") & sides(EITHER, group)
+        high = lambda side: (self.col(f"{side[0]}addr_lo") & 0xF0000000) >= 0xE0000000  # noqa: E731
+        return self.linktype(ADDR_IPV4) & sides(EITHER, high)
 
     def k_broadcast(self, p: Prim) -> Expr:
         if p.proto == "ether":
             every = 0xFFFFFFFFFFFF
-            return has("mac") & sides(EITHER, lambda side: col(f"{side[0]}mac") == every)
-        return linktype(ADDR_IPV4) & sides(EITHER, lambda side: col(f"{side[0]}addr_lo") == 0xFFFFFFFF)
-
-
-def arp_reversed() -> Expr:
-    sub = col("flow_subtype")
-    return is_type(RTYPE_FAR) & has("flow") & ((sub & 0x3F) == 0x06) & ((sub & 0x40) != 0)
+            return self.has("mac") & sides(EITHER, lambda side: self.col(f"{side[0]}mac") == every)
+        every_host = lambda side: self.col(f"{side[0]}addr_lo") == 0xFFFFFFFF  # noqa: E731
+        return self.linktype(ADDR_IPV4) & sides(EITHER, every_host)
 
 
 # Primitives that read a per-side value from a DSR ra reverses in ARP REVERSE records.
@@ -907,28 +898,21 @@ SWAP_KINDS = {"ttl", "tos", "dsb", "ipid", "vid", "vpri", "mid", "pkts", "bytes"
               "interidle", "jitter", "jitact", "jitidle", "multipath", "frag"}
 
 
-def stream_header() -> Expr:
-    """The management record that opens a file or stream: ra reads it as the stream's header
-    and never puts it to the filter, so no filter selects it."""
-    return is_type(RTYPE_MAR) & (col("offset") == 0)
-
-
-def compile_node(node: Node) -> Expr:
-    """The boolean polars expression selecting the records `node` accepts."""
-    plain = Compiler().compile(node)
+def compile_node(node: Node, ops: type[PolarsOps] | type[NumpyOps] = PolarsOps) -> Expr:
+    """The boolean expression selecting the records `node` accepts: polars by default, or
+    with another back-end's building blocks (`ops`)."""
+    compiler = Compiler(ops)
+    plain = compiler.compile(node)
     if any(isinstance(p, Prim) and p.kind in SWAP_KINDS for p in node.walk()):
-        swapped = Compiler(swap=True).compile(node)
-        plain = when(arp_reversed()).then(swapped).otherwise(plain)
-    return plain.fill_null(False) & ~stream_header()
+        swapped = Compiler(ops, swap=True).compile(node)
+        plain = compiler.when(compiler.arp_reversed()).then(swapped).otherwise(plain)
+    return plain.fill_null(False) & ~compiler.stream_header()
 
 
 def compile_numpy(node: Node) -> numpy_ops.NpExpr | None:
     """compile_node with the numpy building blocks: a function of a batch's numpy columns
     (None when some primitive needs what only polars has)."""
-    _ops.append(NumpyOps)
     try:
-        return compile_node(node)  # type: ignore[return-value]
+        return compile_node(node, NumpyOps)  # type: ignore[return-value]
     except numpy_ops.Unsupported:
         return None
-    finally:
-        _ops.pop()
