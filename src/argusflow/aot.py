@@ -36,8 +36,9 @@ PREFIX = "kernels_"
 BUILDING = "ARGUSFLOW_KERNEL_BUILD"  # set in the build subprocess: compile with numba there
 CHECK = "ARGUSFLOW_AOT_CHECK"  # check every call's argument types (tests; slow)
 # Sources whose code or constants the kernels compile in: a file, or a package (all its .py).
-SOURCES = ("aot.py", "capture", "decode", "flows", "ops/cluster.py", "records/fields.py",
-           "records/schema.py", "records/derive.py", "records/kernels.py", "records/linekernel.py")
+SOURCES = ("aot.py", "capture", "decode", "flows", "ops/cluster.py", "ops/cluster_model.py",
+           "records/fields.py", "records/schema.py", "records/derive.py", "records/kernels.py",
+           "records/linekernel.py")
 
 _A = "UniTuple(i8, 4)"  # (count, position, status, reason) of the capture walkers
 # export name -> ("module:attribute", numba signature).  The attribute is a numba dispatcher

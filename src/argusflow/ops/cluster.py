@@ -34,8 +34,6 @@ in which case the group is reversed instead (as racluster does).
 
 from __future__ import annotations
 
-import mmap
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -43,9 +41,34 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from argusflow.errors import ArgusflowError, UsageError
+from argusflow.errors import ArgusflowError
 from argusflow.ops import cluster_aot
 from argusflow.ops.cluster_keys import KeyIndex
+from argusflow.ops.cluster_model import (  # noqa: F401 - re-exported for ops.cluster's users
+    DEFAULT_KEYS,
+    FLOW_KEY_COLUMNS,
+    IX,
+    KEY_COLUMNS,
+    MERGED,
+    NCOLS,
+    OTHER_PAIRS,
+    RESERVED_GROUPS,
+    SLICE_ROWS,
+    SORT_KEYS,
+    STATE_DTYPES,
+    SWAP_BITS,
+    SWAP_PAIRS,
+    TCP_DIR,
+    W8,
+    W16,
+    W32,
+    W64,
+    WIDTHS,
+    Model,
+    parse_model,
+    reserved,
+    to_u64,
+)
 from argusflow.records import derive
 from argusflow.records import fields as field_table
 from argusflow.records.schema import (
@@ -77,154 +100,9 @@ else:
 
 c = pl.col
 
-# --- the aggregation model (-m keys) ------------------------------------------------------------
+# --- merging columns (their layout: ops.cluster_model) ---------------------------------------
 
-# -m words racluster 3.0.8 accepts, and the record columns each one keys on.
-KEY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "srcid": ("srcid",),
-    "smac": ("smac",), "dmac": ("dmac",),
-    "soui": ("_soui",), "doui": ("_doui",),
-    "smpls": ("smpls",), "dmpls": ("dmpls",),
-    "svlan": ("svlan",), "dvlan": ("dvlan",),
-    "saddr": ("saddr_hi", "saddr_lo"), "daddr": ("daddr_hi", "daddr_lo"),
-    "proto": ("proto",),
-    "sport": ("proto", "sport"), "dport": ("proto", "dport"),
-    "stos": ("stos",), "dtos": ("dtos",), "sttl": ("sttl",), "dttl": ("dttl",),
-    "stcpb": ("stcp_seqbase",), "dtcpb": ("dtcp_seqbase",),
-    "inode": ("icmpmap_osrc",),
-    "sco": ("sco",), "dco": ("dco",), "sas": ("sas",), "das": ("das",), "ias": ("ias",),
-    "none": (),
-}
-FLOW_KEY_COLUMNS = {"saddr_hi", "saddr_lo", "daddr_hi", "daddr_lo", "proto", "sport", "dport"}
-# The default model: the flow key and the probe (racluster's 5-tuple + srcid).
-DEFAULT_KEYS = ("srcid", "proto", "saddr", "sport", "daddr", "dport")
-# Words of -m that also name a sort algorithm: racluster sorts its output by them (in order).
-SORT_KEYS = ("smac", "dmac", "saddr", "daddr", "proto", "sport", "dport", "stos", "dtos",
-             "sttl", "dttl", "smpls", "dmpls", "svlan", "dvlan", "srcid", "stcpb", "dtcpb",
-             "sco", "dco", "sas", "das")
-
-_PREFIX = re.compile(r"^(saddr|daddr|matrix|inode)(?:/(\d+|\d+\.\d+\.\d+\.\d+))?$")
-
-
-@dataclass
-class Model:
-    """One aggregation model: the key words of `-m` (or `model=`) and their prefix lengths."""
-
-    words: tuple[str, ...] = DEFAULT_KEYS
-    smask: int | None = None   # saddr/N (None = whole address)
-    dmask: int | None = None
-    imask: int | None = None
-    matrix: bool = False
-    default: bool = True
-    preserve: bool = True      # False: flow key fields outside the model are cleared first
-
-    @property
-    def columns(self) -> list[str]:
-        out: list[str] = []
-        for word in self.words:
-            for col in KEY_COLUMNS[word]:
-                if col not in out:
-                    out.append(col)
-        return out
-
-    sort_keys: tuple[str, ...] = ()  # the -m words that are also sort algorithms
-
-    @property
-    def sort_words(self) -> list[str]:
-        return list(self.sort_keys)
-
-
-def _prefix_len(text: str, word: str) -> int:
-    if "." in text:
-        value = 0
-        for part in text.split("."):
-            value = value << 8 | int(part)
-        return bin(value).count("1")
-    length = int(text)
-    if not 0 <= length <= 128:
-        raise UsageError(f"-m {word}/{text}: prefix length out of range")
-    return length
-
-
-def parse_model(words: list[str]) -> Model:
-    """`-m saddr/24 daddr proto` -> Model; unknown words are a usage error."""
-    if not words:
-        return Model()
-    keys: list[str] = []
-    model = Model(default=False)
-    for word in words:
-        for part in word.replace(",", " ").split():
-            m = _PREFIX.match(part)
-            if m:
-                name, length = m.group(1), m.group(2)
-                plen = _prefix_len(length, name) if length else None
-                if name == "matrix":
-                    model.matrix = True
-                    keys += ["saddr", "daddr"]
-                    model.smask = model.dmask = plen
-                elif name == "inode":
-                    keys.append("inode")
-                    model.imask = plen
-                else:
-                    keys.append(name)
-                    setattr(model, "smask" if name == "saddr" else "dmask", plen)
-            elif part in KEY_COLUMNS:
-                keys.append(part)
-            else:
-                raise UsageError(f"-m {part}: unknown aggregation key; see 'man racluster'")
-    model.words = tuple(dict.fromkeys(keys))
-    model.sort_keys = tuple(w for w in words if w.split("/")[0] in SORT_KEYS)
-    return model
-
-
-# --- merging columns --------------------------------------------------------------------------
-
-_TCP_DIR = ("last", "status", "seqbase", "seq", "ack", "winnum", "bytes", "retrans", "ackbytes",
-            "winbytes", "win", "flags", "winshift")
-
-# Columns the kernel reads and writes, as u64 (the rest keep the group's first record's values).
-MERGED: tuple[str, ...] = (
-    "dsrs", "srcid", "srcid_type", "flow_subtype", "flow_qual",
-    "saddr_hi", "saddr_lo", "daddr_hi", "daddr_lo", "proto", "sport", "dport", "smask", "dmask",
-    "sstart", "slast", "dstart", "dlast",
-    "spkts", "sbytes", "sappbytes", "dpkts", "dbytes", "dappbytes",
-    "psize_qual", "smaxsz", "sminsz", "dmaxsz", "dminsz", "spktsz_hist", "dpktsz_hist",
-    "sencaps", "dencaps",
-    "net_subtype", "tcp_status", "tcp_state", "tcp_options", "tcp_synack", "tcp_ackdat",
-    *[f"stcp_{k}" for k in _TCP_DIR], *[f"dtcp_{k}" for k in _TCP_DIR],
-    "esp_spi", "esp_lastseq", "esp_lostseq",
-    "icmpmap_qual", "icmpmap_type", "icmpmap_code", "icmpmap_iseq", "icmpmap_osrc",
-    "icmpmap_odst", "icmpmap_isrc", "icmpmap_idst", "icmpmap_gw",
-    "vlan_qual", "svlan", "dvlan", "mac_qual", "smac", "dmac", "mac_etype",
-    "mpls_subtype", "smpls", "dmpls", "jit_qual", "sjit_act_n", "sjit_idl_n", "djit_act_n",
-    "djit_idl_n",
-    "attr_qual", "sttl", "stos", "sipid", "sipopts", "dttl", "dtos", "dipid", "dipopts",
-    "suser_size", "duser_size", "snstroke", "dnstroke", "sas", "das",
-)
-_IX = {name: i for i, name in enumerate(MERGED)}
-NCOLS = len(MERGED)
-
-
-def _width(name: str) -> int:
-    """Bytes a merging column keeps per group: its own unsigned width.  Signed 32-bit columns
-    stay 64-bit, as the kernel holds them (sign-extended); 64-bit ones keep every bit."""
-    return {pl.UInt8: 1, pl.UInt16: 2, pl.UInt32: 4}.get(SCHEMA[name], 8)  # type: ignore[call-overload]
-
-
-# The merging columns of each width: a group's state row is kept in four narrow matrices
-# (423 bytes instead of 856 as one u64 row) and widened to u64 only while it merges.
-WIDTHS = {w: np.array([_IX[n] for n in MERGED if _width(n) == w], dtype=np.int64)
-          for w in (8, 4, 2, 1)}
-W64, W32, W16, W8 = WIDTHS[8], WIDTHS[4], WIDTHS[2], WIDTHS[1]
-STATE_DTYPES = {8: np.uint64, 4: np.uint32, 2: np.uint16, 1: np.uint8}
-
-# Column pairs swapped when a record is reversed (derive's list, restricted to merged columns),
-# and qualifier bits that swap with them.
-SWAP_PAIRS = np.array([(_IX[a], _IX[b]) for a, b in derive._SWAP_PAIRS if a in _IX and b in _IX],
-                      dtype=np.int64)
-OTHER_PAIRS = [(a, b) for a, b in derive._SWAP_PAIRS if a not in _IX]
-SWAP_BITS = np.array([(_IX[col], a, b) for col, pairs in derive._SWAP_BITS.items()
-                      for a, b in pairs], dtype=np.int64)
+_IX = IX
 
 # Column indices the kernel uses (numba reads module globals as constants).
 DSRS, SRCID, SRCID_TYPE, FQUAL = _IX["dsrs"], _IX["srcid"], _IX["srcid_type"], _IX["flow_qual"]
@@ -267,8 +145,8 @@ SENC, DENC = _IX["sencaps"], _IX["dencaps"]
 NETSUB, TSTATUS, TSTATE, TOPT = _IX["net_subtype"], _IX["tcp_status"], _IX["tcp_state"], \
     _IX["tcp_options"]
 SYNACK, ACKDAT = _IX["tcp_synack"], _IX["tcp_ackdat"]
-TCP_S = np.array([_IX[f"stcp_{k}"] for k in _TCP_DIR], dtype=np.int64)
-TCP_D = np.array([_IX[f"dtcp_{k}"] for k in _TCP_DIR], dtype=np.int64)
+TCP_S = np.array([_IX[f"stcp_{k}"] for k in TCP_DIR], dtype=np.int64)
+TCP_D = np.array([_IX[f"dtcp_{k}"] for k in TCP_DIR], dtype=np.int64)
 T_STATUS, T_SEQBASE, T_SEQ, T_ACK, T_WINNUM, T_BYTES, T_RETRANS, T_ACKBYTES, T_WINBYTES, \
     T_WIN, T_FLAGS, T_WINSHIFT = range(1, 13)
 ESPSPI, ESPLAST, ESPLOST = _IX["esp_spi"], _IX["esp_lastseq"], _IX["esp_lostseq"]
@@ -300,10 +178,6 @@ RESTART_ZERO = np.array([
 # Column of `result()`: the group's first record carried statistics already (racluster output).
 AGR_FROM_INPUT = "_agr_in"
 
-SLICE_ROWS = 4096  # rows of the merging-column matrix built at once (3.5 MB)
-# Groups the per-group arrays are first reserved for (about 30 MB of address space, mapped in
-# only as groups are written), then doubled.
-RESERVED_GROUPS = 1 << 16
 BLOCK = 64  # records the kernel turns row-major at once
 
 # Aggregation statistics per group: float32 min, mean, stdev, max (racluster keeps C floats).
@@ -997,22 +871,8 @@ def client_form_times(batch: pl.DataFrame) -> pl.DataFrame:
                                                                               strict=True))
 
 
-def _reserved(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """Zeros in a private anonymous mapping: the kernel maps a page in when it is first
-    written, so capacity that is never used costs no memory (np.zeros may take small arrays
-    from the heap and clear them)."""
-    size = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
-    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
 
 
-def _to_u64(arrays: list[np.ndarray], lo: int, hi: int) -> np.ndarray:
-    """Rows lo..hi of the merging columns as one u64 matrix, column-major (one row per
-    column).  Signed values keep their bits (int64) or are sign-extended (int32), as C casts."""
-    cols = np.empty((NCOLS, hi - lo), dtype=np.uint64)
-    for j, values in enumerate(arrays):
-        cols[j] = values[lo:hi]
-    return cols
 
 
 @dataclass
@@ -1111,7 +971,7 @@ class Clusterer:
         arrays = [batch.get_column(name).to_numpy() for name in MERGED]
         for lo in range(0, batch.height, SLICE_ROWS):
             hi = min(lo + SLICE_ROWS, batch.height)
-            _kernel()(_to_u64(arrays, lo, hi), gid[lo:hi], fresh[lo:hi], seq[lo:hi],
+            _kernel()(to_u64(arrays, lo, hi), gid[lo:hi], fresh[lo:hi], seq[lo:hi],
                         relrev[lo:hi], durations[lo:hi], *self._state.values(), self._first_dur,
                         self._count, self._n, self._stats, self._flipped, self._last,
                         SWAP_PAIRS, SWAP_BITS, rcount[lo:hi], rn[lo:hi], rstats[lo:hi],
@@ -1155,7 +1015,7 @@ class Clusterer:
         cap = max(size, have * 2, RESERVED_GROUPS)
 
         def grown(a: np.ndarray) -> np.ndarray:
-            out = _reserved((cap, *a.shape[1:]), a.dtype)
+            out = reserved((cap, *a.shape[1:]), a.dtype)
             out[:have] = a
             return out
 
