@@ -20,25 +20,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import polars as pl
+import numpy as np
 
 from argusflow.cli.client import ClientSession, compile_record_filter
 from argusflow.cli.malloc import reuse_freed_memory
 from argusflow.cli.options import ParsedArgs, parse_argv
-from argusflow.cli.printing import make_printer, print_options
 from argusflow.cli.runner import EXIT_MATCHED, entry
-from argusflow.errors import UsageError
-from argusflow.ops.cluster import (
-    AGR_FROM_INPUT,
-    Clusterer,
-    Model,
-    parse_model,
-    reverse,
-    sort_output,
-)
-from argusflow.records import derive
+from argusflow.errors import CorruptInput, UsageError
+from argusflow.lazy import LazyModule
+from argusflow.ops.cluster_model import Model, parse_model
 from argusflow.records.output import ArgusOutput
-from argusflow.records.schema import DSR_BITS
+
+# polars, ops.cluster and the printer are imported on first use: `racluster -w` of the models
+# ops.cluster_columns takes runs without them (polars alone is ~0.25 s of start-up).
+pl = LazyModule("polars")
 
 USAGE = """usage: racluster [-f racluster.conf] [-m KEY ...] [-M MODE ...] [ra options] [- filter]
   -m KEY ...    aggregation keys: none srcid smac dmac soui doui smpls dmpls svlan dvlan
@@ -51,7 +46,12 @@ USAGE = """usage: racluster [-f racluster.conf] [-m KEY ...] [-M MODE ...] [ra o
 Exit status: 0 records matched, 1 none matched, 2 error."""
 
 if TYPE_CHECKING:
+    import polars
+
+    from argusflow.ops.cluster import Clusterer
     from argusflow.ops.cluster_timers import Clock
+    from argusflow.records.codec import RecordReader
+    from argusflow.records.writer import Columns
 
 WRITE_ROWS = 8192  # merged records encoded at once for -w
 MODES = ("correct", "nocorrect", "norep", "rmon", "ind", "replace")
@@ -62,11 +62,11 @@ class Rule:
     """One racluster.conf statement: which records, aggregated how."""
 
     clusterer: Clusterer
-    selector: pl.Expr | None = None
+    selector: polars.Expr | None = None
     grep: re.Pattern[str] | None = None
     cont: bool = False
 
-    def matches(self, batch: pl.DataFrame) -> pl.Series:
+    def matches(self, batch: polars.DataFrame) -> polars.Series:
         mask = pl.Series([True] * batch.height)
         if self.selector is not None:
             mask = batch.select(self.selector.fill_null(False)).to_series()
@@ -93,6 +93,7 @@ def _words(text: str) -> dict[str, str]:
 def load_conf(path: str, modes: set[str]) -> tuple[list[Rule], dict[str, str]]:
     """The rules and global settings of a racluster.conf file."""
     # Imported here: the timers start numba, which a run without racluster.conf does not need.
+    from argusflow.ops.cluster import Clusterer
     from argusflow.ops.cluster_timers import Clock, Timers
 
     try:
@@ -142,6 +143,7 @@ def fallback_rule(rules: list[Rule], settings: dict[str, str], modes: set[str],
                   clock: Clock) -> Rule:
     """Records that no statement takes are aggregated on the default flow key, as racluster
     3.0.8 does (a conf of one `filter="tcp"` line still outputs every other flow, merged)."""
+    from argusflow.ops.cluster import Clusterer
     from argusflow.ops.cluster_timers import Timers
 
     model = Model()
@@ -169,6 +171,8 @@ def _report(settings: dict[str, str], modes: set[str]) -> bool:
 
 
 def make_rules(args: ParsedArgs, modes: set[str]) -> list[Rule]:
+    from argusflow.ops.cluster import Clusterer
+
     conf = args.value("f")
     if conf:
         rules, _ = load_conf(conf, modes)
@@ -241,6 +245,12 @@ def racluster(argv: list[str]) -> int:
     session = ClientSession.from_args("racluster", args)
     out_path = args.value("w")
     replace = "replace" in modes
+    model = columns_model(args, modes, session)
+    if out_path and not replace and model is not None:
+        return write_merged_columns(session, model, modes, out_path)
+    from argusflow.cli.printing import make_printer
+    from argusflow.ops.cluster import AGR_FROM_INPUT
+
     sink = None
     if not replace:
         sink = ArgusOutput(out_path, synthesise_agr=False) if out_path \
@@ -273,6 +283,91 @@ def racluster(argv: list[str]) -> int:
     return session.exit_code(matched)
 
 
+def columns_model(args: ParsedArgs, modes: set[str], session: ClientSession) -> Model | None:
+    """The model when ops.cluster_columns can aggregate the records (no polars): every record
+    of the inputs (no selection), a -m model it takes, no racluster.conf, no rmon.
+    ARGUSFLOW_CLUSTER_COLUMNS=0 turns this path off."""
+    from argusflow.ops.cluster_columns import supports
+
+    if os.environ.get("ARGUSFLOW_CLUSTER_COLUMNS", "1") == "0" or args.value("f") \
+            or "rmon" in modes or session.selects or session.count_range is not None \
+            or session.sources:
+        return None
+    model = parse_model(args.all("m"))
+    return model if supports(model, rmon=False) else None
+
+
+@dataclass
+class Chunk:
+    """One chunk's records as numpy columns (records.dsr_decode), MARs included."""
+
+    columns: dict[str, np.ndarray]
+    height: int
+    start_mar: bytes | None = None  # the input's START MAR
+
+
+def decoded_chunks(session: ClientSession, path: str) -> Iterator[Chunk]:
+    """Every record of one input, chunk by chunk, as numpy columns; damage is reported (one
+    line) after the records before it, and reading goes on with the next input."""
+    from argusflow.records import dsr_decode
+    from argusflow.records.source import CHUNK_BYTES, read_input
+
+    # codec.RecordReader.feed without the polars frame (a reader method for it is on its way).
+    def feed(reader: RecordReader, data: bytes) -> Chunk:
+        framed = reader._frame(data)  # noqa: SLF001
+        if framed is None:
+            return Chunk({}, 0)
+        buf, found = framed
+        chunk = Chunk(dsr_decode.decode(buf, found), len(found.starts), reader.start_mar)
+        reader._advance(buf.raw, found.end, found.status)  # noqa: SLF001
+        return chunk
+
+    try:
+        yield from read_input(path, None, CHUNK_BYTES, feed)
+    except (CorruptInput, UsageError) as err:
+        session.report(str(err))
+
+
+def write_merged_columns(session: ClientSession, model: Model, modes: set[str],
+                         out_path: str) -> int:
+    """racluster -w over numpy columns (ops.cluster_columns): no polars is imported."""
+    from argusflow.ops.cluster_columns import ColumnClusterer
+
+    sink = ArgusOutput(out_path, synthesise_agr=False)
+    groups = [[path] for path in session.inputs] if "ind" in modes else [session.inputs]
+    matched = 0
+    try:
+        for paths in groups:
+            clusterer = ColumnClusterer(model=model, correct="nocorrect" not in modes,
+                                        report="norep" not in modes)
+            start_mar: bytes | None = None
+            for path in paths:
+                for chunk in decoded_chunks(session, path):
+                    start_mar = start_mar or chunk.start_mar
+                    matched += chunk.height
+                    clusterer.add(chunk.columns, chunk.height)
+                    del chunk  # not held while the next chunk is decoded
+            records = clusterer.result()
+            del clusterer  # its state is in `records` now
+            write_column_chunks(sink, records, start_mar)
+            del records
+    finally:
+        sink.close()
+        sys.stdout.flush()
+    return session.exit_code(matched)
+
+
+def write_column_chunks(sink: ArgusOutput, records: Columns, start_mar: bytes | None) -> None:
+    """write_chunks for a writer Columns batch (it holds no MARs)."""
+    from argusflow.records.writer import Columns, encode_batch
+
+    for lo in range(0, records.height, WRITE_ROWS):
+        hi = min(lo + WRITE_ROWS, records.height)
+        part = Columns({k: v[lo:hi] for k, v in records.values.items()}, hi - lo,
+                       {k: v.take(np.arange(lo, hi)) for k, v in records.strings.items()})
+        sink.write_chunk(encode_batch(part, synthesise_agr=False), hi - lo, start_mar, None, False)
+
+
 def write_chunks(sink: ArgusOutput, records: pl.DataFrame, start_mar: bytes | None) -> None:
     """The merged records encoded and written WRITE_ROWS at a time: the encoder's buffers for
     the whole output at once were racluster's peak of memory."""
@@ -284,6 +379,10 @@ def with_single_stats(records: pl.DataFrame) -> pl.DataFrame:
     """For printing: a record that merged nothing shows its own duration as its statistics; its
     deviation is that of the last record printed before it whose statistics came from the input
     (racluster 3.0.8 does not reset it), 0 when there is none."""
+    from argusflow.ops.cluster import AGR_FROM_INPUT
+    from argusflow.records import derive
+    from argusflow.records.schema import DSR_BITS
+
     single = ~derive.has("agr")
     dur = derive.dur()
     stale = (pl.when(pl.col(AGR_FROM_INPUT) & ~single).then(pl.col("agr_act_stdev"))
@@ -304,6 +403,10 @@ def unoriented(records: pl.DataFrame, args: ParsedArgs, conf: dict[str, str]) ->
     """racluster prints its records as merged, without ra's TCP re-orientation (spec §9.7), which
     our printer always applies: turn those records round first, so that it turns them back (when
     the turned record qualifies again, which is the usual case)."""
+    from argusflow.cli.printing import print_options
+    from argusflow.ops.cluster import reverse
+    from argusflow.records import derive
+
     numeric = print_options(args, conf).nflag in (1, 2)
     mask = derive.reverse_mask(numeric, derive.services("tcp"))
     flagged = records.with_columns(mask.alias("_m"))
@@ -338,7 +441,7 @@ def replace_file(path: str, records: pl.DataFrame, start_mar: bytes | None) -> N
     os.replace(tmp, path)
 
 
-__all__ = ["racluster", "main", "sort_output"]
+__all__ = ["racluster", "main"]
 
 
 def main() -> None:

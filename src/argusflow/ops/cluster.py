@@ -43,6 +43,7 @@ import polars as pl
 
 from argusflow.errors import ArgusflowError
 from argusflow.ops import cluster_aot
+from argusflow.ops.cluster_columns import corrected_key_columns
 from argusflow.ops.cluster_keys import KeyIndex
 from argusflow.ops.cluster_model import (  # noqa: F401 - re-exported for ops.cluster's users
     DEFAULT_KEYS,
@@ -781,12 +782,6 @@ def apply_model(batch: pl.DataFrame, model: Model, rmon: bool) -> pl.DataFrame:
     return batch
 
 
-_INFO_PAIRS = {8: 0, 0: 8, 9: 10, 10: 9, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17}
-# The same as a table over the ICMP type byte (-1: the type has no reply type).
-_INFO_TABLE = np.full(256, -1, dtype=np.int64)
-_INFO_TABLE[list(_INFO_PAIRS)] = list(_INFO_PAIRS.values())
-
-
 def key_frame(batch: pl.DataFrame, model: Model, correct: bool) -> pl.DataFrame:
     """Group key columns of each record (`_k*`), and `_fwd`: its orientation within the key.
 
@@ -821,31 +816,15 @@ def corrected_keys(batch: pl.DataFrame) -> pl.DataFrame:
     orientations, the smaller one kept.  In numpy: the polars expressions' temporaries were a
     fifth of racluster's peak memory (polars' allocator keeps what it frees, apart from the
     decoder's)."""
-    col = {n: batch.get_column(n).to_numpy() for n in (
-        "flow_qual", "flow_subtype", "proto", "sport", "dport", "saddr_hi", "saddr_lo",
-        "daddr_hi", "daddr_lo")}
-    at = col["flow_qual"] & 0x1F
-    sub = col["flow_subtype"]
-    proto, sport, dport = col["proto"], col["sport"].astype(np.int64), col["dport"]
-    v4 = (at == ADDR_IPV4) & (sub != 3)
-    icmp = v4 & (proto == derive.IPPROTO_ICMP)
-    # An ICMP request's reverse is its reply: the type byte of `sport` turns round.
-    flipped = _INFO_TABLE[(sport >> 8) & 0xFF]
-    rsport = np.where(icmp, np.where(flipped >= 0, flipped * 256 + (sport & 0xFF), sport),
-                      dport)
-    rdport = np.where(icmp, dport, sport)
-    fwd = (col["saddr_hi"], col["saddr_lo"], col["daddr_hi"], col["daddr_lo"], sport, dport)
-    rev = (col["daddr_hi"], col["daddr_lo"], col["saddr_hi"], col["saddr_lo"], rsport, rdport)
-    # The forward orientation is not greater than the reverse one (lexicographic); only IPv4
-    # keys other than ESP are turned.
-    le = np.ones(batch.height, dtype=bool)
-    for a, b in reversed(list(zip(fwd, rev, strict=True))):
-        le = (a < b) | ((a == b) & le)
-    forward = le | ~(v4 & (proto != derive.IPPROTO_ESP))
-    names = ["saddr_hi", "saddr_lo", "daddr_hi", "daddr_lo", "sport", "dport"]
+    names = ["flow_qual", "flow_subtype", "proto", "sport", "dport", "saddr_hi", "saddr_lo",
+             "daddr_hi", "daddr_lo"]
+    col = {n: batch.get_column(n).to_numpy() for n in names}
+    keys, forward = corrected_key_columns(col, batch.height)
+    at, sub = col["flow_qual"] & 0x1F, col["flow_subtype"]
     out = {"_kt": pl.Series(sub & 0x3F), "_ka": pl.Series(at)}
-    for nm, a, b in zip(names, fwd, rev, strict=True):
-        out[f"_k_{nm}"] = pl.Series(np.where(forward, a, b))
+    key = ("saddr_hi", "saddr_lo", "daddr_hi", "daddr_lo", "sport", "dport")
+    for nm, values in zip(key, keys, strict=True):
+        out[f"_k_{nm}"] = pl.Series(values)
     for x in ("srcid", "proto", "arp_sha", "flow_raw"):
         out[f"_k_{x}"] = batch.get_column(x)
     out["_fwd"] = pl.Series(forward)
