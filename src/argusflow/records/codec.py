@@ -141,6 +141,23 @@ class RecordReader:
         self._advance(data.raw, found.end, found.status)
         return copies
 
+    def feed_columns(self, chunk: bytes, columns: frozenset[str]) -> Decoded:
+        """`columns` of every complete record as numpy arrays, without polars (zeros where no
+        DSR carried them); `Decoded.frame()` decodes the same records whole as a polars batch,
+        for a sink that meets a record it cannot handle from those columns."""
+        framed = self._frame(chunk)
+        if framed is None:
+            return Decoded({}, 0, empty)
+        data, found = framed
+        n = len(found.starts)
+        cols = dsr_decode.decode(data, found, columns)
+        for name in columns - cols.keys():
+            cols[name] = np.zeros(n, dtype=schema.NUMPY_DTYPES[name])
+        base = self._consumed
+        decoded = Decoded(cols, n, lambda: decode_records(data, found, base, fill=True))
+        self._advance(data.raw, found.end, found.status)
+        return decoded
+
     def _copy_all_numpy(self, chunk: bytes) -> Copies:
         """_copy_all as Copies: polars is imported only if some record is one the reader
         changes."""
@@ -345,6 +362,20 @@ class Copies:
             changed = self.decode_changed()
         return RawBatch(records, self.data, self.lengths, self.changed,
                         empty() if changed is None else changed)
+
+
+@dataclass
+class Decoded:
+    """Records as RecordReader.feed_columns gives them: some columns as numpy arrays (`n`
+    records, MARs included) and `frame`, which decodes them whole as a polars batch."""
+
+    columns: dict[str, np.ndarray]
+    n: int
+    frame: Callable[[], pl.DataFrame]
+
+    @property
+    def height(self) -> int:
+        return self.n
 
 
 def mar_array(buf: bytes, starts: np.ndarray, lengths: np.ndarray, rtype: np.ndarray) -> np.ndarray:

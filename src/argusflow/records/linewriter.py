@@ -17,12 +17,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 
 from argusflow.records import linekernel as k
+
+if TYPE_CHECKING:
+    import polars as pl
 
 ENABLED = os.environ.get("ARGUSFLOW_LINE_WRITER", "1") != "0"
 NULL = k.NULL
@@ -89,9 +91,14 @@ class Table:
 
 
 def table(texts: pl.Series | list[str]) -> Table:
-    """The texts as a Table (nulls are blank)."""
-    s = texts if isinstance(texts, pl.Series) else pl.Series(texts, dtype=pl.String)
-    s = s.cast(pl.String).fill_null("")
+    """The texts as a Table (nulls are blank).  A list is packed without polars (the
+    polars-free printer, records.numpy_lines)."""
+    if isinstance(texts, list):
+        encoded = [t.encode() for t in texts]
+        return Table(b"".join(encoded), np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
+    import polars as pl
+
+    s = texts.cast(pl.String).fill_null("")
     if s.len() == 0:
         return Table(b"", np.zeros(0, dtype=np.int64))
     data = s.str.join("").item().encode()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 import numpy as np
 
 from argusflow.errors import ArgusflowError, CorruptInput
-from argusflow.records.codec import Copies, RawBatch, RecordReader, RowSelector
+from argusflow.records.codec import Copies, Decoded, RawBatch, RecordReader, RowSelector
 
 if TYPE_CHECKING:
     import polars as pl
@@ -174,6 +174,13 @@ def iter_copies(path: str, columns: frozenset[str],
     """`iter_raw_batches` with the selection (if any) judged on numpy columns, only `columns`
     decoded (RecordReader.feed_copies): reading, filtering and copying without polars."""
     return read_input(path, source, chunk_bytes, lambda r, chunk: r.feed_copies(chunk, columns, pick))
+
+
+def iter_columns(path: str, columns: frozenset[str], source: str | None = None,
+                 chunk_bytes: int = CHUNK_BYTES) -> Iterator[Decoded]:
+    """The records of one input as numpy columns, `columns` only (RecordReader.feed_columns):
+    reading without polars."""
+    return read_input(path, source, chunk_bytes, lambda r, chunk: r.feed_columns(chunk, columns))
 
 
 def read_input(path: str, source: str | None, chunk_bytes: int,
