@@ -7,14 +7,19 @@ import queue
 import sys
 import threading
 import time
-from typing import TextIO
-
-import polars as pl
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
 
 from argusflow.cli.options import ParsedArgs
 from argusflow.cli.rarc import is_yes
 from argusflow.errors import UsageError
-from argusflow.records.printer import Printer, PrintOptions, parse_field_list
+
+if TYPE_CHECKING:  # polars and the printer are imported by the paths that use them (start-up)
+    import polars as pl
+
+    from argusflow.records.codec import Decoded
+    from argusflow.records.numpy_lines import NumpyLines
+    from argusflow.records.printer import Printer, PrintOptions
 
 # RA_PRINT_NAMES -> the -n count it stands for (ports/protocols as names, or numbers).
 PRINT_NAMES = {"port": 0, "all": 0, "proto": 1, "none": 2}
@@ -89,6 +94,8 @@ class TextSink:
         if self._error is not None:  # after an error: drain only
             return
         try:
+            import polars as pl
+
             print_batch(self.printer, pl.concat(batches) if len(batches) > 1 else batches[0], stream)
         except BaseException as err:  # handed to the caller's thread
             self._error = err
@@ -116,6 +123,8 @@ def int_option(text: str | None, what: str, default: int) -> int:
 
 
 def print_options(args: ParsedArgs, conf: dict[str, str]) -> PrintOptions:
+    from argusflow.records.printer import PrintOptions, parse_field_list
+
     modes = args.all("M")
     apply_time_zone(modes, conf)
     fields = args.all("s") or conf.get("RA_FIELD_SPECIFIER", "").split()
@@ -156,4 +165,108 @@ def apply_time_zone(modes: list[str], conf: dict[str, str]) -> None:
 
 
 def make_printer(args: ParsedArgs, conf: dict[str, str]) -> TextSink:
+    from argusflow.records.printer import Printer
+
     return TextSink(Printer(print_options(args, conf)))
+
+
+def numpy_lines(args: ParsedArgs, conf: dict[str, str]) -> NumpyLines | None:
+    """The polars-free printer of the default fields (records.numpy_lines), when the options
+    ask for nothing else: the same reading of them as `print_options`, or None."""
+    from argusflow.records.numpy_lines import LineOptions, NumpyLines
+
+    if args.all("s") or conf.get("RA_FIELD_SPECIFIER", "").split() or args.all("M") or conf.get("RA_TZ"):
+        return None
+    if args.value("c") or conf.get("RA_FIELD_DELIMITER") or conf.get("RA_TIME_FORMAT"):
+        return None
+    if args.flag("z") or args.value("Z") is not None:
+        return None
+    if is_yes(conf.get("RA_PRINT_MAN_RECORDS")) and not args.flag("X"):
+        return None
+    header = int_option(args.value("L") or conf.get("RA_PRINT_LABELS"), "-L", 0)
+    precision = int_option(args.value("p") or conf.get("RA_USEC_PRECISION"), "-p", 6)
+    if header > 0 or not 0 <= precision <= 6:
+        return None
+    nflag = PRINT_NAMES.get(conf.get("RA_PRINT_NAMES", "").lower(), 0) + args.flag("n")
+    epoch = bool(args.flag("u")) or is_yes(conf.get("RA_PRINT_UNIX_TIME"))
+    return NumpyLines(LineOptions(nflag=nflag % 4, precision=precision, epoch=epoch, header=header == 0))
+
+
+class LineSink:
+    """Prints numpy-column batches (RecordReader.feed_columns) with `NumpyLines` on stdout, in a
+    background thread as TextSink does (the line writer runs without the GIL while the next
+    batch decodes).  A batch the numpy path cannot print goes whole to the polars printer
+    `fallback` makes (once), with the line count carried over for the header."""
+
+    QUEUE = 4
+
+    def __init__(self, lines: NumpyLines, fallback: Callable[[], Printer]) -> None:
+        self.lines = lines
+        self.fallback = fallback
+        self.printed = 0
+        self._printer: Printer | None = None
+        self._queue: queue.Queue[tuple[Decoded, TextIO] | None] = queue.Queue(self.QUEUE)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def write(self, batch: Decoded) -> None:
+        self._raise_pending()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
+            self._thread.start()
+        self._queue.put((batch, sys.stdout))
+
+    def drain(self) -> None:
+        """Wait until every batch given so far is printed (before an error message)."""
+        if self._thread is not None:
+            self._queue.join()
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self._raise_pending()
+        sys.stdout.flush()
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:  # after an error: drain only
+                    self._print(*item)
+            except BaseException as err:  # handed to the caller's thread
+                self._error = err
+            finally:
+                self._queue.task_done()
+
+    def _print(self, batch: Decoded, stream: TextIO) -> None:
+        made = self.lines.lines(batch.columns)
+        if made is None:
+            if self._printer is None:
+                self._printer = self.fallback()
+            self._printer.lines_printed = self.printed
+            print_batch(self._printer, batch.frame(), stream)
+            self.printed = self._printer.lines_printed
+            return
+        data, count = made
+        if not count:
+            return
+        head = self.lines.header() if self.printed == 0 and self.lines.options.header else ""
+        self.printed += count
+        binary = getattr(stream, "buffer", None)
+        if binary is None:  # a text-only stream (redirected in-process)
+            stream.write(head + bytes(data).decode())
+            return
+        stream.flush()
+        if head:
+            binary.write(head.encode())
+        binary.write(data)

@@ -19,6 +19,7 @@ from argusflow.cli.runner import EXIT_MATCHED, entry
 if TYPE_CHECKING:
     from argusflow.cli.printing import TextSink
     from argusflow.records.codec import Copies, RawBatch
+    from argusflow.records.numpy_lines import NumpyLines
     from argusflow.records.output import ArgusOutput
 
 USAGE = """usage: ra [options] [- filter-expression]
@@ -45,6 +46,12 @@ def ra(argv: list[str]) -> int:
     reuse_freed_memory()  # before the first chunk's arrays
     session = ClientSession.from_args("ra", args)
     out_path = args.value("w")
+    if not out_path and not args.flag("q") and reads_every_record(session):
+        from argusflow.cli.printing import numpy_lines
+
+        lines = numpy_lines(args, session.conf)
+        if lines is not None:
+            return print_columns(session, lines, args)
     sink = open_sink(args, session, out_path)
     matched = 0
     try:
@@ -56,6 +63,37 @@ def ra(argv: list[str]) -> int:
                 write_copy(sink, batch, start_mar)  # type: ignore[arg-type]
             elif not args.flag("q"):
                 sink.write(batch)  # type: ignore[call-arg]
+    finally:
+        sink.close()
+        sys.stdout.flush()
+    return session.exit_code(matched)
+
+
+def reads_every_record(session: ClientSession) -> bool:
+    """Files only, and no filter, -t or -N."""
+    return not session.selects and session.count_range is None and not session.sources
+
+
+def print_columns(session: ClientSession, lines: NumpyLines, args: ParsedArgs) -> int:
+    """Every record of every input printed by `lines` (the default fields), read as numpy
+    columns: polars is imported only if some batch needs the full printer."""
+    from argusflow.cli.printing import LineSink, make_printer
+    from argusflow.errors import CorruptInput, UsageError
+    from argusflow.records.numpy_lines import DECODE
+    from argusflow.records.source import iter_columns
+
+    sink = LineSink(lines, lambda: make_printer(args, session.conf).printer)
+    matched = 0
+    try:
+        for path in session.inputs:
+            try:
+                for batch in iter_columns(path, DECODE):
+                    matched += batch.height
+                    sink.write(batch)
+                    del batch  # not held while the next chunk is decoded
+            except (CorruptInput, UsageError) as err:
+                sink.drain()  # the lines before the damage come first, as ra prints them
+                session.report(str(err))
     finally:
         sink.close()
         sys.stdout.flush()
