@@ -30,7 +30,11 @@ MUST_BE_NUMPY = ["tcp", "dst port 53", "src pkts gt 10 and not net 10.0.0.0/8",
                  "host 10.0.0.1", "net fd00::/8", "icmp", "arp", "not ip", "ttl gt 64",
                  "src bytes lte 60", "ether host 00:11:22:33:44:01", "man", "start", "est",
                  "rst", "jit gt 0.0", "trans 1",
-                 "seq gt 0", "srcid 0", "frag", "multipath", "src appbytes eq 0"]
+                 "seq gt 0", "srcid 0", "frag", "multipath", "src appbytes eq 0",
+                 # derived fields (filter.numpy_fields) and words of the opaque network objects
+                 "dur gt 1", "src rate gt 10", "dst load lt 1000", "pcr gt 0", "avgdur gt 0.5",
+                 "tcprtt gt 0.01", "vid 4095", "dst vid 1", "mid 29", "retrans", "src dup", "mss",
+                 "echo", "unreach", "timexed", "unrport", "outoforder", "normal"]
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +136,9 @@ def test_compiling_for_numpy_needs_no_polars() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-@pytest.mark.parametrize("expr", [["-", "tcp"], ["-", "src pkts gt 10 and not net 10.0.0.0/8"], []])
+@pytest.mark.parametrize("expr", [["-", "tcp"], ["-", "src pkts gt 10 and not net 10.0.0.0/8"], [],
+                                  ["-", "dur gt 0.5 or src rate gt 10 or load gt 1000"],
+                                  ["-", "echo or unreach or retrans or mss"]])
 def test_ra_w_copies_without_polars(expr: list[str], tmp_path: Path, shared_dir: Path,
                                     run_real) -> None:
     """`ra -w` with no filter, or one with a numpy form, reads, selects and copies records

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from argusflow.filter import numpy_ops
+from argusflow.filter import numpy_fields, numpy_ops
 from argusflow.filter.ast import (
     BOTH,
     DST,
@@ -107,6 +107,16 @@ class PolarsOps:
         f = field_of(name)
         return f.value(), f.dsr
 
+    @classmethod
+    def opaque_int(cls, wanted: Expr, index: int, width: int, endianness: str) -> Expr:
+        """Builder.opaque_int: the rows not wanted are null, which costs nothing to slice
+        (slicing binaries is the slow part of a filter)."""
+        pl = cls.module()
+        raw = pl.when(wanted).then(pl.col("net_raw"))
+        kind = pl.UInt8 if width == 1 else pl.UInt32
+        return raw.bin.slice(index, width).bin.reinterpret(dtype=kind, endianness=endianness) \
+            .fill_null(0).cast(pl.Int64)
+
 
 # Fields of the table (records.fields) whose value is the column of the same name, with their
 # DSR: the numpy back-end reads these without importing the table (and polars with it).
@@ -126,12 +136,16 @@ class NumpyOps:
     any_horizontal = staticmethod(numpy_ops.any_horizontal)
     max_horizontal = staticmethod(numpy_ops.max_horizontal)
     dtype = staticmethod(numpy_ops.dtype)
+    opaque_int = staticmethod(numpy_ops.opaque_int)
 
     @staticmethod
     def field(name: str) -> tuple[Expr, str | None]:
-        if name not in PLAIN_FIELDS:
-            raise numpy_ops.Unsupported(f"field {name}: not a plain column")
-        return numpy_ops.col(name), PLAIN_FIELDS[name]  # type: ignore[return-value]
+        if name in PLAIN_FIELDS:
+            return numpy_ops.col(name), PLAIN_FIELDS[name]  # type: ignore[return-value]
+        derived = numpy_fields.field(name)
+        if derived is None:
+            raise numpy_ops.Unsupported(f"field {name}: no numpy form")
+        return derived  # type: ignore[return-value]
 
 
 HOST6_WORD = 46  # host value family: an IPv4-sized number ra compares with IPv6 keys only
@@ -278,24 +292,17 @@ class Builder:
                    NET_ICMP: 28, NET_ARP: 176, NET_FRAG: 56, NET_UDT: 12}
         return self.col("net_subtype").replace_strict(lengths, default=4, return_dtype=self.dt("Int64"))
 
-    def opaque_net(self, *subtypes: int) -> Expr:
-        """The network DSR payload of these object subtypes (default: any the batch does not
-        already have as columns), null elsewhere: slicing binaries is the slow part of a filter,
-        and nulls cost nothing to slice."""
+    def opaque_int(self, index: int, width: int, subtypes: tuple[int, ...] = (),
+                   endianness: str = "big") -> Expr:
+        """The unsigned `width`-byte integer at byte `index` of the network DSR payload of these
+        object subtypes (default: any the batch does not already have as columns); 0 elsewhere
+        and past the payload's end."""
         sub = self.col("net_subtype")
         if subtypes:
             wanted = sub.is_in(list(subtypes))
         else:
             wanted = ~sub.is_in([NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS, NET_ESP, 0])
-        return self.when(wanted).then(self.col("net_raw"))
-
-    def raw_byte(self, raw: Expr, index: int) -> Expr:
-        return raw.bin.slice(index, 1).bin.reinterpret(dtype=self.dt("UInt8"), endianness="big") \
-            .fill_null(0).cast(self.dt("Int64"))
-
-    def raw_u32(self, raw: Expr, index: int, endianness: str = "big") -> Expr:
-        return raw.bin.slice(index, 4).bin.reinterpret(dtype=self.dt("UInt32"), endianness=endianness) \
-            .fill_null(0).cast(self.dt("Int64"))
+        return self.ops.opaque_int(wanted, index, width, endianness)
 
     def net_word(self, offset: int, tcp_only: bool = False) -> tuple[Expr, Expr]:
         """(value, present) of the u32 at `offset` of the network DSR.  With `tcp_only` the caller
@@ -313,12 +320,12 @@ class Builder:
         # ra converts the 32-bit words of the other objects it knows to host order; the ARP
         # responder's hardware address it loads as it lies in memory (little-endian), and of the
         # ICMPv6 object's first word only type and code survive (observed against ra 3.0.8).
-        value = value.when(sub == NET_ARP).then(self.raw_u32(self.opaque_net(NET_ARP), offset - 4, "little"))
+        arp_word = self.opaque_int(offset - 4, 4, (NET_ARP,), "little")
+        value = value.when(sub == NET_ARP).then(arp_word)
         if offset == 4:
-            icmp = self.opaque_net(NET_ICMP)
-            icmp6 = self.raw_byte(icmp, 0) + self.raw_byte(icmp, 1) * 256
+            icmp6 = self.opaque_int(0, 1, (NET_ICMP,)) + self.opaque_int(1, 1, (NET_ICMP,)) * 256
             value = value.when(self.col("proto") == 58).then(icmp6)
-        value = value.otherwise(self.raw_u32(self.opaque_net(), offset - 4))
+        value = value.otherwise(self.opaque_int(offset - 4, 4))
         return value, present
 
     def net_flag_byte(self, side: str) -> tuple[Expr, Expr]:
@@ -374,7 +381,7 @@ class Builder:
         """(value, present) of byte `index` of the ICMP object: present when the network DSR
         holds that byte (a header-only DSR, which 3.0.8 writes for a garbled key, does not)."""
         present = self.net_present() & (self.lit(5 + index) <= self.net_length())
-        return self.raw_byte(self.opaque_net(NET_ICMP), index), present
+        return self.opaque_int(index, 1, (NET_ICMP,)), present
 
     def arp_reversed(self) -> Expr:
         sub = self.col("flow_subtype")

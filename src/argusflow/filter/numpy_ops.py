@@ -7,9 +7,11 @@ filter.compile_records writes each primitive once with a few polars-like buildin
 That skips building a polars frame of the probe columns and polars' per-query overhead, which
 for `ra -w - FILTER` costs more than the comparisons themselves.
 
-What the numpy blocks do not cover (binary slices of the opaque network DSR, field-table
-expressions other than plain columns, ...) raises `Unsupported` while compiling: the filter then
-runs on polars only.  tests/test_filter_backends.py checks that both give the same answers.
+Field-table values other than plain columns come from filter.numpy_fields; integers inside the
+opaque network DSR payloads (ICMP, ARP ...) from `opaque_int`.  What the numpy blocks do not
+cover raises `Unsupported` while compiling: the filter then runs on polars only (every listed
+expression of tests/test_filter_diff.py has a numpy form now).  tests/test_filter_backends.py
+checks that both give the same answers.
 """
 
 from __future__ import annotations
@@ -240,6 +242,41 @@ def _select(condition: NpExpr, yes: NpExpr, no: NpExpr) -> NpExpr:
         return np.where(where, yf(c), nf(c))
 
     return NpExpr(pick, condition.roots | yes.roots | no.roots)
+
+
+def opaque_int(wanted: NpExpr, index: int, width: int, endianness: str) -> NpExpr:
+    """The unsigned `width`-byte integer at byte `index` of column net_raw (bytes objects) where
+    `wanted`; 0 elsewhere and past a payload's end (compile_records.Builder.opaque_int).  The
+    payloads wanted are joined once and the bytes gathered at their offsets."""
+    weights = 256 ** np.arange(width, dtype=np.int64)
+    if endianness == "big":
+        weights = weights[::-1]
+    pick = wanted.fn
+
+    def read(c: Columns) -> np.ndarray:
+        column = c["net_raw"]
+        out = np.zeros(len(column), dtype=np.int64)
+        rows = np.flatnonzero(np.broadcast_to(np.asarray(pick(c), dtype=np.bool_), out.shape))
+        if not len(rows):
+            return out
+        raws = _payloads(column[rows])
+        lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
+        whole = lengths >= index + width
+        if whole.any():
+            data = np.frombuffer(b"".join(raws), dtype=np.uint8)
+            at = (np.cumsum(lengths) - lengths)[whole] + index
+            out[rows[whole]] = data[at[:, None] + np.arange(width)].astype(np.int64) @ weights
+        return out
+
+    return NpExpr(read, wanted.roots | {"net_raw"})
+
+
+def _payloads(raws: np.ndarray) -> np.ndarray:
+    """Bytes objects: a column no record of the batch wrote holds zeros (the reader's fill),
+    and one from polars holds None for nulls; both read as no payload."""
+    if all(map(bytes.__instancecheck__, raws)):
+        return raws
+    return np.array([r if isinstance(r, bytes) else b"" for r in raws], dtype=object)
 
 
 def when(condition: Any) -> When:
