@@ -72,6 +72,29 @@ def test_every_input_or_each_file(sample_argus_files: list[Path], tmp_path: Path
         assert ours == theirs
 
 
+LABELS_CONF = """\
+filter="udp" model="saddr daddr proto dport" label="udp"
+filter="tcp" model="saddr proto" label="tcp"
+"""
+
+
+@pytest.mark.parametrize("opts", [[], ["-m", "saddr"], ["-m", "proto", "dport"]])
+def test_merging_merged_records(opts: list[str], sample_argus_files: list[Path], tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Input that racluster wrote (aggregation DSRs, labels): merged again alike."""
+    conf = tmp_path / "labels.conf"
+    conf.write_text(LABELS_CONF)
+    inputs = [a for p in sample_argus_files for a in ("-r", str(p))]
+    merged = tmp_path / "merged.argus"
+    _written(["-X", *inputs, "-f", str(conf)], merged)
+    assert merged.stat().st_size > 0
+    argv = ["-X", "-r", str(merged), *opts]
+    monkeypatch.setenv("ARGUSFLOW_CLUSTER_COLUMNS", "1")
+    ours = _written(argv, tmp_path / "columns.argus")
+    monkeypatch.setenv("ARGUSFLOW_CLUSTER_COLUMNS", "0")
+    assert ours == _written(argv, tmp_path / "polars.argus")
+
+
 def test_ids_are_exact_when_hashes_collide(monkeypatch: pytest.MonkeyPatch) -> None:
     """A hash that collides for most keys: the ids (first appearance order) stay those of the
     distinct key rows, across batches."""

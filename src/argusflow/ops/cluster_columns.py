@@ -59,6 +59,7 @@ Cols = Mapping[str, np.ndarray]
 
 # Key columns that hold text: their models go the polars way.
 TEXT_KEYS = {"sco", "dco"}
+TEXT_COLUMNS = {"sco", "dco", "label"}  # str values in the decoded columns (others: bytes)
 # An ICMP request's reverse is its reply: type -> reply type (-1: none).
 INFO_PAIRS = {8: 0, 0: 8, 9: 10, 10: 9, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17}
 INFO_TABLE = np.full(256, -1, dtype=np.int64)
@@ -483,9 +484,10 @@ class ColumnClusterer:
         state, self._state = self._state, {}
         out = {}
         for width, matrix in state.items():
+            rows = matrix[:self.groups][order]  # whole rows gathered at once, then each column
             for k, i in enumerate(WIDTHS[width]):
                 name = MERGED[i]
-                out[name] = matrix[:self.groups, k][order].astype(NUMPY_DTYPES[name])
+                out[name] = rows[:, k].astype(NUMPY_DTYPES[name])
         return out
 
     def _agr_columns(self, order: np.ndarray, dsrs: np.ndarray) -> dict[str, np.ndarray]:
@@ -507,11 +509,12 @@ class ColumnClusterer:
 
 
 def as_bytes(values: np.ndarray, name: str) -> Bytes:
-    """An object column (bytes, or str for the text columns) as the writer's Bytes.  Only the
-    first records of new groups come here, so a step per value is rare."""
-    items = [v.encode() if isinstance(v, str) else bytes(v) if v is not None else b""
-             for v in values.tolist()]
-    sizes = np.fromiter((len(v) for v in items), dtype=np.int64, count=len(items))
+    """An object column (bytes; str for the text columns) as the writer's Bytes.  Only the
+    first records of new groups come here."""
+    items = values.tolist()
+    if name in TEXT_COLUMNS:
+        items = [v.encode() for v in items]
+    sizes = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
     return Bytes(sizes, np.frombuffer(b"".join(items), dtype=np.uint8))
 
 
