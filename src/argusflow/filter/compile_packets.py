@@ -38,7 +38,11 @@ OPS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     EQ: np.equal, NE: np.not_equal, GT: np.greater, GE: np.greater_equal, LT: np.less,
     LE: np.less_equal}
 PACKET_KINDS = {"ip", "ipv4", "ipv6", "arp", "rarp", "ether", "vlan", "mpls", "host", "port",
-                "proto", "ehost", "vid", *PROTO_KINDS}
+                "proto", "ehost", "vid", "len", *PROTO_KINDS}
+U32 = np.uint64(0xFFFFFFFF)
+# libpcap's `greater N` / `less N` at the start of a term: `len >= N` / `len <= N`.
+LENGTH_WORDS = re.compile(r"(^|[(!]|&&|\|\||\band\b|\bor\b|\bnot\b)(\s*)\b(greater|less)\s+"
+                          r"(0[xX][0-9A-Fa-f]+|\d+)\b")
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,9 @@ class CaptureFilter:
     ranges: dict[int, tuple[int, int]] = field(repr=False, default_factory=dict)
 
     def mask(self, d: DecodedBatch) -> np.ndarray:
-        return _Evaluator(d, self.tree, self.ranges).eval(self.tree)
+        run = _Evaluator(d, self.tree, self.ranges)
+        keep = run.eval(self.tree, np.ones(len(d), dtype=bool))
+        return keep & ~run.failed
 
 
 def compile_capture_filter(text: str) -> CaptureFilter:
@@ -59,7 +65,7 @@ def compile_capture_filter(text: str) -> CaptureFilter:
         raise FilterError(text.index("[") + 1, "packet byte loads (proto[offset]) are not "
                           "supported in a capture filter")
     rewritten, ranges = _tcpdump_spellings(text)
-    tree = parse(rewritten)
+    tree = parse(rewritten, packet_len=True)
     for node in tree.walk():
         if isinstance(node, Const) and node is not tree:
             raise FilterError(1, "this expression is not a capture filter (tcpdump syntax)")
@@ -67,6 +73,10 @@ def compile_capture_filter(text: str) -> CaptureFilter:
             raise FilterError(node.col, f"'{node.kind}' is not a capture-filter term (packets are "
                               "filtered by host, net, port, portrange, proto, ip, ip6, arp, "
                               "tcp, udp, icmp, vlan, ether host ...)")
+        if isinstance(node, Prim) and node.kind in ("port", "vid") and node.op != EQ \
+                and node.col not in ranges:  # `port gt 80`: ra's grammar, not libpcap's
+            raise FilterError(node.col, f"'{node.kind}' takes a number in a capture filter "
+                              "(portrange A-B for a range)")
     return CaptureFilter(text, tree, ranges)
 
 
@@ -77,6 +87,8 @@ def _tcpdump_spellings(text: str) -> tuple[str, dict[int, tuple[int, int]]]:
     text = re.sub(r"\bip6\b", "ipv6", text)
     text = re.sub(r"\bicmp6\b", "(ipv6 and proto 58)", text)
     text = re.sub(r"\bvlan\s+(\d+)", r"vid \1", text)
+    text = LENGTH_WORDS.sub(lambda m: f"{m[1]}{m[2]}len{'>=' if m[3] == 'greater' else '<='}{m[4]}"
+                            .ljust(len(m[0])), text)
     ranges: dict[int, tuple[int, int]] = {}
 
     def portrange(m: re.Match[str]) -> str:
@@ -90,12 +102,20 @@ def _tcpdump_spellings(text: str) -> tuple[str, dict[int, tuple[int, int]]]:
     return text, ranges
 
 
+def _divides(tree: object) -> bool:
+    """Whether an arithmetic tree of the parser (parser.Arith) has a division."""
+    return isinstance(tree, tuple) and (tree[0] == "/" or any(map(_divides, tree[1:])))
+
+
 class _Evaluator:
     """One pass over the tree for one batch: each primitive is a few numpy comparisons."""
 
     def __init__(self, d: DecodedBatch, tree: Node, ranges: dict[int, tuple[int, int]]) -> None:
         self.d = d
         self.ranges = ranges
+        self.failed = np.zeros(len(d), dtype=bool)  # packets a division by zero rejected
+        self.divides = any(isinstance(p, Prim) and p.kind == "len" and any(map(_divides, p.value))
+                           for p in tree.walk())
         kinds = {p.kind for p in tree.walk() if isinstance(p, Prim)}
         # BPF reads fixed offsets: without `vlan`/`mpls` it does not look past a tag or label.
         tagged = d.vlan_count > 0 if ("vlan" in kinds or "vid" in kinds) else d.vlan_count == 0
@@ -113,16 +133,22 @@ class _Evaluator:
         self.ip6_plain = self.ip6 & (ext == 40)
         self.ip6_proto = self.ip6_plain | (self.ip6 & (ext == 48) & ((d.frag_flags & 4) != 0))
 
-    def eval(self, node: Node) -> np.ndarray:
+    def eval(self, node: Node, reach: np.ndarray) -> np.ndarray:
+        """`reach`: the packets BPF's short-circuit evaluation brings to `node` (a division by
+        zero there rejects the packet, whatever the rest of the expression says)."""
         if isinstance(node, And):
-            return self.eval(node.left) & self.eval(node.right)
+            left = self.eval(node.left, reach)
+            return left & self.eval(node.right, reach & left if self.divides else reach)
         if isinstance(node, Or):
-            return self.eval(node.left) | self.eval(node.right)
+            left = self.eval(node.left, reach)
+            return left | self.eval(node.right, reach & ~left if self.divides else reach)
         if isinstance(node, Not):
-            return ~self.eval(node.child)
+            return ~self.eval(node.child, reach)
         if isinstance(node, Const):
             return np.full(len(self.d), node.value, dtype=bool)
         assert isinstance(node, Prim)
+        if node.kind == "len":
+            return self.p_len(node, reach)
         return getattr(self, "p_" + node.kind, self.p_protocol)(node)
 
     def _dirs(self, p: Prim, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -193,6 +219,33 @@ class _Evaluator:
     def p_ehost(self, p: Prim) -> np.ndarray:
         mac = np.uint64(int.from_bytes(bytes(p.value), "big"))  # type: ignore[arg-type]
         return self._dirs(p, self.d.src_mac == mac, self.d.dst_mac == mac)
+
+    def p_len(self, p: Prim, reach: np.ndarray) -> np.ndarray:
+        """An arithmetic relation on the packet's length (on the wire, as BPF's `len`), in BPF's
+        unsigned 32-bit arithmetic; a division by zero rejects the packet, as in BPF."""
+        left, right = p.value  # type: ignore[misc]
+        failed = np.zeros(len(self.d), dtype=bool)
+        a, b = self._arith(left, failed), self._arith(right, failed)
+        self.failed |= failed & reach
+        return OPS[p.op](a, b) & ~failed
+
+    def _arith(self, tree: object, failed: np.ndarray) -> np.ndarray | np.uint64:
+        if isinstance(tree, int):
+            return np.uint64(tree & 0xFFFFFFFF)
+        if isinstance(tree, str):  # parser.PACKET_LEN
+            return self.d.wirelen.astype(np.uint64)
+        op, left, right = tree  # type: ignore[misc]
+        a, b = self._arith(left, failed), self._arith(right, failed)
+        if op == "/":
+            zero = np.asarray(b == 0)
+            failed |= zero
+            return np.asarray(a // np.where(zero, 1, b)).astype(np.uint64)
+        if op in ("LSH", "RSH"):
+            shift = np.minimum(b, 32)  # a shift by 32 or more leaves nothing of 32 bits
+            return ((a << shift) & U32) if op == "LSH" else (a >> shift)
+        value = {"+": np.add, "-": np.subtract, "*": np.multiply, "&": np.bitwise_and,
+                 "|": np.bitwise_or}[op](a, b)
+        return value & U32
 
     def p_vid(self, p: Prim) -> np.ndarray:
         d = self.d

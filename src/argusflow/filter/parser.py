@@ -38,6 +38,11 @@ from argusflow.filter.lexer import Token, tokenize
 HOST6_WORD = 46  # see compile_records: an IPv4-sized host value ra compares with IPv6 keys only
 # ra's compiled-in size of its in-memory record, which is what `len` loads.
 RECORD_LEN = 384
+# What `len` is in a capture filter (parse(packet_len=True)): each packet's length, so an
+# arithmetic relation that reads it is a primitive, Prim("len", op, (left, right)), whose sides
+# are arithmetic trees: PACKET_LEN, an int, or (operator token kind, left, right).
+PACKET_LEN = "len"
+Arith = int | str | tuple
 
 # Token classes of the 3.0.8.2 grammar (checked against the real ra, not only its sources).
 PNAMES = {"LINK": "ether", "ARP": "arp", "RARP": "rarp", "IP": "ip", "IPV4": "ipv4",
@@ -101,10 +106,11 @@ class Qual:
 
 
 class Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, packet_len: bool = False) -> None:
         self.text = text
         self.toks = tokenize(text)
         self.pos = 0
+        self.packet_len = packet_len
 
     # ---------------------------------------------------------------- token helpers
     @property
@@ -588,14 +594,20 @@ class Parser:
         self.take()
         right, more = self.arith(ARITH_FLOOR)
         op, negate = RELOPS[tok.kind]
-        diff = _wrap64(left - right)
-        result = {">": diff > 0, ">=": diff >= 0 and diff != -1, "==": diff == 0}[op]
-        node: Node = Const(result != negate)
+        node: Node
+        if isinstance(left, int) and isinstance(right, int):
+            diff = _wrap64(left - right)
+            result = {">": diff > 0, ">=": diff >= 0 and diff != -1, "==": diff == 0}[op]
+            node = Const(result != negate)
+        else:  # a packet's length: BPF compares `>`, `>=` and `==`, and negates for the others
+            node = Prim(PACKET_LEN, op={">": GT, ">=": GE, "==": EQ}[op], value=(left, right),
+                        col=tok.col)
+            node = Not(node) if negate else node
         for check in checks + more:
             node = And(check, node)
         return node
 
-    def arith(self, min_prec: float) -> tuple[int, list[Node]]:
+    def arith(self, min_prec: float) -> tuple[Arith, list[Node]]:
         value, checks = self.arith_primary()
         while self.tok.kind in ARITH_OPS and ARITH_OPS[self.tok.kind] >= min_prec:
             op = self.take()
@@ -604,14 +616,14 @@ class Parser:
             value = _apply(op.kind, value, right, op.col)
         return value, checks
 
-    def arith_primary(self) -> tuple[int, list[Node]]:
+    def arith_primary(self) -> tuple[Arith, list[Node]]:
         tok = self.tok
         if tok.kind == "NUM":
             self.take()
             return tok.value & 0xFFFFFFFF, []  # immediates load as unsigned 32-bit
         if tok.kind == "LEN":
             self.take()
-            return RECORD_LEN, []
+            return (PACKET_LEN if self.packet_len else RECORD_LEN), []
         if tok.kind == "(":
             self.take()
             value, checks = self.arith(ARITH_FLOOR)
@@ -636,7 +648,13 @@ class Parser:
         raise self.fail("expected a number")
 
 
-def _apply(op: str, a: int, b: int, col: int) -> int:
+def _apply(op: str, a: Arith, b: Arith, col: int) -> Arith:
+    if op == "/" and b == 0:
+        raise FilterError(col, "division by zero")
+    if not (isinstance(a, int) and isinstance(b, int)):
+        if op in ("&", "*") and 0 in (a, b):  # libpcap folds these, so `x / (len & 0)` fails
+            return 0
+        return (op, a, b)  # reads a packet's length: the capture filter computes it per packet
     if op == "+":
         return _wrap64(a + b)
     if op == "-":
@@ -644,8 +662,6 @@ def _apply(op: str, a: int, b: int, col: int) -> int:
     if op == "*":
         return _wrap64(a * b)
     if op == "/":
-        if b == 0:
-            raise FilterError(col, "division by zero")
         q = abs(a) // abs(b)
         return q if (a >= 0) == (b >= 0) else -q
     if op == "&":
@@ -679,13 +695,14 @@ def _any(nodes) -> Node:
     return node
 
 
-def parse(text: str) -> Node:
-    """Parse a filter expression into a tree of resolved primitives; FilterError if malformed."""
+def parse(text: str, packet_len: bool = False) -> Node:
+    """Parse a filter expression into a tree of resolved primitives; FilterError if malformed.
+    With `packet_len` (capture filters) `len` is each packet's length, not a constant."""
     stripped = text.strip()
     if stripped.startswith("local") and (len(stripped) == 5 or not stripped[5].isalnum()):
         offset = text.index("local") + 5
         text = " " * offset + text[offset:]  # keep columns pointing into the original text
-    node = Parser(text).parse()
+    node = Parser(text, packet_len).parse()
     whole = [p for p in node.walk() if isinstance(p, Prim) and p.kind == WHOLE_ONLY]
     if whole and node is not whole[0]:
         raise FilterError(whole[0].col, "this primitive can only be used on its own")
