@@ -3,7 +3,9 @@
     racluster [-f racluster.conf] [-m KEY ...] [-M MODE ...] [ra options] [- FILTER]
 
 Pipeline: argus-file source -> selection (filter, -t) -> ops.cluster (one aggregator per model)
--> text printer or Argus writer.
+-> text printer or Argus writer.  `-w` of every record with one plain model (no selection, no
+racluster.conf, no rmon, no prefix lengths or matrix) takes the numpy route instead: decoded
+numpy columns -> ops.cluster_columns -> Argus writer, without polars.
 
 Deviations from 3.0.8: `-m none` really collapses every record into one (3.0.8 does not).
 Not done yet: `-%` (percentages), the rmon column labels (Host, OutPkts, InPkts) and `-M norep`'s
