@@ -196,9 +196,10 @@ class LineSink:
     """Prints numpy-column batches (RecordReader.feed_columns) with `NumpyLines` on stdout, in a
     background thread as TextSink does (the line writer runs without the GIL while the next
     batch decodes).  A batch the numpy path cannot print goes whole to the polars printer
-    `fallback` makes (once), with the line count carried over for the header."""
+    `fallback` makes (once), with the line count carried over for the header.  Two batches
+    waiting are enough to keep both threads busy, and bound memory."""
 
-    QUEUE = 4
+    QUEUE = 2
 
     def __init__(self, lines: NumpyLines, fallback: Callable[[], Printer]) -> None:
         self.lines = lines

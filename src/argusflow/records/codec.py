@@ -153,8 +153,10 @@ class RecordReader:
         cols = dsr_decode.decode(data, found, columns)
         for name in columns - cols.keys():
             cols[name] = np.zeros(n, dtype=schema.NUMPY_DTYPES[name])
-        base = self._consumed
-        decoded = Decoded(cols, n, lambda: decode_records(data, found, base, fill=True))
+        # the fallback frames the bytes again: a batch waiting to print holds only its bytes
+        # and columns, not the framing (~20 MB a 4 MB chunk)
+        raw, end, base, compiled = data.raw, found.end, self._consumed, data.compiled
+        decoded = Decoded(cols, n, lambda: decode_whole(raw[:end], base, compiled))
         self._advance(data.raw, found.end, found.status)
         return decoded
 
@@ -523,6 +525,12 @@ def framing_problem(buf: bytes, pos: int, status: int) -> str:
         return f"bad record header 0x{buf[pos:pos + 4].hex()}: version {byte0 & 0x0F}, expected 3"
     kind = "management" if byte0 & 0xF0 == RTYPE_MAR else "flow"
     return f"record length {length} in a {kind} record"
+
+
+def decode_whole(raw: bytes, base: int, compiled: bool) -> pl.DataFrame:
+    """Frame and decode whole records (bytes that start with a record and end with one)."""
+    data = dsr_decode.ByteBuffer(raw, compiled=compiled)
+    return decode_records(data, frame(data.u8[:len(raw)], data.compiled), base, fill=True)
 
 
 def decode_records(data: dsr_decode.ByteBuffer, found: Frame, base: int,

@@ -15,6 +15,7 @@ every sample file.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -231,7 +232,7 @@ class NumpyLines:
             tcp_udp = np.where(port == 0, self._BLANK, by_proto)
         # the reader's REVERSE undo may have moved ICMPv6 type/code into dport
         key6 = np.where(sport == 0, dport, sport)
-        choices = [r.ip & np.isin(r.proto, (nm.IPPROTO_TCP, nm.IPPROTO_UDP)), r.icmp4(), r.icmp6()]
+        choices = [r.tcp | (r.ip & (r.proto == nm.IPPROTO_UDP)), r.icmp4, r.icmp6]
         kinds = [tcp_udp, self._HEX4, self._NUMBER if numeric else self._HEX4]
         values = [port, ((sport % 256) * 256 + sport // 256) if side == "s" else dport,
                   key6 // 256 if side == "s" else key6 & 0xFF]
@@ -265,14 +266,14 @@ class NumpyLines:
                          (st & nm.SAW_SYN_SENT) != 0, (st & nm.SAW_SYN) != 0],
                         [np.where(sp & dp, k["CON"], k["INT"]), k["RST"], k["FIN"], k["CLO"], k["TIM"],
                          k["CON"], k["ACC"], k["REQ"]], k["CON"])
-        start_like = ((cause & 0x10) != 0) | r.is_arp()
+        start_like = ((cause & 0x10) != 0) | r.is_arp
         other = np.select([sp & dp, sp], [k["CON"], np.where(start_like, k["INT"], k["REQ"])], k["RSP"])
-        return np.select([cause == 0x80, r.ip & (r.proto == nm.IPPROTO_TCP), r.icmp4(), r.icmp6()],
+        return np.select([cause == 0x80, r.tcp, r.icmp4, r.icmp6],
                          [k["ERR"], tcp, self._icmp_state(r), self._icmp6_state(r)], other)
 
     def _icmp_state(self, r: Rows) -> np.ndarray:
         k = self._state_code
-        mapped = r.icmp_mapped()
+        mapped = r.icmp_mapped
         sport = r.c["sport"].astype(np.int64)
         itype = np.where(mapped, r.c["icmpmap_type"], sport // 256)
         icode = np.where(mapped, r.c["icmpmap_code"], sport % 256)
@@ -298,36 +299,48 @@ def lookup(codes: dict[str, int], table: dict[int, str], default: str) -> np.nda
 
 
 class Rows:
-    """A batch of flow records and the tests derive names (is_ip, has(dsr) ...), in numpy."""
+    """A batch of flow records and the tests derive names (is_ip, has(dsr) ...), in numpy,
+    each computed once per batch (several columns ask for the same)."""
 
     def __init__(self, cols: Cols) -> None:
         self.c = cols
         self.at = cols["flow_qual"] & 0x1F
         self.proto = cols["proto"]
-        self.ip = np.isin(self.at, (ADDR_IPV4, ADDR_IPV6)) & (cols["flow_subtype"] != 3)
+        self.v4, self.v6 = self.at == ADDR_IPV4, self.at == ADDR_IPV6
+        self.ip = (self.v4 | self.v6) & (cols["flow_subtype"] != 3)
 
     def supported(self) -> bool:
         """IPv4, IPv6 and ARP keys only, no flow subtype 3, no correlation DSR."""
-        return bool(np.isin(self.at, (ADDR_IPV4, ADDR_IPV6, ADDR_ARP)).all()
+        return bool((self.v4 | self.v6 | self.is_arp).all()
                     and not (self.c["flow_subtype"] == 3).any() and not self.has("cor").any())
 
     def has(self, dsr: str) -> np.ndarray:
         return (self.c["dsrs"] & DSR_BITS[dsr]) != 0
 
+    @functools.cached_property
     def is_arp(self) -> np.ndarray:
         return self.at == ADDR_ARP  # RARP keys are left to the polars path
 
+    @functools.cached_property
     def icmp4(self) -> np.ndarray:
-        return (self.at == ADDR_IPV4) & (self.proto == nm.IPPROTO_ICMP)
+        return self.v4 & (self.proto == nm.IPPROTO_ICMP)
 
+    @functools.cached_property
     def icmp6(self) -> np.ndarray:
-        return (self.at == ADDR_IPV6) & (self.proto == nm.IPPROTO_ICMPV6)
+        return self.v6 & (self.proto == nm.IPPROTO_ICMPV6)
 
+    @functools.cached_property
+    def tcp(self) -> np.ndarray:
+        return self.ip & (self.proto == nm.IPPROTO_TCP)
+
+    @functools.cached_property
     def tcp_net(self) -> np.ndarray:
+        """A TCP flow carrying a TCP network object."""
         subtype = self.c["net_subtype"]
-        return (self.ip & (self.proto == nm.IPPROTO_TCP) & self.has("net")
-                & np.isin(subtype, (NET_TCP_INIT, NET_TCP_STATUS, NET_TCP_PERF)))
+        tcp_object = (subtype == NET_TCP_INIT) | (subtype == NET_TCP_STATUS) | (subtype == NET_TCP_PERF)
+        return self.tcp & self.has("net") & tcp_object
 
+    @functools.cached_property
     def icmp_mapped(self) -> np.ndarray:
         return self.has("icmpmap") & ((self.c["icmpmap_qual"] & 0x07) != 0)
 
@@ -375,7 +388,7 @@ def _flag_encaps(r: Rows) -> np.ndarray:
 def _flag_icmpmap(r: Rows) -> np.ndarray:
     t = r.c["icmpmap_type"]
     letter = np.select([t == 3, t == 5, t == 11], [_ch("U"), _ch("R"), _ch("T")], _ch("I"))
-    return np.where(r.icmp_mapped(), letter, _ch(" "))
+    return np.where(r.icmp_mapped, letter, _ch(" "))
 
 
 def _gap(r: Rows, side: str) -> np.ndarray:
@@ -398,13 +411,13 @@ def _flag_loss(r: Rows) -> np.ndarray:
     tcp = np.select([sre | (dre & ~v6), ~r.ip | v6, perf & gaps],
                     [_sd(sre, dre, "s", "d", "*"), _ch(" "), _ch("g")], ooo)
     esp = (r.proto == nm.IPPROTO_ESP) & (c["net_subtype"] == NET_ESP) & (c["esp_lostseq"] != 0)
-    return np.select([r.tcp_net(), r.ip & esp], [tcp, _ch("s")], _ch(" "))
+    return np.select([r.tcp_net, r.ip & esp], [tcp, _ch("s")], _ch(" "))
 
 
 def _flag_tcp(r: Rows, smask: int, dmask: int, s: str, d: str, both: str) -> np.ndarray:
     st = r.c["tcp_status"]
     letters = _sd((st & smask) != 0, (st & dmask) != 0, s, d, both)
-    return np.where(r.tcp_net() & (r.at == ADDR_IPV4), letters, _ch(" "))
+    return np.where(r.tcp_net & (r.at == ADDR_IPV4), letters, _ch(" "))
 
 
 def _flag_window_or_silence(r: Rows) -> np.ndarray:
@@ -439,10 +452,10 @@ def _flag_ipopts(r: Rows) -> np.ndarray:
 def dir_code(r: Rows) -> np.ndarray:
     sp, dp = r.c["spkts"] > 0, r.c["dpkts"] > 0
     known = (r.c["tcp_status"] & (nm.SAW_SYN | nm.SAW_SYN_SENT)) != 0
-    tcp_net = r.tcp_net()
+    tcp_net = r.tcp_net
     middle = np.select([tcp_net & ~known, sp | dp], [4, 2], 0)
     plain = 3 + np.where(dp, 6, 0) + middle + np.where(sp, 1, 0)
-    return np.select([~r.has("metric"), r.is_arp(), tcp_net & known], [0, 1, 2], plain)
+    return np.select([~r.has("metric"), r.is_arp, tcp_net & known], [0, 1, 2], plain)
 
 
 # --- addresses and coded texts ---------------------------------------------------------------------
