@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import terminate
+from conftest import run_real_tool, terminate
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -105,7 +105,7 @@ class Net:
 
 
 def sh(*args: str | Path, timeout: float = 20) -> str:
-    done = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout)
+    done = run_real_tool(args, timeout=timeout)  # ra given a filter may time out compiling it
     assert done.returncode == 0, f"{args}: {done.stderr}"
     return done.stdout
 
@@ -128,14 +128,28 @@ def listening(net: Net, port: int) -> bool:
     return bool(out.strip())
 
 
+def clients(net: Net, port: int) -> int:
+    """Connections a server on `port` has (the real tools print nothing when a client connects)."""
+    out = sh("ip", "netns", "exec", net.cap, "ss", "-Htn", "state", "established", f"sport = :{port}")
+    return len(out.splitlines())
+
+
+def wait_clients(net: Net, wanted: dict[int, int]) -> None:
+    """Until each port has its number of clients (a loaded machine can take seconds to start our
+    ra), then a moment for the servers to take them in: records sent before are not theirs."""
+    wait_for(lambda: all(clients(net, port) >= n for port, n in wanted.items()), timeout=120,
+             what=f"clients {wanted}")
+    time.sleep(0.5)
+
+
 def flows(*paths: Path) -> list[str]:
     """Flow records of Argus files, merged by the real racluster, printed by the real ra."""
     merged = subprocess.run([RACLUSTER, "-X", "-w", "-", "-r", *paths], capture_output=True,
                             timeout=60, check=True).stdout
-    text = subprocess.run([RA, "-X", "-n", "-u", "-c", ",", "-s", *FLOW_FIELDS, "-r", "-",
-                           "-", "not", "man"], input=merged, capture_output=True, timeout=60,
-                          check=True).stdout.decode()
-    return sorted(text.splitlines()[1:])
+    done = run_real_tool([RA, "-X", "-n", "-u", "-c", ",", "-s", *FLOW_FIELDS, "-r", "-", "-",
+                          "not", "man"], input=merged, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return sorted(done.stdout.splitlines()[1:])
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +225,7 @@ def test_real_ra_and_real_radium_read_our_probe(net: Net, captures: dict[str, Pa
     direct, relayed = tmp_path / "direct.argus", tmp_path / "relayed.argus"
     ra1 = net.start("ra1", RA, "-X", "-S", f"{LO}:{port}", "-w", direct)
     ra2 = net.start("ra2", RA, "-X", "-S", f"{LO}:{relay}", "-w", relayed)
-    time.sleep(1.5)  # both clients connected (the real tools print nothing when they are)
+    wait_clients(net, {port: 2, relay: 1})  # radium and ra1 on the probe, ra2 on radium
     net.replay(captures["a"])
     time.sleep(0.5)
     assert stop(probe) == 0, net.err("argus")
@@ -234,7 +248,7 @@ def test_our_ra_reads_real_live_argus(net: Net, captures: dict[str, Path], tmp_p
     got, oracle = tmp_path / "got.argus", tmp_path / "oracle.argus"
     ra = net.start("ra", OUR_BIN / "ra", "-X", "-S", f"{LO}:{port}", "-w", got)
     real_ra = net.start("real_ra", RA, "-X", "-S", f"{LO}:{port}", "-w", oracle)
-    time.sleep(1.5)
+    wait_clients(net, {port: 2})
     net.replay(captures["a"])
     time.sleep(3.0)
     stop(real)
