@@ -31,6 +31,7 @@ def test_reads_stdin(sample_argus_files, run_ours, run_real) -> None:
     (["-X", "-r", "{missing}"], 2),
     (["-X", "-r", "{tcp}", "-s", "nosuchfield"], 2),
     (["-X", "-r", "{tcp}", "-", "tcp and and"], 2),
+    (["-X", "-r", "{tcp}", "-N", "99999999999999999999"], 0),  # every record (was a traceback)
 ])
 def test_exit_codes_and_one_line_errors(argv, code, sample_argus_files, run_ours, tmp_path) -> None:
     names = {"tcp": sample(sample_argus_files, "tcp.argus"), "missing": tmp_path / "missing"}

@@ -48,13 +48,19 @@ class CountRange:
         try:
             if "-" in spec:
                 a, b = spec.split("-", 1)
-                return cls(int(a), int(b))
+                return cls(_count(a), _count(b))
             if "+" in spec:
                 a, b = spec.split("+", 1)
-                return cls(int(a), int(a) + int(b))
-            return cls(1, int(spec))
+                return cls(_count(a), _count(a) + _count(b))
+            return cls(1, _count(spec))
         except ValueError:
             raise UsageError(f"-N {text}: expected N, START-END or START+COUNT") from None
+
+
+def _count(text: str) -> int:
+    """A record number of -N; past 2**62 it means every record (record numbers are compared
+    as 64-bit integers, and ra 3.0.8 prints all records for such a number too)."""
+    return min(int(text), 2**62)
 
 
 @dataclass
