@@ -202,3 +202,21 @@ def test_threads_compile_both_back_ends_at_once() -> None:
 
     with ThreadPoolExecutor(4) as pool:
         assert set(pool.map(both, MUST_BE_NUMPY * 4)) == {(True, True)}
+
+
+def test_opaque_words_from_any_payload_column() -> None:
+    """numpy_ops.opaque_int reads the payload column as the reader gives it (bytes, b"" where
+    a record has none), as polars' to_numpy gives it (None for nulls) and as feed_copies fills
+    it when no record of the batch carried one (zeros); short payloads read 0."""
+    from argusflow.filter.numpy_ops import col, opaque_int
+
+    wanted = col("want") == 1
+    payloads = [b"\x01\x02\x03\x04\x05", b"\x01\x02", b"", b"\xff\x00\x00\x00\x01"]
+    cols = {"want": np.array([1, 1, 1, 0]), "net_raw": np.array(payloads, dtype=object)}
+    assert opaque_int(wanted, 1, 4, "big")(cols).tolist() == [0x02030405, 0, 0, 0]
+    assert opaque_int(wanted, 0, 4, "little")(cols).tolist() == [0x04030201, 0, 0, 0]
+    assert opaque_int(wanted, 1, 1, "big")(cols).tolist() == [2, 2, 0, 0]
+    cols["net_raw"] = np.array([payloads[0], None, None, None], dtype=object)
+    assert opaque_int(wanted, 4, 1, "big")(cols).tolist() == [5, 0, 0, 0]
+    cols["net_raw"] = np.zeros(4, dtype=object)
+    assert opaque_int(wanted, 0, 1, "big")(cols).tolist() == [0, 0, 0, 0]

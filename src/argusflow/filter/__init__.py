@@ -6,8 +6,10 @@
 
 `parse(text)` gives the target-independent tree (filter.ast); `compile_filter(text)` gives a
 `RecordFilter` whose `.expr` is a boolean `polars.Expr` over the record batch columns of
-records.schema, and `.numpy` the same filter over numpy columns (filter.numpy_ops) when every
-primitive has a numpy form.  Both raise argusflow.errors.FilterError (1-based column and what was expected).
+records.schema, and `.numpy` the same filter over numpy columns (filter.numpy_ops; every
+primitive has a numpy form today, None would send the filter to polars only).  Both raise
+argusflow.errors.FilterError (1-based column and what was expected).  Compiling is re-entrant:
+each compile holds its own back-end (compile_records.Builder).
 
 The semantics are the real ra 3.0.8's, odd parts included; where 3.0.8 is broken we follow the
 man page or Argus 5 instead, listed in DEVIATIONS (each has a test in tests/test_filter_parse.py

@@ -5,13 +5,15 @@ into a numpy mask over decoded packet columns (decode.columns), applied before t
     >>> keep = f.mask(decoded)          # one bool per packet of a DecodedBatch
 
 The text is parsed by the record filter's parser (filter.parser, the same tree), after a few
-tcpdump spellings it lacks are rewritten (`ip6`, `icmp6`, `vlan N`, `portrange A-B`).  Primitives
+tcpdump spellings it lacks are rewritten (`ip6`, `icmp6`, `vlan N`, `portrange A-B`, `greater N`,
+`less N`); `len` is each packet's length on the wire there (parse(packet_len=True)).  Primitives
 that describe flow records, not packets (`pkts`, `dur`, `syn`, `ttl` ...), are rejected with a
 one-line FilterError, as the real argus's libpcap rejects them.
 
 Packet semantics are libpcap's: `port` needs TCP/UDP/SCTP and no fragment offset; `host` and
 `net` match IPv4, IPv6 and ARP/RARP addresses; `proto N` looks at IPv4 and IPv6; `ip proto`,
-`ether proto`; and, as in BPF, a primitive only sees past VLAN tags (MPLS labels) when the
+`ether proto`; `len` relations compute in unsigned 32 bits, and a division by zero rejects the
+packet; and, as in BPF, a primitive only sees past VLAN tags (MPLS labels) when the
 expression has a `vlan` (`mpls`) primitive; tunnelled packets (GRE, PPPoE) match by their outer
 headers only, which our decoded columns do not keep, so they match no protocol primitive.
 """
