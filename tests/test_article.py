@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import started
+from conftest import run_real_tool, started
 
 from argusflow.cli.argus import argus
 from argusflow.cli.racluster import racluster
@@ -50,9 +50,8 @@ def ours(body, program: str, argv: list[str]) -> None:
 
 def ra_rows(path: Path, *fields: str, filt: tuple[str, ...] = ()) -> list[list[str]]:
     """The flow records of an Argus file as the real ra prints them (MARs left out)."""
-    done = subprocess.run([str(REAL_RA), "-X", "-n", "-u", "-c", ",", "-L", "-1", "-s", *fields,
-                           "-r", str(path), "-", "not man", *filt],
-                          capture_output=True, text=True, timeout=60)
+    done = run_real_tool([REAL_RA, "-X", "-n", "-u", "-c", ",", "-L", "-1", "-s", *fields,
+                          "-r", path, "-", "not man", *filt], timeout=60)
     assert done.returncode in (0, 1), done.stderr
     return [line.split(",") for line in done.stdout.splitlines()]
 
