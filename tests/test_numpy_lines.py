@@ -137,3 +137,16 @@ def test_ra_prints_default_fields_without_polars() -> None:
                          env={**os.environ, "TZ": "UTC"})
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith(Printer(PrintOptions()).header())
+
+
+@needs_samples
+def test_kernels_get_the_types_they_were_built_for() -> None:
+    """ra's default lines under ARGUSFLOW_AOT_CHECK (every call's arrays checked against the
+    signature) print what the polars path prints (the same fields named with -s)."""
+    ra = [str(Path(sys.executable).parent / "ra"), "-X", "-r", str(SAMPLES / "icmp.argus"),
+          "-r", str(SAMPLES / "tcp.argus")]
+    env = dict(os.environ, TZ="UTC", ARGUSFLOW_AOT_CHECK="1")
+    checked = subprocess.run(ra, capture_output=True, env=env, check=False)
+    assert checked.returncode == 0 and checked.stdout, checked.stderr.decode()
+    polars = subprocess.run([*ra, "-s", *DEFAULT_FIELDS], capture_output=True, env=env, check=True)
+    assert checked.stdout == polars.stdout

@@ -38,7 +38,7 @@ CHECK = "ARGUSFLOW_AOT_CHECK"  # check every call's argument types (tests; slow)
 # Sources whose code or constants the kernels compile in: a file, or a package (all its .py).
 SOURCES = ("aot.py", "capture", "decode", "flows", "ops/cluster.py", "ops/cluster_model.py",
            "records/fields.py", "records/schema.py", "records/derive.py", "records/kernels.py",
-           "records/linekernel.py")
+           "records/linekernel.py", "records/codekernel.py", "records/naming.py")
 
 _A = "UniTuple(i8, 4)"  # (count, position, status, reason) of the capture walkers
 # export name -> ("module:attribute", numba signature).  The attribute is a numba dispatcher
@@ -89,12 +89,13 @@ KERNELS: dict[str, tuple[str, str]] = {
                     "UniTuple(i8, 2)(u4[::1], u1[::1], i8, i8, i8, i8, u1[::1], i8[:, ::1])"),
     "write_lines": ("argusflow.records.linekernel:WRITE_LINES",
                     "i8(i8[:, ::1], i8[:, ::1], u1[::1], i8[::1], i8[::1], u1[::1])"),
+    "line_codes": ("argusflow.records.codekernel:LINE_CODES", "void(i8[:, ::1], i8[::1], i8, i8[:, ::1])"),
 }
 # Exports that release the GIL while they run (pycc's wrappers keep it otherwise) and run
 # without numba's reference counting (they allocate nothing; the counting of the arrays handed
 # to inlined helpers took a third of the line writer's time): the printer's line writer runs
-# in a thread beside the decoder.
-NOGIL = frozenset({"write_lines"})
+# in a thread beside the decoder (and the codes of ra's default lines with it).
+NOGIL = frozenset({"write_lines", "line_codes"})
 
 
 def _digest() -> str:

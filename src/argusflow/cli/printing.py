@@ -173,8 +173,10 @@ def make_printer(args: ParsedArgs, conf: dict[str, str]) -> TextSink:
 def numpy_lines(args: ParsedArgs, conf: dict[str, str]) -> NumpyLines | None:
     """The polars-free printer of the default fields (records.numpy_lines), when the options
     ask for nothing else: the same reading of them as `print_options`, or None."""
-    from argusflow.records.numpy_lines import LineOptions, NumpyLines
+    from argusflow.records.numpy_lines import LineOptions, NumpyLines, available
 
+    if not available():  # no compiled kernels (a failed build): the polars path
+        return None
     if args.all("s") or conf.get("RA_FIELD_SPECIFIER", "").split() or args.all("M") or conf.get("RA_TZ"):
         return None
     if args.value("c") or conf.get("RA_FIELD_DELIMITER") or conf.get("RA_TIME_FORMAT"):
