@@ -20,6 +20,7 @@ spec §9 describes ra deriving them.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +175,14 @@ IGMP_QUERY, IGMP_LEAVE = 0x11, 0x17
 PFLAG = 6  # ra's default print precision, which its float comparisons round to
 MISSING_FLOAT = -10000000.0
 
+# Bytes of the network DSR objects as ra holds them (NET_HEADER: any other object).
+NET_LENGTHS = {NET_TCP_PERF: 120, NET_TCP_INIT: 120, NET_TCP_STATUS: 120, NET_ESP: 20,
+               NET_ICMP: 28, NET_ARP: 176, NET_FRAG: 56, NET_UDT: 12}
+NET_HEADER = 4
+COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    EQ: operator.eq, NE: operator.ne, GT: operator.gt, GE: operator.ge, LT: operator.lt,
+    LE: operator.le}
+
 # Network DSR words ra's filter reads, by byte offset: TCP object columns, ESP object columns.
 TCP_WORDS = {4: "tcp_status", 8: "tcp_state", 12: "tcp_options", 36: "stcp_seqbase",
              84: "dtcp_seqbase"}
@@ -285,12 +294,14 @@ class Builder:
         3.0.8 drops when reading (records.dsr_decode.drop_unread_rtp); RTCP objects it always drops."""
         return self.has("net") & (self.col("net_subtype") != NET_RTCP)
 
-    def net_length(self) -> Expr:
-        """Bytes of the network DSR as ra holds it in memory (TCP objects are expanded to 120;
-        objects ra does not know count as their header only)."""
-        lengths = {NET_TCP_PERF: 120, NET_TCP_INIT: 120, NET_TCP_STATUS: 120, NET_ESP: 20,
-                   NET_ICMP: 28, NET_ARP: 176, NET_FRAG: 56, NET_UDT: 12}
-        return self.col("net_subtype").replace_strict(lengths, default=4, return_dtype=self.dt("Int64"))
+    def net_holds(self, end: int) -> Expr:
+        """The network DSR as ra holds it in memory reaches byte `end` (TCP objects are expanded
+        to 120 bytes; objects ra does not know count as their header only).  A lookup of one
+        boolean per subtype: cheaper than comparing looked-up lengths."""
+        reaches = {sub: length >= end for sub, length in NET_LENGTHS.items()}
+        holds = self.col("net_subtype").replace_strict(reaches, default=NET_HEADER >= end,
+                                                       return_dtype=self.dt("Boolean"))
+        return self.net_present() & holds
 
     def opaque_int(self, index: int, width: int, subtypes: tuple[int, ...] = (),
                    endianness: str = "big") -> Expr:
@@ -309,7 +320,7 @@ class Builder:
         also requires a TCP flow, whose network DSR is a TCP object, so the other objects are not
         decoded."""
         sub = self.col("net_subtype")
-        present = self.net_present() & (self.lit(offset + 4) <= self.net_length())
+        present = self.net_holds(offset + 4)
         tcp = sub.is_in([NET_TCP_PERF, NET_TCP_INIT, NET_TCP_STATUS])
         tcp_value = self.col(TCP_WORDS[offset]).cast(self.dt("Int64")) if offset in TCP_WORDS else self.lit(0)
         if tcp_only:
@@ -331,7 +342,7 @@ class Builder:
     def net_flag_byte(self, side: str) -> tuple[Expr, Expr]:
         offset = 70 if side == SRC else 118
         value = self.col(f"{side[0]}tcp_flags").cast(self.dt("Int64"))
-        return value, self.net_present() & (self.lit(offset) <= self.net_length())
+        return value, self.net_holds(offset)
 
     # -- comparisons with ra's -1 rule
     def cmp(self, value: Expr, present: Expr, v: int, op: str) -> Expr:
@@ -351,11 +362,13 @@ class Builder:
         return ~(present & (value > v))
 
     def mcmp(self, value: Expr, present: Expr, v: int, mask: int, op: str = EQ) -> Expr:
-        """A masked load: an absent field reads as -1, so it compares as the mask itself."""
-        effective = self.when(present).then(value.cast(self.dt("Int64")) & mask).otherwise(self.lit(mask))
+        """A masked load: an absent field reads as -1, so it compares as the mask itself.
+        (Written as boolean algebra, not a select of the loaded values: the same answer for
+        less work.)"""
         target = v & mask
-        return {EQ: effective == target, NE: effective != target, GT: effective > target,
-                GE: effective >= target, LT: effective < target, LE: effective <= target}[op]
+        compare = COMPARE[op]
+        loaded = compare(value.cast(self.dt("Int64")) & mask, target)
+        return (~present | loaded) if compare(mask, target) else (present & loaded)
 
     def flag(self, value: Expr, present: Expr, bits: int) -> Expr:
         return self.mcmp(value, present, bits, bits)
@@ -380,7 +393,7 @@ class Builder:
     def icmp_net_byte(self, index: int) -> tuple[Expr, Expr]:
         """(value, present) of byte `index` of the ICMP object: present when the network DSR
         holds that byte (a header-only DSR, which 3.0.8 writes for a garbled key, does not)."""
-        present = self.net_present() & (self.lit(5 + index) <= self.net_length())
+        present = self.net_holds(5 + index)
         return self.opaque_int(index, 1, (NET_ICMP,)), present
 
     def arp_reversed(self) -> Expr:
