@@ -619,3 +619,11 @@ def test_real_ra_reads_a_corpus_capture_through_our_radium(procs: Procs, tmp_pat
     want = flow_lines(real_ra_print(["-r", made]))
     assert len(want) > 200
     assert flow_lines(procs.out("ra")) == want
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "abc"])
+def test_bad_port_is_one_line(port: str, tmp_path: Path) -> None:
+    done = subprocess.run([OUR_BIN / "radium", "-X", "-r", BUNDLED, "-P", port],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("radium: -P")

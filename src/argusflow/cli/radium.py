@@ -134,6 +134,8 @@ def settings_from_argv(argv: list[str]) -> Settings:
     s.files = args.all("r")
     port = args.value("P") or conf.get("RADIUM_ACCESS_PORT")
     s.port = int(number(port, "-P")) if port else None
+    if s.port is not None and not 0 <= s.port <= 65535:  # the socket layer would wrap it silently
+        raise UsageError(f"-P {port}: port out of range")
     if s.port == 0:
         s.port = None
     bind = args.value("B") or conf.get("RADIUM_BIND_IP")
