@@ -79,7 +79,7 @@ def print_columns(session: ClientSession, lines: NumpyLines, args: ParsedArgs) -
     columns: polars is imported only if some batch needs the full printer."""
     from argusflow.cli.printing import LineSink, make_printer
     from argusflow.errors import CorruptInput, UsageError
-    from argusflow.records.numpy_lines import DECODE
+    from argusflow.records.numpy_lines import CHUNK_BYTES, DECODE
     from argusflow.records.source import iter_columns
 
     sink = LineSink(lines, lambda: make_printer(args, session.conf).printer)
@@ -87,7 +87,7 @@ def print_columns(session: ClientSession, lines: NumpyLines, args: ParsedArgs) -
     try:
         for path in session.inputs:
             try:
-                for batch in iter_columns(path, DECODE):
+                for batch in iter_columns(path, DECODE, chunk_bytes=CHUNK_BYTES):
                     matched += batch.height
                     sink.write(batch)
                     del batch  # not held while the next chunk is decoded
