@@ -16,7 +16,9 @@ records/linekernel.py): the numbers, codes and masks of every column come from o
 select, and one kernel, released from the GIL, writes every line of the batch into one buffer;
 only rare texts (IPv6 addresses, ICMP ports, columns without a kernel kind) are made by polars.
 The rest of this module is the polars path: -c, JSON, -L N, MAR lines, and the fallback when the
-precompiled extension is missing (ARGUSFLOW_LINE_WRITER=0 forces it).
+precompiled extension is missing (ARGUSFLOW_LINE_WRITER=0 forces it).  `ra` with the default
+fields does not come here at all (records/numpy_lines.py: the same lines without polars), but
+for batches holding records that path leaves to this one.
 
 Each field becomes one text column computed over the whole batch with polars expressions;
 columns with few distinct inputs (flags, state, names, addresses, ports) are formatted once per
