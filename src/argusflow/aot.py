@@ -48,7 +48,7 @@ KERNELS: dict[str, tuple[str, str]] = {
                     "void(u8[:, ::1], i8[::1], b1[::1], i8[::1], b1[::1], f8[::1], u8[:, ::1], "
                     "u4[:, ::1], u2[:, ::1], u1[:, ::1], f8[::1], i8[::1], i8[::1], "
                     "f4[:, ::1], b1[::1], i8[::1], i8[:, ::1], i8[:, ::1], i8[::1], i8[::1], "
-                    "f4[:, ::1], i8[::1])"),
+                    "f4[:, ::1], i8[::1], u8[:, ::1], u8[::1])"),
     "walk_pcap": ("argusflow.capture.walk:walk_pcap",
                   f"{_A}(u1[::1], i8, i8, i8, b1, i8, i8, i8[:, ::1], i8)"),
     "walk_pcapng": ("argusflow.capture.walk:walk_pcapng",
@@ -95,7 +95,7 @@ KERNELS: dict[str, tuple[str, str]] = {
 # without numba's reference counting (they allocate nothing; the counting of the arrays handed
 # to inlined helpers took a third of the line writer's time): the printer's line writer runs
 # in a thread beside the decoder (and the codes of ra's default lines with it).
-NOGIL = frozenset({"write_lines", "line_codes"})
+NOGIL = frozenset({"write_lines", "line_codes", "merge_batch"})
 
 
 def _digest() -> str:

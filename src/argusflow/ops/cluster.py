@@ -46,6 +46,7 @@ from argusflow.ops import cluster_aot
 from argusflow.ops.cluster_columns import corrected_key_columns
 from argusflow.ops.cluster_keys import KeyIndex
 from argusflow.ops.cluster_model import (  # noqa: F401 - re-exported for ops.cluster's users
+    BLOCK,
     DEFAULT_KEYS,
     FLOW_KEY_COLUMNS,
     IX,
@@ -179,7 +180,6 @@ RESTART_ZERO = np.array([
 # Column of `result()`: the group's first record carried statistics already (racluster output).
 AGR_FROM_INPUT = "_agr_in"
 
-BLOCK = 64  # records the kernel turns row-major at once
 
 # Aggregation statistics per group: float32 min, mean, stdev, max (racluster keeps C floats).
 A_MIN, A_MEAN, A_STDEV, A_MAX = range(4)
@@ -236,15 +236,15 @@ def _prefix6(ahi: np.uint64, alo: np.uint64, bhi: np.uint64,
     m32 = np.uint64(0xFFFFFFFF)
     a = (ahi >> np.uint64(32), ahi & m32, alo >> np.uint64(32), alo & m32)
     b = (bhi >> np.uint64(32), bhi & m32, blo >> np.uint64(32), blo & m32)
-    out = [np.uint64(0), np.uint64(0), np.uint64(0), np.uint64(0)]
-    taken = np.uint64(0)
+    same = 0  # leading words in common (no list: the kernel runs without numba's allocator)
     for k in range(4):
-        if a[k] == b[k]:
-            out[k] = a[k]
-            taken += np.uint64(32)
-            continue
-        break
-    return (out[0] << np.uint64(32)) | out[1], (out[2] << np.uint64(32)) | out[3], taken
+        if a[k] != b[k]:
+            break
+        same += 1
+    zero = np.uint64(0)
+    hi = ((a[0] << np.uint64(32)) if same >= 1 else zero) | (a[1] if same >= 2 else zero)
+    lo = ((a[2] << np.uint64(32)) if same >= 3 else zero) | (a[3] if same >= 4 else zero)
+    return hi, lo, np.uint64(32 * same)
 
 
 @_njit
@@ -475,7 +475,8 @@ def _merge_agr(g: int, first_dur: np.ndarray, value: float, s: np.ndarray, count
         if s[SPKTS] + s[DPKTS] == 0:
             if rcount > 0:
                 count[g], n[g] = rcount, rn
-                stats[g, :] = rstats
+                for k in range(4):  # element by element: a slice copy would allocate
+                    stats[g, k] = rstats[k]
             return
         v0 = np.float32(first_dur[g])
         count[g] = 1
@@ -620,16 +621,17 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, fresh: np.ndarray, seq: np.nda
                 s16: np.ndarray, s8: np.ndarray, first_dur: np.ndarray, count: np.ndarray,
                 n: np.ndarray, stats: np.ndarray, flipped: np.ndarray, last: np.ndarray,
                 pairs: np.ndarray, bits: np.ndarray, rcount: np.ndarray, rn: np.ndarray,
-                rstats: np.ndarray, restart: np.ndarray) -> None:
+                rstats: np.ndarray, restart: np.ndarray, block: np.ndarray,
+                st: np.ndarray) -> None:
     """Records into their groups' state rows, in input order: a group's first record becomes
     its state row, the later ones merge into it.  `rec` is column-major (one row per merging
     column), as the columns come from the batch: no transposed copy.  A first record with a
     `restart` group (>= 0, racluster.conf timers) merges into that group's zeroed copy.
     The state rows are kept at their columns' widths (s64 ... s8, see WIDTHS) and widened to
-    u64 for each merge."""
+    u64 for each merge.  `block` (BLOCK x columns) and `st` (a row) are scratch space, given
+    so that the kernel allocates nothing: it runs without numba's allocator and reference
+    counting, and releases the GIL (aot.NOGIL), so the next chunk decodes meanwhile."""
     ncols, nrec = rec.shape
-    block = np.empty((BLOCK, ncols), dtype=np.uint64)
-    st = np.empty(ncols, dtype=np.uint64)
     for i in range(nrec):
         if i % BLOCK == 0:
             # A block of records turned row-major, each column read as one contiguous run
@@ -674,6 +676,11 @@ def merge_batch(rec: np.ndarray, gid: np.ndarray, fresh: np.ndarray, seq: np.nda
 
 
 _KERNEL: list[Callable[..., Any]] = []
+
+
+def scratch() -> tuple[np.ndarray, np.ndarray]:
+    """merge_batch's scratch space: a block of records turned row-major, and one state row."""
+    return np.empty((BLOCK, NCOLS), dtype=np.uint64), np.empty(NCOLS, dtype=np.uint64)
 
 
 def _kernel() -> Callable[..., Any]:
@@ -954,7 +961,7 @@ class Clusterer:
                         relrev[lo:hi], durations[lo:hi], *self._state.values(), self._first_dur,
                         self._count, self._n, self._stats, self._flipped, self._last,
                         SWAP_PAIRS, SWAP_BITS, rcount[lo:hi], rn[lo:hi], rstats[lo:hi],
-                        restart[lo:hi])
+                        restart[lo:hi], *scratch())
 
     def _restarted(self, gid: np.ndarray, restart: np.ndarray) -> None:
         """Groups that restart an earlier one (racluster.conf timers) take its first record's

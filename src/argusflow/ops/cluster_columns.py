@@ -27,9 +27,11 @@ import numpy as np
 
 from argusflow.ops import cluster_aot
 from argusflow.ops.cluster_model import (
+    BLOCK,
     FLOW_KEY_COLUMNS,
     IX,
     MERGED,
+    NCOLS,
     OTHER_PAIRS,
     RESERVED_GROUPS,
     SLICE_ROWS,
@@ -344,12 +346,13 @@ class ColumnClusterer:
         arrays = [column(batch, name, n) for name in MERGED]
         restart = np.full(n, -1, dtype=np.int64)  # racluster.conf timers: not on this path
         kernel = merge_kernel()
+        block, row = np.empty((BLOCK, NCOLS), dtype=U64), np.empty(NCOLS, dtype=U64)
         for lo in range(0, n, SLICE_ROWS):
             hi = min(lo + SLICE_ROWS, n)
             kernel(to_u64(arrays, lo, hi), gid[lo:hi], fresh[lo:hi], seq[lo:hi], relrev[lo:hi],
                    durs[lo:hi], *self._state.values(), self._first_dur, self._count, self._n,
                    self._stats, self._flipped, self._last, SWAP_PAIRS, SWAP_BITS, rcount[lo:hi],
-                   rn[lo:hi], rstats[lo:hi], restart[lo:hi])
+                   rn[lo:hi], rstats[lo:hi], restart[lo:hi], block, row)
 
     def _group_ids(self, batch: Cols, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         keys, fwd = self._key_rows(batch, n)

@@ -192,6 +192,7 @@ SWAP_BITS = np.array([(IX[col], a, b) for col, pairs in REVERSED_BITS.items()
                       for a, b in pairs], dtype=np.int64)
 
 SLICE_ROWS = 4096  # rows of the merging-column matrix built at once (3.5 MB)
+BLOCK = 64  # records the merge kernel turns row-major at once (its scratch block's rows)
 # Groups the per-group arrays are first reserved for (about 30 MB of address space, mapped in
 # only as groups are written), then doubled.
 RESERVED_GROUPS = 1 << 16
