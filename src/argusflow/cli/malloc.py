@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import sys
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # mallopt parameters (malloc.h)
 MMAP_THRESHOLD = 32 << 20  # the most glibc accepts (HEAP_MAX_SIZE / 2 on 64-bit)
 TRIM_THRESHOLD = 256 << 20
 
 
-def reuse_freed_memory() -> None:
-    """Raise glibc's mmap and trim thresholds; elsewhere (no glibc) leave malloc as it is."""
+def reuse_freed_memory(arenas: int = 0) -> None:
+    """Raise glibc's mmap and trim thresholds; elsewhere (no glibc) leave malloc as it is.
+    `arenas` > 0: at most that many malloc arenas.  A thread gets an arena of its own by
+    default, and what one thread frees the other does not reuse: racluster's decoding thread
+    took its peak RSS from 113 to 160-200 MiB that way (140 with one arena)."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -30,3 +33,5 @@ def reuse_freed_memory() -> None:
         return
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    if arenas > 0:
+        mallopt(M_ARENA_MAX, arenas)
