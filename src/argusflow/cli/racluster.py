@@ -19,9 +19,10 @@ import os
 import re
 import shlex
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -244,7 +245,7 @@ def racluster(argv: list[str]) -> int:
     modes = {m.lower() for m in args.all("M")}
     if "replace" in modes and args.value("w"):
         raise UsageError("-M replace and -w cannot be used together")
-    reuse_freed_memory()  # before the first chunk's arrays
+    reuse_freed_memory(arenas=1)  # before the first chunk's arrays (and read_ahead's thread)
     session = ClientSession.from_args("racluster", args)
     out_path = args.value("w")
     replace = "replace" in modes
@@ -331,6 +332,39 @@ def decoded_chunks(session: ClientSession, path: str) -> Iterator[Chunk]:
         session.report(str(err))
 
 
+def read_ahead(chunks: Iterator[Chunk], ahead: bool = True) -> Iterator[Chunk]:
+    """The chunks, each next one decoded in a thread while the caller merges the last: the
+    merge kernel releases the GIL (aot.NOGIL), numpy's larger operations too.  One chunk more
+    is held (~15 MB).  ARGUSFLOW_READ_AHEAD=0: no thread."""
+    if not ahead:
+        yield from chunks
+        return
+    box: dict[str, Any] = {}
+
+    def step() -> None:
+        try:
+            box["chunk"] = next(chunks, None)
+        except BaseException as err:  # noqa: BLE001 - raised again in the caller's thread
+            box["error"] = err
+
+    worker = threading.Thread(target=step, daemon=True)
+    worker.start()
+    try:
+        while True:
+            worker.join()
+            if "error" in box:
+                raise box.pop("error")
+            chunk = box.pop("chunk")
+            if chunk is None:
+                return
+            worker = threading.Thread(target=step, daemon=True)
+            worker.start()
+            yield chunk
+            del chunk
+    finally:
+        worker.join()  # a chunk being decoded when the caller stopped
+
+
 def write_merged_columns(session: ClientSession, model: Model, modes: set[str],
                          out_path: str) -> int:
     """racluster -w over numpy columns (ops.cluster_columns): no polars is imported."""
@@ -338,6 +372,7 @@ def write_merged_columns(session: ClientSession, model: Model, modes: set[str],
 
     sink = ArgusOutput(out_path, synthesise_agr=False)
     groups = [[path] for path in session.inputs] if "ind" in modes else [session.inputs]
+    ahead = os.environ.get("ARGUSFLOW_READ_AHEAD", "1") != "0"
     matched = 0
     # The decoder makes a bytes object per unparsed DSR payload: the cyclic collector walked
     # them again and again (perf: 2% of the run), and nothing here makes cycles.
@@ -349,7 +384,7 @@ def write_merged_columns(session: ClientSession, model: Model, modes: set[str],
                                         report="norep" not in modes)
             start_mar: bytes | None = None
             for path in paths:
-                for chunk in decoded_chunks(session, path):
+                for chunk in read_ahead(decoded_chunks(session, path), ahead):
                     start_mar = start_mar or chunk.start_mar
                     matched += chunk.height
                     clusterer.add(chunk.columns, chunk.height)
