@@ -2,8 +2,9 @@
 
     racount [-M proto addr rmon] [ra options] [- FILTER]
 
-Pipeline: argus-file source (only the counted columns decoded) -> selection (filter, -t, -N)
--> ops.count tallies -> the totals line, then the protocol and address summaries asked for.
+Pipeline: argus-file source (only the counted columns decoded, as numpy: polars is imported
+only for a selection it runs, or to name protocols) -> selection (filter, -t, -N) -> ops.count
+tallies -> the totals line, then the protocol and address summaries asked for.
 """
 
 from __future__ import annotations
@@ -15,8 +16,18 @@ import numpy as np
 from argusflow.cli.client import ClientSession
 from argusflow.cli.options import parse_argv
 from argusflow.cli.runner import EXIT_MATCHED, entry
-from argusflow.ops.count import COLUMNS, KIND_ARP, KIND_RARP, KIND_UNKNOWN, Tally
+from argusflow.errors import CorruptInput, UsageError
+from argusflow.ops.count import (
+    ADDR_COLUMNS,
+    KIND_ARP,
+    KIND_RARP,
+    KIND_UNKNOWN,
+    PROTO_COLUMNS,
+    TOTAL_COLUMNS,
+    Tally,
+)
 from argusflow.records.schema import RTYPE_MAR
+from argusflow.records.source import iter_copies
 
 USAGE = """usage: racount [-M proto addr rmon] [ra options] [- filter]
   -M proto      also a line per protocol (IP protocols, ether types, arp, rarp, unknown)
@@ -50,13 +61,11 @@ def racount(argv: list[str]) -> int:
     want_addr = any(m.startswith("addr") for m in modes)
     session = ClientSession.from_args("racount", args)
     namer = BucketNamer(args.flag("n")) if want_proto else None
-    tally = Tally(rmon="rmon" in modes, name_columns=namer.columns if namer else ())
-    session.decode_columns = COLUMNS | frozenset(tally.name_columns)
-    matched = 0
-    for batch, _ in session.batches():
-        matched += batch.height
-        flows = batch.filter(batch["rtype"] != RTYPE_MAR)
-        tally.add({name: flows[name].to_numpy() for name in session.decode_columns})
+    tally = Tally(rmon="rmon" in modes, by_proto=want_proto, by_addr=want_addr,
+                  name_columns=namer.columns if namer else ())
+    columns = TOTAL_COLUMNS | frozenset(tally.name_columns)
+    columns |= (PROTO_COLUMNS if want_proto else frozenset()) | (ADDR_COLUMNS if want_addr else frozenset())
+    matched = count_inputs(session, tally, columns)
     lines = [HEADER, counts_line("sum", tally.records + 1, tally.counters)]
     if want_proto:
         lines.append("Protocol Summary")
@@ -69,6 +78,50 @@ def racount(argv: list[str]) -> int:
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
     return session.exit_code(matched)
+
+
+def count_inputs(session: ClientSession, tally: Tally, columns: frozenset[str]) -> int:
+    """Tally every selected record; returns how many were selected (MARs too, as ra counts)."""
+    numpy_filter = session.numpy_filter()
+    if session.sources or (numpy_filter is None and (session.selects or session.count_range)):
+        return count_batches(session, tally, columns)  # a selection polars runs, or -S
+    matched = 0
+    for path in session.inputs:
+        matched += count_file(session, path, tally, columns | (numpy_filter.columns if numpy_filter
+                                                                 else frozenset()))
+    return matched
+
+
+def count_file(session: ClientSession, path: str, tally: Tally, columns: frozenset[str]) -> int:
+    """One input, without polars: the reader decodes only `columns` (numpy), the tally and the
+    filter (when it has a numpy form) read them, and nothing is kept."""
+    numpy_filter = session.numpy_filter()
+    matched = 0
+
+    def pick(cols: dict[str, np.ndarray]) -> np.ndarray:
+        nonlocal matched
+        n = len(cols["rtype"])
+        keep = numpy_filter.numpy_mask(cols, n) if numpy_filter is not None else np.ones(n, bool)
+        matched += int(keep.sum())
+        tally.add({name: cols[name][keep & (cols["rtype"] != RTYPE_MAR)] for name in columns})
+        return np.zeros(0, dtype=np.int64)
+
+    try:
+        for _ in iter_copies(path, columns, pick):
+            pass
+    except (CorruptInput, UsageError) as err:
+        session.report(str(err))
+    return matched
+
+
+def count_batches(session: ClientSession, tally: Tally, columns: frozenset[str]) -> int:
+    session.decode_columns = columns
+    matched = 0
+    for batch, _ in session.batches():
+        matched += batch.height
+        flows = batch.filter(batch["rtype"] != RTYPE_MAR)
+        tally.add({name: flows[name].to_numpy() for name in columns})
+    return matched
 
 
 def address_lines(tally: Tally) -> list[str]:

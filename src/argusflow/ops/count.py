@@ -29,9 +29,10 @@ ADDR_WLAN = 0x06
 FLOW_CLASSIC, FLOW_MATRIX = 0x01, 0x03  # flow DSR subtypes (& 0x3F): 5-tuple, layer-3 matrix
 ETHER_PRINTED_BELOW = 0x1000  # 3.0.8 prints ether-type buckets 0..0xFFF only
 COUNTERS = ("spkts", "dpkts", "sbytes", "dbytes")
-# Columns the tallies read (the reader decodes only these, and what the selection reads).
-COLUMNS = frozenset({"rtype", "flow_subtype", "flow_qual", "proto", "saddr_lo", "daddr_lo",
-                     *COUNTERS})
+# Columns each tally reads (the reader decodes only these, and what the selection reads).
+TOTAL_COLUMNS = frozenset({"rtype", *COUNTERS})
+PROTO_COLUMNS = frozenset({"flow_subtype", "flow_qual", "proto"})
+ADDR_COLUMNS = frozenset({"flow_subtype", "flow_qual", "saddr_lo", "daddr_lo"})
 
 # Address kinds, in the order and with the labels racount prints them.
 ADDRESS_KINDS = (
@@ -133,6 +134,8 @@ class Bucket:
 @dataclass
 class Tally:
     rmon: bool = False
+    by_proto: bool = False
+    by_addr: bool = False
     name_columns: tuple[str, ...] = ()  # what naming a bucket reads of its first record
     records: int = 0
     counters: np.ndarray = field(default_factory=lambda: np.zeros(4, dtype=np.uint64))
@@ -145,14 +148,20 @@ class Tally:
         n = len(cols["rtype"])
         if not n:
             return
-        counters = np.stack([cols[name].astype(np.uint64) for name in COUNTERS])
-        if self.rmon:  # the record and its reversal: each side gets both directions
-            both = counters[[0, 1]].sum(axis=0), counters[[2, 3]].sum(axis=0)
-            counters = np.stack([both[0], both[0], both[1], both[1]])
         self.records += n * (2 if self.rmon else 1)
-        self.counters += counters.sum(axis=1, dtype=np.uint64)
-        self._add_buckets(cols, counters)
-        self._add_addresses(cols)
+        self.counters += self._turned(np.array([cols[name].sum(dtype=np.uint64) for name in COUNTERS],
+                                               dtype=np.uint64))
+        if self.by_proto:
+            self._add_buckets(cols, self._turned(np.stack([cols[name] for name in COUNTERS])))
+        if self.by_addr:
+            self._add_addresses(cols)
+
+    def _turned(self, counters: np.ndarray) -> np.ndarray:
+        """-M rmon: the record and its reversal, so each side gets both directions' counts."""
+        if not self.rmon:
+            return counters
+        pkts, octets = counters[0] + counters[1], counters[2] + counters[3]
+        return np.stack([pkts, pkts, octets, octets])
 
     def _add_buckets(self, cols: dict[str, np.ndarray], counters: np.ndarray) -> None:
         codes = bucket_codes(cols)
