@@ -47,7 +47,7 @@ USAGE = """usage: rasort [-m FIELD ...] [-v] [-M replace] [ra options] [- filter
   ra's options: -r -R -s -n -c -u -p -L -N -t -z -Z -F -X -D (see ra -h)
 Exit status: 0 records matched, 1 none matched, 2 error."""
 
-PRINT_ROWS = 100_000  # sorted records decoded and printed at a time
+CHUNK_ROWS = 50_000  # sorted records gathered (and decoded, to print) at a time
 
 
 @dataclass
@@ -69,16 +69,20 @@ class Held:
             self.lengths.append(lengths.astype(np.int64))
             self.keys.append(keys)
 
-    def sorted_bytes(self, keys: list[SortKey], reverse: bool) -> tuple[bytes, np.ndarray]:
-        """Every record's bytes in sort order, and their lengths in that order."""
+    def sorted_chunks(self, keys: list[SortKey], reverse: bool) -> Iterator[tuple[bytes, np.ndarray]]:
+        """The records' bytes in sort order, CHUNK_ROWS records at a time, with their lengths
+        (gathered a chunk at a time: the word index of the whole output was the peak of memory)."""
         if not self.lengths:
-            return b"", np.zeros(0, dtype=np.int64)
+            return
         lengths = np.concatenate(self.lengths)
         order = sort_order(pl.concat(self.keys, how="vertical_relaxed"), keys, reverse)
+        self.keys = []
         buf = b"".join(self.data)
-        self.data, self.keys = [], []  # the joined copy is the only one kept
+        self.data = []  # the joined copy is the only one kept
         starts = np.cumsum(lengths) - lengths
-        return gather_words(buf, starts[order], lengths[order]), lengths[order]
+        for lo in range(0, len(order), CHUNK_ROWS):
+            rows = order[lo:lo + CHUNK_ROWS]
+            yield gather_words(buf, starts[rows], lengths[rows]), lengths[rows]
 
 
 class KeyCollector:
@@ -146,43 +150,41 @@ def rasort(argv: list[str]) -> int:
         if session.done():
             break
     matched = held.count
-    data, lengths = held.sorted_bytes(keys, reverse)
+    chunks = held.sorted_chunks(keys, reverse)
     if out_path:
-        sink = ArgusOutput(out_path)
-        try:
-            sink.write_chunk(data, len(lengths), held.start_mar, None, False)
-        finally:
-            sink.close()
+        write_sorted(ArgusOutput(out_path), chunks, held.start_mar)
     elif not args.flag("q"):
-        print_sorted(args, session, data, lengths)
+        print_sorted(args, session, chunks)
     sys.stdout.flush()
     return session.exit_code(matched)
 
 
-def print_sorted(args: ParsedArgs, session: ClientSession, data: bytes, lengths: np.ndarray) -> None:
+def write_sorted(sink: ArgusOutput, chunks: Iterator[tuple[bytes, np.ndarray]],
+                 start_mar: bytes | None) -> None:
+    """The file starts with the (first) input's START MAR, as 3.0.8's; no MAR follows."""
+    try:
+        for data, lengths in chunks:
+            sink.write_chunk(data, len(lengths), start_mar, None, False)
+    finally:
+        sink.close()
+
+
+def print_sorted(args: ParsedArgs, session: ClientSession,
+                 chunks: Iterator[tuple[bytes, np.ndarray]]) -> None:
+    """Each chunk of sorted records decoded (only what the printer reads) and printed; the
+    printer's thread works on one while the next is decoded."""
     printer = make_printer(args, session.conf)
     options = printer.printer.options
     columns = printing_projection((col.field for col in options.columns),
                                   tcp_flags=options.zflag is not None)
+    reader = RecordReader("sorted records", require_start_mar=False)
     try:
-        for batch in decode_in_order(data, lengths, columns):
-            printer.write(batch)
+        for data, _ in chunks:
+            batch = reader.feed(data, None, columns)
+            if batch.height:
+                printer.write(batch)
     finally:
         printer.close()
-
-
-def decode_in_order(data: bytes, lengths: np.ndarray, columns: frozenset[str] | None
-                    ) -> Iterator[pl.DataFrame]:
-    """The sorted records decoded PRINT_ROWS at a time (the printer works meanwhile)."""
-    reader = RecordReader("sorted records", require_start_mar=False, expected_bytes=len(data))
-    ends = np.cumsum(lengths)
-    lo = 0
-    for first in range(0, len(lengths), PRINT_ROWS):
-        hi = int(ends[min(first + PRINT_ROWS, len(lengths)) - 1])
-        batch = reader.feed(data[lo:hi], None, columns)
-        lo = hi
-        if batch.height:
-            yield batch
 
 
 def replace_inputs(session: ClientSession, keys: list[SortKey], reverse: bool,
@@ -193,12 +195,10 @@ def replace_inputs(session: ClientSession, keys: list[SortKey], reverse: bool,
         held = Held()
         hold_input(session, path, held, wanted, encode_changed=True)
         matched += held.count
-        data, lengths = held.sorted_bytes(keys, reverse)
         tmp = f"{path}.tmp{os.getpid()}"
-        sink = ArgusOutput(tmp, compression=None)
-        sink.write_chunk(data, len(lengths), held.start_mar, None, False)
-        sink.close()
-        if sink.is_open or os.path.exists(tmp):
+        write_sorted(ArgusOutput(tmp, compression=None), held.sorted_chunks(keys, reverse),
+                     held.start_mar)
+        if os.path.exists(tmp):  # no file when nothing was selected: the input stays
             os.replace(tmp, path)
     return session.exit_code(matched)
 

@@ -75,13 +75,13 @@ def _classic_ip() -> pl.Expr:
 
 def _port(name: str) -> Builder:
     """Ports of TCP and UDP 5-tuples; 0 for other IPv4 keys; other IPv6 keys (ICMPv6) compare
-    their port slot as 3.0.8 holds it, in host byte order (type 128 -> 128)."""
+    the first byte of their port slot (the ICMPv6 type: checked against 3.0.8 with types 1, 3,
+    128, 129, 133 and 135)."""
     def parts(_cidr: int) -> list[Part]:
         port = c(name).cast(pl.Int64)
         tcp_udp = _classic_ip() & c("proto").is_in([IPPROTO_TCP, IPPROTO_UDP])
         other6 = _classic_ip() & (d.addr_type() == ADDR_IPV6)
-        swapped = (port % 256) * 256 + port // 256
-        return [Part(pl.when(tcp_udp).then(port).when(other6).then(swapped).otherwise(0), ASC)]
+        return [Part(pl.when(tcp_udp).then(port).when(other6).then(port // 256).otherwise(0), ASC)]
     return parts
 
 
