@@ -10,7 +10,8 @@ cli/racount.py.  What 3.0.8 does, as checked against it:
   RARP and other keys; each line is named by the first record of its bucket, as ra names its
   protocol;
 * `-M addr`: the distinct IPv4 source and destination addresses, each counted in the kinds
-  its value falls in (some multicast values count in two); IPv6 addresses are not counted;
+  its value falls in (some multicast values count in two); IPv6 addresses once per record (not
+  per address), in the kinds 3.0.8 tests (no global unicast kind: 2001:db8::1 counts nowhere);
 * `-M rmon`: every record counts twice, as it is and turned round (the totals double, source
   and destination agree), and the address summary counts distinct addresses on either side.
 """
@@ -32,7 +33,8 @@ COUNTERS = ("spkts", "dpkts", "sbytes", "dbytes")
 # Columns each tally reads (the reader decodes only these, and what the selection reads).
 TOTAL_COLUMNS = frozenset({"rtype", *COUNTERS})
 PROTO_COLUMNS = frozenset({"flow_subtype", "flow_qual", "proto"})
-ADDR_COLUMNS = frozenset({"flow_subtype", "flow_qual", "saddr_lo", "daddr_lo"})
+ADDR_COLUMNS = frozenset({"flow_subtype", "flow_qual", "saddr_lo", "daddr_lo", "saddr_hi",
+                          "daddr_hi"})
 
 # Address kinds, in the order and with the labels racount prints them.
 ADDRESS_KINDS = (
@@ -46,6 +48,44 @@ ADDRESS_KINDS = (
     ("mc_srcspec", "IPv4 Multicast Src Spec"), ("mc_glop", "IPv4 Multicast GLOP Blk"),
     ("mc_orglocal", "IPv4 Multicast OrgLocal"), ("mc_sitelocal", "IPv4 Multicast SiteLocal"),
 )
+
+
+# IPv6 kinds 3.0.8 prints (V4Compat and V4Mapped are counted but not printed; Global never).
+IPV6_KINDS = (
+    ("v6_unspecified", "IPv6 Unspecified"), ("v6_loopback", "IPv6 Loopback"),
+    ("v6_linklocal", "IPv6 LinkLocal"), ("v6_sitelocal", "IPv6 SiteLocal"),
+    ("v6_global", "IPv6 Global"), ("v6_mc_node", "IPv6 Multicast Node Local"),
+    ("v6_mc_link", "IPv6 Multicast Link Local"), ("v6_mc_site", "IPv6 Multicast Site Local"),
+    ("v6_mc_org", "IPv6 Multicast Org  Local"), ("v6_mc_global", "IPv6 Multicast Global"),
+)
+
+
+def ipv6_kinds(hi: np.ndarray, lo: np.ndarray) -> dict[str, np.ndarray]:
+    """3.0.8's IPv6 tests, first match wins, for addresses as (high, low) 64-bit halves."""
+    hi, lo = hi.astype(np.uint64), lo.astype(np.uint64)
+    top10 = hi & np.uint64(0xFFC0000000000000)
+    mc = (hi >> np.uint64(56)) == 0xFF
+    scope = (hi >> np.uint64(48)) & np.uint64(0xF)
+    zero64 = hi == 0
+    tests = [
+        ("v6_unspecified", zero64 & (lo == 0)),
+        ("v6_loopback", zero64 & (lo == 1)),
+        ("v4compat", zero64 & ((lo >> np.uint64(32)) == 0) & (lo > 1)),
+        ("v4mapped", zero64 & ((lo >> np.uint64(32)) == 0xFFFF)),
+        ("v6_linklocal", top10 == np.uint64(0xFE80000000000000)),
+        ("v6_sitelocal", top10 == np.uint64(0xFEC0000000000000)),
+        ("v6_mc_node", mc & (scope == 1)), ("v6_mc_link", mc & (scope == 2)),
+        ("v6_mc_site", mc & (scope == 5)), ("v6_mc_org", mc & (scope == 8)),
+        ("v6_mc_global", mc & (scope == 0xE)),
+    ]
+    out = {name: np.zeros(len(hi), dtype=bool) for name, _ in IPV6_KINDS}
+    left = np.ones(len(hi), dtype=bool)
+    for name, test in tests:
+        hit = left & test
+        if name in out:
+            out[name] = hit
+        left &= ~hit
+    return out
 
 
 def bucket_codes(cols: dict[str, np.ndarray]) -> np.ndarray:
@@ -142,6 +182,8 @@ class Tally:
     buckets: dict[int, Bucket] = field(default_factory=dict)
     src_addrs: set[int] = field(default_factory=set)
     dst_addrs: set[int] = field(default_factory=set)
+    v6_counts: dict[str, list[int]] = field(  # IPv6: every record counts, not each address once
+        default_factory=lambda: {name: [0, 0] for name, _ in IPV6_KINDS})
 
     def add(self, cols: dict[str, np.ndarray]) -> None:
         """Add a batch of flow records (numpy columns)."""
@@ -186,6 +228,7 @@ class Tally:
         v4 = keyed & ((cols["flow_qual"] & 0x1F) == ADDR_IPV4)
         src = np.unique(cols["saddr_lo"][v4]).tolist()
         dst = np.unique(cols["daddr_lo"][v4]).tolist()
+        self._add_ipv6(cols, keyed & ((cols["flow_qual"] & 0x1F) == ADDR_IPV6))
         if self.rmon:  # only source addresses are tallied, of the record and its reversal
             # (3.0.8 turns a layer-3 matrix key round with a source address of 0)
             turned = np.where(subtype == FLOW_MATRIX, 0, cols["daddr_lo"])
@@ -193,6 +236,18 @@ class Tally:
         else:
             self.src_addrs.update(src)
             self.dst_addrs.update(dst)
+
+    def _add_ipv6(self, cols: dict[str, np.ndarray], v6: np.ndarray) -> None:
+        if not v6.any():
+            return
+        src = ipv6_kinds(cols["saddr_hi"][v6], cols["saddr_lo"][v6])
+        dst = ipv6_kinds(cols["daddr_hi"][v6], cols["daddr_lo"][v6])
+        for name, counts in self.v6_counts.items():
+            if self.rmon:  # sources only: the record's and its reversal's
+                counts[0] += int(src[name].sum()) + int(dst[name].sum())
+            else:
+                counts[0] += int(src[name].sum())
+                counts[1] += int(dst[name].sum())
 
     def address_counts(self) -> list[tuple[str, int, int]]:
         """(label, src count, dst count) of the kinds racount prints, in its order: those with a
@@ -203,7 +258,9 @@ class Tally:
         counts = {name: (int(src[name].sum()), int(dst[name].sum())) for name, _ in ADDRESS_KINDS}
         shown = {name: any(pair) for name, pair in counts.items()}
         shown["testnet"] = shown["linklocal"]
-        return [(label, *counts[name]) for name, label in ADDRESS_KINDS if shown[name]]
+        lines = [(label, *counts[name]) for name, label in ADDRESS_KINDS if shown[name]]
+        return lines + [(label, *self.v6_counts[name]) for name, label in IPV6_KINDS
+                        if any(self.v6_counts[name])]
 
     def ordered_buckets(self) -> list[tuple[int, Bucket]]:
         """Buckets in racount's order: IP protocols, ether types below 0x1000, ARP, RARP, other."""
