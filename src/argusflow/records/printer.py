@@ -58,6 +58,7 @@ from argusflow.records.fields import (
     FMT_TIME,
     Field,
 )
+from argusflow.records.numpy_lines import distinct_pairs
 from argusflow.records.schema import ADDR_ARP, ADDR_ETHER, ADDR_IPV6, ADDR_RARP, NET_RTP
 
 ADDR_WLAN = 0x08
@@ -766,18 +767,6 @@ def _blank_value(kc: linewriter.KernelColumn) -> int:
     return len(kc.table) - 1
 
 
-def _distinct_pairs(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`hi`, where each distinct (hi, lo) pair first shows in sorted order, and each row's
-    index among the distinct pairs (np.unique(axis=0) sorts rows far more slowly)."""
-    order = np.lexsort((lo, hi))
-    hs, ls = hi[order], lo[order]
-    new = np.ones(len(order), dtype=bool)
-    new[1:] = (hs[1:] != hs[:-1]) | (ls[1:] != ls[:-1])
-    inverse = np.empty(len(order), dtype=np.int64)
-    inverse[order] = np.cumsum(new) - 1
-    return hi, order[new], inverse
-
-
 def _blanks(n: int) -> pl.Series:
     return pl.repeat("", n, dtype=pl.String, eager=True)
 
@@ -1260,7 +1249,8 @@ class Printer:
         tab = linewriter.BLANK
         if v6.any():  # IPv6 texts once per distinct address
             rows = np.flatnonzero(v6)
-            hi, first, inverse = _distinct_pairs(frame[f"{side}addr_hi"].to_numpy()[rows], lo[rows])
+            hi = frame[f"{side}addr_hi"].to_numpy()[rows]
+            first, inverse = distinct_pairs(hi, lo[rows])
             texts = ipv6_series(pl.Series(hi[first]), pl.Series(lo[rows][first]))
             values[rows] = NULL_VALUE - len(tab) - inverse
             tab = linewriter.join_tables(tab, linewriter.table(texts))
