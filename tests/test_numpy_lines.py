@@ -150,3 +150,26 @@ def test_kernels_get_the_types_they_were_built_for() -> None:
     assert checked.returncode == 0 and checked.stdout, checked.stderr.decode()
     polars = subprocess.run([*ra, "-s", *DEFAULT_FIELDS], capture_output=True, env=env, check=True)
     assert checked.stdout == polars.stdout
+
+
+@needs_writer
+@needs_samples
+def test_no_compiled_kernel_leaves_the_batch_to_polars(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The code kernel gone after `available()` said yes (its extension being rebuilt): the
+    batch goes to the polars printer, not an AssertionError."""
+    monkeypatch.setenv("TZ", "UTC")
+    data = (SAMPLES / "tcp.argus").read_bytes()
+    decoded = RecordReader(expected_bytes=len(data)).feed_columns(data, nl.DECODE)
+    monkeypatch.setattr(nl, "codes_kernel", lambda: None)
+    lines = nl.NumpyLines(nl.LineOptions())
+    assert lines.lines(decoded.columns) is None
+    import io
+
+    from argusflow.cli.printing import LineSink
+
+    sink = LineSink(lines, lambda: Printer(PrintOptions()))
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    sink.write(decoded)
+    sink.close()
+    assert out.getvalue() == Printer(PrintOptions()).render(decoded.frame())

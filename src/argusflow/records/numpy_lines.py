@@ -105,6 +105,8 @@ class NumpyLines:
         if times is None:
             return None
         codes = self._codes(cols, n)
+        if codes is None:
+            return None
         made = {"stime": times, "flgs": lw.KernelColumn(lw.CHARS7, codes[ck.O_FLGS], lw.BLANK, param=9),
                 "proto": coded(codes[ck.O_PROTO], self._proto_text),
                 "saddr": self._address(r, "s"), "daddr": self._address(r, "d"),
@@ -173,14 +175,17 @@ class NumpyLines:
 
     # --- Proto, ports, State -------------------------------------------------------------------
 
-    def _codes(self, cols: Cols, n: int) -> np.ndarray:
-        """Flgs, State, Dir, Proto and port codes of every record (records/codekernel.py)."""
+    def _codes(self, cols: Cols, n: int) -> np.ndarray | None:
+        """Flgs, State, Dir, Proto and port codes of every record (records/codekernel.py);
+        None without the compiled kernel (its extension being rebuilt, or a failed build):
+        the batch then goes to the polars printer, as when `available()` is false."""
+        kernel = codes_kernel()
+        if kernel is None:
+            return None
         inputs = np.empty((len(ck.INPUTS), n), dtype=np.int64)
         for k, name in enumerate(ck.INPUTS):
             inputs[k] = cols[name]  # as int64 (64-bit counters past 2**63 wrap: never seen)
         out = np.empty((ck.OUTPUTS, n), dtype=np.int64)
-        kernel = codes_kernel()
-        assert kernel is not None
         kernel(inputs, self._tables, self.options.nflag, out)
         return out
 
