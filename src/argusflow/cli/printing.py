@@ -25,7 +25,43 @@ if TYPE_CHECKING:  # polars and the printer are imported by the paths that use t
 PRINT_NAMES = {"port": 0, "all": 0, "proto": 1, "none": 2}
 
 
-class TextSink:
+class _PrintThread:
+    """The background thread both sinks print in: started by the first batch, given items
+    through a bounded queue (None ends it); an error it meets is raised at the caller's next
+    call."""
+
+    QUEUE = 4
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue = queue.Queue(self.QUEUE)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def _put(self, item: object) -> None:
+        self._raise_pending()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
+            self._thread.start()
+        self._queue.put(item)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self._raise_pending()
+        sys.stdout.flush()
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class TextSink(_PrintThread):
     """Prints batches on stdout.
 
     Printing runs in one background thread, so that the next batch is decoded while this one is
@@ -44,31 +80,12 @@ class TextSink:
     LINGER = 0.2
 
     def __init__(self, printer: Printer) -> None:
+        super().__init__()
         self.printer = printer
-        self._queue: queue.Queue[tuple[pl.DataFrame, TextIO] | None] = queue.Queue(self.QUEUE)
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
 
     def write(self, batch: pl.DataFrame) -> None:
-        self._raise_pending()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
-            self._thread.start()
         # the stream now: callers may redirect stdout
-        self._queue.put((self.printer.project(batch), sys.stdout))
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-        self._raise_pending()
-        sys.stdout.flush()
-
-    def _raise_pending(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        self._put((self.printer.project(batch), sys.stdout))
 
     def _run(self) -> None:
         ahead = [self._queue.get()]  # the next item (None: end of input)
@@ -194,7 +211,7 @@ def numpy_lines(args: ParsedArgs, conf: dict[str, str]) -> NumpyLines | None:
     return NumpyLines(LineOptions(nflag=nflag % 4, precision=precision, epoch=epoch, header=header == 0))
 
 
-class LineSink:
+class LineSink(_PrintThread):
     """Prints numpy-column batches (RecordReader.feed_columns) with `NumpyLines` on stdout, in a
     background thread as TextSink does (the line writer runs without the GIL while the next
     batch decodes).  A batch the numpy path cannot print goes whole to the polars printer
@@ -204,39 +221,20 @@ class LineSink:
     QUEUE = 2
 
     def __init__(self, lines: NumpyLines, fallback: Callable[[], Printer]) -> None:
+        super().__init__()
         self.lines = lines
         self.fallback = fallback
         self.printed = 0
         self._printer: Printer | None = None
-        self._queue: queue.Queue[tuple[Decoded, TextIO] | None] = queue.Queue(self.QUEUE)
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
 
     def write(self, batch: Decoded) -> None:
-        self._raise_pending()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
-            self._thread.start()
-        self._queue.put((batch, sys.stdout))
+        self._put((batch, sys.stdout))
 
     def drain(self) -> None:
         """Wait until every batch given so far is printed (before an error message)."""
         if self._thread is not None:
             self._queue.join()
         sys.stdout.flush()
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-        self._raise_pending()
-        sys.stdout.flush()
-
-    def _raise_pending(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
 
     def _run(self) -> None:
         while True:
