@@ -155,7 +155,18 @@ PAIRED_ROWS: list[PairedRow] = [
         ("sh", "-c", "rm -rf {out}.split; exec /usr/bin/rasplit -X -M time 1m -r {argus} "
          "-w {out}.split/%H.%M"),
     ),
-    # Later issues add rows here (rasort, racount, rabins, radium, ...), in the same form.
+    # rasort holds every record (as read, only the keys decoded), sorts once, writes in order.
+    PairedRow(
+        "rasort -m bytes -w /dev/null",
+        ("{bin}/rasort", "-X", "-r", "{argus}", "-m", "bytes", "-w", "/dev/null"),
+        ("/usr/bin/rasort", "-X", "-r", "{argus}", "-m", "bytes", "-w", "/dev/null"),
+    ),
+    PairedRow(
+        "racount",
+        ("{bin}/racount", "-X", "-r", "{argus}"),
+        ("/usr/bin/racount", "-X", "-r", "{argus}"),
+    ),
+    # Later issues add rows here (rabins, radium, ...), in the same form.
 ]
 
 CALL_ROWS: list[CallRow] = [

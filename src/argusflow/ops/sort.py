@@ -2,9 +2,9 @@
 
 The real rasort queues every flow record (MARs are dropped) and sorts them with glibc's qsort,
 which is a merge sort: records whose keys compare equal keep their input order.  Without -m it
-does not sort at all (its man page says stime is the default; 3.0.8 prints the input order).  Each key here is
-a list of polars expressions with a direction; one `arg_sort_by(..., maintain_order=True)` over
-the whole batch gives the same order.
+does not sort at all (its man page says stime is the default; 3.0.8 prints the input order).
+Each key here is a list of polars expressions with a direction; one `arg_sort_by(...,
+maintain_order=True)` over the whole batch gives the same order.
 
 Directions are those of 3.0.8's comparison functions (not uniform: counters, rates, loads, TOS,
 the protocol, VLAN/MPLS labels, TCP bases and round-trip time sort largest first; times,
@@ -15,7 +15,9 @@ in its table order, that the given word starts with (`mindur` is `min`, `saddr/2
 
 Known approximations: 3.0.8 compares two records as equal when either lacks the DSR a key reads
 (not a consistent order: where such records land depends on the merge sort's steps); here a
-missing DSR reads as 0.  `tranref` compares nothing in 3.0.8 and keeps the input order; so do
+missing DSR reads as 0.  Its IPv6 dport is read by the other record's protocol (with IPv4 and
+IPv6 records mixed, no order either).  Its idle time is a C float of now - start (8 s steps):
+here the start time, latest first.  `tranref` compares nothing in 3.0.8 and keeps the input order; so do
 `sco`/`dco`, which compare a record with itself there.  `soui`/`doui` (vendor names) are refused.
 """
 
@@ -75,13 +77,15 @@ def _classic_ip() -> pl.Expr:
 
 def _port(name: str) -> Builder:
     """Ports of TCP and UDP 5-tuples; 0 for other IPv4 keys; other IPv6 keys (ICMPv6) compare
-    the first byte of their port slot (the ICMPv6 type: checked against 3.0.8 with types 1, 3,
-    128, 129, 133 and 135)."""
+    the ICMPv6 type as sport and its code as dport (checked against 3.0.8 with types 1, 3, 128,
+    129, 133 and 135, codes 0 and 4)."""
     def parts(_cidr: int) -> list[Part]:
         port = c(name).cast(pl.Int64)
+        icmp6 = c("sport").cast(pl.Int64)  # type << 8 | code
+        icmp6 = icmp6 // 256 if name == "sport" else icmp6 % 256
         tcp_udp = _classic_ip() & c("proto").is_in([IPPROTO_TCP, IPPROTO_UDP])
         other6 = _classic_ip() & (d.addr_type() == ADDR_IPV6)
-        return [Part(pl.when(tcp_udp).then(port).when(other6).then(port // 256).otherwise(0), ASC)]
+        return [Part(pl.when(tcp_udp).then(port).when(other6).then(icmp6).otherwise(0), ASC)]
     return parts
 
 
