@@ -77,7 +77,9 @@ def test_address_kinds_follow_3_0_8_tests() -> None:
         assert hits == [kind], addr
 
 
-def test_missing_input_is_one_line(tmp_path: Path) -> None:
-    code, _, err = ours(["-X", "-r", tmp_path / "missing.argus"])
-    assert code == 2
+def test_missing_input_is_one_line(tmp_path: Path, run_real) -> None:
+    """As 3.0.8: the error in one line, the (empty) counts still printed, exit status 2."""
+    code, text, err = ours(["-X", "-r", tmp_path / "missing.argus"])
+    done = run_real(["racount", "-X", "-r", tmp_path / "missing.argus"])
+    assert (code, text) == (done.returncode, done.stdout) == (2, text)
     assert err.count("\n") == 1 and err.startswith("racount: ") and "missing.argus" in err

@@ -16,7 +16,7 @@ import numpy as np
 from argusflow.cli.client import ClientSession
 from argusflow.cli.options import parse_argv
 from argusflow.cli.runner import EXIT_MATCHED, entry
-from argusflow.errors import CorruptInput, UsageError
+from argusflow.errors import ArgusflowError
 from argusflow.ops.count import (
     ADDR_COLUMNS,
     KIND_ARP,
@@ -109,8 +109,8 @@ def count_file(session: ClientSession, path: str, tally: Tally, columns: frozens
     try:
         for _ in iter_copies(path, columns, pick):
             pass
-    except (CorruptInput, UsageError) as err:
-        session.report(str(err))
+    except ArgusflowError as err:  # damage, or an input that cannot be read: as 3.0.8, the
+        session.report(str(err))   # counts so far are still printed (exit status 2)
     return matched
 
 
