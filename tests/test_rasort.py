@@ -139,6 +139,18 @@ def test_written_records_match_real(shared_dir: Path, name: str, keys: list[str]
     assert ra_lines(run_real, tmp_path / "ours.argus") == ra_lines(run_real, tmp_path / "real.argus")
 
 
+def test_several_inputs_sort_together(shared_dir: Path, tmp_path: Path, run_real) -> None:
+    """One sort over every input; the -w file starts with the last input's START MAR."""
+    inputs = [sample(shared_dir, "misc"), sample(shared_dir, "mix_racluster")]
+    for files in (inputs, inputs[::-1]):
+        assert_same_text(["-r", *files, "-m", "bytes", "-n", "-s", *FIELDS], run_real)
+        code, _, err = ours(["-X", "-r", *files, "-m", "bytes", "-w", tmp_path / "ours.argus"])
+        real(run_real, ["-r", *files, "-m", "bytes", "-w", tmp_path / "real.argus"])
+        assert ra_lines(run_real, tmp_path / "ours.argus") == ra_lines(run_real, tmp_path / "real.argus")
+        (tmp_path / "ours.argus").unlink()
+        (tmp_path / "real.argus").unlink()
+
+
 def test_replace_sorts_each_file_in_place(shared_dir: Path, tmp_path: Path, run_real) -> None:
     files = [tmp_path / "a.argus", tmp_path / "b.argus"]
     shutil.copy(sample(shared_dir, "mix_racluster"), files[0])

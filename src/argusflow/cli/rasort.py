@@ -3,9 +3,9 @@
     rasort [-m FIELD ...] [-v] [-M replace] [ra options] [- FILTER]
 
 Pipeline: argus-file source -> selection (filter, -t, -N) -> ops.sort -> text printer or Argus
-writer.  As 3.0.8 does, every selected flow record is held until the input ends (MARs are
-dropped; -w starts the file with the input's START MAR), then all are sorted together; ties keep
-their input order.  Records are held as the input holds them (their bytes) with only the sort
+writer.  As 3.0.8 does, every selected flow record is held until the inputs end (MARs are
+dropped; -w starts the file with the last input's START MAR), then all are sorted together; ties
+keep their input order.  Records are held as the input holds them (their bytes) with only the sort
 keys decoded: -w writes the bytes in the new order, and printing decodes them again in order,
 a slice at a time, with only the columns the printer reads.
 """
@@ -120,12 +120,12 @@ def hold_input(session: ClientSession, path: str, held: Held, wanted: frozenset[
                 data = passed_through(raw, synthesise_agr=True)
                 _, lengths, _, _ = record_bounds(np.frombuffer(data, dtype=np.uint8))
             held.add(data, lengths, collector.keys)  # type: ignore[arg-type]
-            held.start_mar = held.start_mar or collector.start_mar
             if session.done():
                 break
     except (CorruptInput, UsageError) as err:
         session.report(str(err))
-    held.start_mar = held.start_mar or collector.start_mar
+    if collector.start_mar is not None:  # 3.0.8's -w file starts with the last input's
+        held.start_mar = collector.start_mar
 
 
 def rasort(argv: list[str]) -> int:
@@ -161,7 +161,7 @@ def rasort(argv: list[str]) -> int:
 
 def write_sorted(sink: ArgusOutput, chunks: Iterator[tuple[bytes, np.ndarray]],
                  start_mar: bytes | None) -> None:
-    """The file starts with the (first) input's START MAR, as 3.0.8's; no MAR follows."""
+    """The file starts with the START MAR of the last input read, as 3.0.8's; no MAR follows."""
     try:
         for data, lengths in chunks:
             sink.write_chunk(data, len(lengths), start_mar, None, False)
