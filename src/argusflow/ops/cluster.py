@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import polars as pl
@@ -46,6 +46,10 @@ from argusflow.ops import cluster_aot
 from argusflow.ops.cluster_columns import corrected_key_columns
 from argusflow.ops.cluster_keys import KeyIndex
 from argusflow.ops.cluster_model import (  # noqa: F401 - re-exported for ops.cluster's users
+    A_MAX,
+    A_MEAN,
+    A_MIN,
+    A_STDEV,
     BLOCK,
     DEFAULT_KEYS,
     FLOW_KEY_COLUMNS,
@@ -71,6 +75,7 @@ from argusflow.ops.cluster_model import (  # noqa: F401 - re-exported for ops.cl
     reserved,
     to_u64,
 )
+from argusflow.ops.cluster_state import GroupState
 from argusflow.records import derive
 from argusflow.records import fields as field_table
 from argusflow.records.schema import (
@@ -179,10 +184,6 @@ RESTART_ZERO = np.array([
 
 # Column of `result()`: the group's first record carried statistics already (racluster output).
 AGR_FROM_INPUT = "_agr_in"
-
-
-# Aggregation statistics per group: float32 min, mean, stdev, max (racluster keeps C floats).
-A_MIN, A_MEAN, A_STDEV, A_MAX = range(4)
 
 
 @_njit
@@ -862,6 +863,15 @@ def client_form_times(batch: pl.DataFrame) -> pl.DataFrame:
 
 
 @dataclass
+class TimedGroups(GroupState):
+    """The group state, and per group the group whose first record it keeps (itself, or the
+    first of the groups a racluster.conf timer restarted into it)."""
+
+    parent: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    ARRAYS: ClassVar[tuple[str, ...]] = (*GroupState.ARRAYS, "parent")
+
+
+@dataclass
 class Clusterer:
     """Aggregates record batches with one model; `result()` gives the merged records."""
 
@@ -874,23 +884,11 @@ class Clusterer:
     groups: int = 0
     seen: int = 0
     _keys: KeyIndex = field(default_factory=KeyIndex)
-    # Per group: the first record's columns that never merge (frames in group order), and the
-    # merging columns as one u64 state row.  Nothing else of the input is kept.
+    # Per group: the first record's columns that never merge (frames in group order), and its
+    # state (ops.cluster_state).  Nothing else of the input is kept.
     _base: list[pl.DataFrame] = field(default_factory=list)
     _columns: list[str] = field(default_factory=list)  # the input's column order
-    _orient: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    # The state rows, one matrix per column width (WIDTHS): 8, 4, 2 and 1 bytes.
-    _state: dict[int, np.ndarray] = field(default_factory=lambda: {
-        w: np.zeros((0, len(WIDTHS[w])), dtype=STATE_DTYPES[w]) for w in WIDTHS})
-    _first_dur: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    _count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    _n: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    _stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.float32))
-    _flipped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    _last: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    # Per group: the group whose first record it keeps (itself, or the first of the groups a
-    # racluster.conf timer restarted into it).
-    _parent: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _groups: TimedGroups = field(default_factory=TimedGroups)
     timers: Timers | None = None  # racluster.conf status=/idle= (None: one aggregate per key)
 
     def add(self, batch: pl.DataFrame) -> None:
@@ -925,7 +923,7 @@ class Clusterer:
             restart = self.timers.record(gid, pos, self.groups)  # type: ignore[union-attr, arg-type]
         fwd = keys["_fwd"].to_numpy()
         del keys
-        self._grow(self.groups)
+        self._groups.grow(self.groups)
         dur = ((derive.ltime_us() - derive.stime_us()).cast(pl.Float64) / 1e6)
         durations = batch.select(dur).to_series().to_numpy()
         batch = client_form_times(batch)
@@ -941,44 +939,31 @@ class Clusterer:
         if len(new_rows):
             # What never merges is kept from a group's first record; the rest is its state row.
             self._base.append(batch.select(c for c in self._columns if c not in _IX)[new_rows])
-            g = gid[new_rows]
-            self._orient[g] = fwd[new_rows]
-            self._first_dur[g] = durations[new_rows]
-            self._parent[g] = g
-            carried = new_rows[rcount[new_rows] > 0]
-            self._count[gid[carried]] = rcount[carried]
-            self._n[gid[carried]] = rn[carried]
-            self._stats[gid[carried]] = rstats[carried]
+            self._groups.start(gid, new_rows, fwd, durations, rcount, rn, rstats)
+            self._groups.parent[gid[new_rows]] = gid[new_rows]
             self._restarted(gid, restart)
         self.seen += batch.height
-        relrev = fwd != self._orient[gid]
-        # The merging columns (numpy views of the batch) are converted a slice at a time: memory
-        # stays small per batch.
         arrays = [batch.get_column(name).to_numpy() for name in MERGED]
-        for lo in range(0, batch.height, SLICE_ROWS):
-            hi = min(lo + SLICE_ROWS, batch.height)
-            _kernel()(to_u64(arrays, lo, hi), gid[lo:hi], fresh[lo:hi], seq[lo:hi],
-                        relrev[lo:hi], durations[lo:hi], *self._state.values(), self._first_dur,
-                        self._count, self._n, self._stats, self._flipped, self._last,
-                        SWAP_PAIRS, SWAP_BITS, rcount[lo:hi], rn[lo:hi], rstats[lo:hi],
-                        restart[lo:hi], *scratch())
+        self._groups.merge(_kernel(), arrays, gid, fresh, seq, fwd, durations, rcount, rn,
+                           rstats, restart, scratch())
 
     def _restarted(self, gid: np.ndarray, restart: np.ndarray) -> None:
         """Groups that restart an earlier one (racluster.conf timers) take its first record's
-        columns and orientation: `_parent` links them, resolved to the chain's first group."""
+        columns and orientation: `parent` links them, resolved to the chain's first group."""
         rows = np.flatnonzero(restart >= 0)
         if not len(rows):
             return
         g = gid[rows]
-        self._parent[g] = restart[rows]
+        parent = self._groups.parent
+        parent[g] = restart[rows]
         root = restart[rows]
         while True:  # a chain may grow within the batch: follow it to its start
-            up = self._parent[root]
+            up = parent[root]
             if np.array_equal(up, root):
                 break
             root = up
-        self._parent[g] = root
-        self._orient[g] = self._orient[root]
+        parent[g] = root
+        self._groups.orient[g] = self._groups.orient[root]
 
     def _bases(self) -> pl.DataFrame:
         """The non-merging columns of every group's first record, in group order (one frame)."""
@@ -992,44 +977,17 @@ class Clusterer:
         self.groups = self._keys.count
         return gid, fresh
 
-    def _grow(self, size: int) -> None:
-        have = len(self._orient)
-        if size <= have:
-            return
-        # The arrays are reserved, not filled: their pages are mapped in as groups are written,
-        # so a generous capacity costs no memory, and most inputs never copy their state.
-        cap = max(size, have * 2, RESERVED_GROUPS)
-
-        def grown(a: np.ndarray) -> np.ndarray:
-            out = reserved((cap, *a.shape[1:]), a.dtype)
-            out[:have] = a
-            return out
-
-        self._orient = grown(self._orient)
-        self._state = {w: grown(a) for w, a in self._state.items()}
-        self._first_dur = grown(self._first_dur)
-        self._count = grown(self._count)
-        self._n = grown(self._n)
-        self._stats = grown(self._stats)
-        self._flipped = grown(self._flipped)
-        self._last = grown(self._last)
-        self._parent = grown(self._parent)
-
     def _merged_columns(self, order: np.ndarray) -> list[pl.Series]:
         """The merging columns of every group (groups taken in `order`), from the state rows
         (freed once read)."""
-        state, self._state = self._state, {}
         cols = []
-        for width, matrix in state.items():
-            for k, i in enumerate(WIDTHS[width]):
-                name = MERGED[i]
-                dtype = SCHEMA[name]
-                values = pl.Series(name, matrix[:self.groups, k][order])
-                if dtype.is_signed_integer():  # held sign-extended: -1 is 2**64 - 1 here
-                    values = values.reinterpret(signed=True)
-                # i32 sums (keystrokes, jitter counts) wrap as racluster's C ints do
-                values = values.cast(dtype, wrap_numerical=True)
-                cols.append(values)
+        for name, bits in self._groups.take_merged(self.groups, order):
+            dtype = SCHEMA[name]
+            values = pl.Series(name, bits)
+            if dtype.is_signed_integer():  # held sign-extended: -1 is 2**64 - 1 here
+                values = values.reinterpret(signed=True)
+            # i32 sums (keystrokes, jitter counts) wrap as racluster's C ints do
+            cols.append(values.cast(dtype, wrap_numerical=True))
         return cols
 
     def result(self) -> pl.DataFrame:
@@ -1040,13 +998,13 @@ class Clusterer:
         # Timed rules are ordered by the caller; the others by when each group was last
         # updated: every per-group column is taken in that order once (no sort of the frame).
         order = np.arange(g) if self.timers is not None \
-            else np.argsort(self._last[:g], kind="stable")
+            else np.argsort(self._groups.last[:g], kind="stable")
         base = self._bases()
         self._base = []
-        rows = self._parent[:g][order]
+        rows = self._groups.parent[:g][order]
         if (rows != np.arange(g)).any():
             base = base[rows]
-        flipped = pl.Series(self._flipped[:g][order])
+        flipped = pl.Series(self._groups.flipped[:g][order])
         if flipped.any():
             base = base.with_columns(flipped.alias("_flip"))
             swaps = []
@@ -1058,30 +1016,16 @@ class Clusterer:
         del base
         # The agr bit of the state's dsrs is the first record's: the kernel never changes it.
         out = out.with_columns(((c("dsrs") & DSR_BITS["agr"]) > 0).alias(AGR_FROM_INPUT))
-        count = self._count[:g][order]
-        agr = count > 1
-        stats = self._stats[:g][order]
         dsrs = out["dsrs"].to_numpy().astype(np.uint32)
-        agr_bit = np.uint32(DSR_BITS["agr"])
-        dsrs = np.where(agr & self.report, dsrs | agr_bit, dsrs & ~agr_bit)
-        out = out.with_columns(
-            pl.Series("dsrs", dsrs, dtype=pl.UInt32),
-            pl.Series("agr_subtype", np.where(agr, 4, 0), dtype=pl.UInt8),
-            pl.Series("agr_qual", np.where(agr, 1, 0), dtype=pl.UInt8),
-            pl.Series("agr_count", np.where(agr, count, 0), dtype=pl.UInt32),
-            pl.Series("agr_act_n", np.where(agr, self._n[:g][order], 0), dtype=pl.Int32),
-            pl.Series("agr_act_min", np.where(agr, stats[:, A_MIN], 0), dtype=pl.Float32),
-            pl.Series("agr_act_mean", np.where(agr, stats[:, A_MEAN], 0), dtype=pl.Float32),
-            pl.Series("agr_act_stdev", np.where(agr, stats[:, A_STDEV], 0), dtype=pl.Float32),
-            pl.Series("agr_act_max", np.where(agr, stats[:, A_MAX], 0), dtype=pl.Float32),
-        )
+        agr = self._groups.agr_columns(g, order, dsrs, self.report)
+        out = out.with_columns(pl.Series(name, values) for name, values in agr.items())
         if self.label:
             out = out.with_columns(_add_label(self.label))
         if self.timers is not None:
             # Timed rules are ordered by the caller, across rules, by when each was reported.
             at, phase = self.timers.reports(g)
             return out.with_columns(pl.Series("_emit", at), pl.Series("_phase", phase),
-                                    pl.Series("_last", self._last[:g]))
+                                    pl.Series("_last", self._groups.last[:g]))
         return sort_output(out, self.model) if self.sort else out
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from argusflow.ops import cluster_aot
 from argusflow.ops.cluster_model import (
+    AGR_STATS,
     BLOCK,
     FLOW_KEY_COLUMNS,
     IX,
@@ -34,16 +35,11 @@ from argusflow.ops.cluster_model import (
     NCOLS,
     OTHER_PAIRS,
     RESERVED_GROUPS,
-    SLICE_ROWS,
     SORT_KEYS,
-    STATE_DTYPES,
-    SWAP_BITS,
-    SWAP_PAIRS,
-    WIDTHS,
     Model,
     reserved,
-    to_u64,
 )
+from argusflow.ops.cluster_state import GroupState
 from argusflow.records.naming import IPPROTO_ESP, IPPROTO_ICMP
 from argusflow.records.schema import (
     ADDR_ETHER,
@@ -66,9 +62,6 @@ TEXT_COLUMNS = {"sco", "dco", "label"}  # str values in the decoded columns (oth
 INFO_PAIRS = {8: 0, 0: 8, 9: 10, 10: 9, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17}
 INFO_TABLE = np.full(256, -1, dtype=np.int64)
 INFO_TABLE[list(INFO_PAIRS)] = list(INFO_PAIRS.values())
-# Aggregation statistics per group: float32 min, mean, stdev, max (racluster keeps C floats).
-A_MIN, A_MEAN, A_STDEV, A_MAX = range(4)
-AGR_STATS = ("agr_act_min", "agr_act_mean", "agr_act_stdev", "agr_act_max")
 U64 = np.uint64
 
 
@@ -304,15 +297,7 @@ class ColumnClusterer:
     _raw: ByteCodes = field(default_factory=ByteCodes)
     # Per group: the first record's columns that never merge (chunks in group order).
     _base: list[dict[str, np.ndarray | Bytes]] = field(default_factory=list)
-    _orient: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    _state: dict[int, np.ndarray] = field(default_factory=lambda: {
-        w: np.zeros((0, len(WIDTHS[w])), dtype=STATE_DTYPES[w]) for w in WIDTHS})
-    _first_dur: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    _count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    _n: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    _stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.float32))
-    _flipped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    _last: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _groups: GroupState = field(default_factory=GroupState)
 
     def add(self, cols: Cols, n: int) -> None:
         """Merge a chunk's records (every column decoded); MARs and events are not
@@ -329,7 +314,7 @@ class ColumnClusterer:
             return
         with_masks(batch, n)
         gid, fresh, fwd = self._group_ids(batch, n)
-        self._grow(self.groups)
+        self._groups.grow(self.groups)
         durs = durations(batch, n)
         client_form_times(batch, n)
         has_agr = (column(batch, "dsrs", n) & DSR_BITS["agr"]) != 0
@@ -339,20 +324,15 @@ class ColumnClusterer:
                                       dtype=np.float32)
         new_rows = np.flatnonzero(fresh)
         if len(new_rows):
-            self._keep_first(batch, gid, new_rows, fwd, durs, rcount, rn, rstats)
+            self._keep_first(batch, new_rows)
+            self._groups.start(gid, new_rows, fwd, durs, rcount, rn, rstats)
         seq = np.arange(self.seen, self.seen + n, dtype=np.int64)
         self.seen += n
-        relrev = fwd != self._orient[gid]
         arrays = [column(batch, name, n) for name in MERGED]
         restart = np.full(n, -1, dtype=np.int64)  # racluster.conf timers: not on this path
-        kernel = merge_kernel()
-        block, row = np.empty((BLOCK, NCOLS), dtype=U64), np.empty(NCOLS, dtype=U64)
-        for lo in range(0, n, SLICE_ROWS):
-            hi = min(lo + SLICE_ROWS, n)
-            kernel(to_u64(arrays, lo, hi), gid[lo:hi], fresh[lo:hi], seq[lo:hi], relrev[lo:hi],
-                   durs[lo:hi], *self._state.values(), self._first_dur, self._count, self._n,
-                   self._stats, self._flipped, self._last, SWAP_PAIRS, SWAP_BITS, rcount[lo:hi],
-                   rn[lo:hi], rstats[lo:hi], restart[lo:hi], block, row)
+        scratch = np.empty((BLOCK, NCOLS), dtype=U64), np.empty(NCOLS, dtype=U64)
+        self._groups.merge(merge_kernel(), arrays, gid, fresh, seq, fwd, durs, rcount, rn, rstats,
+                           restart, scratch)
 
     def _group_ids(self, batch: Cols, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         keys, fwd = self._key_rows(batch, n)
@@ -390,45 +370,14 @@ class ColumnClusterer:
             return column(batch, f"{name[1]}mac", n) // (1 << 24)
         return column(batch, name, n)
 
-    def _keep_first(self, batch: Cols, gid: np.ndarray, rows: np.ndarray, fwd: np.ndarray,
-                    durs: np.ndarray, rcount: np.ndarray, rn: np.ndarray,
-                    rstats: np.ndarray) -> None:
-        """A new group keeps its first record's columns that never merge; its statistics when
-        the record carries some (racluster wrote it)."""
+    def _keep_first(self, batch: Cols, rows: np.ndarray) -> None:
+        """New groups keep their first record's columns that never merge."""
         base: dict[str, np.ndarray | Bytes] = {}
         for name, values in batch.items():
             if name in IX or name == "mar_raw":
                 continue
             base[name] = as_bytes(values[rows], name) if values.dtype == object else values[rows]
         self._base.append(base)
-        g = gid[rows]
-        self._orient[g] = fwd[rows]
-        self._first_dur[g] = durs[rows]
-        carried = rows[rcount[rows] > 0]
-        self._count[gid[carried]] = rcount[carried]
-        self._n[gid[carried]] = rn[carried]
-        self._stats[gid[carried]] = rstats[carried]
-
-    def _grow(self, size: int) -> None:
-        have = len(self._orient)
-        if size <= have:
-            return
-        # Reserved, not filled: pages are mapped in as groups are written (ops.cluster).
-        cap = max(size, have * 2, RESERVED_GROUPS)
-
-        def grown(a: np.ndarray) -> np.ndarray:
-            out = reserved((cap, *a.shape[1:]), a.dtype)
-            out[:have] = a
-            return out
-
-        self._orient = grown(self._orient)
-        self._state = {w: grown(a) for w, a in self._state.items()}
-        self._first_dur = grown(self._first_dur)
-        self._count = grown(self._count)
-        self._n = grown(self._n)
-        self._stats = grown(self._stats)
-        self._flipped = grown(self._flipped)
-        self._last = grown(self._last)
 
     def result(self) -> Columns:
         """The merged records in racluster's output order: by when each group was last
@@ -436,11 +385,13 @@ class ColumnClusterer:
         g = self.groups
         if g == 0:
             return Columns({}, 0)
-        order = np.argsort(self._last[:g], kind="stable")
+        order = np.argsort(self._groups.last[:g], kind="stable")
         values, strings = self._bases(order)
-        self._turn_round(values, strings, self._flipped[:g][order])
-        values.update(self._merged_columns(order))
-        values.update(self._agr_columns(order, values["dsrs"]))
+        self._turn_round(values, strings, self._groups.flipped[:g][order])
+        # signed columns from their sign-extended bits, i32 sums wrapped as C ints
+        values.update((name, bits.astype(NUMPY_DTYPES[name]))
+                      for name, bits in self._groups.take_merged(g, order))
+        values.update(self._groups.agr_columns(g, order, values["dsrs"], self.report))
         out = Columns(values, g, strings)
         if self.sort and self.model.sort_keys:
             rows = sort_order(values, g, self.model)
@@ -480,35 +431,6 @@ class ColumnClusterer:
             else:
                 va, vb = column(values, a, n), column(values, b, n)
                 values[a], values[b] = np.where(flipped, vb, va), np.where(flipped, va, vb)
-
-    def _merged_columns(self, order: np.ndarray) -> dict[str, np.ndarray]:
-        """The merging columns of every group from the state rows (freed once read), in the
-        schema's dtypes: signed ones from their sign-extended bits, i32 sums wrapped as C ints."""
-        state, self._state = self._state, {}
-        out = {}
-        for width, matrix in state.items():
-            rows = matrix[:self.groups][order]  # whole rows gathered at once, then each column
-            for k, i in enumerate(WIDTHS[width]):
-                name = MERGED[i]
-                out[name] = rows[:, k].astype(NUMPY_DTYPES[name])
-        return out
-
-    def _agr_columns(self, order: np.ndarray, dsrs: np.ndarray) -> dict[str, np.ndarray]:
-        """The aggregation DSR of groups that merged more than one record."""
-        count = self._count[:self.groups][order]
-        agr = count > 1
-        stats = self._stats[:self.groups][order]
-        bit = np.uint32(DSR_BITS["agr"])
-        out = {
-            "dsrs": np.where(agr & self.report, dsrs | bit, dsrs & ~bit).astype(np.uint32),
-            "agr_subtype": np.where(agr, 4, 0).astype(np.uint8),
-            "agr_qual": np.where(agr, 1, 0).astype(np.uint8),
-            "agr_count": np.where(agr, count, 0).astype(np.uint32),
-            "agr_act_n": np.where(agr, self._n[:self.groups][order], 0).astype(np.int32),
-        }
-        for k, name in enumerate(AGR_STATS):
-            out[name] = np.where(agr, stats[:, k], 0).astype(np.float32)
-        return out
 
 
 def as_bytes(values: np.ndarray, name: str) -> Bytes:

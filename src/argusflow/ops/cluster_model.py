@@ -191,6 +191,10 @@ OTHER_PAIRS = [(a, b) for a, b in REVERSED_PAIRS if a not in IX]
 SWAP_BITS = np.array([(IX[col], a, b) for col, pairs in REVERSED_BITS.items()
                       for a, b in pairs], dtype=np.int64)
 
+# Aggregation statistics per group: float32 min, mean, stdev, max (racluster keeps C floats).
+A_MIN, A_MEAN, A_STDEV, A_MAX = range(4)
+AGR_STATS = ("agr_act_min", "agr_act_mean", "agr_act_stdev", "agr_act_max")
+
 SLICE_ROWS = 4096  # rows of the merging-column matrix built at once (3.5 MB)
 BLOCK = 64  # records the merge kernel turns row-major at once (its scratch block's rows)
 # Groups the per-group arrays are first reserved for (about 30 MB of address space, mapped in
