@@ -40,6 +40,7 @@ from argusflow.ops.cluster_model import (
     reserved,
 )
 from argusflow.ops.cluster_state import GroupState
+from argusflow.ops.hashed_ids import HashedIds, numbered
 from argusflow.records.naming import IPPROTO_ESP, IPPROTO_ICMP
 from argusflow.records.schema import (
     ADDR_ETHER,
@@ -160,47 +161,19 @@ def hash_rows(keys: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class RowKeys:
-    """The keys seen so far (u64 rows): their hashes sorted with their ids, and the rows by id."""
+class RowKeys(HashedIds):
+    """The keys seen so far (u64 rows): their hashes (ops.hashed_ids), and the rows by id."""
 
-    count: int = 0
-    exact: bool = False  # two keys shared a hash: ids by sorting the rows from then on
     _table: np.ndarray | None = None
-    _hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=U64))
-    _ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
-    def number(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Id of every row's key (new keys numbered in order of appearance) and which rows are
-        the first of a new key."""
-        if not self.exact:
-            found = self._by_hash(keys)
-            if found is not None:
-                return found
-            self.exact = True  # nothing of this batch was kept
-        return self._by_sorting(keys)
+    def _hash(self, keys: np.ndarray) -> np.ndarray:
+        return hash_rows(keys)
 
-    def _by_hash(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        h = hash_rows(keys)
-        gid = np.full(len(h), -1, dtype=np.int64)
-        if len(self._hashes):
-            at = np.minimum(np.searchsorted(self._hashes, h), len(self._hashes) - 1)
-            known = self._hashes[at] == h
-            gid[known] = self._ids[at[known]]
-        missing = np.flatnonzero(gid < 0)
-        fresh = np.zeros(len(h), dtype=bool)
-        new_hashes = np.zeros(0, dtype=U64)
-        if len(missing):
-            uniq, first, inverse = np.unique(h[missing], return_index=True, return_inverse=True)
-            gid[missing], firsts = _numbered(first, inverse.reshape(-1), self.count)
-            fresh[missing[firsts]] = True
-            new_hashes = uniq[np.argsort(first, kind="stable")]
+    def _keep(self, keys: np.ndarray, gid: np.ndarray, fresh: np.ndarray) -> bool:
         self._store(keys[fresh])
-        if not np.array_equal(self._table[gid], keys):  # type: ignore[index]
-            return None
-        self._add_hashes(new_hashes)
-        return gid, fresh
+        return np.array_equal(self._table[gid], keys)  # type: ignore[index]
 
-    def _by_sorting(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _exact(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact ids: the known rows and the batch's sorted together as whole rows."""
         known = self._table[:self.count] if self._table is not None else keys[:0]
         both = np.ascontiguousarray(np.concatenate([known, keys]))
@@ -213,7 +186,7 @@ class RowKeys:
         new = np.flatnonzero(~old)
         if len(new):
             starts, inv = np.unique(first_of_row[new], return_inverse=True)
-            gid[new], firsts = _numbered(starts, inv.reshape(-1), self.count)
+            gid[new], firsts = numbered(starts, inv.reshape(-1), self.count)
             fresh[firsts - self.count] = True
         self._store(keys[fresh])
         self.count += int(fresh.sum())
@@ -229,25 +202,6 @@ class RowKeys:
                 table[:self.count] = self._table[:self.count]
             self._table = table
         self._table[self.count:need] = new
-
-    def _add_hashes(self, new_hashes: np.ndarray) -> None:
-        if not len(new_hashes):
-            return
-        ids = np.arange(self.count, self.count + len(new_hashes), dtype=np.int64)
-        self.count += len(new_hashes)
-        hashes = np.concatenate([self._hashes, new_hashes])
-        order = np.argsort(hashes, kind="stable")
-        self._hashes = hashes[order]
-        self._ids = np.concatenate([self._ids, ids])[order]
-
-
-def _numbered(first: np.ndarray, inverse: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ids count, count + 1 ... for distinct values in order of their first row (`first`, as
-    np.unique gives it), for every row (`inverse`); and the distinct values in id order."""
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    return count + rank[inverse], first[order]
 
 
 @dataclass
