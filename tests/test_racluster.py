@@ -319,3 +319,32 @@ def test_conf_records_no_rule_takes_merge_on_the_flow_key(conf, status_argus_fil
     conf_path = tmp_path / "partial.conf"
     conf_path.write_text(conf + "\n")
     compare_written(run_real, path, ["-f", str(conf_path)], tmp_path)
+
+
+def test_reader_gives_racluster_every_carried_column(bundled_sample: Path) -> None:
+    """racluster's numpy route reads through RecordReader.feed_columns(data, None): every
+    column the records carry (none zero-filled), and the input's START MAR."""
+    import numpy as np
+
+    from argusflow.cli.racluster import decoded_chunks
+    from argusflow.records.codec import RecordReader
+    from argusflow.records.schema import NUMPY_DTYPES
+
+    path = bundled_sample
+    data = path.read_bytes()
+    carried = RecordReader().feed_columns(data, None)
+    assert carried.start_mar == data[:128]
+    named = RecordReader().feed_columns(data, frozenset(carried.columns))
+    assert carried.columns.keys() == named.columns.keys()
+    for name, values in carried.columns.items():
+        assert np.array_equal(values, named.columns[name]), name
+    assert set(carried.columns) < set(RecordReader().feed_columns(data, frozenset(NUMPY_DTYPES)).columns)
+
+    class Session:  # what decoded_chunks needs of a ClientSession
+        def report(self, text: str) -> None:
+            raise AssertionError(text)
+
+    chunks = list(decoded_chunks(Session(), str(path)))  # type: ignore[arg-type]
+    assert [c.height for c in chunks] == [carried.n]
+    assert chunks[0].start_mar == data[:128]
+    assert chunks[0].columns.keys() == carried.columns.keys()

@@ -313,18 +313,13 @@ class Chunk:
 def decoded_chunks(session: ClientSession, path: str) -> Iterator[Chunk]:
     """Every record of one input, chunk by chunk, as numpy columns; damage is reported (one
     line) after the records before it, and reading goes on with the next input."""
-    from argusflow.records import dsr_decode
     from argusflow.records.source import CHUNK_BYTES, read_input
 
-    # codec.RecordReader.feed without the polars frame (a reader method for it is on its way).
     def feed(reader: RecordReader, data: bytes) -> Chunk:
-        framed = reader._frame(data)  # noqa: SLF001
-        if framed is None:
-            return Chunk({}, 0)
-        buf, found = framed
-        chunk = Chunk(dsr_decode.decode(buf, found), len(found.starts), reader.start_mar)
-        reader._advance(buf.raw, found.end, found.status)  # noqa: SLF001
-        return chunk
+        # every column the records carry; the columns only are kept, not the bytes that
+        # decoded.frame would decode again
+        decoded = reader.feed_columns(data, None)
+        return Chunk(decoded.columns, decoded.n, decoded.start_mar)
 
     try:
         yield from read_input(path, None, CHUNK_BYTES, feed)

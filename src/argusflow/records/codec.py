@@ -141,22 +141,23 @@ class RecordReader:
         self._advance(data.raw, found.end, found.status)
         return copies
 
-    def feed_columns(self, chunk: bytes, columns: frozenset[str]) -> Decoded:
+    def feed_columns(self, chunk: bytes, columns: frozenset[str] | None) -> Decoded:
         """`columns` of every complete record as numpy arrays, without polars (zeros where no
-        DSR carried them); `Decoded.frame()` decodes the same records whole as a polars batch,
-        for a sink that meets a record it cannot handle from those columns."""
+        DSR carried them); None: every column the records carry (no zeros for the others, as
+        records.dsr_decode gives them).  `Decoded.frame()` decodes the same records whole as
+        a polars batch, for a sink that meets a record it cannot handle from those columns."""
         framed = self._frame(chunk)
         if framed is None:
-            return Decoded({}, 0, empty)
+            return Decoded({}, 0, empty, self.start_mar)
         data, found = framed
         n = len(found.starts)
         cols = dsr_decode.decode(data, found, columns)
-        for name in columns - cols.keys():
+        for name in (columns or frozenset()) - cols.keys():
             cols[name] = np.zeros(n, dtype=schema.NUMPY_DTYPES[name])
         # the fallback frames the bytes again: a batch waiting to print holds only its bytes
         # and columns, not the framing (~20 MB a 4 MB chunk)
         raw, end, base, compiled = data.raw, found.end, self._consumed, data.compiled
-        decoded = Decoded(cols, n, lambda: decode_whole(raw[:end], base, compiled))
+        decoded = Decoded(cols, n, lambda: decode_whole(raw[:end], base, compiled), self.start_mar)
         self._advance(data.raw, found.end, found.status)
         return decoded
 
@@ -374,6 +375,7 @@ class Decoded:
     columns: dict[str, np.ndarray]
     n: int
     frame: Callable[[], pl.DataFrame]
+    start_mar: bytes | None = None  # the input's START MAR (RecordReader.start_mar)
 
     @property
     def height(self) -> int:

@@ -176,10 +176,10 @@ def iter_copies(path: str, columns: frozenset[str],
     return read_input(path, source, chunk_bytes, lambda r, chunk: r.feed_copies(chunk, columns, pick))
 
 
-def iter_columns(path: str, columns: frozenset[str], source: str | None = None,
+def iter_columns(path: str, columns: frozenset[str] | None, source: str | None = None,
                  chunk_bytes: int = CHUNK_BYTES) -> Iterator[Decoded]:
-    """The records of one input as numpy columns, `columns` only (RecordReader.feed_columns):
-    reading without polars."""
+    """The records of one input as numpy columns, `columns` only (None: every column the
+    records carry; RecordReader.feed_columns): reading without polars."""
     return read_input(path, source, chunk_bytes, lambda r, chunk: r.feed_columns(chunk, columns))
 
 
