@@ -13,12 +13,18 @@ first).  `-v` reverses them all, except the flow-type prefix of an address key (
 that comparison before its reversal).  Keys are matched as 3.0.8 matches them: the first keyword,
 in its table order, that the given word starts with (`mindur` is `min`, `saddr/24` is `saddr`).
 
-Known approximations: 3.0.8 compares two records as equal when either lacks the DSR a key reads
-(not a consistent order: where such records land depends on the merge sort's steps); here a
-missing DSR reads as 0.  Its IPv6 dport is read by the other record's protocol (with IPv4 and
-IPv6 records mixed, no order either).  Its idle time is a C float of now - start (8 s steps):
-here the start time, latest first.  `tranref` compares nothing in 3.0.8 and keeps the input order; so do
-`sco`/`dco`, which compare a record with itself there.  `soui`/`doui` (vendor names) are refused.
+Keys 3.0.8 compares only between records that both carry what they read (TTLs, TOS, MACs, IP
+ids, aggregation counts, packet sizes, AS numbers, source ids, sequence numbers) call two records
+equal when either lacks it: no order, so where such records land depends on the merge sort's
+steps.  When some records lack it, `merge_sort_order` follows glibc's merge sort step by step
+(exact, but a Python loop: seconds per 100k records).
+
+Known approximations: the TCP keys (stcpb, dtcpb, tcprtt) read 0 for records without a TCP
+object (3.0.8's order there is not reproduced yet).  3.0.8's IPv6 dport is read by the other
+record's protocol (with IPv4 and IPv6 records mixed, no order either); its idle time is a C
+float of now - start (8 s steps): here the start time, latest first.  `tranref` compares
+nothing in 3.0.8 and keeps the input order; so do `sco`/`dco`, which compare a record with
+itself there.  `soui`/`doui` (vendor names) are refused.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class Part:
     expr: pl.Expr
     descending: bool
     reversible: bool = True
+    present: pl.Expr | None = None  # 3.0.8 compares the value only when both records have it
 
 
 Builder = Callable[[int], list[Part]]  # the address prefix length (0: whole) -> parts
@@ -65,6 +72,15 @@ def _num(expr: pl.Expr) -> pl.Expr:
 
 def _one(expr: Callable[[], pl.Expr], descending: bool) -> Builder:
     return lambda _cidr: [Part(_num(expr()), descending)]
+
+
+def _given(present: Callable[[], pl.Expr], value: Callable[[], pl.Expr], descending: bool) -> Builder:
+    """A value 3.0.8 compares only between two records that both carry it (else: equal)."""
+    return lambda _cidr: [Part(_num(value()), descending, present=present())]
+
+
+def _has(dsr: str, column: str, descending: bool, scale: int = 1) -> Builder:
+    return _given(lambda: d.has(dsr), lambda: c(column) // scale, descending)
 
 
 def _col(name: str, descending: bool) -> Builder:
@@ -145,18 +161,19 @@ def _label(side: str, kind: str) -> Builder:
 
 def _ttl(side: str) -> Builder:
     mask = 1 if side == "s" else 2
-    return _one(lambda: pl.when(d.has("attr") & d.bit("attr_qual", mask)).then(c(f"{side}ttl"))
-                .otherwise(0), ASC)
+    return _given(lambda: d.has("attr") & d.bit("attr_qual", mask), lambda: c(f"{side}ttl"), ASC)
 
 
 def _tcp(value: Callable[[], pl.Expr]) -> Builder:
-    """TCP-only values (base sequence numbers, round-trip time), largest first."""
+    """TCP-only values (base sequence numbers, round-trip time), largest first.  3.0.8 compares
+    them between records that both have a network DSR, but which records it sees one on is not
+    settled (comparing only those with ours does not give its order): 0 for the others here."""
     return _one(lambda: pl.when(_classic_ip() & (c("proto") == IPPROTO_TCP) & d.has("net"))
                 .then(value()).otherwise(0), DESC)
 
 
 def _psize(name: str, descending: bool) -> Builder:
-    return _one(lambda: pl.when(d.has("psize")).then(c(name)).otherwise(0), descending)
+    return _has("psize", name, descending)
 
 
 def _f32(expr: Callable[[], pl.Expr]) -> Callable[[], pl.Expr]:
@@ -186,23 +203,23 @@ _RTT = lambda: (c("tcp_synack").cast(pl.UInt64) + c("tcp_ackdat").cast(pl.UInt64
 KEYWORDS: list[tuple[str, Builder]] = [
     ("stime", _one(d.stime_us, ASC)),
     ("ltime", _one(d.ltime_us, ASC)),
-    ("trans", _one(d.trans, DESC)),
+    ("trans", _has("agr", "agr_count", DESC)),
     ("dur", _one(lambda: d.ltime_us() - d.stime_us(), ASC)),
     ("mean", _one(_f32(lambda: d.agr_stat("mean")), ASC)),
     ("min", _one(_f32(lambda: d.agr_stat("min")), ASC)),
     ("max", _one(_f32(lambda: d.agr_stat("max")), ASC)),
-    ("smac", _one(lambda: pl.when(d.has("mac")).then(c("smac")).otherwise(0), ASC)),
-    ("dmac", _one(lambda: pl.when(d.has("mac")).then(c("dmac")).otherwise(0), ASC)),
+    ("smac", _has("mac", "smac", ASC)),
+    ("dmac", _has("mac", "dmac", ASC)),
     ("saddr", _address("s")),
     ("daddr", _address("d")),
     ("proto", _proto),
-    ("sipid", _one(lambda: pl.when(d.has("attr")).then(c("sipid")).otherwise(0), DESC)),
+    ("sipid", _has("attr", "sipid", DESC)),
     # 3.0.8 compares the low byte of the *source* IP id for dipid
-    ("dipid", _one(lambda: pl.when(d.has("attr")).then(c("sipid") & 0xFF).otherwise(0), DESC)),
+    ("dipid", _given(lambda: d.has("attr"), lambda: c("sipid") & 0xFF, DESC)),
     ("sport", _port("sport")),
     ("dport", _port("dport")),
-    ("stos", _one(lambda: pl.when(d.has("attr")).then(c("stos")).otherwise(0), DESC)),
-    ("dtos", _one(lambda: pl.when(d.has("attr")).then(c("dtos")).otherwise(0), DESC)),
+    ("stos", _has("attr", "stos", DESC)),
+    ("dtos", _has("attr", "dtos", DESC)),
     ("sttl", _ttl("s")),
     ("dttl", _ttl("d")),
     ("bytes", _one(d.bytes_, DESC)),
@@ -223,12 +240,12 @@ KEYWORDS: list[tuple[str, Builder]] = [
     ("srate", _one(lambda: d.dir_rate("s"), DESC)),
     ("drate", _one(lambda: d.dir_rate("s"), DESC)),  # 3.0.8 compares the source rate (sic)
     ("tranref", _none),
-    ("seq", _one(lambda: pl.when(d.has("transport")).then(c("seq")).otherwise(0), ASC)),
+    ("seq", _has("transport", "seq", ASC)),
     ("smpls", _label("s", "mpls")),
     ("dmpls", _label("d", "mpls")),
     ("svlan", _label("s", "vlan")),
     ("dvlan", _label("d", "vlan")),
-    ("srcid", _one(lambda: pl.when(d.has("transport")).then(c("srcid")).otherwise(0), ASC)),
+    ("srcid", _has("transport", "srcid", ASC)),
     ("stcpb", _tcp(lambda: c("stcp_seqbase"))),
     ("dtcpb", _tcp(lambda: c("dtcp_seqbase"))),
     ("tcprtt", _tcp(_RTT)),
@@ -240,12 +257,12 @@ KEYWORDS: list[tuple[str, Builder]] = [
     ("sminsz", _psize("sminsz", ASC)),
     ("dmaxsz", _psize("dmaxsz", DESC)),
     ("dminsz", _psize("dminsz", ASC)),
-    ("sdsb", _one(lambda: pl.when(d.has("attr")).then(c("stos") // 4).otherwise(0), DESC)),
-    ("ddsb", _one(lambda: pl.when(d.has("attr")).then(c("dtos") // 4).otherwise(0), DESC)),
+    ("sdsb", _has("attr", "stos", DESC, scale=4)),
+    ("ddsb", _has("attr", "dtos", DESC, scale=4)),
     ("sco", _none),
     ("dco", _none),
-    ("sas", _one(lambda: pl.when(d.has("asn")).then(c("sas")).otherwise(0), ASC)),
-    ("das", _one(lambda: pl.when(d.has("asn")).then(c("das")).otherwise(0), ASC)),
+    ("sas", _has("asn", "sas", ASC)),
+    ("das", _has("asn", "das", ASC)),
     ("sum", _one(_f32(lambda: d.agr_stat("sum")), ASC)),
     ("runtime", _one(_f32(lambda: d.agr_stat("sum")), ASC)),
     ("idle", _one(d.stime_us, DESC)),  # 3.0.8's idle time runs from the start time
@@ -285,6 +302,8 @@ def key_columns(keys: list[SortKey]) -> frozenset[str]:
     for key in keys:
         for part in key.parts:
             names.update(part.expr.meta.root_names())
+            if part.present is not None:
+                names.update(part.present.meta.root_names())
     return frozenset(names)
 
 
@@ -294,6 +313,60 @@ def sort_order(batch: pl.DataFrame, keys: list[SortKey], reverse: bool = False) 
     if not parts or batch.height < 2:
         return np.arange(batch.height, dtype=np.int64)
     descending = [part.descending != (reverse and part.reversible) for part in parts]
+    present = [None if part.present is None else batch.select(part.present).to_series().to_numpy()
+               for part in parts]
+    if any(p is not None and not p.all() for p in present):
+        values = [batch.select(part.expr).to_series().to_numpy() for part in parts]
+        return merge_sort_order(values, present, descending)
     order = batch.select(pl.arg_sort_by([part.expr for part in parts], descending=descending,
                                         maintain_order=True))
     return order.to_series().to_numpy().astype(np.int64)
+
+
+def merge_sort_order(values: list[np.ndarray], present: list[np.ndarray | None],
+                     descending: list[bool]) -> np.ndarray:
+    """glibc's merge sort (qsort of 2.36: halves n // 2 and the rest, sorted recursively, merged
+    taking the left one unless it compares greater) with 3.0.8's comparison, which calls two
+    records equal on a key when either lacks what it reads.  That is no order, so the result
+    depends on the merge's steps: they are followed exactly, one comparison at a time.  A
+    Python loop, O(n log n) comparisons: only for such keys over records some of which lack
+    the value (about 1 s per 70k records)."""
+    keys = [(v.tolist(), None if p is None else p.tolist(), -1 if desc else 1)
+            for v, p, desc in zip(values, present, descending, strict=True)]
+
+    def compare(a: int, b: int) -> int:
+        for vals, has, sign in keys:
+            if has is not None and not (has[a] and has[b]):
+                continue
+            x, y = vals[a], vals[b]
+            if x != y:
+                return sign if x > y else -sign
+        return 0
+
+    n = len(values[0])
+    rows = list(range(n))
+    scratch = [0] * n
+
+    def merge_sort(lo: int, count: int) -> None:
+        if count <= 1:
+            return
+        half = count // 2
+        merge_sort(lo, half)
+        merge_sort(lo + half, count - half)
+        i, j, end1, end2, k = lo, lo + half, lo + half, lo + count, 0
+        while i < end1 and j < end2:
+            if compare(rows[i], rows[j]) <= 0:
+                scratch[k] = rows[i]
+                i += 1
+            else:
+                scratch[k] = rows[j]
+                j += 1
+            k += 1
+        while i < end1:  # the left run's rest; the right run's rest is in place already
+            scratch[k] = rows[i]
+            i += 1
+            k += 1
+        rows[lo:lo + k] = scratch[:k]
+
+    merge_sort(0, n)
+    return np.array(rows, dtype=np.int64)
