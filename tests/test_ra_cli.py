@@ -28,6 +28,9 @@ OPTION_SETS = {
     "fields50": ["-n", "-u", "-c", ",", "-s", *SPEC_FIELDS],
     "nn_p3_L0": ["-nn", "-p", "3", "-L", "0"],
     "z": ["-z"],
+    # ra's space-delimited lines (-c '' also joins addr.port), not the padded default
+    "c_space": ["-c", " "],
+    "c_empty": ["-c", ""],
 }
 
 

@@ -146,7 +146,10 @@ def print_options(args: ParsedArgs, conf: dict[str, str]) -> PrintOptions:
     apply_time_zone(modes, conf)
     fields = args.all("s") or conf.get("RA_FIELD_SPECIFIER", "").split()
     nflag = PRINT_NAMES.get(conf.get("RA_PRINT_NAMES", "").lower(), 0) + args.flag("n")
-    delimiter = args.value("c") or conf.get("RA_FIELD_DELIMITER") or None
+    # -c '': ra's space-delimited lines with addr.port joined (records.printer)
+    delimiter = args.value("c")
+    if delimiter is None:
+        delimiter = conf.get("RA_FIELD_DELIMITER") or None
     zflag = "z" if args.flag("z") else args.value("Z")
     if zflag not in (None, "z", "b", "s", "d"):
         raise UsageError(f"-Z {zflag}: expected b, s or d")
@@ -196,7 +199,7 @@ def numpy_lines(args: ParsedArgs, conf: dict[str, str]) -> NumpyLines | None:
         return None
     if args.all("s") or conf.get("RA_FIELD_SPECIFIER", "").split() or args.all("M") or conf.get("RA_TZ"):
         return None
-    if args.value("c") or conf.get("RA_FIELD_DELIMITER") or conf.get("RA_TIME_FORMAT"):
+    if args.value("c") is not None or conf.get("RA_FIELD_DELIMITER") or conf.get("RA_TIME_FORMAT"):
         return None
     if args.flag("z") or args.value("Z") is not None:
         return None

@@ -59,7 +59,7 @@ from argusflow.records.fields import (
     Field,
 )
 from argusflow.records.numpy_lines import distinct_pairs
-from argusflow.records.schema import ADDR_ARP, ADDR_ETHER, ADDR_IPV6, ADDR_RARP, NET_RTP
+from argusflow.records.schema import ADDR_ARP, ADDR_ETHER, ADDR_IPV4, ADDR_IPV6, ADDR_RARP, NET_RTP
 
 ADDR_WLAN = 0x08
 
@@ -406,7 +406,7 @@ def proto_text(opts: PrintOptions) -> pl.Expr:
             .when(at == ADDR_RARP).then(pl.lit("rarp"))
             .when(at == ADDR_WLAN).then(pl.lit("wlan"))  # even with -nn, as ra 3.0.8 prints it
             .when(at == ADDR_ETHER).then(ether)
-            .when(c("flow_subtype") == 3).then(pl.lit("ip" if opts.delimiter is not None else "ip "))
+            .when(c("flow_subtype") == 3).then(pl.lit("ip" if _char_delimited(opts) else "ip "))
             .otherwise(ip_name))
 
 
@@ -628,7 +628,7 @@ def mar_values(values: pl.DataFrame) -> pl.DataFrame:
 
 # What the Series formatters read outside the plan's expressions (addresses, user data, MARs).
 _SERIES_COLUMNS = ("rtype", "flow_qual", "saddr_lo", "saddr_hi", "daddr_lo", "daddr_hi", "flow_raw",
-                   "suser", "duser", "mar_raw", "offset")
+                   "suser", "duser", "mar_raw", "offset", "proto", "flow_subtype")
 
 
 # --- coded columns: an integer code per row, one gather from a table of texts ---------------------
@@ -695,6 +695,12 @@ _PROTO_RTP, _PROTO_MAN, _PROTO_ARP, _PROTO_RARP, _PROTO_WLAN, _PROTO_IP3, _PROTO
 
 
 @functools.cache
+def _char_delimited(opts: PrintOptions) -> bool:
+    """Output delimited by a character other than blank (ra strips its fields): LAYER_3_MATRIX
+    records print proto "ip" (else "ip "), the broadcast MAC "Broadcast" (without -nn)."""
+    return opts.delimiter not in (None, " ", "")
+
+
 def _proto_table(nflag: int, delimited: bool) -> pl.Series:
     """Every Proto text `proto_text` can give, indexed as `_proto_code` counts."""
     numeric = nflag == 2
@@ -732,7 +738,7 @@ def _proto_code(opts: PrintOptions) -> pl.Expr:
 
 def _coded_plan(name: str, opts: PrintOptions) -> _Plan | None:
     if name == "proto":
-        return _Plan("coded", _proto_code(opts), table=_proto_table(opts.nflag, opts.delimiter is not None))
+        return _Plan("coded", _proto_code(opts), table=_proto_table(opts.nflag, _char_delimited(opts)))
     if name == "tcpopt":
         bits = (c("tcp_options") // (1 << 20)) & 0xFFF
         return _Plan("coded", bits.cast(pl.UInt32), table=_tcpopt_table())
@@ -765,6 +771,19 @@ def _blank_value(kc: linewriter.KernelColumn) -> int:
         return int(empty[0])
     kc.table = linewriter.join_tables(kc.table, linewriter.BLANK)
     return len(kc.table) - 1
+
+
+# Blank fields ra's space-delimited lines print as blanks, not as nothing (3.0.8, seen field
+# by field on the samples and corpus: ports (one blank where the key has ports), TCP options
+# and inode of UDP, icmpid).
+SPACE_BLANKS = {"sport": 6, "dport": 6, "tcpopt": 12, "inode": 18, "icmpid": 1}
+
+
+def _port_after_address(cols: tuple[Column, ...], i: int) -> bool:
+    """Column i is sport after saddr or dport after daddr (ra prints them as addr.port)."""
+    name = cols[i].field.name
+    return name in ("sport", "dport") and \
+        cols[i - 1].field.name == ("saddr" if name == "sport" else "daddr")
 
 
 def _blanks(n: int) -> pl.Series:
@@ -829,6 +848,8 @@ class Printer:
         """The header line (with its newline)."""
         o = self.options
         cols = self.options.columns
+        if o.delimiter in (" ", ""):  # ra's space-delimited header ends with the delimiter
+            return "".join(self._label(col, None) + " " for col in cols if col.labelled) + "\n"
         if o.delimiter is not None:
             return o.delimiter.join(self._label(col, None) for col in cols if col.labelled) + "\n"
         return "".join(self._label(col, self._hdr_width(col)) + " " for col in cols if col.labelled) + "\n"
@@ -935,7 +956,11 @@ class Printer:
                     expr = pl.when(p.keep).then(expr).otherwise(pl.lit(""))
             assert expr is not None
             cells.append(expr.alias(f"t{i}"))
-        texts = frame.with_columns(**extra).select(*cells, c("_mar"))
+        # a key with ports (TCP, UDP, Ethernet): ra's space-delimited lines print a blank one as
+        # one blank, others (ARP, LAYER_3_MATRIX, other protocols) as six
+        ports = (c("_at") == ADDR_ETHER) | (c("_at").is_in([ADDR_IPV4, ADDR_IPV6])
+                                            & c("proto").is_in([6, 17]) & (c("flow_subtype") != 3))
+        texts = frame.with_columns(**extra).select(*cells, c("_mar"), ports.alias("_ports"))
         if fit:
             # most columns never overflow: then padding alone fits them (no cut, no '*'); and
             # some (times, Flgs) always come at their width: then they are left as they are
@@ -989,7 +1014,7 @@ class Printer:
         o = self.options
         name = col.field.name
         if kind == "addr":
-            return _address_series(frame, name[0], o.delimiter is not None and o.nflag < 2,
+            return _address_series(frame, name[0], _char_delimited(o) and o.nflag < 2,
                                    (lambda text: self._fit(text, col)) if fit else None)
         if kind == "user":
             return _user_series(frame, name, col.width)
@@ -1255,30 +1280,46 @@ class Printer:
             values[rows] = NULL_VALUE - len(tab) - inverse
             tab = linewriter.join_tables(tab, linewriter.table(texts))
         if len(other):  # MACs, 802.11 keys and MARs: rare, row by row
-            texts = _address_series(frame[other], side, o.delimiter is not None and o.nflag < 2)
+            texts = _address_series(frame[other], side, _char_delimited(o) and o.nflag < 2)
             values, tab = linewriter.with_texts(values, other, tab, texts)
         return linewriter.KernelColumn(linewriter.IPV4, values, tab)
 
     def _delimited(self, cells: pl.DataFrame) -> pl.Series:
-        parts = []
-        for i, col in enumerate(self.options.columns):
+        o = self.options
+        cols = o.columns
+        # ra's space-delimited form (-c ' ', and -c '' which also joins addr.port): Flgs keeps
+        # its width, some blank fields print blanks, and lines end at their last non-blank.
+        space = o.delimiter in (" ", "")
+        pieces: list[pl.Expr] = []
+        for i, col in enumerate(cols):
+            name = col.field.name
             text = c(f"t{i}")
-            if col.field.name == "flgs":
+            if name == "flgs" and not space:
                 text = text + " "
-            elif col.field.name in ("tcpopt", "suser", "duser", "dir"):
+            elif name in ("suser", "duser") or (name in ("tcpopt", "dir") and not space):
                 # ra trims trailing blanks of these in delimited output ("  <? " -> "  <?").
                 text = text.str.strip_chars_end(" ")
-            parts.append(text)
-        return cells.select(pl.concat_str(parts, separator=self.options.delimiter))[:, 0]
+            if space and name in SPACE_BLANKS:
+                blank = pl.lit(" " * SPACE_BLANKS[name])
+                if name in ("sport", "dport"):  # one blank where the key has ports
+                    blank = pl.when(c("_ports")).then(pl.lit(" ")).otherwise(blank)
+                text = pl.when(text == "").then(blank).otherwise(text)
+            if i > 0:
+                sep = pl.lit(o.delimiter or " ")
+                if o.delimiter == "" and _port_after_address(cols, i):
+                    sep = pl.when(c(f"t{i}") == "").then(sep).otherwise(pl.lit("."))
+                pieces.append(sep)
+            pieces.append(text)
+        lines = cells.select(pl.concat_str(pieces))[:, 0]
+        return lines.str.strip_chars_end(" ") if space else lines
 
     def _fixed(self, cells: pl.DataFrame) -> pl.Series:
         cols = self.options.columns
         pieces: list[pl.Expr] = []
-        for i, col in enumerate(cols):
+        for i in range(len(cols)):
             t = c(f"t{i}")
             if i > 0:
-                joined = col.field.name in ("sport", "dport") and \
-                    cols[i - 1].field.name == ("saddr" if col.field.name == "sport" else "daddr")
+                joined = _port_after_address(cols, i)
                 # addr.port, unless the port is blank (left-aligned, so blank = leading space)
                 sep = (pl.when(t.str.starts_with(" ") | (t == "") | c("_mar")).then(pl.lit(" "))
                        .otherwise(pl.lit(".")) if joined else pl.lit(" "))
