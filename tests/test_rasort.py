@@ -194,3 +194,26 @@ def test_keywords_match_as_3_0_8_does() -> None:
     assert parse_keys([]) == []
     with pytest.raises(UsageError, match="avgdur"):
         parse_keys(["avgdur"])
+
+
+def test_compiled_merge_sort_is_the_python_one() -> None:
+    """ops.sortkernel's loop compiled (the extension, or numba's JIT) and as plain Python give
+    the same order, ties and missing values included."""
+    import numpy as np
+
+    from argusflow.ops.sortkernel import MERGE_ORDER
+
+    rng = np.random.default_rng(7)
+    compiled = MERGE_ORDER.jit()
+    for n in (1, 2, 3, 7, 64, 301):
+        for keys in (1, 3):
+            values = rng.integers(0, 4, (keys, n)).astype(np.float64)
+            present = rng.random((keys, n)) < 0.7
+            sign = rng.choice([-1, 1], keys).astype(np.int64)
+            orders = []
+            for fn in (MERGE_ORDER.py, compiled):
+                rows = np.arange(n, dtype=np.int64)
+                fn(values, present, sign, rows, np.empty(n, dtype=np.int64))
+                orders.append(rows)
+            assert (orders[0] == orders[1]).all()
+            assert sorted(orders[0]) == list(range(n))

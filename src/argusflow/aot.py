@@ -37,6 +37,7 @@ BUILDING = "ARGUSFLOW_KERNEL_BUILD"  # set in the build subprocess: compile with
 CHECK = "ARGUSFLOW_AOT_CHECK"  # check every call's argument types (tests; slow)
 # Sources whose code or constants the kernels compile in: a file, or a package (all its .py).
 SOURCES = ("aot.py", "capture", "decode", "flows", "ops/cluster.py", "ops/cluster_model.py",
+           "ops/sortkernel.py",
            "records/fields.py", "records/schema.py", "records/derive.py", "records/kernels.py",
            "records/linekernel.py", "records/codekernel.py", "records/naming.py")
 
@@ -90,6 +91,8 @@ KERNELS: dict[str, tuple[str, str]] = {
     "write_lines": ("argusflow.records.linekernel:WRITE_LINES",
                     "i8(i8[:, ::1], i8[:, ::1], u1[::1], i8[::1], i8[::1], u1[::1])"),
     "line_codes": ("argusflow.records.codekernel:LINE_CODES", "void(i8[:, ::1], i8[::1], i8, i8[:, ::1])"),
+    "merge_order": ("argusflow.ops.sortkernel:MERGE_ORDER",
+                    "void(f8[:, ::1], b1[:, ::1], i8[::1], i8[::1], i8[::1])"),
 }
 # Exports that release the GIL while they run (pycc's wrappers keep it otherwise) and run
 # without numba's reference counting (they allocate nothing; the counting of the arrays handed

@@ -16,8 +16,8 @@ in its table order, that the given word starts with (`mindur` is `min`, `saddr/2
 Keys 3.0.8 compares only between records that both carry what they read (TTLs, TOS, MACs, IP
 ids, aggregation counts, packet sizes, AS numbers, source ids, sequence numbers) call two records
 equal when either lacks it: no order, so where such records land depends on the merge sort's
-steps.  When some records lack it, `merge_sort_order` follows glibc's merge sort step by step
-(exact, but a Python loop: seconds per 100k records).
+steps.  When some records lack it, `merge_sort_order` (ops.sortkernel, a compiled loop) follows
+glibc's merge sort step by step.
 
 Known approximations: the TCP keys (stcpb, dtcpb, tcprtt) read 0 for records without a TCP
 object (3.0.8's order there is not reproduced yet).  3.0.8's IPv6 dport is read by the other
@@ -36,6 +36,7 @@ import numpy as np
 import polars as pl
 
 from argusflow.errors import UsageError
+from argusflow.ops.sortkernel import merge_sort_order
 from argusflow.records import derive as d
 from argusflow.records.schema import ADDR_ETHER, ADDR_IPV4, ADDR_IPV6
 
@@ -321,52 +322,3 @@ def sort_order(batch: pl.DataFrame, keys: list[SortKey], reverse: bool = False) 
     order = batch.select(pl.arg_sort_by([part.expr for part in parts], descending=descending,
                                         maintain_order=True))
     return order.to_series().to_numpy().astype(np.int64)
-
-
-def merge_sort_order(values: list[np.ndarray], present: list[np.ndarray | None],
-                     descending: list[bool]) -> np.ndarray:
-    """glibc's merge sort (qsort of 2.36: halves n // 2 and the rest, sorted recursively, merged
-    taking the left one unless it compares greater) with 3.0.8's comparison, which calls two
-    records equal on a key when either lacks what it reads.  That is no order, so the result
-    depends on the merge's steps: they are followed exactly, one comparison at a time.  A
-    Python loop, O(n log n) comparisons: only for such keys over records some of which lack
-    the value (about 1 s per 70k records)."""
-    keys = [(v.tolist(), None if p is None else p.tolist(), -1 if desc else 1)
-            for v, p, desc in zip(values, present, descending, strict=True)]
-
-    def compare(a: int, b: int) -> int:
-        for vals, has, sign in keys:
-            if has is not None and not (has[a] and has[b]):
-                continue
-            x, y = vals[a], vals[b]
-            if x != y:
-                return sign if x > y else -sign
-        return 0
-
-    n = len(values[0])
-    rows = list(range(n))
-    scratch = [0] * n
-
-    def merge_sort(lo: int, count: int) -> None:
-        if count <= 1:
-            return
-        half = count // 2
-        merge_sort(lo, half)
-        merge_sort(lo + half, count - half)
-        i, j, end1, end2, k = lo, lo + half, lo + half, lo + count, 0
-        while i < end1 and j < end2:
-            if compare(rows[i], rows[j]) <= 0:
-                scratch[k] = rows[i]
-                i += 1
-            else:
-                scratch[k] = rows[j]
-                j += 1
-            k += 1
-        while i < end1:  # the left run's rest; the right run's rest is in place already
-            scratch[k] = rows[i]
-            i += 1
-            k += 1
-        rows[lo:lo + k] = scratch[:k]
-
-    merge_sort(0, n)
-    return np.array(rows, dtype=np.int64)
