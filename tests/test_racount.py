@@ -83,3 +83,20 @@ def test_missing_input_is_one_line(tmp_path: Path, run_real) -> None:
     done = run_real(["racount", "-X", "-r", tmp_path / "missing.argus"])
     assert (code, text) == (done.returncode, done.stdout) == (2, text)
     assert err.count("\n") == 1 and err.startswith("racount: ") and "missing.argus" in err
+
+
+def test_protocol_sums_are_exact_past_2_53() -> None:
+    """-M proto adds 64-bit counters exactly (a float sum rounds them past 2**53)."""
+    import numpy as np
+
+    from argusflow.ops.count import COUNTERS, Tally
+
+    big = 2**53 + 1
+    cols = {"rtype": np.full(2, 0x10, dtype=np.uint8), "flow_subtype": np.ones(2, dtype=np.uint8),
+            "flow_qual": np.ones(2, dtype=np.uint8), "proto": np.full(2, 6, dtype=np.uint8)}
+    for name in COUNTERS:
+        cols[name] = np.array([big, 2], dtype=np.uint64)
+    tally = Tally(by_proto=True)
+    tally.add(cols)
+    (bucket,) = tally.buckets.values()
+    assert bucket.counters.tolist() == [big + 2] * 4

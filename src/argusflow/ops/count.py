@@ -209,8 +209,10 @@ class Tally:
         codes = bucket_codes(cols)
         found, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
         counts = np.bincount(inverse, minlength=len(found))
-        sums = [np.bincount(inverse, weights=row.astype(np.float64), minlength=len(found))
-                for row in counters]
+        # exact u64 sums (bincount's float64 weights round counters past 2**53)
+        sums = np.zeros((len(counters), len(found)), dtype=np.uint64)
+        for row, total in zip(counters, sums, strict=True):
+            np.add.at(total, inverse.reshape(-1), row.astype(np.uint64, copy=False))
         for k, code in enumerate(found.tolist()):
             if code < 0:
                 continue
@@ -220,7 +222,7 @@ class Tally:
                 bucket = self.buckets[code] = Bucket(
                     first={name: cols[name][row] for name in self.name_columns})
             bucket.records += int(counts[k]) * (2 if self.rmon else 1)
-            bucket.counters += np.array([round(s[k]) for s in sums], dtype=np.uint64)
+            bucket.counters += sums[:, k]
 
     def _add_addresses(self, cols: dict[str, np.ndarray]) -> None:
         subtype = cols["flow_subtype"].astype(np.int64) & 0x3F
