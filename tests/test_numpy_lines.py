@@ -95,24 +95,6 @@ def test_garbled_records_as_polars_prints_them(seed: int, tmp_path: Path,
         assert ours is None or ours == expected, option_set
 
 
-@needs_writer
-def test_rtp_silence_flags_as_polars_and_ra_print_them(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Flgs position 4 of RTP flows ('d' when the destination-silence bit is set, as ra 3.0.8):
-    the compiled kernel (codekernel._flgs) prints the polars path's text, and ra's."""
-    from test_printer import RA, rtp_records, run_ra
-    monkeypatch.setenv("TZ", "UTC")
-    data = rtp_records()
-    for option_set in OPTION_SETS:
-        ours, expected = both_paths(data, option_set)
-        assert ours == expected, option_set
-    if not RA.exists():
-        pytest.skip("needs /usr/bin/ra (real Argus 3.0.8) for the comparison with ra")
-    path = tmp_path / "rtp.argus"
-    path.write_bytes(data)
-    assert both_paths(data, "n")[0] == run_ra(path, ["-n"])
-
-
 def test_fields_are_the_default_fields() -> None:
     assert tuple(name for name, *_ in nl.FIELDS) == DEFAULT_FIELDS
     for name, label, width, left in nl.FIELDS:

@@ -158,8 +158,7 @@ def _flgs(cols: np.ndarray, r: int, ip: bool, v4: bool, v6: bool, tcp_net: bool,
     tcp4 = tcp_net and v4
     qual = cols[NET_QUAL, r]
     if dsrs & _HAS_NET and cols[NET_SUBTYPE, r] == NET_RTP and proto == nm.IPPROTO_UDP:
-        # ra 3.0.8: 'd' when the destination-silence bit is set, else blank (man ra: s/d/*)
-        window = 100 if qual & nm.RTP_DST_SILENCE else 32
+        window = _sd((qual & nm.RTP_SRC_SILENCE) != 0, (qual & nm.RTP_DST_SILENCE) != 0, 115, 100, 42)
     elif tcp4:
         window = _sd((st & nm.SRC_WINDOW_SHUT) != 0, (st & nm.DST_WINDOW_SHUT) != 0, 83, 68, 64)  # S D @
     else:

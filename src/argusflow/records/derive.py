@@ -39,6 +39,7 @@ from argusflow.records.naming import (  # noqa: F401 - derive's API names them t
     LLC_SAPS,
     NORMAL_CLOSE,
     RTP_DST_SILENCE,
+    RTP_SRC_SILENCE,
     SAW_SYN,
     SAW_SYN_SENT,
     SRC_CONGESTED,
@@ -722,12 +723,11 @@ def _flag_frag() -> pl.Expr:
 
 
 def _flag_window_or_silence() -> pl.Expr:
-    """Flgs position 4: TCP window shut (S D @), or RTP silence suppression.  man ra promises
-    s / d / * for the source / destination / both; ra 3.0.8 prints 'd' whenever the RTP object's
-    destination-silence bit (0x02) is set and nothing otherwise (source bit alone: blank), and
-    we print what ra prints."""
-    silence = (pl.when((c("net_qual") & RTP_DST_SILENCE) != 0).then(_ch("d"))
-               .otherwise(_ch(" ")))
+    """Flgs position 4: TCP window shut (S D @), or RTP silence suppression (s d *).  ra 3.0.8
+    prints 'd' for both directions and nothing for the source alone; its man page promises
+    s/d/* and we print that (printer.DEVIATIONS)."""
+    qual = c("net_qual")
+    silence = _sd((qual & RTP_SRC_SILENCE) != 0, (qual & RTP_DST_SILENCE) != 0, "s", "d", "*")
     rtp = has("net") & (c("net_subtype") == NET_RTP) & (c("proto") == IPPROTO_UDP)
     return (pl.when(rtp).then(silence)
             .otherwise(_flag_tcp(SRC_WINDOW_SHUT, DST_WINDOW_SHUT, "S", "D", "@")))

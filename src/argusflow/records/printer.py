@@ -69,7 +69,11 @@ DEFAULT_TIME_FORMAT = "%T.%f"
 
 # Where ra 3.0.8 is provably wrong and its man page promises otherwise, we deviate; each entry
 # names the case and is covered by a test (tests/test_printer.py).
-DEVIATIONS: dict[str, str] = {}
+DEVIATIONS: dict[str, str] = {
+    "rtp-silence-flags": "Flgs position 4 of an RTP flow: man ra gives s / d / * for silence "
+                         "suppression by the source / destination / both; ra 3.0.8 prints 'd' for "
+                         "both and nothing for the source alone. We print what the man page says.",
+}
 
 
 @dataclass(frozen=True)
