@@ -41,6 +41,14 @@ class CountRange:
 
     first: int
     last: int | None
+    # ra 3.0.8 numbers the records of every input after the first with two extra numbers:
+    # one just before its first flow and one just after it (both even when the input has
+    # no flow).  Measured without a filter or -t; with them the extras follow another rule
+    # not yet matched, so a selecting session turns this off.
+    later_extras: bool = True
+    _inputs: int = 0  # inputs started
+    _base: int = 0  # the number before the current input's first record
+    _flows: int = 0  # flows counted in the current input
 
     @classmethod
     def parse(cls, text: str) -> CountRange:
@@ -55,6 +63,37 @@ class CountRange:
             return cls(1, _count(spec))
         except ValueError:
             raise UsageError(f"-N {text}: expected N, START-END or START+COUNT") from None
+
+    def start_input(self) -> None:
+        """A new input begins: its numbers go on from the last input's, extras included."""
+        if self._inputs:
+            self._base += self._flows + (2 if self._later() else 0)
+        self._inputs += 1
+        self._flows = 0
+
+    def _later(self) -> bool:
+        return self._inputs > 1 and self.later_extras
+
+    def numbers(self, is_flow: pl.Series) -> tuple[pl.Series, pl.Series, int]:
+        """Each record's number (a MAR's is that of the flows before it), the number START
+        is compared with, and the running number after the batch.  The two differ for a
+        later input's first flow: 3.0.8 keeps it for a START up to one past its number."""
+        import polars as pl
+
+        in_input = is_flow.cast(pl.Int64).cum_sum() + self._flows
+        number = in_input + self._base
+        start_number = number
+        if self._later():  # a flow: +1 for the first, +2 from the second on; a MAR: +2 once
+            # a flow was counted, +1 before (the number just before the first flow)
+            flow_extra = in_input.clip(upper_bound=2)
+            mar_extra = (in_input >= 1).cast(pl.Int64) + 1
+            flows = is_flow.cast(pl.Int64)
+            number = number + flows * flow_extra + (1 - flows) * mar_extra
+            start_number = number + (is_flow & (in_input == 1)).cast(pl.Int64)
+        if is_flow.len():
+            self._flows = int(in_input[-1])
+        seen = self._base + self._flows + (2 if self._later() and self._flows else 0)
+        return number, start_number, seen
 
 
 def _count(text: str) -> int:
@@ -99,6 +138,7 @@ class ClientSession:
             session.time_range = parse_timerange(time_text)
         if args.value("N"):
             session.count_range = CountRange.parse(args.value("N") or "")
+            session.count_range.later_extras = not session.selects
         return session
 
     def add_stream_sources(self, args: ParsedArgs, conf: dict[str, str]) -> None:
@@ -271,14 +311,14 @@ class ClientSession:
         the MARs between them: ra 3.0.8 stops once it has the last (no STOP MAR after it) and
         skips the MARs before the first (a MAR's number is that of the flows before it)."""
         assert self.count_range is not None
-        import polars as pl
 
         is_flow = batch["rtype"] != RTYPE_MAR
-        number = is_flow.cast(pl.Int64).cum_sum() + self.flows_seen
-        self.flows_seen = int(number[-1]) if batch.height else self.flows_seen
+        if batch.height and "offset" in batch.columns and int(batch["offset"][0]) == 0:
+            self.count_range.start_input()  # every program's batches: an input's first record
+        number, start_number, self.flows_seen = self.count_range.numbers(is_flow)
         first = self.count_range.first
         last = self.count_range.last if self.count_range.last is not None else 2**62
-        flow_kept = is_flow & (number >= first) & (number <= last)
+        flow_kept = is_flow & (start_number >= first) & (number <= last)
         mar_kept = ~is_flow & (number >= first - 1) & (number < last)
         return batch.filter(flow_kept | mar_kept)
 
